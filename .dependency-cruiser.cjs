@@ -1,0 +1,39 @@
+/** Import rules: no cycles, and the layers only import downwards. */
+module.exports = {
+  forbidden: [
+    { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } },
+    {
+      name: 'handlers-stay-small',
+      comment: 'Discovery handlers import only the handler interface and shared utilities, never the agent.',
+      severity: 'error',
+      from: { path: '^discovery-handlers/' },
+      to: { path: '^src/', pathNot: '^src/(discovery/handler|util/)' },
+    },
+    {
+      name: 'stubs-stay-apart',
+      comment: 'Firmware stubs are devices: they speak protocols, they do not import the agent.',
+      severity: 'error',
+      from: { path: '^firmware-stubs/' },
+      to: { path: '^(src|discovery-handlers)/', pathNot: '^src/util/' },
+    },
+    {
+      name: 'lower-layers-stay-low',
+      comment: 'util, config and store never import the layers above them.',
+      severity: 'error',
+      from: { path: '^src/(util|config|store)/' },
+      to: { path: '^src/(broker|sync|api|cli|agent|discovery)' },
+    },
+    {
+      name: 'src-not-tests',
+      severity: 'error',
+      from: { path: '^(src|discovery-handlers|firmware-stubs)/' },
+      to: { path: '^(test|bench)/' },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    exclude: { path: '^(dist|node_modules)/' },
+  },
+};

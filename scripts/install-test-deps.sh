@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite runs as real peers. Idempotent: does nothing when all are present.
+set -euo pipefail
+
+packages=(
+  mosquitto mosquitto-clients   # the interop broker and its command-line clients
+  socat                         # pseudo-terminal pairs for serial devices, TCP proxies
+  onvif-tools                   # onvif-util reads the camera stub (interop)
+  iproute2                      # network namespaces for multicast tests
+  util-linux                    # unshare
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-test-deps: all present (${packages[*]})"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "install-test-deps: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+echo "install-test-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Debian starts mosquitto as a service where systemd runs; the tests start their own instances.
+if command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then
+  $SUDO systemctl stop mosquitto || true
+fi

@@ -1,0 +1,58 @@
+import type { Static, TSchema } from '@sinclair/typebox';
+import type { Clock } from '../util/clock.js';
+import type { Logger } from '../util/logger.js';
+
+/** A host device node handed to the pod (kubelet DeviceSpec). */
+export interface DeviceNode {
+  hostPath: string;
+  containerPath?: string;
+  /** cgroup permissions, as the kubelet takes them: any of r, w, m. Default `rw`. */
+  permissions?: string;
+}
+
+export interface DeviceMount {
+  hostPath: string;
+  containerPath: string;
+  readOnly?: boolean;
+}
+
+/** A condition on a found device, Kubernetes-style, e.g. `{type: 'Authenticated', status: 'False', ...}`. */
+export interface DeviceCondition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+}
+
+/** One device as a handler sees it. */
+export interface DiscoveredDevice {
+  /** Stable across restarts and rediscovery (a UUID, a serial number, an endpoint URL). */
+  id: string;
+  /** Handed to pods as environment variables; string values only. */
+  properties: Record<string, string>;
+  deviceNodes?: DeviceNode[];
+  mounts?: DeviceMount[];
+  /** Problems worth showing on the Device object (wrong credentials, probe failed) rather than a silent miss. */
+  conditions?: DeviceCondition[];
+}
+
+/** What a handler gets from the agent: its logger, a clock, and a signal that ends discovery. */
+export interface DiscoveryContext {
+  logger: Logger;
+  clock: Clock;
+  signal: AbortSignal;
+}
+
+/**
+ * One protocol's discovery. The `detailsSchema` validates the DiscoveryConfig's `spec.handler.details` at
+ * start-up and becomes that part of the CRD's OpenAPI schema. `discover` yields the full current device
+ * list each time it changes (not a diff), and ends when `ctx.signal` aborts. A handler reacts to events
+ * (announcements, hot-plug) where the protocol has them and polls only where it must.
+ */
+export interface DiscoveryHandler<S extends TSchema = TSchema> {
+  readonly name: string;
+  readonly detailsSchema: S;
+  /** True when one device can be seen from several nodes (network cameras), false for local ones (serial). */
+  readonly shared: boolean;
+  discover(details: Static<S>, ctx: DiscoveryContext): AsyncIterable<DiscoveredDevice[]>;
+}
