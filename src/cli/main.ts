@@ -1,3 +1,50 @@
-const command = process.argv[2];
-process.stderr.write(`leafbridge: command ${command ?? '(none)'} is not ready yet\n`);
-process.exit(2);
+import { hashPassword } from '../util/password.js';
+import { agentCommand } from './agentCommand.js';
+
+const USAGE = `usage: leafbridge <command> [options]
+
+commands:
+  agent --config FILE      run the edge agent
+  hash-password [PASSWORD] print a password hash for auth.devices / auth.users (reads stdin without an argument)
+`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, Command> = {
+  agent: agentCommand,
+  'hash-password': async (argv) => {
+    const password = argv[0] ?? (await readStdin()).replace(/\r?\n$/, '');
+    if (!password) {
+      process.stderr.write('hash-password: empty password\n');
+      return 2;
+    }
+    process.stdout.write(`${await hashPassword(password)}\n`);
+    return 0;
+  },
+};
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function main(): Promise<number> {
+  const [name, ...argv] = process.argv.slice(2);
+  const command = name ? commands[name] : undefined;
+  if (!command) {
+    process.stderr.write(USAGE);
+    return name === '--help' || name === 'help' ? 0 : 2;
+  }
+  return command(argv);
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`leafbridge: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,125 @@
+import { HttpApi, type Route } from './api/http.js';
+import { createMetrics } from './api/metrics.js';
+import { Authorizer } from './broker/auth.js';
+import { EdgeBroker } from './broker/edgeBroker.js';
+import type { AgentConfig, HostPort } from './config/load.js';
+import { type Db, openDb } from './store/db.js';
+import { Outbox } from './store/outbox.js';
+import { UpstreamBridge } from './sync/bridge.js';
+import { CommandStore } from './sync/commands.js';
+import { SyncEngine } from './sync/engine.js';
+import { TwinStore } from './sync/twins.js';
+import { child, type Logger } from './util/logger.js';
+
+export interface AgentAddresses {
+  broker: HostPort;
+  http: HostPort;
+}
+
+/**
+ * The edge agent: the store, the edge broker, the sync engine with its outbox and upstream bridge, and the
+ * HTTP endpoints. Constructed from a validated config; nothing opens until `start()`.
+ */
+export class Agent {
+  private db?: Db;
+  private broker?: EdgeBroker;
+  private bridge?: UpstreamBridge;
+  private engine?: SyncEngine;
+  private http?: HttpApi;
+  private outbox?: Outbox;
+  private readonly refused: Record<string, number> = { connect: 0, publish: 0, subscribe: 0, rate: 0 };
+  addresses?: AgentAddresses;
+
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly logger: Logger,
+    private readonly extraRoutes: Record<string, Route> = {},
+  ) {}
+
+  async start(): Promise<AgentAddresses> {
+    const { config, logger } = this;
+    const db = openDb(config.dataDir, config.store);
+    this.db = db;
+    const outbox = config.upstream ? new Outbox(db, config.outbox, child(logger, 'sync:outbox')) : undefined;
+    this.outbox = outbox;
+    const broker: EdgeBroker = new EdgeBroker({
+      db,
+      logger: child(logger, 'broker'),
+      authorizer: new Authorizer(config.auth),
+      ingest: (identity, clientId, packet): Promise<void> => engine.ingest(identity, clientId, packet),
+      maxPacketSize: config.broker.maxPacketSize,
+      rateLimit: config.broker.rateLimit,
+    });
+    const engine: SyncEngine = new SyncEngine({
+      logger: child(logger, 'sync:engine'),
+      outbox,
+      twins: new TwinStore(db),
+      commands: new CommandStore(db),
+      commandTtlMs: config.commands.ttlMs,
+      edgePublish: (message): Promise<void> => broker.publish(message),
+    });
+    broker.events = {
+      onSubscribed: (identity, _clientId, topics) => engine.onSubscribed(identity, topics),
+      onRefused: (reason) => {
+        this.refused[reason] = (this.refused[reason] ?? 0) + 1;
+      },
+    };
+    this.broker = broker;
+    this.engine = engine;
+    if (config.upstream && outbox) {
+      this.bridge = new UpstreamBridge({
+        config: config.upstream,
+        node: config.node,
+        outbox,
+        logger: child(logger, 'sync:bridge'),
+        onDownstream: (topic, payload, props) => engine.downstream(topic, payload, props),
+      });
+    }
+    const metrics = createMetrics({
+      ...(outbox ? { outbox } : {}),
+      ...(this.bridge ? { bridge: this.bridge } : {}),
+      received: engine.received,
+      brokerClients: () => broker.connectedClients,
+      refused: this.refused,
+    });
+    this.http = new HttpApi({
+      logger: child(logger, 'api'),
+      metrics,
+      ready: () => this.readiness(),
+      routes: this.extraRoutes,
+    });
+
+    const brokerAddress = await broker.start(config.broker.listen);
+    engine.start();
+    this.bridge?.start();
+    const httpAddress = await this.http.start(config.http.listen);
+    this.addresses = { broker: brokerAddress, http: httpAddress };
+    logger.info(
+      { broker: brokerAddress, http: httpAddress, node: config.node, upstream: config.upstream?.url },
+      'agent started',
+    );
+    return this.addresses;
+  }
+
+  /** Flush and close everything; what is in the outbox stays for the next start. */
+  async stop(): Promise<void> {
+    await this.http?.stop();
+    await this.bridge?.stop();
+    this.engine?.stop();
+    await this.broker?.stop();
+    this.outbox?.flushNow();
+    this.db?.close();
+    this.db = undefined;
+    this.logger.info('agent stopped');
+  }
+
+  private readiness(): { ready: boolean; details: Record<string, unknown> } {
+    return {
+      ready: this.addresses !== undefined && this.db !== undefined,
+      details: {
+        upstream: this.bridge ? (this.bridge.connected ? 'connected' : 'disconnected') : 'none',
+        outboxMessages: this.outbox?.messages ?? 0,
+      },
+    };
+  }
+}

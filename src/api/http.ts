@@ -1,0 +1,77 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+import type { HostPort } from '../config/load.js';
+import { errorMessage } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+
+export type Route = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void> | void;
+
+export interface HttpOptions {
+  logger: Logger;
+  metrics: Registry;
+  /** Ready when the parts that serve devices are up (the broker), whatever the upstream's state. */
+  ready: () => { ready: boolean; details: Record<string, unknown> };
+  /** Extra routes by path prefix, e.g. `/api/v1/` (the device API adds itself here). */
+  routes?: Record<string, Route>;
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** /healthz, /readyz, /metrics, and the routes added by other modules. */
+export class HttpApi {
+  private server?: Server;
+  constructor(private readonly o: HttpOptions) {}
+
+  async start(listen: HostPort): Promise<HostPort> {
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        this.o.logger.error({ url: req.url, err: errorMessage(err) }, 'http handler failed');
+        if (!res.headersSent)
+          sendJson(res, 500, { status: 'error', error: { code: 'INTERNAL', message: 'internal error' } });
+        else res.destroy();
+      });
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(listen.port, listen.host, () => resolve());
+    });
+    const address = server.address();
+    if (address === null || typeof address === 'string') throw new Error('http: no TCP address');
+    return { host: address.address, port: address.port };
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://agent');
+    if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+    if (url.pathname === '/readyz') {
+      const r = this.o.ready();
+      return sendJson(res, r.ready ? 200 : 503, { status: r.ready ? 'ok' : 'not ready', ...r.details });
+    }
+    if (url.pathname === '/metrics') {
+      const text = await this.o.metrics.metrics();
+      res.writeHead(200, { 'content-type': this.o.metrics.contentType });
+      res.end(text);
+      return;
+    }
+    for (const [prefix, route] of Object.entries(this.o.routes ?? {})) {
+      if (url.pathname.startsWith(prefix)) return route(req, res, url);
+    }
+    sendJson(res, 404, {
+      status: 'error',
+      error: { code: 'NOT_FOUND', message: `no route ${url.pathname}` },
+    });
+  }
+}

@@ -1,0 +1,108 @@
+import { createHash } from 'node:crypto';
+import type { RawAgentConfig } from '../config/schema.js';
+import { parseEdgeTopic, UPSTREAM_KINDS } from '../sync/topics.js';
+import { verifyPassword } from '../util/password.js';
+
+/** Who a connected client is, decided once at CONNECT. */
+export type Identity =
+  | { kind: 'device'; device: string; username: string }
+  | { kind: 'user'; username: string; publish: readonly string[]; subscribe: readonly string[] }
+  | { kind: 'anonymous' };
+
+export type AuthResult =
+  | { ok: true; identity: Identity }
+  | { ok: false; reason: 'bad-credentials' | 'anonymous-refused' };
+
+type Credential =
+  | { kind: 'device'; device: string; passwordHash: string }
+  | { kind: 'user'; passwordHash: string; publish: string[]; subscribe: string[] };
+
+/**
+ * Edge broker authentication and topic ACL. A device publishes only what a device sends (telemetry,
+ * reported twin, status, command results) under `devices/{its id}/`, and subscribes only there. Other users
+ * get the topic filters the config grants them. Anonymous clients only when the config allows them.
+ */
+export class Authorizer {
+  private readonly credentials = new Map<string, Credential>();
+  /** Passwords already verified, by username → sha256(password): scrypt runs once per device, not per CONNECT. */
+  private readonly verified = new Map<string, string>();
+
+  constructor(private readonly auth: RawAgentConfig['auth']) {
+    for (const d of auth.devices) {
+      this.credentials.set(d.username ?? d.id, {
+        kind: 'device',
+        device: d.id,
+        passwordHash: d.passwordHash,
+      });
+    }
+    for (const u of auth.users) {
+      this.credentials.set(u.username, {
+        kind: 'user',
+        passwordHash: u.passwordHash,
+        publish: u.publish,
+        subscribe: u.subscribe,
+      });
+    }
+  }
+
+  async authenticate(username: string | undefined, password: Buffer | undefined): Promise<AuthResult> {
+    if (username === undefined || username === '') {
+      return this.auth.allowAnonymous
+        ? { ok: true, identity: { kind: 'anonymous' } }
+        : { ok: false, reason: 'anonymous-refused' };
+    }
+    const cred = this.credentials.get(username);
+    const secret = password?.toString('utf8') ?? '';
+    if (!cred || !(await this.check(username, secret, cred.passwordHash)))
+      return { ok: false, reason: 'bad-credentials' };
+    return cred.kind === 'device'
+      ? { ok: true, identity: { kind: 'device', device: cred.device, username } }
+      : { ok: true, identity: { kind: 'user', username, publish: cred.publish, subscribe: cred.subscribe } };
+  }
+
+  canPublish(identity: Identity, topic: string): boolean {
+    const parsed = parseEdgeTopic(topic);
+    switch (identity.kind) {
+      case 'device':
+        return parsed !== undefined && parsed.device === identity.device && UPSTREAM_KINDS.has(parsed.kind);
+      case 'anonymous':
+        return parsed !== undefined && UPSTREAM_KINDS.has(parsed.kind);
+      case 'user':
+        return identity.publish.some((filter) => filterCovers(filter, topic));
+    }
+  }
+
+  canSubscribe(identity: Identity, filter: string): boolean {
+    switch (identity.kind) {
+      case 'device':
+        return filterCovers(`devices/${identity.device}/#`, filter);
+      case 'anonymous':
+        return filterCovers('devices/#', filter);
+      case 'user':
+        return identity.subscribe.some((allowed) => filterCovers(allowed, filter));
+    }
+  }
+
+  private async check(username: string, password: string, hash: string): Promise<boolean> {
+    const digest = createHash('sha256').update(hash).update('\0').update(password).digest('base64');
+    if (this.verified.get(username) === digest) return true;
+    const ok = await verifyPassword(password, hash);
+    if (ok) this.verified.set(username, digest);
+    return ok;
+  }
+}
+
+/** True when every topic matched by `filter` is also matched by `allowed` (both MQTT topic filters). */
+export function filterCovers(allowed: string, filter: string): boolean {
+  const a = allowed.split('/');
+  const f = filter.split('/');
+  for (let i = 0; i < a.length; i++) {
+    const p = a[i];
+    if (p === '#') return true;
+    const q = f[i];
+    if (q === undefined || q === '#') return false;
+    if (p === '+') continue;
+    if (q === '+' || p !== q) return false;
+  }
+  return a.length === f.length;
+}

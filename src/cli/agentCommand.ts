@@ -1,0 +1,54 @@
+import { parseArgs } from 'node:util';
+import { Agent } from '../agent.js';
+import { loadConfigFile } from '../config/load.js';
+import { ConfigError } from '../util/errors.js';
+import { createLogger } from '../util/logger.js';
+
+export const EXIT_CONFIG = 2;
+
+/** `leafbridge agent --config FILE`: validate, then start; SIGTERM/SIGINT flush and exit 0 within 5 s. */
+export async function agentCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string', short: 'c' } },
+    strict: true,
+  });
+  if (!values.config) {
+    process.stderr.write('usage: leafbridge agent --config FILE\n');
+    return EXIT_CONFIG;
+  }
+  let config: ReturnType<typeof loadConfigFile>;
+  try {
+    config = loadConfigFile(values.config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`leafbridge: ${err.message}\n`);
+      return EXIT_CONFIG;
+    }
+    throw err;
+  }
+  const logger = createLogger({ level: config.logLevel });
+  const agent = new Agent(config, logger);
+  process.on('uncaughtException', (err) =>
+    logger.fatal({ err: err.message, stack: err.stack }, 'uncaught exception'),
+  );
+  process.on('unhandledRejection', (err) => logger.error({ err: String(err) }, 'unhandled rejection'));
+  await agent.start();
+  await new Promise<void>((resolve) => {
+    const shutdown = (signal: string) => {
+      logger.info({ signal }, 'shutting down');
+      const force = setTimeout(() => {
+        logger.error('shutdown took over 5 s; exiting');
+        process.exit(1);
+      }, 5000);
+      force.unref();
+      agent.stop().then(resolve, (err: unknown) => {
+        logger.error({ err: String(err) }, 'shutdown failed');
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+  return 0;
+}

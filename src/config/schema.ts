@@ -1,0 +1,206 @@
+import { type Static, Type as T } from '@sinclair/typebox';
+import { PASSWORD_HASH_PATTERN } from '../util/password.js';
+import { DURATION_PATTERN, SIZE_PATTERN } from './size.js';
+
+/** Schema options with a message shown instead of the schema library's generic one. */
+const msg = (errorMessage: string, description?: string) => ({ errorMessage, description });
+
+const Size = (description: string, def: string) =>
+  T.Union([T.Integer({ minimum: 0 }), T.String({ pattern: SIZE_PATTERN })], {
+    ...msg('must be a size such as 1GiB, 512MB or a number of bytes', description),
+    default: def,
+  });
+
+const Duration = (description: string, def: string) =>
+  T.Union([T.Integer({ minimum: 0 }), T.String({ pattern: DURATION_PATTERN })], {
+    ...msg('must be a duration such as 250ms, 30s, 5m, 1h (or milliseconds)', description),
+    default: def,
+  });
+
+const Listen = (description: string, def: string) =>
+  T.String({
+    pattern: '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):\\d{1,5}$',
+    ...msg('must be host:port, e.g. 0.0.0.0:1883 or [::]:1883 (port 0 picks a free port)', description),
+    default: def,
+  });
+
+/** Names that become MQTT topic levels and Kubernetes names: no `/`, `+`, `#`. */
+export const NODE_NAME_PATTERN = '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$';
+export const DEVICE_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$';
+
+const PasswordHash = T.String({
+  pattern: PASSWORD_HASH_PATTERN,
+  ...msg('must be a hash from `leafbridge hash-password` (scrypt$N$r$p$salt$hash)'),
+});
+
+const TopicPattern = T.String({
+  minLength: 1,
+  maxLength: 256,
+  description: 'MQTT topic filter; `+` and `#` wildcards allowed',
+});
+
+export const DeviceCredentialSchema = T.Object(
+  {
+    id: T.String({
+      pattern: DEVICE_ID_PATTERN,
+      ...msg('must be 1-128 characters of letters, digits and ._:- (it becomes a topic level)'),
+    }),
+    username: T.Optional(T.String({ minLength: 1, description: 'defaults to the device id' })),
+    passwordHash: PasswordHash,
+  },
+  {
+    additionalProperties: false,
+    description: 'A leaf device: it may publish and subscribe only under devices/{id}/.',
+  },
+);
+
+export const UserCredentialSchema = T.Object(
+  {
+    username: T.String({ minLength: 1 }),
+    passwordHash: PasswordHash,
+    publish: T.Array(TopicPattern, { default: [], description: 'topic filters this user may publish to' }),
+    subscribe: T.Array(TopicPattern, {
+      default: [],
+      description: 'topic filters this user may subscribe to',
+    }),
+  },
+  { additionalProperties: false, description: 'Another client (a pod, a tool) with explicit topic rights.' },
+);
+
+export const AgentConfigSchema = T.Object(
+  {
+    node: T.String({
+      pattern: NODE_NAME_PATTERN,
+      ...msg("must be a lowercase DNS name (the node's name; in a cluster from the downward API)"),
+    }),
+    dataDir: T.String({ minLength: 1, description: 'SQLite store: outbox, twins, broker sessions' }),
+    log: T.Object(
+      {
+        level: T.Union(
+          [
+            T.Literal('fatal'),
+            T.Literal('error'),
+            T.Literal('warn'),
+            T.Literal('info'),
+            T.Literal('debug'),
+            T.Literal('trace'),
+          ],
+          { default: 'info', ...msg('must be one of fatal, error, warn, info, debug, trace') },
+        ),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    broker: T.Object(
+      {
+        listen: Listen('the edge broker for leaf devices and pods', '0.0.0.0:1883'),
+        maxPacketSize: Size('largest MQTT packet accepted; larger ones close the connection', '256KiB'),
+        rateLimit: T.Object(
+          {
+            messagesPerSecond: T.Integer({
+              minimum: 1,
+              default: 2000,
+              description: 'sustained PUBLISH rate per client',
+            }),
+            burst: T.Integer({ minimum: 1, default: 10000, description: 'PUBLISH burst per client' }),
+          },
+          { default: {}, additionalProperties: false },
+        ),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    http: T.Object(
+      { listen: Listen('/healthz /readyz /metrics and the API', '0.0.0.0:8080') },
+      { default: {}, additionalProperties: false },
+    ),
+    upstream: T.Optional(
+      T.Object(
+        {
+          url: T.String({
+            pattern: '^mqtts?://[^\\s/?#]+(:\\d{1,5})?/?$',
+            ...msg('must be an mqtt:// or mqtts:// URL'),
+          }),
+          prefix: T.String({
+            pattern: '^[^/+#\\s]+(/[^/+#\\s]+)*$',
+            default: 'leafbridge',
+            ...msg('must be one or more topic levels without wildcards'),
+          }),
+          clientId: T.Optional(
+            T.String({ minLength: 1, maxLength: 128, description: 'default leafbridge-{node}' }),
+          ),
+          protocolVersion: T.Union([T.Literal(4), T.Literal(5)], {
+            default: 5,
+            ...msg('must be 4 (MQTT 3.1.1) or 5 (MQTT 5)'),
+          }),
+          username: T.Optional(T.String()),
+          password: T.Optional(T.String({ description: 'prefer passwordFile' })),
+          passwordFile: T.Optional(T.String({ description: 'file holding the upstream password' })),
+          tls: T.Optional(
+            T.Object(
+              {
+                ca: T.Optional(T.String({ description: 'PEM file of CAs to trust' })),
+                cert: T.Optional(T.String({ description: 'PEM client certificate file' })),
+                key: T.Optional(T.String({ description: 'PEM client key file' })),
+                rejectUnauthorized: T.Boolean({ default: true }),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+          keepalive: Duration('MQTT keepalive; a silent connection is dropped after 1.5 periods', '30s'),
+          inflight: T.Integer({
+            minimum: 1,
+            maximum: 65535,
+            default: 1000,
+            description: 'QoS 1 messages in flight',
+          }),
+          reconnect: T.Object(
+            {
+              minDelay: Duration('first reconnect delay', '500ms'),
+              maxDelay: Duration('reconnect delay cap', '30s'),
+            },
+            { default: {}, additionalProperties: false },
+          ),
+          sessionExpiry: Duration('how long the upstream broker keeps our session (MQTT 5)', '7d'),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    outbox: T.Object(
+      {
+        maxBytes: Size('bound of the outbox (payload + topic bytes)', '1GiB'),
+        overflow: T.Union([T.Literal('drop-oldest'), T.Literal('reject-new')], {
+          default: 'drop-oldest',
+          ...msg('must be drop-oldest or reject-new'),
+        }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    store: T.Object(
+      {
+        synchronous: T.Union([T.Literal('normal'), T.Literal('full')], {
+          default: 'normal',
+          ...msg('must be normal (survives process crashes) or full (survives power loss)'),
+        }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    commands: T.Object(
+      { ttl: Duration('how long a command waits for an offline device', '1h') },
+      { default: {}, additionalProperties: false },
+    ),
+    auth: T.Object(
+      {
+        allowAnonymous: T.Boolean({ default: false, description: 'let clients without credentials in' }),
+        devices: T.Array(DeviceCredentialSchema, { default: [] }),
+        users: T.Array(UserCredentialSchema, { default: [] }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    kubernetes: T.Union([T.Literal('auto'), T.Literal('off'), T.String({ minLength: 1 })], {
+      default: 'auto',
+      ...msg('must be auto, off, or the path of a kubeconfig'),
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export type RawAgentConfig = Static<typeof AgentConfigSchema>;

@@ -1,0 +1,69 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+
+export type Db = Database.Database;
+
+export interface OpenOptions {
+  /** `normal`: a committed write survives a process crash (SIGKILL); `full`: also a power loss. */
+  synchronous: 'normal' | 'full';
+}
+
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+   CREATE TABLE outbox (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     device TEXT NOT NULL,
+     topic TEXT NOT NULL,
+     payload BLOB NOT NULL,
+     props TEXT,
+     bytes INTEGER NOT NULL,
+     created INTEGER NOT NULL);
+   CREATE TABLE broker_retained (topic TEXT PRIMARY KEY, packet TEXT NOT NULL, payload BLOB NOT NULL);
+   CREATE TABLE broker_subscriptions (client_id TEXT NOT NULL, topic TEXT NOT NULL, sub TEXT NOT NULL,
+     PRIMARY KEY (client_id, topic));
+   CREATE TABLE broker_outgoing (id INTEGER PRIMARY KEY AUTOINCREMENT, client_id TEXT NOT NULL,
+     broker_id TEXT, broker_counter INTEGER, message_id INTEGER, packet TEXT NOT NULL, payload BLOB NOT NULL);
+   CREATE INDEX broker_outgoing_client ON broker_outgoing (client_id, message_id);
+   CREATE TABLE broker_incoming (client_id TEXT NOT NULL, message_id INTEGER NOT NULL, packet TEXT NOT NULL,
+     payload BLOB NOT NULL, PRIMARY KEY (client_id, message_id));
+   CREATE TABLE broker_wills (client_id TEXT PRIMARY KEY, packet TEXT NOT NULL, payload BLOB NOT NULL);
+   CREATE TABLE twins (device TEXT PRIMARY KEY,
+     reported TEXT NOT NULL DEFAULT '{}', reported_version INTEGER NOT NULL DEFAULT 0,
+     desired TEXT NOT NULL DEFAULT '{}', desired_version INTEGER NOT NULL DEFAULT 0,
+     updated INTEGER NOT NULL);
+   CREATE TABLE commands (id TEXT PRIMARY KEY, device TEXT NOT NULL, name TEXT NOT NULL,
+     payload BLOB NOT NULL, correlation BLOB NOT NULL, expires INTEGER NOT NULL, created INTEGER NOT NULL);
+   CREATE INDEX commands_device ON commands (device, created);`,
+];
+
+/** Opens (and migrates) the agent's one SQLite database in `dataDir`: WAL, one connection, in-process. */
+export function openDb(dataDir: string, options: OpenOptions): Db {
+  mkdirSync(dataDir, { recursive: true });
+  const db = new Database(join(dataDir, 'leafbridge.db'));
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+function migrate(db: Db): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v] as string);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+/** A value kept in the meta table, created on first use (e.g. the outbox epoch). */
+export function metaValue(db: Db, key: string, create: () => string): string {
+  const row = db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+  if (row) return row.value;
+  const value = create();
+  db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run(key, value);
+  return value;
+}

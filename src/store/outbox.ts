@@ -1,0 +1,330 @@
+import { randomBytes } from 'node:crypto';
+import { LeafbridgeError } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+import { type Db, metaValue } from './db.js';
+
+/** MQTT 5 properties that travel with a message upstream. */
+export interface MessageProps {
+  correlationData?: Buffer;
+  responseTopic?: string;
+  contentType?: string;
+  userProperties?: Record<string, string>;
+}
+
+export interface OutboxMessage {
+  /** The device the message belongs to: the unit of ordering. */
+  device: string;
+  /** The edge topic (`devices/{id}/...`), without the upstream prefix. */
+  topic: string;
+  payload: Buffer;
+  props?: MessageProps;
+}
+
+export interface OutboxEntry extends OutboxMessage {
+  seq: number;
+  /** Stable across retries and restarts: `{epoch}-{seq}`, the epoch being unique to this database. */
+  msgId: string;
+  bytes: number;
+}
+
+export interface OutboxOptions {
+  maxBytes: number;
+  overflow: 'drop-oldest' | 'reject-new';
+  /** Committed entries kept in memory for the bridge, so a caught-up bridge does not read back what was written. */
+  tailBytes?: number;
+}
+
+export class OutboxFullError extends LeafbridgeError {
+  constructor(bytes: number) {
+    super('OUTBOX_FULL', `outbox full: a ${bytes}-byte message was refused (overflow policy reject-new)`);
+  }
+}
+
+interface Pending {
+  msg: OutboxMessage;
+  bytes: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+interface Row {
+  seq: number;
+  device: string;
+  topic: string;
+  payload: Buffer;
+  props: string | null;
+  bytes: number;
+}
+
+const ENTRY_OVERHEAD = 64;
+
+/**
+ * The durable outbox: a bounded FIFO in SQLite. `append` resolves once the message is committed (group
+ * commit: every append in one event-loop turn shares one transaction). The bridge `take`s entries in
+ * sequence order and `ack`s them after the upstream PUBACK; only then are they deleted.
+ */
+export class Outbox {
+  private readonly epoch: string;
+  private pending: Pending[] = [];
+  private pendingBytes = 0;
+  private flushScheduled = false;
+  private acks: number[] = [];
+  private ackScheduled = false;
+  private cursor = 0;
+  private tail: OutboxEntry[] = [];
+  private tailSize = 0;
+  private tailValid = false;
+  private count = 0;
+  private size = 0;
+  private readonly listeners = new Set<() => void>();
+  private readonly statements;
+  /** Messages dropped by the overflow policy, by reason. */
+  readonly dropped = { oldest: 0, rejected: 0 };
+  private dropLog = { count: 0, timer: undefined as NodeJS.Timeout | undefined };
+
+  constructor(
+    private readonly db: Db,
+    private readonly options: OutboxOptions,
+    private readonly logger: Logger,
+  ) {
+    this.epoch = metaValue(db, 'outbox.epoch', () => randomBytes(6).toString('hex'));
+    this.statements = {
+      insert: db.prepare(
+        'INSERT INTO outbox (device, topic, payload, props, bytes, created) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq',
+      ),
+      remove: db.prepare('DELETE FROM outbox WHERE seq = ? RETURNING bytes'),
+      dropOldest: db.prepare(
+        'DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?) RETURNING seq, bytes',
+      ),
+      after: db.prepare(
+        'SELECT seq, device, topic, payload, props, bytes FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?',
+      ),
+      totals: db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM outbox'),
+    };
+    const totals = this.statements.totals.get() as { n: number; b: number };
+    this.count = totals.n;
+    this.size = totals.b;
+  }
+
+  get messages(): number {
+    return this.count;
+  }
+  get bytes(): number {
+    return this.size;
+  }
+
+  /** Resolves when the message is committed; rejects with OutboxFullError under `reject-new` when full. */
+  append(msg: OutboxMessage): Promise<void> {
+    const bytes = msg.payload.length + Buffer.byteLength(msg.topic) + ENTRY_OVERHEAD;
+    if (
+      bytes > this.options.maxBytes ||
+      (this.options.overflow === 'reject-new' && this.wouldOverflow(bytes))
+    ) {
+      this.dropped.rejected++;
+      this.noteDrop(1, 'reject-new');
+      return Promise.reject(new OutboxFullError(bytes));
+    }
+    return new Promise((resolve, reject) => {
+      this.pending.push({ msg, bytes, resolve, reject });
+      this.pendingBytes += bytes;
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Called after each commit that added entries. Returns an unsubscribe function. */
+  onAppended(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The next entries not yet taken, in sequence order. */
+  take(max: number): OutboxEntry[] {
+    if (this.tailValid) {
+      const out = this.tail.splice(0, max);
+      for (const e of out) this.tailSize -= e.bytes;
+      if (out.length > 0) this.cursor = (out[out.length - 1] as OutboxEntry).seq;
+      return out;
+    }
+    const rows = this.statements.after.all(this.cursor, max) as Row[];
+    const out = rows.map((r) => this.toEntry(r));
+    if (out.length > 0) this.cursor = (out[out.length - 1] as OutboxEntry).seq;
+    if (out.length < max && this.pending.length === 0) {
+      // Caught up with the table: from now on new commits are served from memory.
+      this.tailValid = true;
+      this.tail = [];
+      this.tailSize = 0;
+    }
+    return out;
+  }
+
+  /** Forget what was taken and not acked: the next `take` starts again at the oldest entry. */
+  rewind(): void {
+    this.cursor = 0;
+    this.tailValid = false;
+    this.tail = [];
+    this.tailSize = 0;
+  }
+
+  /** The upstream acknowledged this entry: delete it (batched). */
+  ack(seq: number): void {
+    this.acks.push(seq);
+    if (!this.ackScheduled) {
+      this.ackScheduled = true;
+      setImmediate(() => this.flushAcks());
+    }
+  }
+
+  /** Commit whatever is pending now (used at shutdown). */
+  flushNow(): void {
+    if (this.pending.length > 0) this.flush();
+    if (this.acks.length > 0) this.flushAcks();
+  }
+
+  private wouldOverflow(bytes: number): boolean {
+    return this.size + this.pendingBytes + bytes > this.options.maxBytes;
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (batch.length === 0) return;
+    const now = Date.now();
+    const added: OutboxEntry[] = [];
+    try {
+      this.db.transaction(() => {
+        const incoming = batch.reduce((sum, p) => sum + p.bytes, 0);
+        if (this.size + incoming > this.options.maxBytes)
+          this.makeRoom(this.size + incoming - this.options.maxBytes);
+        for (const p of batch) {
+          const props = p.msg.props ? encodeProps(p.msg.props) : null;
+          const { seq } = this.statements.insert.get(
+            p.msg.device,
+            p.msg.topic,
+            p.msg.payload,
+            props,
+            p.bytes,
+            now,
+          ) as {
+            seq: number;
+          };
+          added.push({ ...p.msg, seq, msgId: `${this.epoch}-${seq}`, bytes: p.bytes });
+        }
+      })();
+    } catch (err) {
+      const e = new LeafbridgeError('OUTBOX_WRITE', 'outbox write failed', { cause: err });
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    for (const e of added) {
+      this.count++;
+      this.size += e.bytes;
+    }
+    this.extendTail(added);
+    for (const p of batch) p.resolve();
+    for (const l of this.listeners) l();
+  }
+
+  /** drop-oldest: delete the oldest entries until `needed` bytes are free. Runs inside the write transaction. */
+  private makeRoom(needed: number): void {
+    let freed = 0;
+    let droppedNow = 0;
+    while (freed < needed) {
+      const rows = this.statements.dropOldest.all(256) as { seq: number; bytes: number }[];
+      if (rows.length === 0) break;
+      for (const r of rows) {
+        freed += r.bytes;
+        droppedNow++;
+        this.count--;
+        this.size -= r.bytes;
+      }
+      const last = (rows[rows.length - 1] as { seq: number }).seq;
+      if (this.tailValid) {
+        while (this.tail.length > 0 && (this.tail[0] as OutboxEntry).seq <= last) {
+          this.tailSize -= (this.tail.shift() as OutboxEntry).bytes;
+        }
+      }
+    }
+    this.dropped.oldest += droppedNow;
+    this.noteDrop(droppedNow, 'drop-oldest');
+  }
+
+  private extendTail(added: OutboxEntry[]): void {
+    if (!this.tailValid) return;
+    for (const e of added) {
+      this.tail.push(e);
+      this.tailSize += e.bytes;
+    }
+    if (this.tailSize > (this.options.tailBytes ?? 32 * 1024 * 1024)) {
+      this.tailValid = false;
+      this.tail = [];
+      this.tailSize = 0;
+    }
+  }
+
+  private flushAcks(): void {
+    this.ackScheduled = false;
+    const seqs = this.acks;
+    this.acks = [];
+    this.db.transaction(() => {
+      for (const seq of seqs) {
+        const row = this.statements.remove.get(seq) as { bytes: number } | undefined;
+        if (row) {
+          this.count--;
+          this.size -= row.bytes;
+        }
+      }
+    })();
+  }
+
+  /** Drops are counted always, and logged at once and then at most once a second with their count. */
+  private noteDrop(n: number, policy: string): void {
+    if (n === 0) return;
+    this.dropLog.count += n;
+    if (!this.dropLog.timer) this.reportDrops(policy);
+  }
+
+  private reportDrops(policy: string): void {
+    this.logger.warn(
+      { dropped: this.dropLog.count, policy, maxBytes: this.options.maxBytes },
+      'outbox full: messages dropped',
+    );
+    this.dropLog.count = 0;
+    this.dropLog.timer = setTimeout(() => {
+      this.dropLog.timer = undefined;
+      if (this.dropLog.count > 0) this.reportDrops(policy);
+    }, 1000);
+    this.dropLog.timer.unref();
+  }
+
+  private toEntry(r: Row): OutboxEntry {
+    return {
+      seq: r.seq,
+      device: r.device,
+      topic: r.topic,
+      payload: r.payload,
+      ...(r.props ? { props: decodeProps(r.props) } : {}),
+      msgId: `${this.epoch}-${r.seq}`,
+      bytes: r.bytes,
+    };
+  }
+}
+
+function encodeProps(props: MessageProps): string {
+  return JSON.stringify({
+    ...props,
+    ...(props.correlationData ? { correlationData: props.correlationData.toString('base64') } : {}),
+  });
+}
+
+function decodeProps(text: string): MessageProps {
+  const raw = JSON.parse(text) as MessageProps & { correlationData?: string };
+  return {
+    ...raw,
+    ...(raw.correlationData ? { correlationData: Buffer.from(raw.correlationData, 'base64') } : {}),
+  } as MessageProps;
+}
