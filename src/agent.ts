@@ -27,7 +27,14 @@ export class Agent {
   private engine?: SyncEngine;
   private http?: HttpApi;
   private outbox?: Outbox;
-  private readonly refused: Record<string, number> = { connect: 0, publish: 0, subscribe: 0, rate: 0 };
+  private readonly refused: Record<string, number> = {
+    connect: 0,
+    publish: 0,
+    subscribe: 0,
+    rate: 0,
+    payload: 0,
+    'outbox-full': 0,
+  };
   addresses?: AgentAddresses;
 
   constructor(

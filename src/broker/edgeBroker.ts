@@ -2,6 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
 import type { HostPort } from '../config/load.js';
 import type { Db } from '../store/db.js';
+import { OutboxFullError } from '../store/outbox.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import type { Authorizer, Identity } from './auth.js';
@@ -20,10 +21,12 @@ export interface EdgeBrokerOptions {
   rateLimit: { messagesPerSecond: number; burst: number };
 }
 
+export type RefusalReason = 'connect' | 'publish' | 'subscribe' | 'rate' | 'payload' | 'outbox-full';
+
 export interface EdgeBrokerEvents {
   /** A client subscribed (after the ACL): the sync layer delivers pending commands then. */
   onSubscribed?: (identity: Identity, clientId: string, topics: string[]) => void;
-  onRefused?: (reason: 'connect' | 'publish' | 'subscribe' | 'rate') => void;
+  onRefused?: (reason: RefusalReason) => void;
 }
 
 export interface OutgoingMessage {

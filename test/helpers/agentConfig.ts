@@ -1,0 +1,18 @@
+/** A minimal agent config for tests: ports 0 on loopback, anonymous devices, the given upstream. */
+export function agentConfig(
+  dataDir: string,
+  upstreamUrl: string | undefined,
+  extra: Record<string, unknown> = {},
+) {
+  return {
+    node: 'edge-1',
+    dataDir,
+    broker: { listen: '127.0.0.1:0' },
+    http: { listen: '127.0.0.1:0' },
+    ...(upstreamUrl
+      ? { upstream: { url: upstreamUrl, reconnect: { minDelay: '100ms', maxDelay: '1s' } } }
+      : {}),
+    auth: { allowAnonymous: true },
+    ...extra,
+  };
+}
