@@ -187,6 +187,7 @@ export class EdgeBroker {
           { clientId: client.id, topic: packet.topic, err: errorMessage(err) },
           'PUBLISH refused',
         );
+        this.events.onRefused?.(err instanceof OutboxFullError ? 'outbox-full' : 'payload');
         done(new RefusedError(errorMessage(err)));
       },
     );
