@@ -114,7 +114,7 @@ export class Agent {
     await this.bridge?.stop();
     this.engine?.stop();
     await this.broker?.stop();
-    this.outbox?.flushNow();
+    this.outbox?.close();
     this.db?.close();
     this.db = undefined;
     this.logger.info('agent stopped');

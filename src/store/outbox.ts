@@ -74,6 +74,7 @@ export class Outbox {
   private tail: OutboxEntry[] = [];
   private tailSize = 0;
   private tailValid = false;
+  private closed = false;
   private count = 0;
   private size = 0;
   private readonly listeners = new Set<() => void>();
@@ -93,9 +94,8 @@ export class Outbox {
         'INSERT INTO outbox (device, topic, payload, props, bytes, created) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq',
       ),
       remove: db.prepare('DELETE FROM outbox WHERE seq = ? RETURNING bytes'),
-      dropOldest: db.prepare(
-        'DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?) RETURNING seq, bytes',
-      ),
+      oldest: db.prepare('SELECT seq, bytes FROM outbox WHERE seq > ? ORDER BY seq LIMIT 256'),
+      dropThrough: db.prepare('DELETE FROM outbox WHERE seq <= ?'),
       after: db.prepare(
         'SELECT seq, device, topic, payload, props, bytes FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?',
       ),
@@ -162,6 +162,7 @@ export class Outbox {
 
   /** Forget what was taken and not acked: the next `take` starts again at the oldest entry. */
   rewind(): void {
+    if (this.acks.length > 0) this.flushAcks();
     this.cursor = 0;
     this.tailValid = false;
     this.tail = [];
@@ -177,10 +178,12 @@ export class Outbox {
     }
   }
 
-  /** Commit whatever is pending now (used at shutdown). */
-  flushNow(): void {
+  /** Commit whatever is pending and stop; the database stays open for its owner to close. */
+  close(): void {
     if (this.pending.length > 0) this.flush();
     if (this.acks.length > 0) this.flushAcks();
+    this.closed = true;
+    if (this.dropLog.timer) clearTimeout(this.dropLog.timer);
   }
 
   private wouldOverflow(bytes: number): boolean {
@@ -189,6 +192,10 @@ export class Outbox {
 
   private flush(): void {
     this.flushScheduled = false;
+    if (this.closed) {
+      for (const p of this.pending.splice(0)) p.reject(new LeafbridgeError('OUTBOX_CLOSED', 'outbox closed'));
+      return;
+    }
     const batch = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
@@ -233,20 +240,24 @@ export class Outbox {
   private makeRoom(needed: number): void {
     let freed = 0;
     let droppedNow = 0;
+    let last = 0;
     while (freed < needed) {
-      const rows = this.statements.dropOldest.all(256) as { seq: number; bytes: number }[];
+      const rows = this.statements.oldest.all(last) as { seq: number; bytes: number }[];
       if (rows.length === 0) break;
       for (const r of rows) {
+        if (freed >= needed) break;
         freed += r.bytes;
         droppedNow++;
-        this.count--;
-        this.size -= r.bytes;
+        last = r.seq;
       }
-      const last = (rows[rows.length - 1] as { seq: number }).seq;
-      if (this.tailValid) {
-        while (this.tail.length > 0 && (this.tail[0] as OutboxEntry).seq <= last) {
-          this.tailSize -= (this.tail.shift() as OutboxEntry).bytes;
-        }
+    }
+    if (droppedNow === 0) return;
+    this.statements.dropThrough.run(last);
+    this.count -= droppedNow;
+    this.size -= freed;
+    if (this.tailValid) {
+      while (this.tail.length > 0 && (this.tail[0] as OutboxEntry).seq <= last) {
+        this.tailSize -= (this.tail.shift() as OutboxEntry).bytes;
       }
     }
     this.dropped.oldest += droppedNow;
@@ -268,6 +279,7 @@ export class Outbox {
 
   private flushAcks(): void {
     this.ackScheduled = false;
+    if (this.closed) return;
     const seqs = this.acks;
     this.acks = [];
     this.db.transaction(() => {

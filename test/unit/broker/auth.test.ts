@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { Authorizer, filterCovers } from '../../../src/broker/auth.js';
+import { parseEdgeTopic, topicMatches } from '../../../src/sync/topics.js';
+import { hashPassword } from '../../../src/util/password.js';
+
+describe('topic ACL', () => {
+  it('filterCovers: a filter is allowed only when the allowed filter matches all it can match', () => {
+    expect(filterCovers('devices/d1/#', 'devices/d1/commands/+')).toBe(true);
+    // MQTT: 'a/#' also matches 'a' itself.
+    expect(filterCovers('devices/d1/#', 'devices/d1')).toBe(true);
+    expect(filterCovers('devices/d1/#', 'devices')).toBe(false);
+    expect(filterCovers('devices/d1/#', 'devices/+/commands/x')).toBe(false);
+    expect(filterCovers('devices/d1/#', 'devices/#')).toBe(false);
+    expect(filterCovers('devices/+/telemetry/#', 'devices/d9/telemetry/t')).toBe(true);
+    expect(filterCovers('devices/+/status', 'devices/#')).toBe(false);
+    expect(filterCovers('#', 'anything/at/all')).toBe(true);
+  });
+
+  it('parses the DESIGN topics and nothing else', () => {
+    expect(parseEdgeTopic('devices/d1/telemetry/a/b')).toEqual({
+      kind: 'telemetry',
+      device: 'd1',
+      stream: 'a/b',
+    });
+    expect(parseEdgeTopic('devices/d1/commands/reboot/result')).toEqual({
+      kind: 'commandResult',
+      device: 'd1',
+      name: 'reboot',
+    });
+    for (const bad of [
+      'devices/d1',
+      'devices//status',
+      'devices/d1/telemetry',
+      'devices/d1/twin/x',
+      'other/d1/status',
+    ]) {
+      expect(parseEdgeTopic(bad)).toBeUndefined();
+    }
+    expect(topicMatches('a/+/c', 'a/b/c')).toBe(true);
+    expect(topicMatches('a/#', 'a')).toBe(true);
+    expect(topicMatches('a/+', 'a/b/c')).toBe(false);
+  });
+
+  it('devices publish only device topics under their own id; users get what the config grants', async () => {
+    const hash = await hashPassword('pw');
+    const auth = new Authorizer({
+      allowAnonymous: false,
+      devices: [{ id: 'cam-1', passwordHash: hash }],
+      users: [
+        { username: 'ops', passwordHash: hash, publish: ['devices/+/commands/#'], subscribe: ['devices/#'] },
+      ],
+    });
+    const dev = await auth.authenticate('cam-1', Buffer.from('pw'));
+    expect(dev).toEqual({ ok: true, identity: { kind: 'device', device: 'cam-1', username: 'cam-1' } });
+    if (!dev.ok) return;
+    expect(auth.canPublish(dev.identity, 'devices/cam-1/telemetry/fps')).toBe(true);
+    expect(auth.canPublish(dev.identity, 'devices/cam-2/telemetry/fps')).toBe(false);
+    expect(auth.canPublish(dev.identity, 'devices/cam-1/twin/desired')).toBe(false);
+    expect(auth.canSubscribe(dev.identity, 'devices/cam-1/#')).toBe(true);
+    expect(auth.canSubscribe(dev.identity, 'devices/#')).toBe(false);
+    expect(await auth.authenticate('cam-1', Buffer.from('wrong'))).toEqual({
+      ok: false,
+      reason: 'bad-credentials',
+    });
+    expect(await auth.authenticate('nobody', Buffer.from('pw'))).toEqual({
+      ok: false,
+      reason: 'bad-credentials',
+    });
+    expect(await auth.authenticate(undefined, undefined)).toEqual({ ok: false, reason: 'anonymous-refused' });
+    const ops = await auth.authenticate('ops', Buffer.from('pw'));
+    if (!ops.ok) throw new Error('ops refused');
+    expect(auth.canPublish(ops.identity, 'devices/cam-1/commands/reboot')).toBe(true);
+    expect(auth.canPublish(ops.identity, 'devices/cam-1/telemetry/x')).toBe(false);
+  });
+});

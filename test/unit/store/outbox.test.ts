@@ -1,0 +1,125 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Db, openDb } from '../../../src/store/db.js';
+import { Outbox, OutboxFullError } from '../../../src/store/outbox.js';
+import { silentLogger } from '../../../src/util/logger.js';
+import { tempDir } from '../../helpers/processes.js';
+
+const msg = (device: string, n: number, size = 10) => ({
+  device,
+  topic: `devices/${device}/telemetry/t`,
+  payload: Buffer.alloc(size, n % 256),
+});
+const ENTRY = (size: number, device = 'd1') => size + Buffer.byteLength(`devices/${device}/telemetry/t`) + 64;
+
+describe('Outbox', () => {
+  const cleanups: (() => void)[] = [];
+  afterEach(() => {
+    for (const c of cleanups.splice(0).reverse()) c();
+  });
+  function open(options: Partial<ConstructorParameters<typeof Outbox>[1]> = {}, dir = tempDir()) {
+    const db = openDb(dir.path, { synchronous: 'normal' });
+    cleanups.push(() => dir.remove());
+    const outbox = new Outbox(db, { maxBytes: 1 << 30, overflow: 'drop-oldest', ...options }, silentLogger());
+    cleanups.push(() => {
+      if (!db.open) return;
+      outbox.close();
+      db.close();
+    });
+    return { db, outbox, dir };
+  }
+
+  it('commits a turn of appends in one transaction and hands them out in order', async () => {
+    const { db, outbox } = open();
+    let commits = 0;
+    outbox.onAppended(() => commits++);
+    await Promise.all(Array.from({ length: 500 }, (_, i) => outbox.append(msg(`d${i % 5}`, i))));
+    expect(commits).toBe(1);
+    expect(outbox.messages).toBe(500);
+    expect((db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n).toBe(500);
+    const taken = [...outbox.take(200), ...outbox.take(1000)];
+    expect(taken.map((e) => e.seq)).toEqual([...taken.map((e) => e.seq)].sort((a, b) => a - b));
+    expect(taken).toHaveLength(500);
+    expect(new Set(taken.map((e) => e.msgId)).size).toBe(500);
+  });
+
+  it('deletes only acked entries; rewind hands out the rest again, same ids', async () => {
+    const { outbox } = open();
+    await Promise.all([1, 2, 3, 4].map((i) => outbox.append(msg('d1', i))));
+    const first = outbox.take(10);
+    outbox.ack(first[0]!.seq);
+    outbox.ack(first[2]!.seq);
+    outbox.rewind();
+    const again = outbox.take(10);
+    expect(again.map((e) => e.msgId)).toEqual([first[1]!.msgId, first[3]!.msgId]);
+    expect(outbox.messages).toBe(2);
+  });
+
+  it('serves new commits from memory once caught up, and from the table after a rewind', async () => {
+    const { outbox } = open();
+    expect(outbox.take(10)).toEqual([]);
+    await outbox.append(msg('d1', 1));
+    await outbox.append(msg('d1', 2));
+    expect(outbox.take(10).map((e) => e.payload[0])).toEqual([1, 2]);
+    outbox.rewind();
+    expect(outbox.take(10).map((e) => e.payload[0])).toEqual([1, 2]);
+  });
+
+  it('keeps entries and their ids across a reopen (crash-safe after commit)', async () => {
+    const dir = tempDir();
+    const a = open({}, dir);
+    await Promise.all([1, 2, 3].map((i) => a.outbox.append(msg('d1', i))));
+    const ids = a.outbox.take(10).map((e) => e.msgId);
+    a.outbox.close();
+    a.db.close();
+    const b = open({}, dir);
+    expect(b.outbox.messages).toBe(3);
+    expect(b.outbox.take(10).map((e) => e.msgId)).toEqual(ids);
+  });
+
+  it('drop-oldest: stays within maxBytes, drops the oldest, counts every drop', async () => {
+    const { outbox } = open({ maxBytes: ENTRY(100) * 10, overflow: 'drop-oldest' });
+    for (let i = 0; i < 25; i++) await outbox.append(msg('d1', i, 100));
+    expect(outbox.messages).toBe(10);
+    expect(outbox.bytes).toBeLessThanOrEqual(ENTRY(100) * 10);
+    expect(outbox.dropped.oldest).toBe(15);
+    expect(outbox.take(100).map((e) => e.payload[0])).toEqual([15, 16, 17, 18, 19, 20, 21, 22, 23, 24]);
+  });
+
+  it('reject-new: refuses what does not fit, keeps what it has, counts the refusals', async () => {
+    const { outbox } = open({ maxBytes: ENTRY(100) * 3, overflow: 'reject-new' });
+    const results = await Promise.allSettled(
+      Array.from({ length: 5 }, (_, i) => outbox.append(msg('d1', i, 100))),
+    );
+    expect(results.map((r) => r.status)).toEqual([
+      'fulfilled',
+      'fulfilled',
+      'fulfilled',
+      'rejected',
+      'rejected',
+    ]);
+    expect((results[3] as PromiseRejectedResult).reason).toBeInstanceOf(OutboxFullError);
+    expect(outbox.dropped.rejected).toBe(2);
+    expect(outbox.take(10).map((e) => e.payload[0])).toEqual([0, 1, 2]);
+  });
+
+  it('refuses a message larger than the whole outbox under either policy', async () => {
+    const { outbox } = open({ maxBytes: 1000, overflow: 'drop-oldest' });
+    await outbox.append(msg('d1', 1, 10));
+    await expect(outbox.append(msg('d1', 2, 5000))).rejects.toBeInstanceOf(OutboxFullError);
+    expect(outbox.messages).toBe(1);
+  });
+
+  it('round-trips MQTT 5 properties', async () => {
+    const { outbox } = open();
+    const props = {
+      correlationData: Buffer.from([0, 1, 255]),
+      contentType: 'application/json',
+      userProperties: { a: 'b' },
+    };
+    await outbox.append({ ...msg('d1', 1), props });
+    outbox.rewind();
+    expect(outbox.take(1)[0]?.props).toEqual(props);
+  });
+});
+
+export type { Db };
