@@ -1,0 +1,9 @@
+export { parseSimulateSerialArgs, simulateSerial, simulateSerialUsage } from './cli.js';
+export { openPtyPair, type PtyPair } from './ptyPair.js';
+export {
+  type SerialSensorStub,
+  type SerialSensorStubOptions,
+  type SerialStubMode,
+  serialStubMode,
+  startSerialSensorStub,
+} from './sensorStub.js';
