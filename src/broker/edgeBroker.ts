@@ -118,9 +118,10 @@ export class EdgeBroker {
     const aedes = this.aedes;
     this.server = undefined;
     this.aedes = undefined;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
     for (const s of this.sockets) s.destroy();
+    await closed;
   }
 
   private authenticate(
