@@ -49,9 +49,13 @@ export async function collect(url: string, filter: string, options: IClientOptio
   return { client, messages };
 }
 
-export async function until(check: () => boolean, ms: number, what = 'condition'): Promise<void> {
+export async function until(
+  check: () => boolean | Promise<boolean>,
+  ms: number,
+  what = 'condition',
+): Promise<void> {
   const end = Date.now() + ms;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -66,4 +70,12 @@ export async function startInProcessAgent(config: Record<string, unknown>) {
     url: `mqtt://127.0.0.1:${addresses.broker.port}`,
     http: `http://127.0.0.1:${addresses.http.port}`,
   };
+}
+
+/** One sample of a metric from the agent's /metrics (labels included in `name` when given). */
+export async function metric(http: string, name: string): Promise<number> {
+  const text = await (await fetch(`${http}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  if (!line) throw new Error(`metric ${name} not found`);
+  return Number(line.slice(name.length + 1));
 }

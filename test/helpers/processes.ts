@@ -27,7 +27,8 @@ export function waitForLine<T>(
       fail(new Error(`process exited (${code}) before the expected line`));
     function done() {
       clearTimeout(timer);
-      rl.close();
+      rl.close(); // (this pauses the stream; keep it flowing so the process never blocks on a full pipe)
+      child.stdout?.resume();
       child.off('exit', onExit);
     }
     function fail(err: Error) {
@@ -56,8 +57,16 @@ export class UpstreamBroker {
   private child?: ChildProcess;
   port = 0;
 
+  /** With `journal`, the broker appends every PUBLISH it accepts to that file before acknowledging it. */
+  constructor(private readonly journal?: string) {}
+
   async start(port = this.port): Promise<number> {
-    const child = spawn(process.execPath, [join(ROOT, 'test/helpers/aedesServer.mjs'), String(port)], {
+    const args = [
+      join(ROOT, 'test/helpers/aedesServer.mjs'),
+      String(port),
+      ...(this.journal ? [this.journal] : []),
+    ];
+    const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     this.child = child;
@@ -86,6 +95,8 @@ export interface AgentProcess {
   broker: { host: string; port: number };
   http: { host: string; port: number };
   stderr: string[];
+  /** Everything the agent logged on stdout so far. */
+  stdout: string[];
 }
 
 /** Writes `config` as YAML into `dir` and starts `leafbridge agent` on it; resolves once it is listening. */
@@ -97,11 +108,13 @@ export async function startAgent(dir: string, config: Record<string, unknown>): 
     env: { ...process.env, LEAFBRIDGE_LOG_LEVEL: 'info' },
   });
   const stderr: string[] = [];
+  const stdout: string[] = [];
   child.stderr?.on('data', (d: Buffer) => stderr.push(d.toString()));
+  child.stdout?.on('data', (d: Buffer) => stdout.push(d.toString()));
   const addresses = await waitForLine(child, (l) =>
     l.msg === 'agent started' ? (l as unknown as Pick<AgentProcess, 'broker' | 'http'>) : undefined,
   );
-  return { child, broker: addresses.broker, http: addresses.http, stderr };
+  return { child, broker: addresses.broker, http: addresses.http, stderr, stdout };
 }
 
 export async function stopProcess(
