@@ -1,0 +1,93 @@
+import { type CameraModel, deviceServiceUrl, mediaServiceUrl } from './model.js';
+import { el, ns } from './soap.js';
+import type { XmlElement } from './xml.js';
+
+/** One SOAP operation: takes the request Body, returns the response Body's content. */
+export type Operation = (model: CameraModel, request: XmlElement | undefined) => string;
+
+function systemDateAndTime(_model: CameraModel): string {
+  const now = new Date();
+  const utc =
+    `<tt:UTCDateTime><tt:Time>${el('tt:Hour', now.getUTCHours())}${el('tt:Minute', now.getUTCMinutes())}` +
+    `${el('tt:Second', now.getUTCSeconds())}</tt:Time><tt:Date>${el('tt:Year', now.getUTCFullYear())}` +
+    `${el('tt:Month', now.getUTCMonth() + 1)}${el('tt:Day', now.getUTCDate())}</tt:Date></tt:UTCDateTime>`;
+  return (
+    '<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime>' +
+    `${el('tt:DateTimeType', 'Manual')}${el('tt:DaylightSavings', false)}<tt:TimeZone>${el('tt:TZ', 'UTC0')}</tt:TimeZone>` +
+    `${utc}</tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>`
+  );
+}
+
+function deviceInformation(model: CameraModel): string {
+  return (
+    '<tds:GetDeviceInformationResponse>' +
+    el('tds:Manufacturer', model.manufacturer) +
+    el('tds:Model', model.model) +
+    el('tds:FirmwareVersion', model.firmwareVersion) +
+    el('tds:SerialNumber', model.serialNumber) +
+    el('tds:HardwareId', model.hardwareId) +
+    '</tds:GetDeviceInformationResponse>'
+  );
+}
+
+function capabilities(model: CameraModel): string {
+  return (
+    '<tds:GetCapabilitiesResponse><tds:Capabilities>' +
+    `<tt:Device>${el('tt:XAddr', deviceServiceUrl(model))}</tt:Device>` +
+    `<tt:Media>${el('tt:XAddr', mediaServiceUrl(model))}<tt:StreamingCapabilities>` +
+    `${el('tt:RTPMulticast', false)}${el('tt:RTP_TCP', true)}${el('tt:RTP_RTSP_TCP', true)}` +
+    '</tt:StreamingCapabilities></tt:Media>' +
+    '</tds:Capabilities></tds:GetCapabilitiesResponse>'
+  );
+}
+
+function service(namespace: string, xaddr: string, major: number, minor: number): string {
+  return (
+    `<tds:Service>${el('tds:Namespace', namespace)}${el('tds:XAddr', xaddr)}` +
+    `<tds:Version>${el('tt:Major', major)}${el('tt:Minor', minor)}</tds:Version></tds:Service>`
+  );
+}
+
+function services(model: CameraModel): string {
+  return (
+    '<tds:GetServicesResponse>' +
+    service(ns.tds, deviceServiceUrl(model), 2, 60) +
+    service(ns.trt, mediaServiceUrl(model), 2, 60) +
+    '</tds:GetServicesResponse>'
+  );
+}
+
+function networkInterfaces(model: CameraModel): string {
+  return (
+    '<tds:GetNetworkInterfacesResponse><tds:NetworkInterfaces token="eth0">' +
+    el('tt:Enabled', true) +
+    `<tt:Info>${el('tt:Name', 'eth0')}${el('tt:HwAddress', model.macAddress)}${el('tt:MTU', 1500)}</tt:Info>` +
+    `<tt:IPv4>${el('tt:Enabled', true)}<tt:Config><tt:Manual>${el('tt:Address', model.address)}` +
+    `${el('tt:PrefixLength', 24)}</tt:Manual>${el('tt:DHCP', false)}</tt:Config></tt:IPv4>` +
+    '</tds:NetworkInterfaces></tds:GetNetworkInterfacesResponse>'
+  );
+}
+
+function hostname(model: CameraModel): string {
+  return `<tds:GetHostnameResponse><tds:HostnameInformation>${el('tt:FromDHCP', false)}${el('tt:Name', model.hostname)}</tds:HostnameInformation></tds:GetHostnameResponse>`;
+}
+
+function scopes(model: CameraModel): string {
+  const items = model.scopes.map(
+    (s) => `<tds:Scopes>${el('tt:ScopeDef', 'Fixed')}${el('tt:ScopeItem', s)}</tds:Scopes>`,
+  );
+  return `<tds:GetScopesResponse>${items.join('')}</tds:GetScopesResponse>`;
+}
+
+/** The device service. GetSystemDateAndTime is the one operation allowed without credentials. */
+export const deviceOperations: Record<string, Operation> = {
+  GetSystemDateAndTime: systemDateAndTime,
+  GetDeviceInformation: deviceInformation,
+  GetCapabilities: capabilities,
+  GetServices: services,
+  GetNetworkInterfaces: networkInterfaces,
+  GetHostname: hostname,
+  GetScopes: scopes,
+};
+
+export const unauthenticatedOperations: ReadonlySet<string> = new Set(['GetSystemDateAndTime']);
