@@ -1,10 +1,12 @@
 import { hashPassword } from '../util/password.js';
 import { agentCommand } from './agentCommand.js';
+import { demoCommand } from './demoCommand.js';
 
 const USAGE = `usage: leafbridge <command> [options]
 
 commands:
   agent --config FILE      run the edge agent
+  demo                     the agent with simulated sensors and an embedded cloud broker, on 127.0.0.1
   hash-password [PASSWORD] print a password hash for auth.devices / auth.users (reads stdin without an argument)
 `;
 
@@ -12,6 +14,7 @@ type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, Command> = {
   agent: agentCommand,
+  demo: demoCommand,
   'hash-password': async (argv) => {
     const password = argv[0] ?? (await readStdin()).replace(/\r?\n$/, '');
     if (!password) {
