@@ -1,3 +1,4 @@
+import { configReference } from '../config/reference.js';
 import { hashPassword } from '../util/password.js';
 import { agentCommand } from './agentCommand.js';
 import { demoCommand } from './demoCommand.js';
@@ -7,6 +8,7 @@ const USAGE = `usage: leafbridge <command> [options]
 commands:
   agent --config FILE      run the edge agent
   demo                     the agent with simulated sensors and an embedded cloud broker, on 127.0.0.1
+  config-reference         print the configuration reference (Markdown), generated from the schema
   hash-password [PASSWORD] print a password hash for auth.devices / auth.users (reads stdin without an argument)
 `;
 
@@ -15,6 +17,10 @@ type Command = (argv: string[]) => Promise<number>;
 const commands: Record<string, Command> = {
   agent: agentCommand,
   demo: demoCommand,
+  'config-reference': async () => {
+    process.stdout.write(configReference());
+    return 0;
+  },
   'hash-password': async (argv) => {
     const password = argv[0] ?? (await readStdin()).replace(/\r?\n$/, '');
     if (!password) {

@@ -73,7 +73,10 @@ export const AgentConfigSchema = T.Object(
       pattern: NODE_NAME_PATTERN,
       ...msg("must be a lowercase DNS name (the node's name; in a cluster from the downward API)"),
     }),
-    dataDir: T.String({ minLength: 1, description: 'SQLite store: outbox, twins, broker sessions' }),
+    dataDir: T.String({
+      minLength: 1,
+      description: 'SQLite store: outbox, twins, broker sessions; relative paths are from the config file',
+    }),
     log: T.Object(
       {
         level: T.Union(
@@ -131,7 +134,7 @@ export const AgentConfigSchema = T.Object(
             default: 5,
             ...msg('must be 4 (MQTT 3.1.1) or 5 (MQTT 5)'),
           }),
-          username: T.Optional(T.String()),
+          username: T.Optional(T.String({ description: 'upstream MQTT username' })),
           password: T.Optional(T.String({ description: 'prefer passwordFile' })),
           passwordFile: T.Optional(T.String({ description: 'file holding the upstream password' })),
           tls: T.Optional(
@@ -140,7 +143,10 @@ export const AgentConfigSchema = T.Object(
                 ca: T.Optional(T.String({ description: 'PEM file of CAs to trust' })),
                 cert: T.Optional(T.String({ description: 'PEM client certificate file' })),
                 key: T.Optional(T.String({ description: 'PEM client key file' })),
-                rejectUnauthorized: T.Boolean({ default: true }),
+                rejectUnauthorized: T.Boolean({
+                  default: true,
+                  description: 'verify the upstream certificate',
+                }),
               },
               { additionalProperties: false },
             ),
@@ -197,7 +203,10 @@ export const AgentConfigSchema = T.Object(
     ),
     kubernetes: T.Union([T.Literal('auto'), T.Literal('off'), T.String({ minLength: 1 })], {
       default: 'auto',
-      ...msg('must be auto, off, or the path of a kubeconfig'),
+      ...msg(
+        'must be auto, off, or the path of a kubeconfig',
+        'where Device objects go (read, not yet acted on: this release keeps them in the local store)',
+      ),
     }),
   },
   { additionalProperties: false },
