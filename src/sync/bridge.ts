@@ -15,7 +15,10 @@ export interface BridgeOptions {
   onDownstream: (topic: EdgeTopic, payload: Buffer, props: DownstreamProps) => void;
 }
 
-/** PUBACK reason codes after which resending cannot help: the message is dropped and counted. */
+/**
+ * PUBACK reason codes that mean "not now": the message is kept, and the link is restarted (with backoff) so that
+ * it goes again in order with those after it. Any other error code drops the message and counts it.
+ */
 const RETRY_LATER = new Set([
   0x97 /* quota exceeded */, 0x80 /* unspecified */, 0x83 /* implementation specific */,
 ]);
@@ -125,6 +128,7 @@ export class UpstreamBridge {
 
   private onClose(client: MqttClient, generation: number): void {
     if (generation !== this.generation) return;
+    this.generation++; // from here on, callbacks of this connection's publishes are void
     client.removeAllListeners('connect');
     client.end(true);
     this.inflight = 0;
@@ -138,7 +142,6 @@ export class UpstreamBridge {
       { retryInMs: delay, attempt: this.attempt, backlog: this.o.outbox.messages },
       'upstream down',
     );
-    this.generation++;
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
 
@@ -169,7 +172,14 @@ export class UpstreamBridge {
         );
         this.o.outbox.ack(entry.seq);
       } else if (err) {
-        return; // not acknowledged: it stays in the outbox and goes again after the reconnect
+        // Not acknowledged (a "retry later" code, or the link failing): keep it, and restart the link so that the
+        // outbox is replayed from the oldest unacknowledged message, preserving order.
+        this.logger.warn(
+          { topic: entry.topic, msgId: entry.msgId, err: err.message },
+          'upstream did not take a message',
+        );
+        client.end(true);
+        return;
       } else {
         this.forwarded++;
         this.o.outbox.ack(entry.seq);
