@@ -1,0 +1,248 @@
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { simulatePlc } from '../../firmware-stubs/plc/cli.js';
+import {
+  type DiscoveryServer,
+  type PlcStub,
+  startDiscoveryServer,
+  startPlcStub,
+} from '../../firmware-stubs/plc/index.js';
+import type { DiscoveredDevice } from '../../src/discovery/handler.js';
+import {
+  captureLogs,
+  DiscoveryProbe,
+  type FakeServer,
+  freePort,
+  ids,
+  startGarbageServer,
+  startHangingServer,
+} from '../helpers/opcuaFixtures.js';
+
+// node-opcua is only loaded inside the handler and the stubs, so this runs before it is: every path
+// node-opcua derives from the home directory (~/.config/node-opcua-default-nodejs) now points here.
+const home = mkdtempSync(join(tmpdir(), 'leafbridge-opcua-home-'));
+process.env.HOME = home;
+delete process.env.XDG_CONFIG_HOME;
+
+const SERIAL = { name: 'serialNumber', path: '/Objects/1:Plant/1:SerialNumber' };
+const MODEL = { name: 'model', path: '/Objects/1:Plant/1:Model' };
+const byId = (devices: DiscoveredDevice[], id: string) => devices.find((d) => d.id === id);
+
+describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
+  const logs = captureLogs();
+  const logger = logs.logger;
+  let lds: DiscoveryServer;
+  let line1: PlcStub;
+  let line2: PlcStub;
+  let stopLine1: () => Promise<void>;
+  const fakes: FakeServer[] = [];
+
+  beforeAll(async () => {
+    lds = await startDiscoveryServer({ logger });
+    const [sim, secureOnly] = await Promise.all([
+      simulatePlc(['--name', 'line1', '--lds', lds.endpointUrl], logger),
+      startPlcStub({
+        applicationName: 'line2',
+        security: ['SignAndEncrypt'],
+        identity: { serialNumber: 'SN-0002', model: 'LB-PLC-2' },
+        discoveryServerEndpointUrl: lds.endpointUrl,
+        logger,
+      }),
+    ]);
+    line1 = sim.stubs[0]!;
+    stopLine1 = sim.stop;
+    line2 = secureOnly;
+    expect(await line1.waitForRegistration(10_000)).toBe(true);
+    expect(await line2.waitForRegistration(10_000)).toBe(true);
+  }, 30_000);
+
+  afterAll(async () => {
+    await Promise.all([stopLine1?.(), line2?.stop(), ...fakes.map((f) => f.close())]);
+    await lds?.stop();
+    rmSync(home, { recursive: true, force: true });
+  }, 20_000);
+
+  it('finds a PLC stub by its URL, with its properties and browse-path values', async () => {
+    const missing = { name: 'missing', path: '/Objects/1:Plant/1:NoSuchVariable' };
+    const probe = new DiscoveryProbe(
+      { discoveryUrls: [line1.endpointUrl], browsePaths: [SERIAL, MODEL, missing] },
+      logger,
+    );
+    const { devices } = await probe.waitFor((d) => d.length > 0, 8_000);
+    await probe.stop();
+    expect(devices).toEqual([
+      {
+        id: 'urn:leafbridge:plc:line1',
+        properties: {
+          OPCUA_DISCOVERY_URL: line1.endpointUrl,
+          OPCUA_ENDPOINT_URL: line1.endpointUrl,
+          OPCUA_APPLICATION_URI: 'urn:leafbridge:plc:line1',
+          OPCUA_APPLICATION_NAME: 'line1',
+          OPCUA_SECURITY_MODE: 'None',
+          OPCUA_SECURITY_POLICY: 'None',
+          OPCUA_SERIAL_NUMBER: 'SN-LINE1',
+          OPCUA_MODEL: 'LB-PLC-1',
+        },
+        conditions: [
+          {
+            type: 'BrowsePathsRead',
+            status: 'False',
+            reason: 'BrowsePathNotRead',
+            message: 'missing: BadNoMatch for /Objects/1:Plant/1:NoSuchVariable',
+          },
+        ],
+      },
+    ]);
+  }, 15_000);
+
+  it('finds the servers registered with a discovery server; one it cannot match carries a condition', async () => {
+    const probe = new DiscoveryProbe({ discoveryUrls: [lds.endpointUrl] }, logger);
+    const { devices } = await probe.waitFor((d) => d.length === 2, 8_000);
+    await probe.stop();
+    expect(ids(devices)).toEqual(['urn:leafbridge:plc:line1', 'urn:leafbridge:plc:line2']);
+    const first = byId(devices, 'urn:leafbridge:plc:line1');
+    expect(first?.properties.OPCUA_DISCOVERY_URL).toBe(lds.endpointUrl);
+    expect(first?.properties.OPCUA_ENDPOINT_URL).toBe(line1.endpointUrl);
+    expect(first?.conditions).toBeUndefined();
+    const secureOnly = byId(devices, 'urn:leafbridge:plc:line2');
+    expect(secureOnly?.properties.OPCUA_ENDPOINT_URL).toBeUndefined();
+    expect(secureOnly?.conditions).toEqual([
+      {
+        type: 'EndpointSelected',
+        status: 'False',
+        reason: 'NoMatchingEndpoint',
+        message: 'wanted None/None; the server offers SignAndEncrypt/Basic256Sha256',
+      },
+    ]);
+  }, 15_000);
+
+  it('filters by application name (include and exclude)', async () => {
+    const include = new DiscoveryProbe(
+      { discoveryUrls: [lds.endpointUrl], applicationNames: { action: 'include', items: ['line2'] } },
+      logger,
+    );
+    const exclude = new DiscoveryProbe(
+      { discoveryUrls: [lds.endpointUrl], applicationNames: { action: 'exclude', items: ['line2'] } },
+      logger,
+    );
+    const [included, excluded] = await Promise.all([
+      include.waitFor(() => true, 8_000),
+      exclude.waitFor(() => true, 8_000),
+    ]);
+    await Promise.all([include.stop(), exclude.stop()]);
+    expect(ids(included.devices)).toEqual(['urn:leafbridge:plc:line2']);
+    expect(ids(excluded.devices)).toEqual(['urn:leafbridge:plc:line1']);
+  }, 15_000);
+
+  it('selects the SignAndEncrypt Basic256Sha256 endpoint of a trusted server and reads in a secure session', async () => {
+    const pkiDir = mkdtempSync(join(tmpdir(), 'leafbridge-opcua-pki-'));
+    const probe = new DiscoveryProbe(
+      {
+        discoveryUrls: [lds.endpointUrl],
+        securityMode: 'SignAndEncrypt',
+        securityPolicy: 'Basic256Sha256',
+        trustedCertificates: [line2.certificatePem],
+        browsePaths: [SERIAL],
+        pkiDir,
+      },
+      logger,
+    );
+    const { devices } = await probe.waitFor((d) => d.length === 2, 10_000);
+    await probe.stop();
+    expect(byId(devices, 'urn:leafbridge:plc:line2')).toEqual({
+      id: 'urn:leafbridge:plc:line2',
+      properties: {
+        OPCUA_DISCOVERY_URL: lds.endpointUrl,
+        OPCUA_ENDPOINT_URL: line2.endpointUrl,
+        OPCUA_APPLICATION_URI: 'urn:leafbridge:plc:line2',
+        OPCUA_APPLICATION_NAME: 'line2',
+        OPCUA_SECURITY_MODE: 'SignAndEncrypt',
+        OPCUA_SECURITY_POLICY: 'Basic256Sha256',
+        OPCUA_SERIAL_NUMBER: 'SN-0002',
+      },
+    });
+    // line1 offers SignAndEncrypt too, but its certificate is in no trust list: listed, with the reason.
+    const untrusted = byId(devices, 'urn:leafbridge:plc:line1');
+    expect(untrusted?.conditions?.[0]).toMatchObject({ type: 'ServerCertificateTrusted', status: 'False' });
+    expect(untrusted?.properties.OPCUA_SERIAL_NUMBER).toBeUndefined();
+    // The client certificate went to the PKI folder we gave, and stays there.
+    expect(existsSync(join(pkiDir, 'own', 'certs', 'client_certificate.pem'))).toBe(true);
+    rmSync(pkiDir, { recursive: true, force: true });
+  }, 20_000);
+
+  it('gives up on a server that never answers and drops one that answers garbage; the others are still found', async () => {
+    const [hanging, garbage] = await Promise.all([startHangingServer(), startGarbageServer()]);
+    fakes.push(hanging, garbage);
+    const probe = new DiscoveryProbe(
+      { discoveryUrls: [hanging.url, garbage.url, line1.endpointUrl], connectTimeoutMs: 1_000 },
+      logger,
+    );
+    const first = await probe.waitFor(() => true, 5_000);
+    await probe.stop();
+    expect(ids(first.devices)).toEqual(['urn:leafbridge:plc:line1']);
+    expect(first.at).toBeLessThan(3_000);
+    const warnings = logs.entries().filter((e) => e.level === 40);
+    expect(warnings).toContainEqual(expect.objectContaining({ url: hanging.url, code: 'OPCUA_TIMEOUT' }));
+    expect(warnings).toContainEqual(
+      expect.objectContaining({ url: garbage.url, msg: 'OPC UA FindServers failed' }),
+    );
+    // The reply that would have thrown out of node-opcua's socket listener (see guardedTransport.ts).
+    expect(warnings).toContainEqual(
+      expect.objectContaining({ url: garbage.url, msg: 'broken OPC UA reply, connection closed' }),
+    );
+  }, 15_000);
+
+  it('lists a PLC soon after it starts, and drops it within 2 s of it stopping', async () => {
+    const port = await freePort();
+    const url = `opc.tcp://127.0.0.1:${port}`;
+    // Polls every 500 ms, so it sees the start; the second one polls once a minute, so only the
+    // connection watch can make it notice the stop in time.
+    const polling = new DiscoveryProbe(
+      { discoveryUrls: [url], pollIntervalMs: 500, browsePaths: [SERIAL] },
+      logger,
+    );
+    await polling.waitFor((d) => d.length === 0, 5_000);
+    const startAt = polling.now();
+    // This one wants a user name and password: the anonymous session for browse paths is refused.
+    const plc = await startPlcStub({
+      applicationName: 'line3',
+      port,
+      user: { userName: 'op', password: 'pw' },
+      logger,
+    });
+    const startedAt = polling.now();
+    const listed = await polling.waitFor((d) => d.length === 1, 5_000);
+    expect(listed.devices[0]?.conditions).toEqual([
+      expect.objectContaining({ type: 'BrowsePathsRead', status: 'False', reason: 'SessionFailed' }),
+    ]);
+    const watching = new DiscoveryProbe({ discoveryUrls: [url], pollIntervalMs: 60_000 }, logger);
+    await watching.waitFor((d) => d.length === 1, 5_000);
+    const [seen, seenW] = [polling.seen(), watching.seen()];
+    const stopAt = polling.now();
+    const stopAtW = watching.now();
+    await plc.stop();
+    const [gone, goneW] = await Promise.all([
+      polling.waitFor((d) => d.length === 0, 2_000, seen),
+      watching.waitFor((d) => d.length === 0, 2_000, seenW),
+    ]);
+    await Promise.all([polling.stop(), watching.stop()]);
+    const timing = {
+      stubStartMs: startedAt - startAt,
+      listedAfterStartMs: listed.at - startedAt,
+      goneAfterStopMs: gone.at - stopAt,
+      goneAfterStopWatchOnlyMs: goneW.at - stopAtW,
+    };
+    console.info(`opcua timing ${JSON.stringify(timing)}`);
+    expect(goneW.at - stopAtW).toBeLessThan(2_000);
+    expect(gone.at - stopAt).toBeLessThan(2_000);
+  }, 20_000);
+
+  it('writes nothing under ~/.config (node-opcua default certificate folders)', () => {
+    expect(homedir()).toBe(home);
+    const config = join(home, '.config');
+    const entries = existsSync(config) ? readdirSync(config) : [];
+    expect(entries.filter((e) => e.includes('opcua') || e.includes('OPCUA'))).toEqual([]);
+  });
+});
