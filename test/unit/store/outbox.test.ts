@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Db, openDb } from '../../../src/store/db.js';
+import { openDb } from '../../../src/store/db.js';
 import { Outbox, OutboxFullError } from '../../../src/store/outbox.js';
 import { silentLogger } from '../../../src/util/logger.js';
 import { tempDir } from '../../helpers/processes.js';
@@ -121,5 +121,3 @@ describe('Outbox', () => {
     expect(outbox.take(1)[0]?.props).toEqual(props);
   });
 });
-
-export type { Db };
