@@ -79,3 +79,13 @@ export async function metric(http: string, name: string): Promise<number> {
   if (!line) throw new Error(`metric ${name} not found`);
   return Number(line.slice(name.length + 1));
 }
+
+/** `promise`, or a rejection naming `what` after `ms`. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms),
+    ),
+  ]);
+}

@@ -1,21 +1,32 @@
 import { connect as tcpConnect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentConfig } from '../helpers/agentConfig.js';
-import { collect, connect, metric, until } from '../helpers/mqtt.js';
+import { collect, connect, metric, until, within } from '../helpers/mqtt.js';
 import { type AgentProcess, startAgent, stopProcess, tempDir, UpstreamBroker } from '../helpers/processes.js';
 
 /** A minimal MQTT 3.1.1 CONNECT for client id `xy`, clean session, keepalive 60 s. */
 const CONNECT = Buffer.from([0x10, 0x0e, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 2, 0, 60, 0, 2, 0x78, 0x79]);
 
-/** Sends raw bytes and resolves when the broker closes the connection (or rejects after `ms`). */
-function sendRaw(port: number, chunks: Buffer[], ms = 5000): Promise<'closed'> {
+/**
+ * Sends raw bytes and resolves when the broker closes the connection (or rejects after `ms`). With
+ * `connected`, a CONNECT goes first and the rest only after its CONNACK, as a real client's would.
+ */
+function sendRaw(
+  port: number,
+  chunks: Buffer[],
+  what: string,
+  connected = false,
+  ms = 5000,
+): Promise<'closed'> {
   return new Promise((resolve, reject) => {
     const socket = tcpConnect(port, '127.0.0.1', () => {
-      for (const c of chunks) socket.write(c);
+      if (!connected) for (const c of chunks) socket.write(c);
+      else socket.write(CONNECT);
     });
+    if (connected) socket.once('data', () => chunks.forEach((c) => socket.write(c)));
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error('broker kept the connection open'));
+      reject(new Error(`broker kept the connection open: ${what}`));
     }, ms);
     socket.on('error', () => {});
     socket.on('close', () => {
@@ -63,24 +74,33 @@ describe('bad input is refused and contained; the agent stays up and other devic
   }
 
   it('malformed packets close only their own connection', async () => {
-    await sendRaw(agent.broker.port, [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')]);
+    await sendRaw(agent.broker.port, [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')], 'HTTP request');
     // A PUBLISH whose remaining length has five continuation bytes (the maximum is four).
-    await sendRaw(agent.broker.port, [CONNECT, Buffer.from([0x32, 0xff, 0xff, 0xff, 0xff, 0x7f])]);
+    await sendRaw(agent.broker.port, [Buffer.from([0x32, 0xff, 0xff, 0xff, 0xff, 0x7f])], 'bad length', true);
     // A PUBLISH whose topic length points past the packet.
-    await sendRaw(agent.broker.port, [CONNECT, Buffer.from([0x30, 0x04, 0x00, 0x40, 0x61, 0x62])]);
+    await sendRaw(
+      agent.broker.port,
+      [Buffer.from([0x30, 0x04, 0x00, 0x40, 0x61, 0x62])],
+      'bad topic length',
+      true,
+    );
     // Random bytes.
-    await sendRaw(agent.broker.port, [Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) % 256))]);
+    await sendRaw(
+      agent.broker.port,
+      [Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) % 256))],
+      'random bytes',
+    );
     await stillServing();
   });
 
   it('an oversized packet is refused from its declared length, before its payload is buffered', async () => {
     // 3.1.1: announces 200 MB and sends nothing more: the broker must not wait for (or buffer) it.
-    await sendRaw(agent.broker.port, [CONNECT, Buffer.from([0x32, 0x80, 0x80, 0x80, 0x60])]);
+    await sendRaw(agent.broker.port, [Buffer.from([0x32, 0x80, 0x80, 0x80, 0x60])], '200 MB announced', true);
     // 5: a real client publishing 100 KiB gets DISCONNECT 0x95.
     const big = await connect(edgeUrl, { clientId: 'big' });
     const reason = new Promise<number | undefined>((r) => big.once('disconnect', (p) => r(p.reasonCode)));
     big.publish('devices/big/telemetry/t', Buffer.alloc(100 * 1024), { qos: 1 });
-    expect(await reason).toBe(0x95);
+    expect(await within(reason, 10_000, 'DISCONNECT for the oversized PUBLISH')).toBe(0x95);
     big.end(true);
     await stillServing();
   });
@@ -117,14 +137,14 @@ describe('bad input is refused and contained; the agent stays up and other devic
     const calmSent: Promise<unknown>[] = [];
     for (let i = 0; i < 20; i++)
       calmSent.push(calm.publishAsync('devices/calm/telemetry/t', String(i), { qos: 1 }));
-    await Promise.all([...flood, ...calmSent]);
+    await within(Promise.all([...flood, ...calmSent]), 20_000, 'every PUBACK of the flood');
     expect(refused).toBeGreaterThan(2000); // burst 400, 200/s
     await until(() => sub.messages.length === 20, 5000, 'the calm device forwarded in full');
 
     const flooder4 = await connect(edgeUrl, { clientId: 'flood4', protocolVersion: 4 });
     const closed = new Promise<void>((r) => flooder4.once('close', () => r()));
     for (let i = 0; i < 1000; i++) flooder4.publish('devices/flood4/telemetry/t', 'x', { qos: 1 });
-    await closed;
+    await within(closed, 10_000, 'the 3.1.1 flooder disconnected');
     flooder4.end(true);
     expect(await metric(http, 'leafbridge_broker_refused_total{reason="rate"}')).toBeGreaterThan(2000);
     await Promise.all([calm.endAsync(), flooder.endAsync(), sub.client.endAsync()]);
