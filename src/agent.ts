@@ -1,14 +1,20 @@
+import { devicesApi } from './api/devicesApi.js';
 import { HttpApi, type Route } from './api/http.js';
 import { createMetrics } from './api/metrics.js';
 import { Authorizer } from './broker/auth.js';
 import { EdgeBroker } from './broker/edgeBroker.js';
 import type { AgentConfig, HostPort } from './config/load.js';
+import type { DiscoveryHandler } from './discovery/handler.js';
+import { builtinHandlers } from './discovery/handlers.js';
+import { DiscoveryManager } from './discovery/manager.js';
+import { DeviceRegistry } from './discovery/registry.js';
 import { type Db, openDb } from './store/db.js';
 import { Outbox } from './store/outbox.js';
 import { UpstreamBridge } from './sync/bridge.js';
 import { CommandStore } from './sync/commands.js';
 import { SyncEngine } from './sync/engine.js';
 import { TwinStore } from './sync/twins.js';
+import { type Clock, systemClock } from './util/clock.js';
 import { child, type Logger } from './util/logger.js';
 
 export interface AgentAddresses {
@@ -35,12 +41,18 @@ export class Agent {
     payload: 0,
     'outbox-full': 0,
   };
+  private discovery?: DiscoveryManager;
+  readonly registry = new DeviceRegistry();
   addresses?: AgentAddresses;
 
   constructor(
     private readonly config: AgentConfig,
     private readonly logger: Logger,
-    private readonly extraRoutes: Record<string, Route> = {},
+    private readonly deps: {
+      handlers?: readonly DiscoveryHandler[];
+      clock?: Clock;
+      routes?: Record<string, Route>;
+    } = {},
   ) {}
 
   async start(): Promise<AgentAddresses> {
@@ -89,17 +101,28 @@ export class Agent {
       brokerClients: () => broker.connectedClients,
       refused: this.refused,
     });
+    const discovery = new DiscoveryManager({
+      node: config.node,
+      namespace: 'default',
+      handlers: this.deps.handlers ?? builtinHandlers,
+      registry: this.registry,
+      logger,
+      clock: this.deps.clock ?? systemClock,
+      gracePeriodMs: config.discovery.gracePeriodMs,
+    });
+    this.discovery = discovery;
     this.http = new HttpApi({
       logger: child(logger, 'api'),
       metrics,
       ready: () => this.readiness(),
-      routes: this.extraRoutes,
+      routes: { '/api/v1/': devicesApi(this.registry, discovery), ...this.deps.routes },
     });
 
     const brokerAddress = await broker.start(config.broker.listen);
     engine.start();
     this.bridge?.start();
     const httpAddress = await this.http.start(config.http.listen);
+    discovery.start(config.discoveryConfigs);
     this.addresses = { broker: brokerAddress, http: httpAddress };
     logger.info(
       { broker: brokerAddress, http: httpAddress, node: config.node, upstream: config.upstream?.url },
@@ -110,6 +133,7 @@ export class Agent {
 
   /** Flush and close everything; what is in the outbox stays for the next start. */
   async stop(): Promise<void> {
+    await this.discovery?.stop();
     await this.http?.stop();
     await this.bridge?.stop();
     this.engine?.stop();

@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
 import { Agent } from '../agent.js';
 import { loadConfigFile } from '../config/load.js';
+import { discoveryConfigProblems } from '../discovery/configs.js';
+import { builtinHandlers } from '../discovery/handlers.js';
 import { ConfigError } from '../util/errors.js';
 import { createLogger } from '../util/logger.js';
 
@@ -20,6 +22,8 @@ export async function agentCommand(argv: string[]): Promise<number> {
   let config: ReturnType<typeof loadConfigFile>;
   try {
     config = loadConfigFile(values.config);
+    const problems = discoveryConfigProblems(config.discoveryConfigs, builtinHandlers);
+    if (problems.length > 0) throw new ConfigError(problems);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`leafbridge: ${err.message}\n`);

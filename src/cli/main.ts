@@ -2,12 +2,16 @@ import { configReference } from '../config/reference.js';
 import { hashPassword } from '../util/password.js';
 import { agentCommand } from './agentCommand.js';
 import { demoCommand } from './demoCommand.js';
+import { getCommand } from './getCommand.js';
+import { simulateCommand } from './simulateCommand.js';
 
 const USAGE = `usage: leafbridge <command> [options]
 
 commands:
   agent --config FILE      run the edge agent
   demo                     the agent with simulated sensors and an embedded cloud broker, on 127.0.0.1
+  get devices|configs      kubectl-like tables from the agent's API (-o wide|json|yaml, --server URL)
+  simulate KIND [...]      simulated devices: camera, plc, serial, mqtt-sensor
   config-reference         print the configuration reference (Markdown), generated from the schema
   hash-password [PASSWORD] print a password hash for auth.devices / auth.users (reads stdin without an argument)
 `;
@@ -17,6 +21,8 @@ type Command = (argv: string[]) => Promise<number>;
 const commands: Record<string, Command> = {
   agent: agentCommand,
   demo: demoCommand,
+  get: getCommand,
+  simulate: simulateCommand,
   'config-reference': async () => {
     process.stdout.write(configReference());
     return 0;

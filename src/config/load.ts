@@ -41,6 +41,8 @@ export interface AgentConfig {
   store: { synchronous: 'normal' | 'full' };
   commands: { ttlMs: number };
   auth: RawAgentConfig['auth'];
+  discovery: { gracePeriodMs: number };
+  discoveryConfigs: RawAgentConfig['discoveryConfigs'];
   kubernetes: string;
 }
 
@@ -124,6 +126,8 @@ function normalise(raw: RawAgentConfig, baseDir: string, problems: string[]): Ag
     store: raw.store,
     commands: { ttlMs: duration('commands.ttl', raw.commands.ttl) },
     auth: raw.auth,
+    discovery: { gracePeriodMs: duration('discovery.gracePeriod', raw.discovery.gracePeriod) },
+    discoveryConfigs: raw.discoveryConfigs,
     kubernetes: raw.kubernetes,
   };
 }

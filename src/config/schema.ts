@@ -67,6 +67,46 @@ export const UserCredentialSchema = T.Object(
   { additionalProperties: false, description: 'Another client (a pod, a tool) with explicit topic rights.' },
 );
 
+/** A DiscoveryConfig as the agent's config file holds it: the same shape as the CRD's metadata.name + spec. */
+export const DiscoveryConfigEntrySchema = T.Object(
+  {
+    name: T.String({
+      pattern: '^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$',
+      description: 'a DNS label; prefixes its devices',
+    }),
+    spec: T.Object(
+      {
+        handler: T.Object(
+          {
+            name: T.String({
+              minLength: 1,
+              description: 'one of the registered handlers (onvif, opcua, serial, mqtt, debug-echo)',
+            }),
+            details: T.Record(T.String(), T.Unknown(), {
+              default: {},
+              description: "the handler's own settings, checked by its schema",
+            }),
+          },
+          { additionalProperties: false },
+        ),
+        capacity: T.Integer({
+          minimum: 1,
+          maximum: 1000,
+          default: 1,
+          description: 'pods that may share one device',
+        }),
+        properties: T.Record(T.String(), T.String(), {
+          default: {},
+          description: 'extra properties for every device',
+        }),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type DiscoveryConfigEntry = Static<typeof DiscoveryConfigEntrySchema>;
+
 export const AgentConfigSchema = T.Object(
   {
     node: T.String({
@@ -201,6 +241,20 @@ export const AgentConfigSchema = T.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    discovery: T.Object(
+      {
+        gracePeriod: Duration(
+          'how long a vanished device stays (offline) before its Device is deleted',
+          '5m',
+        ),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    discoveryConfigs: T.Array(DiscoveryConfigEntrySchema, {
+      default: [],
+      description:
+        'standalone DiscoveryConfigs (same schema as the CRD); handler details are checked by the handler',
+    }),
     kubernetes: T.Union([T.Literal('auto'), T.Literal('off'), T.String({ minLength: 1 })], {
       default: 'auto',
       ...msg(

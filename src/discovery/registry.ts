@@ -1,0 +1,50 @@
+import type { DeviceObject } from './types.js';
+
+export type DeviceEvent = { type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: DeviceObject };
+
+/**
+ * The agent's Device objects, in memory, with Kubernetes-style resource versions and a change feed. (The
+ * Kubernetes-backed and SQLite-backed stores come with the registry issue and share this shape.)
+ */
+export class DeviceRegistry {
+  private readonly devices = new Map<string, DeviceObject>();
+  private readonly listeners = new Set<(e: DeviceEvent) => void>();
+  private version = 0;
+
+  list(): DeviceObject[] {
+    return [...this.devices.values()].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  }
+
+  get(name: string): DeviceObject | undefined {
+    return this.devices.get(name);
+  }
+
+  put(object: DeviceObject): void {
+    const type = this.devices.has(object.metadata.name) ? 'MODIFIED' : 'ADDED';
+    const stored = { ...object, metadata: { ...object.metadata, resourceVersion: String(++this.version) } };
+    this.devices.set(object.metadata.name, stored);
+    this.emit({ type, object: stored });
+  }
+
+  delete(name: string): void {
+    const object = this.devices.get(name);
+    if (!object) return;
+    this.devices.delete(name);
+    this.emit({ type: 'DELETED', object });
+  }
+
+  watch(listener: (e: DeviceEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(e: DeviceEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch {
+        // a failing watcher must not stop discovery; watchers log their own errors
+      }
+    }
+  }
+}

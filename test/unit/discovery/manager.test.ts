@@ -1,0 +1,203 @@
+import { Type } from '@sinclair/typebox';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { DiscoveredDevice, DiscoveryHandler } from '../../../src/discovery/handler.js';
+import { DiscoveryManager } from '../../../src/discovery/manager.js';
+import { deviceName } from '../../../src/discovery/naming.js';
+import { DeviceRegistry } from '../../../src/discovery/registry.js';
+import { systemClock } from '../../../src/util/clock.js';
+import { silentLogger } from '../../../src/util/logger.js';
+import { until } from '../../helpers/mqtt.js';
+
+/** A handler the test drives: each `push` is the full device list the handler yields next. */
+function scriptedHandler(name: string, shared: boolean) {
+  const queue: (DiscoveredDevice[] | Error)[] = [];
+  let wake: (() => void) | undefined;
+  let starts = 0;
+  const handler: DiscoveryHandler = {
+    name,
+    shared,
+    detailsSchema: Type.Object({ label: Type.String({ default: 'x' }) }, { additionalProperties: false }),
+    async *discover(_details, ctx) {
+      starts++;
+      while (!ctx.signal.aborted) {
+        const next = queue.shift();
+        if (next instanceof Error) throw next;
+        if (next) {
+          yield next;
+          continue;
+        }
+        await new Promise<void>((r) => {
+          wake = r;
+          ctx.signal.addEventListener('abort', () => r(), { once: true });
+        });
+      }
+    },
+  };
+  return {
+    handler,
+    push(item: DiscoveredDevice[] | Error) {
+      queue.push(item);
+      wake?.();
+    },
+    get starts() {
+      return starts;
+    },
+  };
+}
+
+const dev = (id: string, extra: Partial<DiscoveredDevice> = {}): DiscoveredDevice => ({
+  id,
+  properties: { ID: id },
+  ...extra,
+});
+
+describe('DiscoveryManager', () => {
+  const stops: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const s of stops.splice(0)) await s();
+  });
+  function manager(handlers: DiscoveryHandler[], gracePeriodMs = 300) {
+    const registry = new DeviceRegistry();
+    const m = new DiscoveryManager({
+      node: 'n1',
+      namespace: 'default',
+      handlers,
+      registry,
+      logger: silentLogger(),
+      clock: systemClock,
+      gracePeriodMs,
+    });
+    stops.push(() => m.stop());
+    return { m, registry };
+  }
+  const config = (name: string, handler: string, capacity = 1) => ({
+    name,
+    spec: { handler: { name: handler, details: {} }, capacity, properties: { SITE: 'lab' } },
+  });
+
+  it('turns a list into Device objects with stable names, properties and the config capacity', async () => {
+    const cams = scriptedHandler('cams', true);
+    const { m, registry } = manager([cams.handler]);
+    m.start([config('front', 'cams', 2)]);
+    cams.push([
+      dev('uuid-1', {
+        conditions: [
+          { type: 'Authenticated', status: 'False', reason: 'NotAuthorized', message: 'wrong password' },
+        ],
+      }),
+    ]);
+    await until(() => registry.list().length === 1, 2000, 'device listed');
+    const d = registry.list()[0]!;
+    expect(d.metadata.name).toBe(deviceName('front', 'uuid-1', undefined));
+    expect(d.metadata.name).toMatch(/^front-[0-9a-f]{6}$/);
+    expect(d.spec).toMatchObject({
+      id: 'uuid-1',
+      configName: 'front',
+      handler: 'cams',
+      shared: true,
+      nodes: ['n1'],
+      capacity: 2,
+    });
+    expect(d.spec.properties).toEqual({ SITE: 'lab', ID: 'uuid-1' });
+    expect(d.status.online).toBe(true);
+    expect(d.status.conditions.map((c) => `${c.type}=${c.status}`)).toEqual([
+      'Online=True',
+      'Authenticated=False',
+    ]);
+    expect(d.metadata.ownerReferences).toEqual([
+      { apiVersion: 'leafbridge.io/v1alpha1', kind: 'DiscoveryConfig', name: 'front' },
+    ]);
+  });
+
+  it('local devices are named per node; shared ones are not', () => {
+    expect(deviceName('c', 'id', 'n1')).not.toBe(deviceName('c', 'id', 'n2'));
+    expect(deviceName('c', 'id', undefined)).toBe(deviceName('c', 'id', undefined));
+  });
+
+  it('marks a vanished device offline at once and deletes it only after the grace period', async () => {
+    const h = scriptedHandler('h', false);
+    const { m, registry } = manager([h.handler], 400);
+    m.start([config('c', 'h')]);
+    h.push([dev('a'), dev('b')]);
+    await until(() => registry.list().length === 2, 2000, 'two devices');
+    const vanishedAt = Date.now();
+    h.push([dev('a')]);
+    await until(() => registry.list().some((d) => !d.status.online), 2000, 'offline');
+    expect(Date.now() - vanishedAt).toBeLessThan(100);
+    const offline = registry.list().find((d) => !d.status.online)!;
+    expect(offline.spec.id).toBe('b');
+    expect(offline.status.conditions.find((c) => c.type === 'Online')).toMatchObject({
+      status: 'False',
+      reason: 'Vanished',
+    });
+    await until(() => registry.list().length === 1, 2000, 'removed after grace');
+    expect(Date.now() - vanishedAt).toBeGreaterThanOrEqual(390);
+  });
+
+  it('a device that flaps within the grace period keeps its object (same uid), no delete/recreate', async () => {
+    const h = scriptedHandler('h', true);
+    const { m, registry } = manager([h.handler], 500);
+    const events: string[] = [];
+    registry.watch((e) => events.push(`${e.type}:${e.object.status.online}`));
+    m.start([config('c', 'h')]);
+    h.push([dev('a')]);
+    await until(() => registry.list().length === 1, 2000, 'listed');
+    const uid = registry.list()[0]!.metadata.uid;
+    for (let i = 0; i < 5; i++) {
+      h.push([]);
+      h.push([dev('a')]);
+    }
+    await new Promise((r) => setTimeout(r, 800)); // past the grace period
+    expect(registry.list()).toHaveLength(1);
+    expect(registry.list()[0]!.metadata.uid).toBe(uid);
+    expect(registry.list()[0]!.status.online).toBe(true);
+    expect(events.filter((e) => e.startsWith('DELETED'))).toEqual([]);
+    expect(events[0]).toBe('ADDED:true');
+  });
+
+  it('an unchanged list writes nothing', async () => {
+    const h = scriptedHandler('h', true);
+    const { m, registry } = manager([h.handler]);
+    let writes = 0;
+    registry.watch(() => writes++);
+    m.start([config('c', 'h')]);
+    for (let i = 0; i < 10; i++) h.push([dev('a'), dev('b')]);
+    await until(() => registry.list().length === 2, 2000, 'listed');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(writes).toBe(2);
+  });
+
+  it('a failing handler is restarted with backoff and says why; another handler carries on', async () => {
+    const bad = scriptedHandler('bad', true);
+    const good = scriptedHandler('good', true);
+    const { m, registry } = manager([bad.handler, good.handler]);
+    m.start([config('b', 'bad'), config('g', 'good'), config('u', 'nosuch')]);
+    bad.push(new Error('socket exploded'));
+    good.push([dev('g1')]);
+    await until(() => registry.list().length === 1, 2000, 'good device listed');
+    await until(() => bad.starts >= 2, 3000, 'bad handler restarted');
+    const byName = Object.fromEntries(m.configs().map((c) => [c.metadata.name, c]));
+    const running = byName.b?.status.conditions.find((c) => c.type === 'Running');
+    expect(running).toMatchObject({ status: 'False', reason: 'HandlerFailed', message: 'socket exploded' });
+    expect(byName.u?.status.conditions.find((c) => c.type === 'Valid')).toMatchObject({
+      status: 'False',
+      reason: 'UnknownHandler',
+    });
+    bad.push([dev('b1')]);
+    await until(() => registry.list().length === 2, 3000, 'bad handler back');
+  });
+
+  it('ignores unusable devices from a handler (no id, huge id, non-string properties)', async () => {
+    const h = scriptedHandler('h', true);
+    const { m, registry } = manager([h.handler]);
+    m.start([config('c', 'h')]);
+    h.push([
+      { id: '', properties: {} },
+      { id: 'x'.repeat(1000), properties: {} },
+      { id: 'n', properties: { A: 1 as unknown as string } },
+      dev('ok'),
+    ]);
+    await until(() => registry.list().length === 1, 2000, 'the good one');
+    expect(registry.list()[0]!.spec.id).toBe('ok');
+  });
+});
