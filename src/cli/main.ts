@@ -1,4 +1,6 @@
 import { configReference } from '../config/reference.js';
+import { builtinHandlers } from '../discovery/handlers.js';
+import { handlersReference } from '../discovery/reference.js';
 import { hashPassword } from '../util/password.js';
 import { agentCommand } from './agentCommand.js';
 import { demoCommand } from './demoCommand.js';
@@ -13,6 +15,7 @@ commands:
   get devices|configs      kubectl-like tables from the agent's API (-o wide|json|yaml, --server URL)
   simulate KIND [...]      simulated devices: camera, plc, serial, mqtt-sensor
   config-reference         print the configuration reference (Markdown), generated from the schema
+  handlers-reference       print the discovery handlers' details reference (Markdown)
   hash-password [PASSWORD] print a password hash for auth.devices / auth.users (reads stdin without an argument)
 `;
 
@@ -25,6 +28,10 @@ const commands: Record<string, Command> = {
   simulate: simulateCommand,
   'config-reference': async () => {
     process.stdout.write(configReference());
+    return 0;
+  },
+  'handlers-reference': async () => {
+    process.stdout.write(handlersReference(builtinHandlers));
     return 0;
   },
   'hash-password': async (argv) => {

@@ -25,11 +25,7 @@ type JsonSchema = TSchema & {
 
 /** The configuration reference as Markdown, generated from the schema that validates the config. */
 export function configReference(): string {
-  const rows: Row[] = [];
-  walk(AgentConfigSchema as JsonSchema, '', rows, true);
-  const table = rows
-    .map((r) => `| \`${r.key}\` | ${r.type} | ${r.default} | ${r.description.replace(/\|/g, '\\|')} |`)
-    .join('\n');
+  const table = schemaTable(AgentConfigSchema);
   return [
     '# Agent configuration reference',
     '',
@@ -42,10 +38,21 @@ export function configReference(): string {
     'Sizes take `1GiB`, `512MB`, `64KiB` or a number of bytes; durations take `250ms`, `30s`, `5m`, `1h`, `7d`',
     'or a number of milliseconds.',
     '',
-    '| key | type | default | meaning |',
-    '|---|---|---|---|',
     table,
     '',
+  ].join('\n');
+}
+
+/** A Markdown table of every key of an object schema: path, type, default, description. */
+export function schemaTable(schema: TSchema, prefix = ''): string {
+  const rows: Row[] = [];
+  walk(schema as JsonSchema, prefix, rows, true);
+  return [
+    '| key | type | default | meaning |',
+    '|---|---|---|---|',
+    ...rows.map(
+      (r) => `| \`${r.key}\` | ${r.type} | ${r.default} | ${r.description.replace(/\|/g, '\\|')} |`,
+    ),
   ].join('\n');
 }
 

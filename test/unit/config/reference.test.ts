@@ -17,3 +17,14 @@ describe('configuration reference', () => {
     expect(doc).toContain('| `auth.devices[].passwordHash` |');
   });
 });
+
+describe('discovery handler reference', () => {
+  it('docs/discovery-handlers.md is what the handler schemas generate (run `node bin/leafbridge.js handlers-reference`)', async () => {
+    const { handlersReference } = await import('../../../src/discovery/reference.js');
+    const { builtinHandlers } = await import('../../../src/discovery/handlers.js');
+    expect(readFileSync(join(ROOT, 'docs/discovery-handlers.md'), 'utf8')).toBe(
+      handlersReference(builtinHandlers),
+    );
+    for (const h of builtinHandlers) expect(handlersReference(builtinHandlers)).toContain(`## \`${h.name}\``);
+  });
+});
