@@ -10,6 +10,12 @@ export interface MqttSensorOptions {
   intervalMs?: number;
   /** Extra properties announced in the birth message (read by the mqtt discovery handler). */
   properties?: Record<string, string>;
+  /**
+   * Publish the retained birth message `devices/{id}/birth` after the `online` status. A broker that refuses
+   * it with an MQTT 5 negative PUBACK does not stop the sensor; a 3.1.1 broker can only refuse by dropping
+   * the connection, so the default is true for MQTT 5 and false for 3.1.1.
+   */
+  birth?: boolean;
   protocolVersion?: 4 | 5;
 }
 
@@ -22,9 +28,14 @@ export interface MqttSensor {
   crash(): void;
 }
 
+/** What the sensor announces in its birth message, before the caller's extra properties. */
+export const sensorBirthProperties = { SENSOR_MODEL: 'lb-sim-temp', SENSOR_FIRMWARE: '1.0.0' } as const;
+
 /**
- * A simulated MQTT sensor: a retained birth message (`devices/{id}/status` online, with the last will
- * offline), temperature telemetry, a reported twin, and desired twin changes applied and reported back.
+ * A simulated MQTT sensor: retained presence (`devices/{id}/status` online, with the last will offline), a
+ * retained birth message with its properties (`devices/{id}/birth`, read by the mqtt discovery handler),
+ * temperature telemetry, a reported twin, and desired twin changes applied and reported back. Stopping sets
+ * the status offline and leaves the birth in place.
  */
 export async function startMqttSensor(options: MqttSensorOptions): Promise<MqttSensor> {
   const { id } = options;
@@ -41,8 +52,9 @@ export async function startMqttSensor(options: MqttSensorOptions): Promise<MqttS
     client.once('connect', () => resolve());
     client.once('error', reject);
   });
-  client.on('connect', () => announce(client, id, options.properties));
-  await announce(client, id, options.properties);
+  const announceNow = () => announce(client, id, options);
+  client.on('connect', () => void announceNow().catch(() => {}));
+  await announceNow();
   client.on('message', (topic, payload) => {
     if (topic !== `devices/${id}/twin/desired`) return;
     applyDesired(client, id, state, payload);
@@ -78,12 +90,14 @@ export async function startMqttSensor(options: MqttSensorOptions): Promise<MqttS
   };
 }
 
-async function announce(
-  client: MqttClient,
-  id: string,
-  properties: Record<string, string> | undefined,
-): Promise<void> {
+async function announce(client: MqttClient, id: string, options: MqttSensorOptions): Promise<void> {
+  const { properties } = options;
   await client.publishAsync(`devices/${id}/status`, 'online', { qos: 1, retain: true });
+  if (options.birth ?? true) {
+    const birth = JSON.stringify({ properties: { ...sensorBirthProperties, ...properties } });
+    // Brokers whose ACL does not know the birth topic refuse it; the sensor works on without.
+    await client.publishAsync(`devices/${id}/birth`, birth, { qos: 1, retain: true }).catch(() => {});
+  }
   await client.publishAsync(
     `devices/${id}/twin/reported`,
     JSON.stringify({ model: 'lb-sim-temp', firmware: '1.0.0', ...properties }),

@@ -54,5 +54,7 @@ export interface DiscoveryHandler<S extends TSchema = TSchema> {
   readonly detailsSchema: S;
   /** True when one device can be seen from several nodes (network cameras), false for local ones (serial). */
   readonly shared: boolean;
+  /** When sharing depends on the config (debug-echo), the answer for these details; else `shared` holds. */
+  sharedFor?(details: Static<S>): boolean;
   discover(details: Static<S>, ctx: DiscoveryContext): AsyncIterable<DiscoveredDevice[]>;
 }

@@ -1,3 +1,5 @@
+import { debugEchoHandler } from '../../discovery-handlers/debugEcho/index.js';
+import { mqttHandler } from '../../discovery-handlers/mqtt/index.js';
 import { onvifHandler } from '../../discovery-handlers/onvif/index.js';
 import { opcuaHandler } from '../../discovery-handlers/opcua/index.js';
 import { serialHandler } from '../../discovery-handlers/serial/index.js';
@@ -8,4 +10,6 @@ export const builtinHandlers: readonly DiscoveryHandler[] = [
   onvifHandler as unknown as DiscoveryHandler,
   opcuaHandler as unknown as DiscoveryHandler,
   serialHandler as unknown as DiscoveryHandler,
+  mqttHandler as unknown as DiscoveryHandler,
+  debugEchoHandler as unknown as DiscoveryHandler,
 ];

@@ -122,6 +122,8 @@ export class DiscoveryManager {
     logger: Logger,
   ): void {
     const seen = new Set<string>();
+    const shared =
+      handler.sharedFor?.(resolvedDetails(handler, config.spec.handler.details) as never) ?? handler.shared;
     for (const found of list) {
       const problem = deviceProblem(found);
       if (problem) {
@@ -131,9 +133,9 @@ export class DiscoveryManager {
         );
         continue;
       }
-      const name = deviceName(config.metadata.name, found.id, handler.shared ? undefined : this.o.node);
+      const name = deviceName(config.metadata.name, found.id, shared ? undefined : this.o.node);
       seen.add(name);
-      this.upsert(name, config, handler, found);
+      this.upsert(name, config, handler, found, shared);
     }
     for (const device of this.o.registry.list()) {
       if (device.spec.configName !== config.metadata.name || seen.has(device.metadata.name)) continue;
@@ -149,6 +151,7 @@ export class DiscoveryManager {
     config: DiscoveryConfigObject,
     handler: DiscoveryHandler,
     found: DiscoveredDevice,
+    shared: boolean,
   ): void {
     const removal = this.removals.get(name);
     if (removal) {
@@ -161,7 +164,7 @@ export class DiscoveryManager {
       id: found.id,
       configName: config.metadata.name,
       handler: handler.name,
-      shared: handler.shared,
+      shared,
       nodes: [this.o.node],
       capacity: config.spec.capacity,
       properties: { ...config.spec.properties, ...found.properties },

@@ -8,7 +8,7 @@ import { errorMessage, PayloadError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import type { CommandStore, PendingCommand } from './commands.js';
 import { type EdgeTopic, edgeTopic, MESSAGE_ID_PROPERTY, parseEdgeTopic, UPSTREAM_KINDS } from './topics.js';
-import { type Twin, type TwinStore, twinDelta } from './twins.js';
+import { parseObject, type Twin, type TwinStore, twinDelta } from './twins.js';
 
 export interface DownstreamProps {
   correlationData?: Buffer;
@@ -42,6 +42,7 @@ export class SyncEngine {
     command: 0,
     commandResult: 0,
     status: 0,
+    birth: 0,
     other: 0,
   };
   private expiryTimer?: NodeJS.Timeout;
@@ -97,6 +98,12 @@ export class SyncEngine {
         const doc = Buffer.from(JSON.stringify({ ...twin.reported, $version: twin.reportedVersion }));
         this.publishDelta(topic.device, twin);
         return this.forward(topic.device, packet.topic, doc, props);
+      }
+      case 'birth': {
+        // A retained announcement (`{"properties": {...}}`) read by the mqtt discovery handler; an empty one clears it.
+        const payload = packet.payload as Buffer;
+        if (payload.length > 0) parseObject(payload, 'birth message');
+        return this.forward(topic.device, packet.topic, payload, props);
       }
       case 'commandResult': {
         const done = this.o.commands.complete(topic.device, topic.name, props?.correlationData);

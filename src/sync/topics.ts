@@ -7,6 +7,7 @@ export const edgeTopic = {
   command: (id: string, name: string) => `devices/${id}/commands/${name}`,
   commandResult: (id: string, name: string) => `devices/${id}/commands/${name}/result`,
   status: (id: string) => `devices/${id}/status`,
+  birth: (id: string) => `devices/${id}/birth`,
 } as const;
 
 export type EdgeTopic =
@@ -16,7 +17,8 @@ export type EdgeTopic =
   | { kind: 'delta'; device: string }
   | { kind: 'command'; device: string; name: string }
   | { kind: 'commandResult'; device: string; name: string }
-  | { kind: 'status'; device: string };
+  | { kind: 'status'; device: string }
+  | { kind: 'birth'; device: string };
 
 /** Kinds a device sends towards the cloud; each goes through the outbox. */
 export const UPSTREAM_KINDS = new Set<EdgeTopic['kind']>([
@@ -52,6 +54,8 @@ export function parseEdgeTopic(topic: string): EdgeTopic | undefined {
     }
     case 'status':
       return rest.length === 1 ? { kind: 'status', device } : undefined;
+    case 'birth':
+      return rest.length === 1 ? { kind: 'birth', device } : undefined;
     default:
       return undefined;
   }

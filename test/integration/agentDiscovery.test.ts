@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMqttSensor } from '../../firmware-stubs/mqtt-sensor/sensor.js';
 import { startSerialSensorStub } from '../../firmware-stubs/serial/index.js';
 import type { DeviceObject } from '../../src/discovery/types.js';
 import { silentLogger } from '../../src/util/logger.js';
@@ -108,5 +109,52 @@ describe('the agent runs its DiscoveryConfigs and serves Device objects', () => 
     expect(run.status).toBe(2);
     expect(run.stderr).toContain('discoveryConfigs[0].spec.handler.details.paths:');
     expect(run.stderr).toContain('discoveryConfigs[1].spec.handler.name: unknown handler nosuch');
+  });
+});
+
+describe('MQTT devices announcing themselves on the agent’s own broker', () => {
+  const dir = tempDir();
+  let agent: AgentProcess;
+  let api: string;
+  let brokerUrl: string;
+  const devices = async () =>
+    ((await (await fetch(`${api}/api/v1/devices`)).json()) as { items: DeviceObject[] }).items;
+
+  beforeAll(async () => {
+    const port = await freePort();
+    brokerUrl = `mqtt://127.0.0.1:${port}`;
+    agent = await startAgent(
+      dir.path,
+      agentConfig(join(dir.path, 'data'), undefined, {
+        broker: { listen: `127.0.0.1:${port}` },
+        discovery: { gracePeriod: '1s' },
+        discoveryConfigs: [{ name: 'sensors', spec: { handler: { name: 'mqtt', details: { brokerUrl } } } }],
+      }),
+    );
+    api = `http://127.0.0.1:${agent.http.port}`;
+  });
+  afterAll(async () => {
+    await stopProcess(agent.child);
+    dir.remove();
+  });
+
+  it('a sensor’s birth makes a Device within 1 s; its last will makes it offline', async () => {
+    const sensor = await startMqttSensor({ url: brokerUrl, id: 'th-7', protocolVersion: 4 });
+    const announced = Date.now();
+    await until(
+      async () => (await devices()).some((d) => d.spec.id === 'th-7' && d.status.online),
+      1000,
+      'listed',
+    );
+    const listedMs = Date.now() - announced;
+    const [device] = await devices();
+    expect(device?.spec.properties).toMatchObject({
+      MQTT_DEVICE_ID: 'th-7',
+      SENSOR_MODEL: expect.any(String),
+    });
+    sensor.crash();
+    const crashed = Date.now();
+    await until(async () => (await devices()).every((d) => !d.status.online), 3000, 'offline by last will');
+    console.log(`mqtt via agent: listed ${listedMs} ms, offline ${Date.now() - crashed} ms after a crash`);
   });
 });

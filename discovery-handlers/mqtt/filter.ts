@@ -1,0 +1,27 @@
+import type { MqttDetails } from './schema.js';
+
+/** A glob-ish id pattern: `*` matches any run of characters, `?` one character, the rest is literal. */
+export function idPattern(glob: string): RegExp {
+  const source = [...glob]
+    .map((ch) => (ch === '*' ? '.*' : ch === '?' ? '.' : ch.replace(/[\\^$.+()[\]{}|]/g, '\\$&')))
+    .join('');
+  return new RegExp(`^${source}$`, 's');
+}
+
+export type IdFilter = (id: string) => boolean;
+
+/** Kept when it matches an include pattern (or there are none) and no exclude pattern. */
+export function compileIdFilter(filter: MqttDetails['ids']): IdFilter {
+  const include = filter?.include?.map(idPattern);
+  const exclude = (filter?.exclude ?? []).map(idPattern);
+  return (id) =>
+    (include === undefined || include.some((re) => re.test(id))) && !exclude.some((re) => re.test(id));
+}
+
+export type PropertyFilter = (properties: Readonly<Record<string, string>>) => boolean;
+
+/** Kept when the properties hold every required key=value pair. */
+export function compilePropertyFilter(required: MqttDetails['properties']): PropertyFilter {
+  const pairs = Object.entries(required ?? {});
+  return (properties) => pairs.every(([key, value]) => properties[key] === value);
+}
