@@ -1,0 +1,7 @@
+/** Options every benchmark takes from `npm run bench -- NAME [flags]`. */
+export interface BenchOptions {
+  /** auto: CPU-profile the agent when a target is missed; always; never. */
+  profile: 'auto' | 'always' | 'never';
+  /** Repetitions of each measured pair (interleaved, best kept: other work on the machine only slows runs). */
+  reps: number;
+}

@@ -1,0 +1,76 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { RESULTS_DIR, ROOT } from './util.js';
+
+export interface Target {
+  id: string;
+  name: string;
+  /** The measured value the target applies to (undefined when the measurement failed). */
+  value: number | undefined;
+  comparison: '>=' | '<=';
+  target: number;
+  unit: string;
+  pass: boolean;
+}
+
+export function target(
+  id: string,
+  name: string,
+  value: number | undefined,
+  comparison: '>=' | '<=',
+  goal: number,
+  unit: string,
+): Target {
+  const pass =
+    value !== undefined && Number.isFinite(value) && (comparison === '>=' ? value >= goal : value <= goal);
+  return { id, name, value, comparison, target: goal, unit, pass };
+}
+
+export interface Row {
+  measure: string;
+  leafbridge: string;
+  peer: string;
+  ratio: string;
+  target: string;
+  result: string;
+}
+
+/** A plain-text table; the first row is the header. */
+export function table(rows: Row[]): string {
+  const header: Row = {
+    measure: 'measure',
+    leafbridge: 'leafbridge',
+    peer: 'peer',
+    ratio: 'ratio',
+    target: 'target',
+    result: 'result',
+  };
+  const all = [header, ...rows];
+  const keys = Object.keys(header) as (keyof Row)[];
+  const widths = keys.map((k) => Math.max(...all.map((r) => r[k].length)));
+  const line = (r: Row) =>
+    keys
+      .map((k, i) => (k === 'measure' ? r[k].padEnd(widths[i] ?? 0) : r[k].padStart(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
+  return [line(header), rule, ...rows.map(line)].join('\n');
+}
+
+export function fmt(n: number | undefined, digits = 0): string {
+  if (n === undefined || !Number.isFinite(n)) return 'n/a';
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+/** Writes `<bench>-<timestamp>.json` and `<bench>-latest.json` under bench/results; returns both paths. */
+export function writeResults(bench: string, startedAt: Date, data: unknown): string[] {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const stamp = startedAt
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replace(/:/g, '-');
+  const text = `${JSON.stringify(data, null, 2)}\n`;
+  const files = [join(RESULTS_DIR, `${bench}-${stamp}.json`), join(RESULTS_DIR, `${bench}-latest.json`)];
+  for (const f of files) writeFileSync(f, text);
+  return files.map((f) => relative(ROOT, f));
+}

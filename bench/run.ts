@@ -1,0 +1,60 @@
+// `npm run bench -- [NAME] [--profile | --no-profile] [--reps=N]`: runs one benchmark, or all of them without a NAME.
+// Exit status: 0 every target met, 1 a target missed or a run failed, 2 usage.
+import type { BenchOptions } from './lib/options.js';
+import { runSync } from './sync.js';
+
+type Bench = (options: BenchOptions) => Promise<boolean>;
+
+/** Known benchmarks, in the order `npm run bench` runs them. Later: discovery, deviceplugin, hub, registry. */
+const BENCHES: Record<string, Bench> = {
+  sync: runSync,
+};
+
+const USAGE = `usage: npm run bench -- [${Object.keys(BENCHES).join('|')}] [--profile | --no-profile] [--reps=N]
+
+  without a name every benchmark runs; results go to bench/results/<name>-<time>.json and <name>-latest.json
+  --profile      always CPU-profile the agent (default: only when a target is missed)
+  --no-profile   never profile
+  --reps=N       runs of each measured pair, interleaved, best kept (default 2)
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const names = argv.filter((a) => !a.startsWith('-'));
+  const flags = argv.filter((a) => a.startsWith('-'));
+  const options: BenchOptions = { profile: 'auto', reps: 2 };
+  for (const f of flags) {
+    const reps = /^--reps=(\d+)$/.exec(f);
+    if (reps && Number(reps[1]) >= 1) options.reps = Number(reps[1]);
+    else if (f === '--profile') options.profile = 'always';
+    else if (f === '--no-profile') options.profile = 'never';
+    else if (f === '--help' || f === '-h') {
+      process.stdout.write(USAGE);
+      return 0;
+    } else {
+      process.stderr.write(`bench: unknown option ${f}\n${USAGE}`);
+      return 2;
+    }
+  }
+  const unknown = names.filter((n) => !(n in BENCHES));
+  if (unknown.length > 0 || names.length > 1) {
+    process.stderr.write(
+      `${unknown.length > 0 ? `bench: unknown benchmark ${unknown.join(', ')}\n` : ''}${USAGE}`,
+    );
+    return 2;
+  }
+  const selected = names.length === 1 ? names : Object.keys(BENCHES);
+  let ok = true;
+  for (const name of selected) {
+    const bench = BENCHES[name] as Bench;
+    ok = (await bench(options)) && ok;
+  }
+  return ok ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  },
+);
