@@ -134,6 +134,7 @@ export class SqlitePersistence extends MemoryPersistence {
   }
 
   override async outgoingEnqueueCombi(subs: { clientId: string }[], packet: StoredPacket): Promise<void> {
+    if (subs.length === 0) return;
     const json = encode(packet);
     this.db.transaction(() => {
       for (const s of subs) {

@@ -45,6 +45,7 @@ export function openDb(dataDir: string, options: OpenOptions): Db {
   db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
+  db.pragma('cache_size = -4000');
   migrate(db);
   return db;
 }

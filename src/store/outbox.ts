@@ -72,6 +72,8 @@ export class Outbox {
   private ackScheduled = false;
   private cursor = 0;
   private tail: OutboxEntry[] = [];
+  /** Index of the first entry of `tail` not yet taken (taking from the front of an array by splice is O(n)). */
+  private tailHead = 0;
   private tailSize = 0;
   private tailValid = false;
   private closed = false;
@@ -91,9 +93,9 @@ export class Outbox {
     this.epoch = metaValue(db, 'outbox.epoch', () => randomBytes(6).toString('hex'));
     this.statements = {
       insert: db.prepare(
-        'INSERT INTO outbox (device, topic, payload, props, bytes, created) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq',
+        'INSERT INTO outbox (device, topic, payload, props, bytes, created) VALUES (?, ?, ?, ?, ?, ?)',
       ),
-      remove: db.prepare('DELETE FROM outbox WHERE seq = ? RETURNING bytes'),
+      removeRange: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING bytes'),
       oldest: db.prepare('SELECT seq, bytes FROM outbox WHERE seq > ? ORDER BY seq LIMIT 256'),
       dropThrough: db.prepare('DELETE FROM outbox WHERE seq <= ?'),
       after: db.prepare(
@@ -143,7 +145,16 @@ export class Outbox {
   /** The next entries not yet taken, in sequence order. */
   take(max: number): OutboxEntry[] {
     if (this.tailValid) {
-      const out = this.tail.splice(0, max);
+      const end = Math.min(this.tail.length, this.tailHead + max);
+      const out = this.tail.slice(this.tailHead, end);
+      this.tailHead = end;
+      if (this.tailHead === this.tail.length) {
+        this.tail = [];
+        this.tailHead = 0;
+      } else if (this.tailHead > 1024 && this.tailHead * 2 > this.tail.length) {
+        this.tail = this.tail.slice(this.tailHead);
+        this.tailHead = 0;
+      }
       for (const e of out) this.tailSize -= e.bytes;
       if (out.length > 0) this.cursor = (out[out.length - 1] as OutboxEntry).seq;
       return out;
@@ -155,6 +166,7 @@ export class Outbox {
       // Caught up with the table: from now on new commits are served from memory.
       this.tailValid = true;
       this.tail = [];
+      this.tailHead = 0;
       this.tailSize = 0;
     }
     return out;
@@ -166,6 +178,7 @@ export class Outbox {
     this.cursor = 0;
     this.tailValid = false;
     this.tail = [];
+    this.tailHead = 0;
     this.tailSize = 0;
   }
 
@@ -209,16 +222,10 @@ export class Outbox {
           this.makeRoom(this.size + incoming - this.options.maxBytes);
         for (const p of batch) {
           const props = p.msg.props ? encodeProps(p.msg.props) : null;
-          const { seq } = this.statements.insert.get(
-            p.msg.device,
-            p.msg.topic,
-            p.msg.payload,
-            props,
-            p.bytes,
-            now,
-          ) as {
-            seq: number;
-          };
+          const seq = Number(
+            this.statements.insert.run(p.msg.device, p.msg.topic, p.msg.payload, props, p.bytes, now)
+              .lastInsertRowid,
+          );
           added.push({ ...p.msg, seq, msgId: `${this.epoch}-${seq}`, bytes: p.bytes });
         }
       })();
@@ -256,8 +263,8 @@ export class Outbox {
     this.count -= droppedNow;
     this.size -= freed;
     if (this.tailValid) {
-      while (this.tail.length > 0 && (this.tail[0] as OutboxEntry).seq <= last) {
-        this.tailSize -= (this.tail.shift() as OutboxEntry).bytes;
+      while (this.tailHead < this.tail.length && (this.tail[this.tailHead] as OutboxEntry).seq <= last) {
+        this.tailSize -= (this.tail[this.tailHead++] as OutboxEntry).bytes;
       }
     }
     this.dropped.oldest += droppedNow;
@@ -270,9 +277,10 @@ export class Outbox {
       this.tail.push(e);
       this.tailSize += e.bytes;
     }
-    if (this.tailSize > (this.options.tailBytes ?? 32 * 1024 * 1024)) {
+    if (this.tailSize > (this.options.tailBytes ?? 2 * 1024 * 1024)) {
       this.tailValid = false;
       this.tail = [];
+      this.tailHead = 0;
       this.tailSize = 0;
     }
   }
@@ -280,15 +288,19 @@ export class Outbox {
   private flushAcks(): void {
     this.ackScheduled = false;
     if (this.closed) return;
-    const seqs = this.acks;
+    const seqs = this.acks.sort((a, b) => a - b);
     this.acks = [];
+    // PUBACKs come mostly in order: delete each run of consecutive sequence numbers with one statement.
     this.db.transaction(() => {
-      for (const seq of seqs) {
-        const row = this.statements.remove.get(seq) as { bytes: number } | undefined;
-        if (row) {
+      let start = 0;
+      for (let i = 1; i <= seqs.length; i++) {
+        if (i < seqs.length && (seqs[i] as number) <= (seqs[i - 1] as number) + 1) continue;
+        const rows = this.statements.removeRange.all(seqs[start], seqs[i - 1]) as { bytes: number }[];
+        for (const r of rows) {
           this.count--;
-          this.size -= row.bytes;
+          this.size -= r.bytes;
         }
+        start = i;
       }
     })();
   }

@@ -145,6 +145,17 @@ export class UpstreamBridge {
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
 
+  private pumpScheduled = false;
+  /** Refill once per event-loop turn: every PUBACK of the turn frees its slot, then one batch goes out. */
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
   /** Fill the in-flight window from the outbox. */
   private pump(): void {
     const client = this.client;
@@ -184,7 +195,7 @@ export class UpstreamBridge {
         this.forwarded++;
         this.o.outbox.ack(entry.seq);
       }
-      this.pump();
+      this.schedulePump();
     });
   }
 

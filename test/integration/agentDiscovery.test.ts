@@ -7,7 +7,7 @@ import type { DeviceObject } from '../../src/discovery/types.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { until } from '../helpers/mqtt.js';
-import { type AgentProcess, CLI, startAgent, stopProcess, tempDir } from '../helpers/processes.js';
+import { type AgentProcess, CLI, freePort, startAgent, stopProcess, tempDir } from '../helpers/processes.js';
 
 const GRACE_MS = 1500;
 
