@@ -1,9 +1,9 @@
 import type { DiscoveredDevice } from '../../src/discovery/handler.js';
 import type { Clock } from '../../src/util/clock.js';
 import { type Logger, logError } from '../../src/util/logger.js';
+import { LogThrottle } from '../../src/util/logThrottle.js';
 import { type Applied, applyAnnouncement } from './announcements.js';
 import type { ChangeFeed } from './changeFeed.js';
-import { LogThrottle } from './logThrottle.js';
 import { BrokerSession, type SessionListener } from './session.js';
 import type { MqttSettings } from './settings.js';
 import { deviceTopics } from './topics.js';

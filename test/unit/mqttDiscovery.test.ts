@@ -4,12 +4,12 @@ import { applyAnnouncement } from '../../discovery-handlers/mqtt/announcements.j
 import { parseBirth, parseStatus } from '../../discovery-handlers/mqtt/birth.js';
 import { compileIdFilter, compilePropertyFilter } from '../../discovery-handlers/mqtt/filter.js';
 import { MqttDetailsSchema, mqttHandler } from '../../discovery-handlers/mqtt/index.js';
-import { LogThrottle } from '../../discovery-handlers/mqtt/logThrottle.js';
 import { resolveSettings, withoutCredentials } from '../../discovery-handlers/mqtt/settings.js';
 import { announceTopics, parseAnnounceTopic } from '../../discovery-handlers/mqtt/topics.js';
 import { DeviceTracker } from '../../discovery-handlers/mqtt/tracker.js';
 import type { Clock } from '../../src/util/clock.js';
 import { silentLogger } from '../../src/util/logger.js';
+import { LogThrottle } from '../../src/util/logThrottle.js';
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 

@@ -2,12 +2,12 @@ import { Value } from '@sinclair/typebox/value';
 import { describe, expect, it } from 'vitest';
 import { ChangeFeed } from '../../discovery-handlers/onvif/changeFeed.js';
 import { onvifHandler } from '../../discovery-handlers/onvif/index.js';
-import { LogThrottle } from '../../discovery-handlers/onvif/logThrottle.js';
 import { resolveInterface } from '../../discovery-handlers/onvif/networkInterface.js';
 import { resolveOptions } from '../../discovery-handlers/onvif/options.js';
 import { OnvifDetailsSchema } from '../../discovery-handlers/onvif/schema.js';
 import type { Clock } from '../../src/util/clock.js';
 import { ConfigError } from '../../src/util/errors.js';
+import { LogThrottle } from '../../src/util/logThrottle.js';
 
 describe('onvif handler registration', () => {
   it('is the shared handler named onvif, with every detail documented', () => {

@@ -1,7 +1,7 @@
-import type { Clock } from '../../src/util/clock.js';
+import type { Clock } from './clock.js';
 
 /**
- * Lets at most `limit` log lines through per window, so a flood of bad datagrams cannot flood the log.
+ * Lets at most `limit` log lines through per window, so a flood of bad input (datagrams, births, packets) cannot flood the log.
  * `allow()` returns how many lines were suppressed since the last one let through, or false.
  */
 export class LogThrottle {
