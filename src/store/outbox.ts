@@ -226,7 +226,8 @@ export class Outbox {
             this.statements.insert.run(p.msg.device, p.msg.topic, p.msg.payload, props, p.bytes, now)
               .lastInsertRowid,
           );
-          added.push({ ...p.msg, seq, msgId: `${this.epoch}-${seq}`, bytes: p.bytes });
+          // Entries are only built when the bridge is caught up and will take them from memory.
+          if (this.tailValid) added.push({ ...p.msg, seq, msgId: `${this.epoch}-${seq}`, bytes: p.bytes });
         }
       })();
     } catch (err) {
@@ -234,10 +235,8 @@ export class Outbox {
       for (const p of batch) p.reject(e);
       return;
     }
-    for (const e of added) {
-      this.count++;
-      this.size += e.bytes;
-    }
+    this.count += batch.length;
+    for (const p of batch) this.size += p.bytes;
     this.extendTail(added);
     for (const p of batch) p.resolve();
     for (const l of this.listeners) l();

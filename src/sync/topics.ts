@@ -28,7 +28,20 @@ export const UPSTREAM_KINDS = new Set<EdgeTopic['kind']>([
   'commandResult',
 ]);
 
+const parsed = new Map<string, EdgeTopic | undefined>();
+const PARSED_MAX = 10_000;
+
+/** Parses a `devices/{id}/...` topic. Devices reuse a few topics each, so results are memoised (bounded). */
 export function parseEdgeTopic(topic: string): EdgeTopic | undefined {
+  const hit = parsed.get(topic);
+  if (hit !== undefined || parsed.has(topic)) return hit;
+  if (parsed.size >= PARSED_MAX) parsed.clear();
+  const result = parseUncached(topic);
+  parsed.set(topic, result);
+  return result;
+}
+
+function parseUncached(topic: string): EdgeTopic | undefined {
   const parts = topic.split('/');
   if (parts[0] !== 'devices' || parts.length < 3) return undefined;
   const device = parts[1] as string;
