@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { debugEchoHandler } from '../../../discovery-handlers/debugEcho/index.js';
+import { mqttHandler } from '../../../discovery-handlers/mqtt/index.js';
+import { onvifHandler } from '../../../discovery-handlers/onvif/index.js';
+import { opcuaHandler } from '../../../discovery-handlers/opcua/index.js';
+import { serialHandler } from '../../../discovery-handlers/serial/index.js';
+import { builtinHandlers } from '../../../src/discovery/handlers.js';
+
+describe('the handler list', () => {
+  it('each lazy entry says what its handler says (name, sharing, schema), so the two cannot drift', () => {
+    const real = [onvifHandler, opcuaHandler, serialHandler, mqttHandler, debugEchoHandler];
+    expect(builtinHandlers.map((h) => h.name)).toEqual(real.map((h) => h.name));
+    builtinHandlers.forEach((lazy, i) => {
+      const h = real[i]!;
+      expect(lazy.shared).toBe(h.shared);
+      expect(lazy.detailsSchema).toBe(h.detailsSchema);
+    });
+    expect(builtinHandlers[4]!.sharedFor?.({ shared: true } as never)).toBe(
+      debugEchoHandler.sharedFor({ shared: true } as never),
+    );
+  });
+});
