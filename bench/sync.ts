@@ -7,8 +7,10 @@
 // (2)/(3) gets a port that was free a moment before, since it must come up on the URL the agent was given).
 // Each pair runs `reps` times interleaved (peer, agent, peer, agent) and the best run of each side is kept:
 // other work on a shared machine only ever slows a run down. Every run is in the JSON with its CPU split.
+
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { AGENT_NODE_FLAGS } from '../src/cli/runtime.js';
 import { AgentProcess } from './lib/agent.js';
 import { formatProfile, type ProfileSummary, summarizeProfile } from './lib/cpuprofile.js';
 import type { BenchOptions } from './lib/options.js';
@@ -145,8 +147,10 @@ async function startPublishers(scope: Scope, url: string): Promise<BenchChild> {
   return p;
 }
 
-/** Extra `node` flags for the agent process, e.g. `--max-semi-space-size=4`, to try a setting out. */
-const EXTRA_AGENT_ARGS = (process.env.LEAFBRIDGE_BENCH_AGENT_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+/** The agent runs with its production Node flags; LEAFBRIDGE_BENCH_AGENT_NODE_ARGS replaces them (e.g. '' for Node's defaults). */
+const EXTRA_AGENT_ARGS = (process.env.LEAFBRIDGE_BENCH_AGENT_NODE_ARGS ?? AGENT_NODE_FLAGS.join(' '))
+  .split(/\s+/)
+  .filter(Boolean);
 
 async function startAgent(scope: Scope, upstreamUrl: string, nodeArgs: string[] = []) {
   const dir = scope.add(tempDir('lb-bench-'), (d) => d.remove());
