@@ -5,7 +5,13 @@ import * as grpc from '@grpc/grpc-js';
 import { backoffDelay, type Clock } from '../util/clock.js';
 import { errorMessage, LeafbridgeError } from '../util/errors.js';
 import { child, type Logger } from '../util/logger.js';
-import { DevicePluginApi, type DevicePluginOptions, devicePluginProto, unaryCall, unixAddress } from './api.js';
+import {
+  DevicePluginApi,
+  type DevicePluginOptions,
+  devicePluginProto,
+  unaryCall,
+  unixAddress,
+} from './api.js';
 import { socketFileName } from './convert.js';
 import { type DevicePluginCallbacks, DevicePluginService } from './service.js';
 
@@ -35,7 +41,10 @@ export interface DevicePluginStatus {
 /** Unix socket paths are limited to 108 bytes on Linux, including the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
 
-const pluginOptions: DevicePluginOptions = { pre_start_required: false, get_preferred_allocation_available: true };
+const pluginOptions: DevicePluginOptions = {
+  pre_start_required: false,
+  get_preferred_allocation_available: true,
+};
 
 /**
  * The device plugin of one resource: serves the v1beta1 DevicePlugin service on its own socket in the plugin
@@ -75,10 +84,16 @@ export class DevicePluginServer {
     this.stopped = false;
     await this.listen();
     this.watcher = watch(this.o.dir, (_event, file) => {
-      if (file === null || file === DevicePluginApi.kubeletSocket || file === socketFileName(this.o.resourceName))
+      if (
+        file === null ||
+        file === DevicePluginApi.kubeletSocket ||
+        file === socketFileName(this.o.resourceName)
+      )
         this.reconcile();
     });
-    this.watcher.on('error', (err) => this.logger.warn({ err: err.message }, 'watching the plugin directory failed'));
+    this.watcher.on('error', (err) =>
+      this.logger.warn({ err: err.message }, 'watching the plugin directory failed'),
+    );
     this.reconcile();
     await this.running;
   }

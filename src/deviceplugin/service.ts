@@ -38,7 +38,9 @@ export interface DevicePluginCallbacks {
     requests: readonly ContainerAllocateRequest[],
   ) => ContainerAllocateResponse[] | Promise<ContainerAllocateResponse[]>;
   /** Which devices to prefer; by default the required ones, then the available ones in the kubelet's order. */
-  preferred?: (requests: readonly ContainerPreferredAllocationRequest[]) => ContainerPreferredAllocationResponse[];
+  preferred?: (
+    requests: readonly ContainerPreferredAllocationRequest[],
+  ) => ContainerPreferredAllocationResponse[];
 }
 
 type DeviceStream = grpc.ServerWritableStream<Empty, ListAndWatchResponse>;
@@ -128,11 +130,14 @@ export class DevicePluginService {
     );
   };
 
-  private async allocateAll(requests: readonly ContainerAllocateRequest[]): Promise<ContainerAllocateResponse[]> {
+  private async allocateAll(
+    requests: readonly ContainerAllocateRequest[],
+  ): Promise<ContainerAllocateResponse[]> {
     if (requests.length === 0) throw new DevicePluginError('INVALID_ARGUMENT', 'no container requests');
     const known = new Set((this.devices() ?? []).map((d) => d.ID));
     const unknown = requests.flatMap((r) => r.devices_ids).filter((id) => !known.has(id));
-    if (unknown.length > 0) throw new DevicePluginError('NOT_FOUND', `unknown device ids: ${unknown.join(', ')}`);
+    if (unknown.length > 0)
+      throw new DevicePluginError('NOT_FOUND', `unknown device ids: ${unknown.join(', ')}`);
     const responses = await this.callbacks.allocate(requests);
     if (responses.length !== requests.length) {
       const counts = `${responses.length} responses for ${requests.length} containers`;
@@ -155,10 +160,10 @@ export class DevicePluginService {
     }
   };
 
-  private readonly preStartContainer: grpc.handleUnaryCall<PreStartContainerRequest, PreStartContainerResponse> = (
-    _call,
-    callback,
-  ) => {
+  private readonly preStartContainer: grpc.handleUnaryCall<
+    PreStartContainerRequest,
+    PreStartContainerResponse
+  > = (_call, callback) => {
     callback(null, {});
   };
 
