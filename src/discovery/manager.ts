@@ -185,8 +185,7 @@ export class DiscoveryManager {
       now,
     );
     if (
-      existing &&
-      existing.status.online &&
+      existing?.status.online &&
       sameJson(existing.spec, spec) &&
       sameJson(existing.status.conditions, conditions)
     ) {

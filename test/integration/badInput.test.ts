@@ -23,7 +23,10 @@ function sendRaw(
       if (!connected) for (const c of chunks) socket.write(c);
       else socket.write(CONNECT);
     });
-    if (connected) socket.once('data', () => chunks.forEach((c) => socket.write(c)));
+    if (connected)
+      socket.once('data', () => {
+        for (const c of chunks) socket.write(c);
+      });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`broker kept the connection open: ${what}`));

@@ -51,7 +51,7 @@ describe('TwinStore', () => {
     for (const bad of ['not json', '[1,2]', '"s"', 'null']) {
       expect(() => twins.applyReported('d1', Buffer.from(bad))).toThrow(PayloadError);
     }
-    const deep = '{"a":'.repeat(100) + '1' + '}'.repeat(100);
+    const deep = `${'{"a":'.repeat(100)}1${'}'.repeat(100)}`;
     expect(() => twins.applyReported('d1', Buffer.from(deep))).toThrow(/deeper/);
   });
 
