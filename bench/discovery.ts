@@ -1,7 +1,8 @@
 // `npm run bench -- discovery`: how fast the agent turns a leaf device coming and going into its Device object.
 //   (1) per handler: stub start → its Device listed with status.online true (p50 / p99 / max over `rounds`)
 //       onvif (camera stub, WS-Discovery Hello), opcua (PLC stub, found by polling), serial (pty stub, found by
-//       inotify + probe), mqtt (mqtt-sensor stub on the agent's own broker; only when the agent has the handler)
+//       inotify + probe), mqtt (mqtt-sensor stub on the agent's own broker; only when the agent has the handler,
+//       and if that broker refuses an anonymous sensor's birth, with the sensors connecting as a broker user)
 //   (2) 200 camera stubs started at once (in a child process): first start → all 200 listed online; agent RSS
 //   (3) per handler: stub stop → its Device marked offline (p50 / p99 / max)
 // The agent is the real thing (`node bin/leafbridge.js agent --config FILE`), one fresh agent per handler and per
@@ -19,6 +20,7 @@ import { startCameraStub } from '../firmware-stubs/camera/index.js';
 import { startMqttSensor } from '../firmware-stubs/mqtt-sensor/sensor.js';
 import { startPlcStub } from '../firmware-stubs/plc/index.js';
 import { startSerialSensorStub } from '../firmware-stubs/serial/index.js';
+import { AGENT_NODE_FLAGS } from '../src/cli/runtime.js';
 import type { DeviceObject, DiscoveryConfigObject } from '../src/discovery/types.js';
 import { silentLogger } from '../src/util/logger.js';
 import { hashPassword } from '../src/util/password.js';
@@ -119,12 +121,12 @@ const PARAMS = {
   },
   fleet: {
     cameras: 200,
-    timeoutMs: 15_000,
+    timeoutMs: 12_000,
     apiPollEveryMs: 250,
     apiPollNote:
       'polled every 250 ms here: each answer carries all 200 Devices, and the agent is the one under load',
     settleMs: 2_000,
-    offlineTimeoutMs: 20_000,
+    offlineTimeoutMs: 5_000,
     process: 'all 200 stubs in one child process, started with Promise.all',
   },
   agent: { node: 'bench-1', logLevel: 'info' },
@@ -180,9 +182,14 @@ function agentConfig(dataDir: string, handler: HandlerName, prepared: Prepared):
   };
 }
 
-/** `node --cpu-prof` for the agent process (Node 20 does not take --cpu-prof from NODE_OPTIONS). */
-function profileArgs(dir: string | undefined): string[] {
-  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+/** The agent runs with its production Node flags; LEAFBRIDGE_BENCH_AGENT_NODE_ARGS replaces them (e.g. '' for Node's defaults). */
+const AGENT_ARGS = (process.env.LEAFBRIDGE_BENCH_AGENT_NODE_ARGS ?? AGENT_NODE_FLAGS.join(' '))
+  .split(/\s+/)
+  .filter(Boolean);
+
+/** The agent's `node` flags, plus `--cpu-prof` when profiling (Node 20 does not take it from NODE_OPTIONS). */
+function agentArgs(profileDir: string | undefined): string[] {
+  return [...AGENT_ARGS, ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])];
 }
 
 function newestProfile(dir: string): string | undefined {
@@ -289,6 +296,8 @@ interface PhaseResult {
   cpu?: CpuSplit;
   durationS: number;
   logLevels?: Record<string, number>;
+  /** What the preflight found that changed how the stubs ran (mqtt: sensors as a broker user). */
+  preflight?: string;
   /** The agent's last warn/error lines (and stderr), when there were any. */
   agentWarnings?: string[];
   profileFile?: string;
@@ -542,7 +551,7 @@ async function runPhase(spec: HandlerSpec, rounds: number, profileDir?: string):
       new AgentProcess(
         dir.path,
         agentConfig(join(dir.path, 'data'), spec.name, prepared),
-        profileArgs(profileDir),
+        agentArgs(profileDir),
       ),
       (a) => a.stop(),
     );
@@ -587,12 +596,13 @@ async function runPhase(spec: HandlerSpec, rounds: number, profileDir?: string):
     const rss = readMemory(agent.pid);
     await agent.stop();
     const measuredAny = results.some((r) => r.appearApiMs !== undefined);
-    const notes = [preflight, note].filter((n): n is string => n !== undefined);
+    const notes = [note].filter((n): n is string => n !== undefined);
     const warnings = agent.lines.filter((l) => /"level":(40|50|60)/.test(l) || l.startsWith('stderr:'));
     return {
       handler: spec.name,
       measured: measuredAny,
       ...(notes.length > 0 ? { note: `${measuredAny ? '' : 'not measured: '}${notes.join('; ')}` } : {}),
+      ...(preflight ? { preflight } : {}),
       ...(warnings.length > 0 ? { agentWarnings: warnings.slice(-8) } : {}),
       roundsPlanned: rounds,
       rounds: results,
@@ -637,9 +647,13 @@ interface FleetResult {
   memoryBreakdown?: Record<string, number>;
   idleRssMB?: number;
   cpu: CpuSplit;
-  /** Bye: first stop call → every Device offline. */
+  /** Bye: first stop call → every listed Device offline (exact / API). */
   allOfflineMs?: number;
   allOfflineApiMs?: number;
+  /** Of the Devices listed, how many were marked offline within offlineTimeoutMs of the stop calls. */
+  offlineWithinTimeout: number;
+  /** The agent's UDP drops during the Bye burst. */
+  agentUdpAfterBye: UdpSocketStats[];
   /** Listed online within the target time. */
   listedWithinTarget: number;
   /** The agent's UDP sockets after the burst: datagrams the kernel dropped because a receive queue was full. */
@@ -662,7 +676,7 @@ async function runFleet(profileDir?: string): Promise<FleetResult> {
       new AgentProcess(
         dir.path,
         agentConfig(join(dir.path, 'data'), 'onvif', { details: { ...PARAMS.onvif.details } }),
-        profileArgs(profileDir),
+        agentArgs(profileDir),
       ),
       (a) => a.stop(),
     );
@@ -709,7 +723,7 @@ async function runFleet(profileDir?: string): Promise<FleetResult> {
       drops: u.drops - (udpBefore.find((b) => b.local === u.local)?.drops ?? 0),
     }));
     const times = [...onlineEvents.values()];
-    const lastAt = times.length >= n ? Math.max(...times) : now();
+    const lastAt = times.length > 0 ? Math.max(...times) : now();
     const toUs = fromUs + Math.round((lastAt - fromWall + 100) * 1000);
     const perCamera = latencyStats([
       ...times.map((t) => t - firstCallAt),
@@ -721,6 +735,7 @@ async function runFleet(profileDir?: string): Promise<FleetResult> {
 
     // Bye from every camera at once: how long until every Device is offline.
     const offMark = log.mark();
+    const udpBeforeBye = udpSockets(agent.pid);
     const stopped = fleet.request({ cmd: 'stop' }, 'stopped', 60_000);
     const off = await api.until(
       (items) => !items.some((d) => names.has(d.metadata.name) && d.status.online),
@@ -733,6 +748,10 @@ async function runFleet(profileDir?: string): Promise<FleetResult> {
     if (off) await log.until(() => offlineEvents().length >= names.size, 2_000);
     const offTimes = new Map<string, number>();
     for (const e of offlineEvents()) if (!offTimes.has(e.device)) offTimes.set(e.device, e.time);
+    const agentUdpAfterBye = udpSockets(agent.pid).map((u) => ({
+      ...u,
+      drops: u.drops - (udpBeforeBye.find((b) => b.local === u.local)?.drops ?? 0),
+    }));
     await agent.stop();
     return {
       cameras: n,
@@ -757,6 +776,8 @@ async function runFleet(profileDir?: string): Promise<FleetResult> {
         ? { allOfflineMs: round1(Math.max(...offTimes.values()) - stopFirstCallAt) }
         : {}),
       ...(off ? { allOfflineApiMs: round1(off.at - stopFirstCallAt) } : {}),
+      offlineWithinTimeout: offTimes.size,
+      agentUdpAfterBye,
       handlerReadyMs,
       durationS: round1((now() - t0) / 1000),
       logLevels: agent.levels,
@@ -832,7 +853,8 @@ export async function runDiscovery(options: BenchOptions): Promise<boolean> {
   };
   log(
     `discovery bench: ${machine.cpus} cpus (${machine.cpuModel}), node ${machine.node}, ` +
-      `load ${machine.loadavg.join(' ')}, ${PARAMS.rounds} rounds per handler, ${options.reps} runs of ${PARAMS.fleet.cameras} cameras`,
+      `load ${machine.loadavg.join(' ')}, ${PARAMS.rounds} rounds per handler, ${options.reps} runs of ${PARAMS.fleet.cameras} cameras, ` +
+      `agent node flags: ${AGENT_ARGS.join(' ') || "(Node's defaults)"}`,
   );
 
   const phases: Partial<Record<HandlerName, PhaseResult>> = {};
@@ -843,7 +865,7 @@ export async function runDiscovery(options: BenchOptions): Promise<boolean> {
       phases[h] = p;
       log(
         `      ${p.measured ? `appear p50 ${fmt(p.appear.p50)} / p99 ${p99Text(p.appear)} ms, offline p50 ${fmt(p.offline.p50)} / p99 ${p99Text(p.offline)} ms` : ''}` +
-          `${p.note ? ` ${p.note}` : ''} (${p.durationS} s)`,
+          `${p.note ? ` ${p.note}` : ''}${p.preflight ? ` (${p.preflight})` : ''} (${p.durationS} s)`,
       );
     }
   }
@@ -935,7 +957,7 @@ export async function runDiscovery(options: BenchOptions): Promise<boolean> {
       continue;
     }
     rows.push([
-      `(1) ${h}: start → online`,
+      `(1) ${h}: start → online${p.preflight ? ' †' : ''}`,
       String(p.appear.n),
       ...stats3(p.appear),
       p99Text(p.appearApi),
@@ -967,8 +989,8 @@ export async function runDiscovery(options: BenchOptions): Promise<boolean> {
       passOf('fleet-all-online'),
     ]);
     rows.push([
-      `(2) ${fleet.cameras} cameras: Bye → all offline`,
-      '',
+      `(2) ${fleet.cameras} cameras: Bye → all listed offline`,
+      `${fleet.offlineWithinTimeout}/${fleet.listedWithinTimeout}`,
       '',
       '',
       fmt(fleet.allOfflineMs),
@@ -1014,6 +1036,7 @@ export async function runDiscovery(options: BenchOptions): Promise<boolean> {
     const p = phases[h];
     if (!p) continue;
     if (p.note) notes.push(`${h}: ${p.note}`);
+    if (p.preflight) notes.push(`† ${h}: ${p.preflight}`);
     if (!p.measured) continue;
     notes.push(
       `${h}: start call p50 ${fmt(p.startCall.p50)} ms; handler running ${fmt(p.handlerReadyMs)} ms after the agent ` +
@@ -1035,11 +1058,20 @@ export async function runDiscovery(options: BenchOptions): Promise<boolean> {
         `agent's UDP sockets during the burst (receive queue full): ${
           drops.length > 0 ? drops.map((u) => `${u.local} ${u.drops}`).join(', ') : 'none'
         }`,
+      `(2) Bye burst: ${fleet.offlineWithinTimeout} of ${fleet.listedWithinTimeout} listed cameras marked offline within ` +
+        `${fmt(PARAMS.fleet.offlineTimeoutMs)} ms of the stop calls; agent UDP drops during it: ${
+          fleet.agentUdpAfterBye
+            .filter((u) => u.drops > 0)
+            .map((u) => `${u.local} ${u.drops}`)
+            .join(', ') || 'none'
+        }`,
     );
   }
   if (fleet?.memoryBreakdown)
     notes.push(
-      `(2) agent memory after ${fleet.cameras} cameras, MB: ${Object.entries(fleet.memoryBreakdown)
+      `(2) agent memory after ${fleet.listedWithinTimeout} cameras listed, MB: ${Object.entries(
+        fleet.memoryBreakdown,
+      )
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}`,
     );
@@ -1059,7 +1091,7 @@ export async function runDiscovery(options: BenchOptions): Promise<boolean> {
     durationS: round1((Date.now() - t0) / 1000),
     machine: { ...machine, loadavgAtEnd: machineInfo().loadavg },
     options,
-    params: PARAMS,
+    params: { ...PARAMS, agentNodeArgs: AGENT_ARGS },
     targets,
     pass,
     notMeasured,

@@ -33,13 +33,17 @@ function bind(socket: Socket, port: number, address: string): Promise<void> {
  * interface pinned, TTL 1, so a probe can leave through no other interface) and a listener joined to the
  * group on that interface only.
  */
+const RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
+
 export async function openTransport(
   address: string,
   listener: DatagramListener,
   logger: Logger,
 ): Promise<DiscoveryTransport> {
-  const probe = createSocket({ type: 'udp4' });
-  const group = createSocket({ type: 'udp4', reuseAddr: true });
+  // A burst of announcements (a site powering up, 200 cameras at once) overflows Linux's default ~208 KB
+  // receive buffer while the agent is busy; 4 MB holds hundreds (the kernel caps it at net.core.rmem_max).
+  const probe = createSocket({ type: 'udp4', recvBufferSize: RECEIVE_BUFFER_BYTES });
+  const group = createSocket({ type: 'udp4', reuseAddr: true, recvBufferSize: RECEIVE_BUFFER_BYTES });
   try {
     await bind(probe, 0, address);
     probe.setMulticastInterface(address);

@@ -137,13 +137,11 @@ export class DiscoveryManager {
       seen.add(name);
       this.upsert(name, config, handler, found, shared);
     }
-    for (const device of this.o.registry.list()) {
-      if (device.spec.configName !== config.metadata.name || seen.has(device.metadata.name)) continue;
-      if (device.status.online) this.markOffline(device);
+    const devices = this.o.registry.byConfig(config.metadata.name);
+    for (const device of devices) {
+      if (!seen.has(device.metadata.name) && device.status.online) this.markOffline(device);
     }
-    config.status.devices = this.o.registry
-      .list()
-      .filter((d) => d.spec.configName === config.metadata.name).length;
+    config.status.devices = devices.length;
   }
 
   private upsert(

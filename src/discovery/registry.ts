@@ -15,6 +15,13 @@ export class DeviceRegistry {
     return [...this.devices.values()].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
   }
 
+  /** The devices of one DiscoveryConfig, unsorted (the manager's reconcile loop). */
+  byConfig(configName: string): DeviceObject[] {
+    const out: DeviceObject[] = [];
+    for (const d of this.devices.values()) if (d.spec.configName === configName) out.push(d);
+    return out;
+  }
+
   get(name: string): DeviceObject | undefined {
     return this.devices.get(name);
   }

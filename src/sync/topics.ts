@@ -26,6 +26,7 @@ export const UPSTREAM_KINDS = new Set<EdgeTopic['kind']>([
   'reported',
   'status',
   'commandResult',
+  'birth',
 ]);
 
 const parsed = new Map<string, EdgeTopic | undefined>();

@@ -54,6 +54,7 @@ describe('topic ACL', () => {
     expect(dev).toEqual({ ok: true, identity: { kind: 'device', device: 'cam-1', username: 'cam-1' } });
     if (!dev.ok) return;
     expect(auth.canPublish(dev.identity, 'devices/cam-1/telemetry/fps')).toBe(true);
+    expect(auth.canPublish(dev.identity, 'devices/cam-1/birth')).toBe(true);
     expect(auth.canPublish(dev.identity, 'devices/cam-2/telemetry/fps')).toBe(false);
     expect(auth.canPublish(dev.identity, 'devices/cam-1/twin/desired')).toBe(false);
     expect(auth.canSubscribe(dev.identity, 'devices/cam-1/#')).toBe(true);
