@@ -164,10 +164,14 @@ function crd(p: CrdParts): CustomResourceDefinition {
   };
 }
 
+const HEADER =
+  "# Generated from the code's schemas by crdFiles() in src/kube/crds.ts; do not edit.\n" +
+  '# Regenerate: npx vitest run test/unit/crds.test.ts -u\n';
+
 /** The file name and YAML text of each CRD, as deploy/crds/ holds them. */
 export function crdFiles(handlers: readonly DiscoveryHandler[]): { file: string; text: string }[] {
   return crdManifests(handlers).map((c) => ({
     file: `${c.spec.group}_${c.spec.names.plural}.yaml`,
-    text: `# Generated from the code's schemas by crdFiles() in src/kube/crds.ts; do not edit.\n${stringify(c, { lineWidth: 0 })}`,
+    text: `${HEADER}${stringify(c, { lineWidth: 0 })}`,
   }));
 }

@@ -17,10 +17,15 @@ import { type JsonSchemaProps, StructuralSchemaError, toStructural, VALUE_KEYWOR
  * 1. `details` gets a skeleton: the union of every handler's fields with their types (the same field in
  *    two handlers must have the same type, else generation throws), each field's description marked with
  *    the handlers that use it, and every value validation the handlers agree on.
- * 2. `spec.handler` gets a `oneOf` with one branch per handler, selected by `name` (an enum, so exactly one
- *    branch can match): that handler's required fields, the value validations it does not share with the
- *    skeleton (e.g. `maxDevices` is at most 10000 for onvif, 100000 for mqtt), and a `not` that refuses
- *    fields only other handlers have.
+ * 2. `spec.handler` gets an `allOf` with one rule per handler, each an implication written as
+ *    `anyOf: [{details: <rules>}, {name: {not: {enum: [<handler>]}}}]` ("this handler's rules, or another
+ *    handler"). The rules: the handler's required fields, the value validations it does not share with the
+ *    skeleton (e.g. `maxDevices` is at most 10000 for onvif, 100000 for mqtt), and `not: {}` on each field
+ *    only other handlers have, which refuses that field by name. Not a `oneOf` over the handlers: when all
+ *    branches fail, the API server reports the errors of the branch that matched most, often another
+ *    handler's, and the message would blame the name; with the implication, the failing handler's own
+ *    rules are listed first and are the ones reported
+ *    (`spec.handler.details.interface: Required value`).
  *
  * What the API server then checks: the handler name; every details field's type, at any depth; required
  * fields; patterns, lengths, bounds, enums and item counts; fields of another handler. What it does not:
@@ -58,7 +63,7 @@ export function foldHandlerDetails(
       name: { ...name, enum: handlers.map((h) => h.name) },
       details: skeleton,
     },
-    oneOf: contribs.map((c) => branch(c, skeleton)),
+    allOf: contribs.flatMap((c) => rule(c, skeleton)),
   };
 }
 
@@ -163,15 +168,17 @@ function kindOf(s: JsonSchemaProps): string {
   return s.type ?? 'any';
 }
 
-/** One handler's `oneOf` branch: selected by name; what the skeleton does not already say about its details. */
-function branch(c: Contribution, skeleton: JsonSchemaProps): JsonSchemaProps {
+/** One handler's rule: unless `name` is another handler, its details must satisfy what the skeleton lacks. */
+function rule(c: Contribution, skeleton: JsonSchemaProps): JsonSchemaProps[] {
   const details = residual(c.schema, skeleton);
   const foreign = Object.keys(skeleton.properties ?? {}).filter((k) => !c.schema.properties?.[k]);
-  if (foreign.length === 1) details.not = { required: foreign };
-  if (foreign.length > 1) details.not = { anyOf: foreign.map((k) => ({ required: [k] })) };
-  return {
-    properties: { name: { enum: [c.name] }, ...(isEmpty(details) ? {} : { details }) },
-  };
+  // `not: {}` fails for any value, so the error names the field: "details.interface: must not validate".
+  for (const k of foreign) {
+    details.properties ??= {};
+    details.properties[k] = { not: {} };
+  }
+  if (isEmpty(details)) return [];
+  return [{ anyOf: [{ properties: { details } }, { properties: { name: { not: { enum: [c.name] } } } }] }];
 }
 
 /** The value validations of `full` that `skeleton` lacks, as a junctor-safe schema (no type, description). */
