@@ -81,6 +81,8 @@ export class Outbox {
   private size = 0;
   private readonly listeners = new Set<() => void>();
   private readonly statements;
+  private readonly writeBatch: (batch: Pending[], now: number) => OutboxEntry[];
+  private readonly removeRuns: (seqs: number[]) => void;
   /** Messages dropped by the overflow policy, by reason. */
   readonly dropped = { oldest: 0, rejected: 0 };
   private dropLog = { count: 0, timer: undefined as NodeJS.Timeout | undefined };
@@ -103,6 +105,9 @@ export class Outbox {
       ),
       totals: db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM outbox'),
     };
+    // Transaction wrappers are built once: better-sqlite3 compiles one per db.transaction() call.
+    this.writeBatch = db.transaction((batch: Pending[], now: number) => this.insertAll(batch, now));
+    this.removeRuns = db.transaction((seqs: number[]) => this.deleteRuns(seqs));
     const totals = this.statements.totals.get() as { n: number; b: number };
     this.count = totals.n;
     this.size = totals.b;
@@ -213,23 +218,9 @@ export class Outbox {
     this.pending = [];
     this.pendingBytes = 0;
     if (batch.length === 0) return;
-    const now = Date.now();
-    const added: OutboxEntry[] = [];
+    let added: OutboxEntry[];
     try {
-      this.db.transaction(() => {
-        const incoming = batch.reduce((sum, p) => sum + p.bytes, 0);
-        if (this.size + incoming > this.options.maxBytes)
-          this.makeRoom(this.size + incoming - this.options.maxBytes);
-        for (const p of batch) {
-          const props = p.msg.props ? encodeProps(p.msg.props) : null;
-          const seq = Number(
-            this.statements.insert.run(p.msg.device, p.msg.topic, p.msg.payload, props, p.bytes, now)
-              .lastInsertRowid,
-          );
-          // Entries are only built when the bridge is caught up and will take them from memory.
-          if (this.tailValid) added.push({ ...p.msg, seq, msgId: `${this.epoch}-${seq}`, bytes: p.bytes });
-        }
-      })();
+      added = this.writeBatch(batch, Date.now());
     } catch (err) {
       const e = new LeafbridgeError('OUTBOX_WRITE', 'outbox write failed', { cause: err });
       for (const p of batch) p.reject(e);
@@ -289,19 +280,39 @@ export class Outbox {
     if (this.closed) return;
     const seqs = this.acks.sort((a, b) => a - b);
     this.acks = [];
-    // PUBACKs come mostly in order: delete each run of consecutive sequence numbers with one statement.
-    this.db.transaction(() => {
-      let start = 0;
-      for (let i = 1; i <= seqs.length; i++) {
-        if (i < seqs.length && (seqs[i] as number) <= (seqs[i - 1] as number) + 1) continue;
-        const rows = this.statements.removeRange.all(seqs[start], seqs[i - 1]) as { bytes: number }[];
-        for (const r of rows) {
-          this.count--;
-          this.size -= r.bytes;
-        }
-        start = i;
+    this.removeRuns(seqs);
+  }
+
+  /** Inside the write transaction: room made by the overflow policy, then every pending message inserted. */
+  private insertAll(batch: Pending[], now: number): OutboxEntry[] {
+    const added: OutboxEntry[] = [];
+    const incoming = batch.reduce((sum, p) => sum + p.bytes, 0);
+    if (this.size + incoming > this.options.maxBytes)
+      this.makeRoom(this.size + incoming - this.options.maxBytes);
+    for (const p of batch) {
+      const props = p.msg.props ? encodeProps(p.msg.props) : null;
+      const seq = Number(
+        this.statements.insert.run(p.msg.device, p.msg.topic, p.msg.payload, props, p.bytes, now)
+          .lastInsertRowid,
+      );
+      // Entries are only built when the bridge is caught up and will take them from memory.
+      if (this.tailValid) added.push({ ...p.msg, seq, msgId: `${this.epoch}-${seq}`, bytes: p.bytes });
+    }
+    return added;
+  }
+
+  /** PUBACKs come mostly in order: each run of consecutive sequence numbers goes with one statement. */
+  private deleteRuns(seqs: number[]): void {
+    let start = 0;
+    for (let i = 1; i <= seqs.length; i++) {
+      if (i < seqs.length && (seqs[i] as number) <= (seqs[i - 1] as number) + 1) continue;
+      const rows = this.statements.removeRange.all(seqs[start], seqs[i - 1]) as { bytes: number }[];
+      for (const r of rows) {
+        this.count--;
+        this.size -= r.bytes;
       }
-    })();
+      start = i;
+    }
   }
 
   /** Drops are counted always, and logged at once and then at most once a second with their count. */

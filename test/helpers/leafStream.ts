@@ -25,18 +25,20 @@ export async function startLeafStream(
     Array.from({ length: devices }, (_, i) => connect(url, { clientId: `dev-${i}`, protocolVersion: 5 })),
   );
   const run = async (client: MqttClient, i: number) => {
-    let closed = false;
-    client.on('close', () => {
-      closed = true;
+    // A publish in flight when the connection dies never settles in mqtt.js: race it with the close.
+    const closed = new Promise<false>((resolve) => client.once('close', () => resolve(false)));
+    let open = true;
+    void closed.then(() => {
+      open = false;
     });
-    for (let n = 0; n < perDevice && !stopped && !closed; n++) {
-      const ok = await client
+    for (let n = 0; n < perDevice && !stopped && open; n++) {
+      const sent = client
         .publishAsync(`devices/dev-${i}/telemetry/t`, JSON.stringify({ d: i, n }), { qos: 1 })
         .then(
           () => true,
           () => false,
         );
-      if (!ok) break;
+      if (!(await Promise.race([sent, closed]))) break;
       acked.add(`dev-${i}/${n}`);
       if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
     }
