@@ -35,7 +35,7 @@ import {
   latencyStats,
 } from './lib/devices.js';
 import type { BenchOptions } from './lib/options.js';
-import { fmt, type Target, target, writeResults } from './lib/report.js';
+import { cpuLine, fmt, strip, type Target, target, writeResults } from './lib/report.js';
 import { type UdpSocketStats, udpSockets } from './lib/udp.js';
 import {
   BenchChild,
@@ -821,18 +821,6 @@ function best<T>(runs: (T | undefined)[], score: (t: T) => number): T | undefine
   let top: T | undefined;
   for (const r of runs) if (r !== undefined && (top === undefined || score(r) < score(top))) top = r;
   return top;
-}
-
-function strip<T extends { window?: unknown }>(r: T | undefined): Omit<T, 'window'> | undefined {
-  if (!r) return undefined;
-  const { window: _window, ...rest } = r;
-  return rest;
-}
-
-function cpuLine(cpu: CpuSplit | undefined): string {
-  if (!cpu) return '';
-  const parts = Object.entries(cpu.cores).map(([k, v]) => `${k} ${v.toFixed(2)}`);
-  return `CPU cores: ${parts.join(', ')}; other processes ${cpu.otherProcessesCores.toFixed(2)}`;
 }
 
 /** Runs the discovery bench, prints the table, writes the results; resolves true when every target passed. */

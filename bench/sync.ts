@@ -14,7 +14,7 @@ import { AGENT_NODE_FLAGS } from '../src/cli/runtime.js';
 import { AgentProcess } from './lib/agent.js';
 import { formatProfile, type ProfileSummary, summarizeProfile } from './lib/cpuprofile.js';
 import type { BenchOptions } from './lib/options.js';
-import { fmt, type Row, type Target, table, target, writeResults } from './lib/report.js';
+import { cpuLine, fmt, type Row, strip, type Target, table, target, writeResults } from './lib/report.js';
 import {
   BenchChild,
   type ChildEvent,
@@ -486,18 +486,6 @@ function best<T>(runs: (T | undefined)[], rate: (t: T) => number): T | undefined
 function maxOf(values: (number | undefined)[]): number | undefined {
   const v = values.filter((x): x is number => x !== undefined && Number.isFinite(x));
   return v.length > 0 ? Math.max(...v) : undefined;
-}
-
-function strip<T extends { window?: unknown }>(r: T | undefined): Omit<T, 'window'> | undefined {
-  if (!r) return undefined;
-  const { window: _window, ...rest } = r;
-  return rest;
-}
-
-function cpuLine(cpu: CpuSplit | undefined): string {
-  if (!cpu) return '';
-  const parts = Object.entries(cpu.cores).map(([k, v]) => `${k} ${v.toFixed(2)}`);
-  return `CPU cores: ${parts.join(', ')}; other processes ${cpu.otherProcessesCores.toFixed(2)}`;
 }
 
 /** Runs the sync bench, prints the table, writes the results; resolves true when every target passed. */

@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import type { CpuSplit } from './util.js';
 import { RESULTS_DIR, ROOT } from './util.js';
 
 export interface Target {
@@ -73,4 +74,18 @@ export function writeResults(bench: string, startedAt: Date, data: unknown): str
   const files = [join(RESULTS_DIR, `${bench}-${stamp}.json`), join(RESULTS_DIR, `${bench}-latest.json`)];
   for (const f of files) writeFileSync(f, text);
   return files.map((f) => relative(ROOT, f));
+}
+
+/** A run's figures without its raw sample window, for the JSON. */
+export function strip<T extends { window?: unknown }>(r: T | undefined): Omit<T, 'window'> | undefined {
+  if (!r) return undefined;
+  const { window: _window, ...rest } = r;
+  return rest;
+}
+
+/** "CPU cores: agent 0.91, …; other processes 0.02" */
+export function cpuLine(cpu: CpuSplit | undefined): string {
+  if (!cpu) return '';
+  const parts = Object.entries(cpu.cores).map(([k, v]) => `${k} ${v.toFixed(2)}`);
+  return `CPU cores: ${parts.join(', ')}; other processes ${cpu.otherProcessesCores.toFixed(2)}`;
 }

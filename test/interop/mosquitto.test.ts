@@ -1,7 +1,6 @@
 // Interop with Debian's mosquitto broker (as the cloud side) and its command-line clients (as leaf devices and
 // cloud tools). The agent runs as a real process (bin/leafbridge.js on dist/); all traffic stays on 127.0.0.1.
 import { execFileSync } from 'node:child_process';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentConfig } from '../helpers/agentConfig.js';
 import {
@@ -16,6 +15,7 @@ import {
   until,
   watchLog,
 } from '../helpers/mosquitto.js';
+import { connect } from '../helpers/mqtt.js';
 import { type AgentProcess, CLI, startAgent, stopProcess, tempDir } from '../helpers/processes.js';
 
 const ROOT = 'leafbridge/edge-1/';
@@ -33,23 +33,6 @@ function config(
 ) {
   const base = agentConfig(dir, mosquitto.url, extra);
   return { ...base, upstream: { ...(base.upstream as Record<string, unknown>), ...upstream } };
-}
-
-/** An mqtt.js client; resolves on CONNACK. */
-function mqttConnect(url: string, options: IClientOptions = {}): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, {
-      reconnectPeriod: 0,
-      connectTimeout: 5000,
-      protocolVersion: 5,
-      ...options,
-    });
-    client.once('connect', () => resolve(client));
-    client.once('error', (err) => {
-      client.end(true);
-      reject(err);
-    });
-  });
 }
 
 /**
@@ -231,7 +214,7 @@ describe('commands from mosquitto (MQTT 5 correlation data) to a device that con
     expect(pub.code, pub.stderr).toBe(0);
     await downstreamBarrier(mosquitto, agent.broker.port); // the agent holds the command; c1 is not connected
 
-    const device = await mqttConnect(`mqtt://127.0.0.1:${agent.broker.port}`, { clientId: 'c1' });
+    const device = await connect(`mqtt://127.0.0.1:${agent.broker.port}`, { clientId: 'c1' });
     const got: { topic: string; payload: string; correlation?: Buffer; responseTopic?: string }[] = [];
     device.on('message', (topic, payload, packet) => {
       const p = (packet as { properties?: { correlationData?: Buffer; responseTopic?: string } }).properties;
@@ -459,7 +442,7 @@ describe('the edge broker, authenticating mosquitto clients', () => {
     expect(other3.stderr).toMatch(/connection was lost/i);
 
     // mqtt.js sees the reason code itself, and the connection stays up for allowed messages.
-    const client = await mqttConnect(`mqtt://127.0.0.1:${edge}`, { username: 'd1', password: 'secret' });
+    const client = await connect(`mqtt://127.0.0.1:${edge}`, { username: 'd1', password: 'secret' });
     for (const topic of ['devices/d2/telemetry/t', 'devices/d1/twin/desired', 'devices/d1/commands/reboot']) {
       const err = await client.publishAsync(topic, 'no', { qos: 1 }).then(
         () => undefined,
