@@ -88,7 +88,7 @@ export class Outbox {
   private dropLog = { count: 0, timer: undefined as NodeJS.Timeout | undefined };
 
   constructor(
-    private readonly db: Db,
+    db: Db,
     private readonly options: OutboxOptions,
     private readonly logger: Logger,
   ) {
