@@ -35,7 +35,7 @@ import {
   latencyStats,
 } from './lib/devices.js';
 import type { BenchOptions } from './lib/options.js';
-import { cpuLine, fmt, strip, type Target, target, writeResults } from './lib/report.js';
+import { cpuLine, fmt, printTail, strip, type Target, target, writeResults } from './lib/report.js';
 import { type UdpSocketStats, udpSockets } from './lib/udp.js';
 import {
   BenchChild,
@@ -1063,12 +1063,7 @@ export async function runDiscovery(options: BenchOptions): Promise<boolean> {
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}`,
     );
-  for (const n of notes) log(`  ${n}`);
-  for (const [k, v] of Object.entries(profiles)) {
-    if (typeof v === 'string') log(`  profile ${k}: ${v}`);
-    else log(`\n${formatProfile(`agent CPU profile during ${k}`, v)}`);
-  }
-  for (const [k, v] of Object.entries(errors)) log(`  ERROR ${k}: ${v.split('\n')[0]}`);
+  printTail(log, notes, profiles, errors);
 
   const pass = targets.every((t) => t.pass) && Object.keys(errors).length === 0;
   const files = writeResults('discovery', startedAt, {

@@ -14,7 +14,17 @@ import { AGENT_NODE_FLAGS } from '../src/cli/runtime.js';
 import { AgentProcess } from './lib/agent.js';
 import { formatProfile, type ProfileSummary, summarizeProfile } from './lib/cpuprofile.js';
 import type { BenchOptions } from './lib/options.js';
-import { cpuLine, fmt, type Row, strip, type Target, table, target, writeResults } from './lib/report.js';
+import {
+  cpuLine,
+  fmt,
+  printTail,
+  type Row,
+  strip,
+  type Target,
+  table,
+  target,
+  writeResults,
+} from './lib/report.js';
 import {
   BenchChild,
   type ChildEvent,
@@ -708,12 +718,7 @@ export async function runSync(options: BenchOptions): Promise<boolean> {
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}`,
     );
-  for (const n of notes) log(`  ${n}`);
-  for (const [k, v] of Object.entries(profiles)) {
-    if (typeof v === 'string') log(`  profile ${k}: ${v}`);
-    else log(`\n${formatProfile(`agent CPU profile during ${k}`, v)}`);
-  }
-  for (const [k, v] of Object.entries(errors)) log(`  ERROR ${k}: ${v.split('\n')[0]}`);
+  printTail(log, notes, profiles, errors);
 
   const pass = targets.every((t) => t.pass) && Object.keys(errors).length === 0;
   const files = writeResults('sync', startedAt, {

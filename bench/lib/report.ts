@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { formatProfile, type ProfileSummary } from './cpuprofile.js';
 import type { CpuSplit } from './util.js';
 import { RESULTS_DIR, ROOT } from './util.js';
 
@@ -88,4 +89,19 @@ export function cpuLine(cpu: CpuSplit | undefined): string {
   if (!cpu) return '';
   const parts = Object.entries(cpu.cores).map(([k, v]) => `${k} ${v.toFixed(2)}`);
   return `CPU cores: ${parts.join(', ')}; other processes ${cpu.otherProcessesCores.toFixed(2)}`;
+}
+
+/** The notes, profile summaries and errors that close a bench's printout. */
+export function printTail(
+  log: (s: string) => void,
+  notes: string[],
+  profiles: Record<string, ProfileSummary | string>,
+  errors: Record<string, string>,
+): void {
+  for (const n of notes) log(`  ${n}`);
+  for (const [k, v] of Object.entries(profiles)) {
+    if (typeof v === 'string') log(`  profile ${k}: ${v}`);
+    else log(`\n${formatProfile(`agent CPU profile during ${k}`, v)}`);
+  }
+  for (const [k, v] of Object.entries(errors)) log(`  ERROR ${k}: ${v.split('\n')[0]}`);
 }

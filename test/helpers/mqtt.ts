@@ -49,18 +49,6 @@ export async function collect(url: string, filter: string, options: IClientOptio
   return { client, messages };
 }
 
-export async function until(
-  check: () => boolean | Promise<boolean>,
-  ms: number,
-  what = 'condition',
-): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 /** The agent in this process (faster than a child process where no crash is involved). */
 export async function startInProcessAgent(config: Record<string, unknown>) {
   const agent = new Agent(parseConfig(config), silentLogger());
@@ -80,12 +68,4 @@ export async function metric(http: string, name: string): Promise<number> {
   return Number(line.slice(name.length + 1));
 }
 
-/** `promise`, or a rejection naming `what` after `ms`. */
-export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) =>
-      setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms),
-    ),
-  ]);
-}
+export { until, within } from './wait.js';
