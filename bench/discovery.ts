@@ -25,7 +25,7 @@ import type { DeviceObject, DiscoveryConfigObject } from '../src/discovery/types
 import { silentLogger } from '../src/util/logger.js';
 import { hashPassword } from '../src/util/password.js';
 import { AgentProcess } from './lib/agent.js';
-import { formatProfile, type ProfileSummary, summarizeProfile } from './lib/cpuprofile.js';
+import { type ProfileSummary, summarizeProfile } from './lib/cpuprofile.js';
 import {
   DeviceLog,
   DeviceMsg,

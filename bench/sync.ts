@@ -12,7 +12,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AGENT_NODE_FLAGS } from '../src/cli/runtime.js';
 import { AgentProcess } from './lib/agent.js';
-import { formatProfile, type ProfileSummary, summarizeProfile } from './lib/cpuprofile.js';
+import { type ProfileSummary, summarizeProfile } from './lib/cpuprofile.js';
 import type { BenchOptions } from './lib/options.js';
 import {
   cpuLine,
