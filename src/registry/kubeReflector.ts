@@ -1,0 +1,185 @@
+import { type CustomObjectsApi, type KubeConfig, Watch } from '@kubernetes/client-node';
+import type { DeviceObject } from '../discovery/types.js';
+import { backoffDelay, sleep } from '../util/clock.js';
+import { errorMessage } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+import type { Listeners } from './common.js';
+
+export interface ReflectorOptions {
+  kubeConfig: KubeConfig;
+  api: CustomObjectsApi;
+  resource: { group: string; version: string; namespace: string; plural: string };
+  listeners: Listeners;
+  logger: Logger;
+  backoff: { baseMs: number; maxMs: number };
+}
+
+interface Observer {
+  done: () => boolean;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/**
+ * The API server's Devices as this agent last saw them: list, then watch from the list's resourceVersion
+ * with bookmarks; a watch that ends is resumed from the last resourceVersion seen, and one that reports
+ * 410 Gone (its history compacted away) is replaced by a fresh list, diffed against what the listeners have
+ * seen, so they miss no change. Listeners hear each resourceVersion of an object once.
+ */
+export class DeviceReflector {
+  readonly known = new Map<string, DeviceObject>();
+  private readonly observers = new Set<Observer>();
+  private readonly stopping = new AbortController();
+  private watchAbort: AbortController | undefined;
+  private resourceVersion = '';
+  private needList = true;
+  private synced!: () => void;
+  readonly firstSync = new Promise<void>((resolve) => {
+    this.synced = resolve;
+  });
+
+  constructor(private readonly o: ReflectorOptions) {}
+
+  start(): void {
+    void this.run();
+  }
+
+  stop(): void {
+    this.stopping.abort();
+    this.watchAbort?.abort();
+    for (const ob of this.observers) ob.reject(new Error('the device store is closed'));
+    this.observers.clear();
+  }
+
+  /** Resolves once `name` is seen at `resourceVersion` or later (or has since been seen deleted). */
+  seen(name: string, resourceVersion: string): Promise<void> {
+    return this.until(() => {
+      const o = this.known.get(name);
+      return (
+        (o !== undefined && !olderThan(o.metadata.resourceVersion, resourceVersion)) ||
+        !olderThan(this.resourceVersion, resourceVersion)
+      );
+    });
+  }
+
+  /** Resolves once `name` is seen deleted. */
+  gone(name: string): Promise<void> {
+    return this.until(() => !this.known.has(name));
+  }
+
+  private until(done: () => boolean): Promise<void> {
+    if (done()) return Promise.resolve();
+    if (this.stopping.signal.aborted) return Promise.reject(new Error('the device store is closed'));
+    return new Promise((resolve, reject) => this.observers.add({ done, resolve, reject }));
+  }
+
+  private settle(): void {
+    for (const ob of this.observers) {
+      if (ob.done()) {
+        this.observers.delete(ob);
+        ob.resolve();
+      }
+    }
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.stopping.signal;
+    let attempt = 0;
+    while (!signal.aborted) {
+      const started = Date.now();
+      try {
+        if (this.needList) await this.list();
+        const events = await this.watchOnce();
+        if (events > 0 || Date.now() - started > 1000) attempt = 0;
+        else await sleep(backoffDelay(attempt++, this.o.backoff.baseMs, this.o.backoff.maxMs), signal);
+      } catch (err) {
+        if (signal.aborted) return;
+        const delay = backoffDelay(attempt++, this.o.backoff.baseMs, this.o.backoff.maxMs);
+        this.o.logger.warn({ err: errorMessage(err), retryInMs: delay }, 'device list/watch failed');
+        await sleep(delay, signal);
+      }
+    }
+  }
+
+  private async list(): Promise<void> {
+    const res = (await this.o.api.listNamespacedCustomObject(this.o.resource)) as {
+      metadata: { resourceVersion: string };
+      items: DeviceObject[];
+    };
+    const fresh = new Map(res.items.map((o) => [o.metadata.name, normalize(o)]));
+    for (const [name, old] of this.known) {
+      if (!fresh.has(name)) this.remove(old);
+    }
+    for (const o of fresh.values()) this.observe(o);
+    this.resourceVersion = res.metadata.resourceVersion;
+    this.needList = false;
+    this.settle();
+    this.synced();
+  }
+
+  /** One watch request; resolves with the number of events when it ends cleanly, rejects on an error. */
+  private watchOnce(): Promise<number> {
+    const { group, version, namespace, plural } = this.o.resource;
+    const path = `/apis/${group}/${version}/namespaces/${namespace}/${plural}`;
+    let events = 0;
+    return new Promise<number>((resolve, reject) => {
+      const onEvent = (type: string, object: DeviceObject & { code?: number }) => {
+        events++;
+        if (type === 'ERROR') {
+          // 410 Gone (compacted) or anything else unexpected: start again from a list.
+          this.o.logger.info({ code: object.code }, 'device watch expired; re-listing');
+          this.needList = true;
+          return;
+        }
+        const rv = object.metadata?.resourceVersion;
+        if (type === 'ADDED' || type === 'MODIFIED') this.observe(normalize(object));
+        else if (type === 'DELETED') this.remove(normalize(object));
+        if (rv) this.resourceVersion = rv;
+        this.settle();
+      };
+      const done = (err: unknown) => (err ? reject(err) : resolve(events));
+      new Watch(this.o.kubeConfig)
+        .watch(path, { resourceVersion: this.resourceVersion, allowWatchBookmarks: true }, onEvent, done)
+        .then((controller) => {
+          this.watchAbort = controller;
+          if (this.stopping.signal.aborted) controller.abort();
+        }, reject);
+    });
+  }
+
+  private observe(o: DeviceObject): void {
+    const old = this.known.get(o.metadata.name);
+    if (old && old.metadata.resourceVersion === o.metadata.resourceVersion) return;
+    if (old && olderThan(o.metadata.resourceVersion, old.metadata.resourceVersion)) return;
+    this.known.set(o.metadata.name, o);
+    this.o.listeners.emit({ type: old ? 'MODIFIED' : 'ADDED', object: o });
+  }
+
+  private remove(o: DeviceObject): void {
+    if (!this.known.delete(o.metadata.name)) return;
+    this.o.listeners.emit({ type: 'DELETED', object: o });
+  }
+}
+
+/**
+ * Whether resourceVersion `a` is older than `b`. Kubernetes calls them opaque; etcd (and the test server)
+ * hand out increasing integers, which is what the comparison relies on; anything else compares as "not older".
+ */
+export function olderThan(a: string, b: string): boolean {
+  const x = Number(a);
+  const y = Number(b);
+  return Number.isFinite(x) && Number.isFinite(y) && a !== '' && b !== '' && x < y;
+}
+
+/** An object from the API server in the DeviceObject shape (absent lists and status filled in). */
+export function normalize(o: DeviceObject): DeviceObject {
+  return {
+    ...o,
+    metadata: {
+      ...o.metadata,
+      labels: o.metadata.labels ?? {},
+      ownerReferences: o.metadata.ownerReferences ?? [],
+    },
+    status: { ...{ online: false, conditions: [] }, ...(o.status ?? {}) } as DeviceObject['status'],
+  };
+}

@@ -1,0 +1,114 @@
+import { randomUUID } from 'node:crypto';
+import type { DeviceObject } from '../discovery/types.js';
+import type { Db } from '../store/db.js';
+import type { Clock } from '../util/clock.js';
+import type { Logger } from '../util/logger.js';
+import { Listeners, select } from './common.js';
+import type { DeviceStore, DeviceStoreEvent, LabelSelector } from './deviceStore.js';
+
+export interface LocalDeviceStoreOptions {
+  db: Db;
+  namespace: string;
+  logger: Logger;
+  clock: Clock;
+}
+
+const RV_KEY = 'devices.resourceVersion';
+
+/**
+ * The standalone agent's Device objects, in its SQLite store (the `devices` table), so they survive a
+ * restart. Resource versions come from one counter in `meta`, bumped in the same transaction as the write.
+ */
+export class LocalDeviceStore implements DeviceStore {
+  private readonly listeners: Listeners;
+
+  constructor(private readonly o: LocalDeviceStoreOptions) {
+    this.listeners = new Listeners(o.logger);
+  }
+
+  async list(selector?: LabelSelector): Promise<DeviceObject[]> {
+    const rows = this.o.db.prepare('SELECT json FROM devices').all() as { json: string }[];
+    return select(
+      rows.map((r) => JSON.parse(r.json) as DeviceObject),
+      selector,
+    );
+  }
+
+  async get(name: string): Promise<DeviceObject | undefined> {
+    return this.read(name);
+  }
+
+  async upsert(object: DeviceObject): Promise<DeviceObject> {
+    const name = object.metadata.name;
+    const { stored, type } = this.o.db.transaction(() => {
+      const old = this.read(name);
+      const rv = this.nextVersion();
+      const stored: DeviceObject = {
+        apiVersion: object.apiVersion,
+        kind: object.kind,
+        metadata: {
+          name,
+          namespace: this.o.namespace,
+          uid: old?.metadata.uid ?? randomUUID(),
+          creationTimestamp: old?.metadata.creationTimestamp ?? this.now(),
+          resourceVersion: String(rv),
+          labels: { ...object.metadata.labels },
+          ownerReferences: structuredClone(object.metadata.ownerReferences ?? []),
+        },
+        spec: structuredClone(object.spec),
+        status: structuredClone(object.status),
+      };
+      this.o.db
+        .prepare(
+          `INSERT INTO devices (name, json, resource_version) VALUES (?, ?, ?)
+           ON CONFLICT (name) DO UPDATE SET json = excluded.json, resource_version = excluded.resource_version`,
+        )
+        .run(name, JSON.stringify(stored), rv);
+      return { stored, type: old ? ('MODIFIED' as const) : ('ADDED' as const) };
+    })();
+    this.emit({ type, object: stored });
+    return structuredClone(stored);
+  }
+
+  async delete(name: string): Promise<void> {
+    const old = this.o.db.transaction(() => {
+      const old = this.read(name);
+      if (!old) return undefined;
+      this.o.db.prepare('DELETE FROM devices WHERE name = ?').run(name);
+      // A deletion is a change too: the DELETED event carries a version newer than the last write.
+      old.metadata.resourceVersion = String(this.nextVersion());
+      return old;
+    })();
+    if (old) this.emit({ type: 'DELETED', object: old });
+  }
+
+  watch(listener: (e: DeviceStoreEvent) => void): () => void {
+    return this.listeners.add(listener);
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+  }
+
+  private read(name: string): DeviceObject | undefined {
+    const row = this.o.db.prepare('SELECT json FROM devices WHERE name = ?').get(name) as
+      | { json: string }
+      | undefined;
+    return row && (JSON.parse(row.json) as DeviceObject);
+  }
+
+  private nextVersion(): number {
+    const row = this.o.db
+      .prepare('UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ? RETURNING value')
+      .get(RV_KEY) as { value: string | number };
+    return Number(row.value);
+  }
+
+  private now(): string {
+    return new Date(this.o.clock.now()).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  }
+
+  private emit(e: DeviceStoreEvent): void {
+    this.listeners.emit(e);
+  }
+}

@@ -1,0 +1,62 @@
+import { randomUUID } from 'node:crypto';
+import type { DeviceRegistry } from '../discovery/registry.js';
+import type { DeviceObject } from '../discovery/types.js';
+import type { Clock } from '../util/clock.js';
+import { select } from './common.js';
+import type { DeviceStore, DeviceStoreEvent, LabelSelector } from './deviceStore.js';
+
+/**
+ * The in-memory DeviceRegistry behind the DeviceStore interface (tests, and agents that keep nothing):
+ * a thin adapter that gives new objects their uid and creation time, as the other stores do.
+ */
+export class MemoryDeviceStore implements DeviceStore {
+  private readonly unwatch = new Set<() => void>();
+
+  constructor(
+    private readonly registry: DeviceRegistry,
+    private readonly clock: Clock,
+  ) {}
+
+  async list(selector?: LabelSelector): Promise<DeviceObject[]> {
+    return select(this.registry.list(), selector).map((o) => structuredClone(o));
+  }
+
+  async get(name: string): Promise<DeviceObject | undefined> {
+    const o = this.registry.get(name);
+    return o && structuredClone(o);
+  }
+
+  async upsert(object: DeviceObject): Promise<DeviceObject> {
+    const old = this.registry.get(object.metadata.name);
+    const now = new Date(this.clock.now()).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    this.registry.put(
+      structuredClone({
+        ...object,
+        metadata: {
+          ...object.metadata,
+          uid: old?.metadata.uid ?? randomUUID(),
+          creationTimestamp: old?.metadata.creationTimestamp ?? now,
+        },
+      }),
+    );
+    return structuredClone(this.registry.get(object.metadata.name) as DeviceObject);
+  }
+
+  async delete(name: string): Promise<void> {
+    this.registry.delete(name);
+  }
+
+  watch(listener: (e: DeviceStoreEvent) => void): () => void {
+    const stop = this.registry.watch((e) => listener(structuredClone(e)));
+    this.unwatch.add(stop);
+    return () => {
+      stop();
+      this.unwatch.delete(stop);
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const stop of this.unwatch) stop();
+    this.unwatch.clear();
+  }
+}

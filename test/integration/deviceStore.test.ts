@@ -1,0 +1,259 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { builtinHandlers } from '../../src/discovery/handlers.js';
+import { DeviceRegistry } from '../../src/discovery/registry.js';
+import type { DeviceObject } from '../../src/discovery/types.js';
+import { crdManifests } from '../../src/kube/crds.js';
+import type { DeviceStoreEvent } from '../../src/registry/deviceStore.js';
+import { KubeDeviceStore } from '../../src/registry/kubeStore.js';
+import { LocalDeviceStore } from '../../src/registry/localStore.js';
+import { MemoryDeviceStore } from '../../src/registry/memoryStore.js';
+import { openDb } from '../../src/store/db.js';
+import { systemClock } from '../../src/util/clock.js';
+import { silentLogger } from '../../src/util/logger.js';
+import { contractTests, device, until } from '../contract/deviceStore.contract.js';
+import { KubeApiServer } from '../helpers/kubeApiServer.js';
+import { kubeClients } from '../helpers/kubeClient.js';
+
+/**
+ * The DeviceStore backends: the contract suite against each, then what only the Kubernetes-backed store
+ * has to survive (outage, flapping, conflicts, cut and expired watches) against the test API server, which
+ * speaks the Kubernetes REST/watch protocol (no real kube-apiserver runs here).
+ */
+
+const logger = silentLogger();
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'leafbridge-devstore-'));
+}
+
+function localStore(dir: string): LocalDeviceStore {
+  const db = openDb(dir, { synchronous: 'normal' });
+  const store = new LocalDeviceStore({ db, namespace: 'default', logger, clock: systemClock });
+  const close = store.close.bind(store);
+  store.close = async () => {
+    await close();
+    db.close();
+  };
+  return store;
+}
+
+function config(name: string) {
+  return {
+    apiVersion: 'leafbridge.io/v1alpha1',
+    kind: 'DiscoveryConfig',
+    metadata: { name, namespace: 'default' },
+    spec: { handler: { name: 'onvif', details: { interface: 'eth1' } } },
+  };
+}
+
+async function kubeHarness() {
+  const api = await KubeApiServer.start({ crds: crdManifests(builtinHandlers), bookmarkIntervalMs: 100 });
+  api.seed('discoveryconfigs', config('cams'));
+  api.seed('discoveryconfigs', config('plcs'));
+  const store = new KubeDeviceStore({
+    kubeConfig: kubeClients(api).kc,
+    namespace: 'default',
+    logger,
+    backoff: { baseMs: 50, maxMs: 500 },
+  });
+  await store.start();
+  return { api, store };
+}
+
+contractTests('LocalDeviceStore (SQLite)', async () => {
+  const dir = tempDir();
+  return { store: localStore(dir), cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
+});
+
+contractTests('KubeDeviceStore (test API server)', async () => {
+  const { api, store } = await kubeHarness();
+  return { store, cleanup: () => api.close() };
+});
+
+contractTests('MemoryDeviceStore (in-memory DeviceRegistry)', async () => ({
+  store: new MemoryDeviceStore(new DeviceRegistry(), systemClock),
+}));
+
+describe('LocalDeviceStore', () => {
+  it('keeps its objects and resource versions across an agent restart', async () => {
+    const dir = tempDir();
+    try {
+      const first = localStore(dir);
+      const stored = await first.upsert(device('cams-0000aa'));
+      await first.upsert(device('cams-0000bb'));
+      await first.delete('cams-0000bb');
+      await first.close();
+      const second = localStore(dir);
+      expect(await second.get('cams-0000aa')).toEqual(stored);
+      expect(await second.get('cams-0000bb')).toBeUndefined();
+      const again = await second.upsert(device('cams-0000aa', 'cams', { online: false }));
+      expect(again.metadata.uid).toBe(stored.metadata.uid);
+      expect(Number(again.metadata.resourceVersion)).toBeGreaterThan(Number(stored.metadata.resourceVersion));
+      await second.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('KubeDeviceStore against the test API server', () => {
+  let api: KubeApiServer;
+  let store: KubeDeviceStore;
+  beforeEach(async () => {
+    ({ api, store } = await kubeHarness());
+  });
+  afterEach(async () => {
+    await store.close();
+    await api.close();
+  });
+
+  /** The server's devices, as name → [spec, status] (what the store was asked for). */
+  function serverState(): Map<string, unknown> {
+    return new Map(api.objects('devices', 'default').map((o) => [o.metadata.name, [o.spec, o.status]]));
+  }
+  function wantedState(objects: Iterable<DeviceObject>): Map<string, unknown> {
+    return new Map([...objects].map((o) => [o.metadata.name, [o.spec, o.status]]));
+  }
+
+  it('API server down while 20 devices are upserted and some deleted: after up() the server matches within 10 s, no duplicates', async () => {
+    const before = await Promise.all([0, 1, 2, 3].map((i) => store.upsert(device(`cams-old00${i}`))));
+    const wanted = new Map<string, DeviceObject>();
+    await api.down();
+    const writes: Promise<unknown>[] = [];
+    for (let i = 0; i < 20; i++) {
+      const d = device(`cams-new${String(i).padStart(3, '0')}`, 'cams', { message: `change ${i}` });
+      wanted.set(d.metadata.name, d);
+      writes.push(store.upsert(d));
+    }
+    for (const i of [0, 1]) {
+      const d = device(`cams-old00${i}`, 'cams', { online: false });
+      wanted.set(d.metadata.name, d);
+      writes.push(store.upsert(d));
+    }
+    for (const name of ['cams-old002', 'cams-old003', 'cams-new005', 'cams-new006']) {
+      wanted.delete(name);
+      writes.push(store.delete(name));
+    }
+    // Through the outage the store answers from its wanted state.
+    expect((await store.list()).map((d) => d.metadata.name)).toEqual([...wanted.keys()].sort());
+    await new Promise((r) => setTimeout(r, 2000));
+    await api.up();
+    const upAt = Date.now();
+    await until(
+      () =>
+        JSON.stringify([...serverState()].sort()) ===
+        JSON.stringify([...wantedState(wanted.values())].sort()),
+      10_000,
+      'the server to match the wanted state',
+    );
+    expect(Date.now() - upAt).toBeLessThan(10_000);
+    await Promise.all(writes);
+    const objects = api.objects('devices', 'default');
+    expect(objects).toHaveLength(wanted.size);
+    expect(new Set(objects.map((o) => o.metadata.name)).size).toBe(objects.length);
+    // Devices that existed before the outage were updated, not recreated.
+    for (const old of before.slice(0, 2)) {
+      expect(api.object('devices', 'default', old.metadata.name)?.metadata.uid).toBe(old.metadata.uid);
+    }
+    expect(store.pending).toBe(0);
+  });
+
+  it('a burst of 50 upserts of one device while the server is slow costs a handful of writes; the last state wins', async () => {
+    await store.upsert(device('cams-flappy'));
+    api.clearLog();
+    api.slow(200);
+    const burst: Promise<DeviceObject>[] = [];
+    for (let i = 0; i < 50; i++) {
+      burst.push(
+        store.upsert(
+          device('cams-flappy', 'cams', { online: i % 2 === 1, capacity: 1 + (i % 3), message: `m${i}` }),
+        ),
+      );
+    }
+    const results = await Promise.all(burst);
+    api.slow(0);
+    const last = device('cams-flappy', 'cams', { online: true, capacity: 1 + (49 % 3), message: 'm49' });
+    const onServer = api.object('devices', 'default', 'cams-flappy');
+    expect(onServer?.spec).toMatchObject(last.spec);
+    expect(onServer?.status).toEqual(last.status);
+    expect(results.at(-1)?.status).toEqual(last.status);
+    // The first wanted state's status patch, then the newest one's update and status patch: 3 of 50.
+    expect(api.writes('devices')).toBeLessThanOrEqual(4);
+    expect(await store.get('cams-flappy')).toMatchObject({ spec: last.spec, status: last.status });
+  });
+
+  it('a 409 on update re-reads and retries, and the write succeeds', async () => {
+    const first = await store.upsert(device('cams-conflict'));
+    api.clearLog();
+    api.failNext(1, 409, { verb: 'update', resource: 'devices' });
+    const second = await store.upsert(device('cams-conflict', 'cams', { capacity: 4 }));
+    const spec = api.object('devices', 'default', 'cams-conflict')?.spec as { capacity: number } | undefined;
+    expect(spec?.capacity).toBe(4);
+    expect(second.metadata.uid).toBe(first.metadata.uid);
+    const updates = api.requests({ verb: 'update', resource: 'devices' }).map((r) => r.status);
+    expect(updates).toEqual([409, 200]);
+    expect(api.requests({ verb: 'get', resource: 'devices', name: 'cams-conflict' })).toHaveLength(1);
+  });
+
+  it('a real conflict (another writer changed the object) re-reads and keeps the other writer’s fields', async () => {
+    await store.upsert(device('cams-shared'));
+    // Another writer (the cloud hub) sets spec.desired right before the store writes: the store's cached
+    // copy is stale (the watch event is still on its way), so its PUT gets a real 409 Conflict.
+    const other = api.object('devices', 'default', 'cams-shared')!;
+    const spec = other.spec as Record<string, unknown>;
+    api.clearLog();
+    api.resources.update(
+      api.type('devices'),
+      'default',
+      'cams-shared',
+      { ...other, spec: { ...spec, desired: { $version: 1, fps: 5 } } },
+      {},
+    );
+    await store.upsert(device('cams-shared', 'cams', { capacity: 2 }));
+    const now = api.object('devices', 'default', 'cams-shared')!;
+    expect(now.spec).toMatchObject({ capacity: 2, desired: { $version: 1, fps: 5 } });
+    expect(api.requests({ verb: 'update', resource: 'devices' }).map((r) => r.status)).toEqual([409, 200]);
+  });
+
+  it('a cut watch resumes and a 410 after compaction re-lists: the listeners lose no change', async () => {
+    await store.upsert(device('cams-keep'));
+    await store.upsert(device('cams-gone'));
+    const events: DeviceStoreEvent[] = [];
+    store.watch((e) => events.push(e));
+    const plain = (name: string) => ({ ...device(name), metadata: { name, labels: {} } });
+
+    api.closeWatches(); // the store re-watches from its resourceVersion
+    api.seed('devices', plain('cams-other1'));
+    await until(
+      () => events.some((e) => e.object.metadata.name === 'cams-other1'),
+      5000,
+      'other1 after the re-watch',
+    );
+    const lists = api.requests({ verb: 'list', resource: 'devices' }).length;
+
+    await until(() => api.openWatches > 0, 5000, 'the store watching again');
+    api.closeWatches(); // and before it re-watches: changes it has not seen, then a compaction → 410
+    api.seed('devices', plain('cams-other2'));
+    api.resources.delete(api.type('devices'), 'default', 'cams-gone', {});
+    api.compact();
+    await until(
+      () =>
+        events.some((e) => e.type === 'ADDED' && e.object.metadata.name === 'cams-other2') &&
+        events.some((e) => e.type === 'DELETED' && e.object.metadata.name === 'cams-gone'),
+      5000,
+      'the changes after the 410 re-list',
+    );
+    expect(api.requests({ verb: 'list', resource: 'devices' }).length).toBeGreaterThan(lists);
+    expect((await store.list()).map((d) => d.metadata.name)).toEqual([
+      'cams-keep',
+      'cams-other1',
+      'cams-other2',
+    ]);
+    // Each change reported once.
+    const added = events.filter((e) => e.type === 'ADDED').map((e) => e.object.metadata.name);
+    expect(added).toEqual(['cams-other1', 'cams-other2']);
+  });
+});
