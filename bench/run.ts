@@ -1,16 +1,18 @@
 // `npm run bench -- [NAME] [--profile | --no-profile] [--reps=N]`: runs one benchmark, or all of them without a NAME.
 // Exit status: 0 every target met, 1 a target missed or a run failed, 2 usage.
 
+import { runDevicePlugin } from './deviceplugin.js';
 import { runDiscovery } from './discovery.js';
 import type { BenchOptions } from './lib/options.js';
 import { runSync } from './sync.js';
 
 type Bench = (options: BenchOptions) => Promise<boolean>;
 
-/** Known benchmarks, in the order `npm run bench` runs them. Later: deviceplugin, hub, registry. */
+/** Known benchmarks, in the order `npm run bench` runs them. Later: hub, registry. */
 const BENCHES: Record<string, Bench> = {
   sync: runSync,
   discovery: runDiscovery,
+  deviceplugin: runDevicePlugin,
 };
 
 const USAGE = `usage: npm run bench -- [${Object.keys(BENCHES).join('|')}] [--profile | --no-profile] [--reps=N]

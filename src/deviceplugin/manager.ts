@@ -1,0 +1,369 @@
+import type { DeviceRegistry } from '../discovery/registry.js';
+import { API_GROUP, type DeviceObject } from '../discovery/types.js';
+import { type Clock, systemClock } from '../util/clock.js';
+import { child, type Logger, logError } from '../util/logger.js';
+import {
+  type ContainerAllocateRequest,
+  type ContainerAllocateResponse,
+  DevicePluginApi,
+  type DeviceSpec,
+  type Mount,
+} from './api.js';
+import { deviceSpec, mount } from './convert.js';
+import { DevicePluginError } from './errors.js';
+import { DevicePluginServer, type DevicePluginStatus } from './server.js';
+import type { PluginDevice } from './service.js';
+import { MemorySlotClaims, type SlotClaim, type SlotClaims, shorten, slotIds } from './slots.js';
+
+export interface DevicePluginManagerOptions {
+  registry: DeviceRegistry;
+  /** This node's name: only Devices whose `spec.nodes` include it are offered here. */
+  node: string;
+  /** The kubelet's device-plugin directory (default in production: `/var/lib/kubelet/device-plugins`). */
+  dir: string;
+  logger: Logger;
+  clock?: Clock;
+  /** Where claims are recorded. Default: in memory (this node only). */
+  claims?: SlotClaims;
+  /**
+   * The slots in use on this node as the kubelet knows them (its PodResources API, later). When given, every
+   * `reconcileIntervalMs` the claims of this node that are not in use, and older than `reconcileGraceMs`, are
+   * released. Without it slots are released only by `release()`.
+   */
+  inUse?: () => Iterable<string> | Promise<Iterable<string>>;
+  /** Default 30 s. */
+  reconcileIntervalMs?: number;
+  /**
+   * A claim younger than this is kept even when not listed in use: the kubelet reports a container's devices
+   * only once the container exists, some time after Allocate. Default 2 min.
+   */
+  reconcileGraceMs?: number;
+  /** Passed to each DevicePluginServer. */
+  pollIntervalMs?: number;
+}
+
+type ResourceKind = 'device' | 'config';
+
+interface Resource {
+  name: string;
+  kind: ResourceKind;
+  /** The device name (kind device) or the DiscoveryConfig name (kind config). */
+  source: string;
+  server: DevicePluginServer;
+}
+
+interface Slot {
+  id: string;
+  device: string;
+  index: number;
+}
+
+/**
+ * The device-plugin resources of this node, made from the Device objects in the registry. Each Device seen by
+ * this node gives `leafbridge.io/<device-name>`, whose kubelet devices are its capacity slots `<name>-<i>`, and
+ * each DiscoveryConfig among them gives `leafbridge.io/<config-name>`, offering the slots of all its devices.
+ * One DevicePluginServer per resource: started with its first device, stopped (socket removed) with its last.
+ *
+ * Health, as sent on ListAndWatch (kept current from `registry.watch()` and claim changes):
+ * - every slot of an offline device is Unhealthy, on both resources;
+ * - a slot claimed through another resource (or by another node) is Unhealthy here. Unhealthy rather than
+ *   removed: the kubelet keeps the ID, its capacity stays the device's capacity while allocatable drops, and
+ *   the slot comes back as Healthy with the same ID when released — a removed ID would make the kubelet drop
+ *   it from its checkpoint and count the resource as shrunk. Either way the kubelet never allocates it, so
+ *   the two resources never hand out more than a device's capacity.
+ *
+ * Allocate: see `allocate()`. Release: the kubelet never says when a container is gone; `release()` frees
+ * slots, and `reconcile(inUse)` (periodically from `options.inUse`, the kubelet's PodResources API later)
+ * frees every claim of this node that the kubelet no longer reports.
+ */
+export class DevicePluginManager {
+  private readonly registry: DeviceRegistry;
+  private readonly node: string;
+  private readonly claims: SlotClaims;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  /** This node's devices, by name. */
+  private devices = new Map<string, DeviceObject>();
+  /** Every slot of this node's devices, by kubelet ID. */
+  private slots = new Map<string, Slot>();
+  private readonly resources = new Map<string, Resource>();
+  /** The start/stop operations of each resource's server, in order (a name may go and come back quickly). */
+  private readonly ops = new Map<string, Promise<void>>();
+  private unwatch: (() => void)[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+
+  constructor(private readonly o: DevicePluginManagerOptions) {
+    this.registry = o.registry;
+    this.node = o.node;
+    this.clock = o.clock ?? systemClock;
+    this.claims = o.claims ?? new MemorySlotClaims(this.clock);
+    this.logger = child(o.logger, 'deviceplugin:manager');
+  }
+
+  /** Offer the registry's devices and follow its changes; resolves once every server has started. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    this.unwatch = [this.registry.watch(() => this.sync()), this.claims.watch(() => this.publish())];
+    this.sync();
+    if (this.o.inUse) this.schedule();
+    await this.settled();
+  }
+
+  /** Stop every server (their sockets are removed) and the watches. Claims stay in `claims`. */
+  async stop(): Promise<void> {
+    this.running = false;
+    for (const u of this.unwatch) u();
+    this.unwatch = [];
+    if (this.timer) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const r of [...this.resources.values()]) this.remove(r);
+    await this.settled();
+  }
+
+  /** Resolves when the pending server starts and stops are done. */
+  async settled(): Promise<void> {
+    while (this.ops.size > 0) await Promise.all([...this.ops.values()]);
+  }
+
+  /** The resources offered now, with their server status and slots. */
+  status(): (DevicePluginStatus & { kind: ResourceKind; source: string; devices: PluginDevice[] })[] {
+    return [...this.resources.values()]
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .map((r) => ({ ...r.server.status(), kind: r.kind, source: r.source, devices: this.list(r) }));
+  }
+
+  /** The resource names of a device: its own and its DiscoveryConfig's. */
+  resourceNames(device: DeviceObject): { device: string; config: string } {
+    return {
+      device: `${API_GROUP}/${shorten(device.metadata.name)}`,
+      config: `${API_GROUP}/${shorten(device.spec.configName)}`,
+    };
+  }
+
+  /** Free slots held by this node (a pod is gone); the other resources offer them again. */
+  async release(ids: readonly string[]): Promise<string[]> {
+    const released = await this.claims.release(ids, this.node);
+    if (released.length > 0) this.logger.info({ slots: released }, 'slots released');
+    return released;
+  }
+
+  /**
+   * Release every claim of this node that is not in `inUse` (the device IDs the kubelet reports as assigned
+   * to containers) and older than the grace period. Returns the released slots.
+   */
+  async reconcile(inUse: Iterable<string>): Promise<string[]> {
+    const used = new Set(inUse);
+    const graceMs = this.o.reconcileGraceMs ?? 120_000;
+    const now = this.clock.now();
+    const stale = this.claims
+      .held(this.node)
+      .filter((c) => !used.has(c.slot) && now - c.since >= graceMs)
+      .map((c) => c.slot);
+    return stale.length > 0 ? this.release(stale) : [];
+  }
+
+  private schedule(): void {
+    if (!this.running) return;
+    this.timer = this.clock.setTimeout(async () => {
+      try {
+        const inUse = await this.o.inUse?.();
+        if (inUse && this.running) await this.reconcile(inUse);
+      } catch (err) {
+        logError(this.logger, 'reconciling slots in use failed', err);
+      }
+      this.schedule();
+    }, this.o.reconcileIntervalMs ?? 30_000);
+    this.timer.unref?.();
+  }
+
+  /** Bring the resources in line with the registry, and send every changed device list. */
+  private sync(): void {
+    if (!this.running) return;
+    const devices = new Map<string, DeviceObject>();
+    const slots = new Map<string, Slot>();
+    const wanted = new Map<string, { kind: ResourceKind; source: string }>();
+    for (const d of this.registry.list()) {
+      if (!d.spec.nodes.includes(this.node)) continue;
+      devices.set(d.metadata.name, d);
+      slotIds(d.metadata.name, d.spec.capacity).forEach((id, index) => {
+        slots.set(id, { id, device: d.metadata.name, index });
+      });
+      const names = this.resourceNames(d);
+      wanted.set(names.device, { kind: 'device', source: d.metadata.name });
+      const other = wanted.get(names.config);
+      if (other && other.kind !== 'config') {
+        this.logger.warn(
+          { resource: names.config },
+          'a DiscoveryConfig has the name of a device; not offered',
+        );
+      } else wanted.set(names.config, { kind: 'config', source: d.spec.configName });
+    }
+    this.devices = devices;
+    this.slots = slots;
+    for (const r of [...this.resources.values()]) {
+      const w = wanted.get(r.name);
+      if (!w || w.kind !== r.kind || w.source !== r.source) this.remove(r);
+    }
+    for (const [name, w] of wanted) if (!this.resources.has(name)) this.add(name, w.kind, w.source);
+    this.publish();
+  }
+
+  private publish(): void {
+    for (const r of this.resources.values()) r.server.update();
+  }
+
+  private add(name: string, kind: ResourceKind, source: string): void {
+    const resource: Resource = {
+      name,
+      kind,
+      source,
+      server: new DevicePluginServer({
+        dir: this.o.dir,
+        resourceName: name,
+        logger: this.o.logger,
+        clock: this.clock,
+        ...(this.o.pollIntervalMs === undefined ? {} : { pollIntervalMs: this.o.pollIntervalMs }),
+        listDevices: () => this.list(resource),
+        allocate: (requests) => this.allocate(resource, requests),
+      }),
+    };
+    this.resources.set(name, resource);
+    this.logger.info({ resource: name, kind, source }, 'offering resource');
+    this.enqueue(name, async () => {
+      try {
+        await resource.server.start();
+      } catch (err) {
+        logError(this.logger, 'device plugin server did not start', err, { resource: name });
+      }
+    });
+  }
+
+  private remove(r: Resource): void {
+    this.resources.delete(r.name);
+    this.logger.info({ resource: r.name }, 'resource withdrawn');
+    this.enqueue(r.name, () => r.server.stop());
+  }
+
+  private enqueue(name: string, op: () => Promise<void>): void {
+    const next = (this.ops.get(name) ?? Promise.resolve())
+      .then(op)
+      .catch((err: unknown) => logError(this.logger, 'device plugin server operation failed', err, { name }))
+      .finally(() => {
+        if (this.ops.get(name) === next) this.ops.delete(name);
+      });
+    this.ops.set(name, next);
+  }
+
+  /** The devices of a resource: the slots of its devices, by device name then index. */
+  private members(r: Resource): DeviceObject[] {
+    const out: DeviceObject[] = [];
+    for (const d of this.devices.values()) {
+      if (r.kind === 'device' ? d.metadata.name === r.source : d.spec.configName === r.source) out.push(d);
+    }
+    return out.sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
+  }
+
+  private list(r: Resource): PluginDevice[] {
+    const out: PluginDevice[] = [];
+    for (const d of this.members(r)) {
+      for (const id of slotIds(d.metadata.name, d.spec.capacity)) {
+        const holder = this.claims.holder(id);
+        const ours = !holder || (holder.node === this.node && holder.resource === r.name);
+        const healthy = d.status.online && ours;
+        out.push({ id, health: healthy ? DevicePluginApi.healthy : DevicePluginApi.unhealthy });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The kubelet's Allocate on resource `r`: one response per container. Every slot is claimed for this node
+   * and resource, all or nothing, before anything is answered. A slot the same resource already holds is
+   * claimed again: the kubelet gives a pod's app container the device of its init container (Akri #843), and it
+   * is the judge of allocation within a resource. Each container gets:
+   * - envs: the properties of its devices, keys as given (when several devices have a key, the first device
+   *   in request order wins); `LEAFBRIDGE_DEVICES=<device names, comma-separated, in request order>` and
+   *   `LEAFBRIDGE_SLOTS=<slot IDs>`; and, when the container gets more than one device, every property again
+   *   per device as `LEAFBRIDGE_DEVICE_<n>_<KEY>` (n from 0 in LEAFBRIDGE_DEVICES order; KEY upper-cased,
+   *   anything but A-Z, 0-9 and _ made _) plus `LEAFBRIDGE_DEVICE_<n>_NAME`;
+   * - devices: each device's `spec.deviceNodes` (permissions `rw` unless given), once per host path;
+   * - mounts: each device's `spec.mounts`, once per container path.
+   * Errors: a slot of an offline device → FAILED_PRECONDITION; a slot held through another resource or by
+   * another node → RESOURCE_EXHAUSTED; a slot whose device has gone → NOT_FOUND.
+   */
+  private async allocate(
+    r: Resource,
+    requests: readonly ContainerAllocateRequest[],
+  ): Promise<ContainerAllocateResponse[]> {
+    const perContainer = requests.map((req) => req.devices_ids.map((id) => this.slotOf(id)));
+    for (const slots of perContainer) {
+      for (const s of slots) {
+        const d = this.devices.get(s.device);
+        if (!d?.status.online) {
+          throw new DevicePluginError(
+            'FAILED_PRECONDITION',
+            `device ${s.device} is offline (slot ${s.id}); the pod has to wait for it`,
+          );
+        }
+      }
+    }
+    const ids = requests.flatMap((req) => req.devices_ids);
+    const { conflicts } = await this.claims.claim(ids, { node: this.node, resource: r.name });
+    if (conflicts.length > 0) throw this.exhausted(conflicts);
+    return perContainer.map((slots) => this.response(slots));
+  }
+
+  private slotOf(id: string): Slot {
+    const slot = this.slots.get(id);
+    if (!slot) throw new DevicePluginError('NOT_FOUND', `slot ${id} has no device on node ${this.node}`);
+    return slot;
+  }
+
+  private exhausted(conflicts: SlotClaim[]): DevicePluginError {
+    const byDevice = new Map<string, SlotClaim[]>();
+    for (const c of conflicts) {
+      const device = this.slots.get(c.slot)?.device ?? c.slot;
+      byDevice.set(device, [...(byDevice.get(device) ?? []), c]);
+    }
+    const parts = [...byDevice].map(([device, cs]) => {
+      const d = this.devices.get(device);
+      const capacity = d?.spec.capacity ?? 0;
+      const free = slotIds(device, capacity).filter((id) => !this.claims.holder(id)).length;
+      const held = cs.map((c) => `${c.slot} is held through ${c.resource} on node ${c.node}`).join(', ');
+      return `${device} (capacity ${capacity}, ${free} free): ${held}`;
+    });
+    return new DevicePluginError('RESOURCE_EXHAUSTED', `slots already claimed: ${parts.join('; ')}`);
+  }
+
+  private response(slots: Slot[]): ContainerAllocateResponse {
+    const names = [...new Set(slots.map((s) => s.device))];
+    const devices = names.map((n) => this.devices.get(n)).filter((d): d is DeviceObject => d !== undefined);
+    const envs: Record<string, string> = {};
+    for (const d of [...devices].reverse()) Object.assign(envs, d.spec.properties);
+    if (devices.length > 1) {
+      devices.forEach((d, n) => {
+        envs[`LEAFBRIDGE_DEVICE_${n}_NAME`] = d.metadata.name;
+        for (const [k, v] of Object.entries(d.spec.properties))
+          envs[`LEAFBRIDGE_DEVICE_${n}_${envKey(k)}`] = v;
+      });
+    }
+    envs.LEAFBRIDGE_DEVICES = names.join(',');
+    envs.LEAFBRIDGE_SLOTS = slots.map((s) => s.id).join(',');
+    const specs = new Map<string, DeviceSpec>();
+    const mounts = new Map<string, Mount>();
+    for (const d of devices) {
+      for (const n of d.spec.deviceNodes ?? [])
+        if (!specs.has(n.hostPath)) specs.set(n.hostPath, deviceSpec(n));
+      for (const m of d.spec.mounts ?? [])
+        if (!mounts.has(m.containerPath)) mounts.set(m.containerPath, mount(m));
+    }
+    return { envs, devices: [...specs.values()], mounts: [...mounts.values()] };
+  }
+}
+
+/** A property key as part of an environment variable name: upper case, anything but [A-Z0-9_] made `_`. */
+export function envKey(key: string): string {
+  return key.toUpperCase().replace(/[^A-Z0-9_]/g, '_');
+}

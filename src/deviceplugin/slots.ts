@@ -1,0 +1,121 @@
+import { createHash } from 'node:crypto';
+import type { Clock } from '../util/clock.js';
+
+/** The kubelet's limit on a device ID, and on the name part of an extended resource (`leafbridge.io/<name>`). */
+export const MAX_ID = 63;
+/** Slot indexes are kept to 4 digits when a name is shortened (capacity up to 10 000). */
+const INDEX_ROOM = 5; // '-' + 4 digits
+const HASH_CHARS = 8;
+
+const shortHash = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, HASH_CHARS);
+
+/**
+ * A name cut to at most `max` characters: unchanged when it fits, else its start, `-`, and 8 hex of a hash of
+ * the whole name (so two long names with the same start stay apart).
+ */
+export function shorten(name: string, max = MAX_ID): string {
+  if (name.length <= max) return name;
+  return `${name.slice(0, max - HASH_CHARS - 1)}-${shortHash(name)}`;
+}
+
+/**
+ * The kubelet device IDs of a device's capacity slots: `<device-name>-<i>`, i in 0..capacity-1. A device name
+ * longer than 58 characters is shortened (`shorten`) so that every ID stays within 63 characters; the same
+ * base is used for all slots of a device, whatever its capacity.
+ */
+export function slotIds(deviceName: string, capacity: number): string[] {
+  const base = shorten(deviceName, MAX_ID - INDEX_ROOM);
+  return Array.from({ length: Math.max(0, capacity) }, (_, i) => `${base}-${i}`);
+}
+
+/** Who holds a slot: the node and the extended resource through which the kubelet allocated it. */
+export interface SlotHolder {
+  node: string;
+  resource: string;
+}
+
+export interface SlotClaim extends SlotHolder {
+  slot: string;
+  /** Clock time (ms) of the claim, renewed when the same holder claims it again. */
+  since: number;
+}
+
+/**
+ * The table of claimed slots — the seam between the device-plugin manager and where claims are recorded.
+ * In memory (this node only) for now; the Kubernetes-backed implementation records claims on the Device
+ * object with optimistic concurrency so that two nodes never over-allocate a shared device. It keeps a cache
+ * for `holder()` (called on every ListAndWatch update, so it must be synchronous) and calls the `watch`
+ * listeners when claims change, on this node or another.
+ */
+export interface SlotClaims {
+  /** The current holder of a slot, if any. */
+  holder(slot: string): SlotClaim | undefined;
+  /**
+   * Claim every slot for `holder`, all or nothing. A slot held by the same holder is claimed again (the kubelet
+   * hands the same device to a pod's init and app containers, and is the judge of allocation within one
+   * resource); a slot held by anyone else is a conflict, and then nothing is claimed.
+   */
+  claim(slots: readonly string[], holder: SlotHolder): Promise<{ conflicts: SlotClaim[] }>;
+  /** Release the slots held by `node`; returns those that were released. */
+  release(slots: readonly string[], node: string): Promise<string[]>;
+  /** The claims held by one node. */
+  held(node: string): SlotClaim[];
+  /** Called after any change of claims. Returns a function that stops the calls. */
+  watch(listener: () => void): () => void;
+}
+
+/** SlotClaims in this process's memory: enough for devices seen by one node only. */
+export class MemorySlotClaims implements SlotClaims {
+  private readonly claims = new Map<string, SlotClaim>();
+  private readonly listeners = new Set<() => void>();
+
+  constructor(private readonly clock: Pick<Clock, 'now'> = { now: () => Date.now() }) {}
+
+  holder(slot: string): SlotClaim | undefined {
+    return this.claims.get(slot);
+  }
+
+  async claim(slots: readonly string[], holder: SlotHolder): Promise<{ conflicts: SlotClaim[] }> {
+    const conflicts: SlotClaim[] = [];
+    for (const slot of new Set(slots)) {
+      const c = this.claims.get(slot);
+      if (c && (c.node !== holder.node || c.resource !== holder.resource)) conflicts.push(c);
+    }
+    if (conflicts.length > 0) return { conflicts };
+    const since = this.clock.now();
+    for (const slot of slots)
+      this.claims.set(slot, { slot, node: holder.node, resource: holder.resource, since });
+    this.emit();
+    return { conflicts };
+  }
+
+  async release(slots: readonly string[], node: string): Promise<string[]> {
+    const released: string[] = [];
+    for (const slot of new Set(slots)) {
+      if (this.claims.get(slot)?.node !== node) continue;
+      this.claims.delete(slot);
+      released.push(slot);
+    }
+    if (released.length > 0) this.emit();
+    return released;
+  }
+
+  held(node: string): SlotClaim[] {
+    return [...this.claims.values()].filter((c) => c.node === node);
+  }
+
+  watch(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(): void {
+    for (const l of this.listeners) {
+      try {
+        l();
+      } catch {
+        // a failing listener must not undo a claim
+      }
+    }
+  }
+}

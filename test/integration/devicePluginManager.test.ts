@@ -1,0 +1,361 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { status } from '@grpc/grpc-js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { socketFileName } from '../../src/deviceplugin/convert.js';
+import { DevicePluginManager } from '../../src/deviceplugin/manager.js';
+import { MemorySlotClaims, shorten, slotIds } from '../../src/deviceplugin/slots.js';
+import { DeviceRegistry } from '../../src/discovery/registry.js';
+import { API_VERSION, type DeviceObject } from '../../src/discovery/types.js';
+import { silentLogger } from '../../src/util/logger.js';
+import { tempDir } from '../helpers/processes.js';
+import { isExtendedResourceName, TestKubelet } from '../helpers/testKubelet.js';
+
+const NODE = 'edge-1';
+const SERIAL = 'serial-1a2b3c';
+const CAM = 'cams-4d5e6f';
+const CAM2 = 'cams-7a8b9c';
+const R = {
+  serial: `leafbridge.io/${SERIAL}`,
+  serialConfig: 'leafbridge.io/serial',
+  cam: `leafbridge.io/${CAM}`,
+  cam2: `leafbridge.io/${CAM2}`,
+  camConfig: 'leafbridge.io/cams',
+};
+
+function device(
+  name: string,
+  configName: string,
+  spec: Partial<DeviceObject['spec']> = {},
+  online = true,
+): DeviceObject {
+  return {
+    apiVersion: API_VERSION,
+    kind: 'Device',
+    metadata: {
+      name,
+      namespace: 'default',
+      uid: `uid-${name}`,
+      creationTimestamp: new Date().toISOString(),
+      resourceVersion: '0',
+      labels: {},
+      ownerReferences: [{ apiVersion: API_VERSION, kind: 'DiscoveryConfig', name: configName }],
+    },
+    spec: {
+      id: `id-${name}`,
+      configName,
+      handler: configName === 'serial' ? 'serial' : 'onvif',
+      shared: false,
+      nodes: [NODE],
+      capacity: 1,
+      properties: {},
+      deviceNodes: [],
+      mounts: [],
+      ...spec,
+    },
+    status: { online, lastSeen: new Date().toISOString(), conditions: [] },
+  };
+}
+
+const serial = () =>
+  device(SERIAL, 'serial', {
+    capacity: 1,
+    properties: { SERIAL_PORT: '/dev/ttyUSB0', 'serial.baud': '9600' },
+    deviceNodes: [{ hostPath: '/dev/ttyUSB0', containerPath: '/dev/sensor' }],
+  });
+const camera = (online = true) =>
+  device(
+    CAM,
+    'cams',
+    {
+      capacity: 2,
+      properties: { RTSP_URL: 'rtsp://10.0.0.5/stream1', 'onvif.model': 'C100' },
+      mounts: [{ hostPath: '/var/lib/leafbridge/calib', containerPath: '/calib', readOnly: true }],
+    },
+    online,
+  );
+const camera2 = () =>
+  device(CAM2, 'cams', { capacity: 1, properties: { RTSP_URL: 'rtsp://10.0.0.6/stream1' } });
+
+const ids = (name: string, n: number) => Array.from({ length: n }, (_, i) => `${name}-${i}`);
+const health = (kubelet: TestKubelet, resource: string) =>
+  Object.fromEntries(kubelet.devices(resource).map((d) => [d.ID, d.health]));
+const sockets = (dir: string) => readdirSync(dir).filter((f) => f !== 'kubelet.sock');
+
+describe('DevicePluginManager: Device objects → device-plugin resources at the kubelet', () => {
+  let dir: ReturnType<typeof tempDir>;
+  let kubelet: TestKubelet;
+  let registry: DeviceRegistry;
+  let manager: DevicePluginManager;
+
+  const streaming = (resources: string[]) =>
+    kubelet.waitFor(
+      () =>
+        resources.every((r) => {
+          const p = kubelet.plugin(r);
+          return p?.connected && p.updates.length > 0;
+        })
+          ? true
+          : undefined,
+      5000,
+      `streams of ${resources.join(', ')}`,
+    );
+
+  beforeEach(async () => {
+    dir = tempDir('lb-dpm-');
+    kubelet = new TestKubelet(dir.path);
+    await kubelet.start();
+    registry = new DeviceRegistry();
+    registry.put(serial());
+    registry.put(camera());
+    registry.put(camera2());
+    registry.put({ ...device('elsewhere-000000', 'cams'), spec: { ...camera().spec, nodes: ['edge-2'] } });
+    manager = new DevicePluginManager({ registry, node: NODE, dir: dir.path, logger: silentLogger() });
+    await manager.start();
+    await streaming(Object.values(R));
+  });
+  afterEach(async () => {
+    await manager.stop();
+    await kubelet.stop();
+    dir.remove();
+  });
+
+  it('registers a resource per device and per DiscoveryConfig, listing the capacity slots', () => {
+    expect(kubelet.registrations.map((r) => r.resource_name).sort()).toEqual(Object.values(R).sort());
+    expect(kubelet.devices(R.serial)).toEqual([{ ID: `${SERIAL}-0`, health: 'Healthy', topology: null }]);
+    expect(health(kubelet, R.cam)).toEqual({ [`${CAM}-0`]: 'Healthy', [`${CAM}-1`]: 'Healthy' });
+    expect(kubelet.devices(R.camConfig).map((d) => d.ID)).toEqual([...ids(CAM, 2), ...ids(CAM2, 1)]);
+    expect(kubelet.devices(R.serialConfig).map((d) => d.ID)).toEqual([`${SERIAL}-0`]);
+    // the device seen by another node only is not offered here
+    expect(kubelet.plugin('leafbridge.io/elsewhere-000000')).toBeUndefined();
+    expect(manager.status().map((s) => [s.resourceName, s.kind, s.registered])).toEqual([
+      [R.camConfig, 'config', true],
+      [R.cam, 'device', true],
+      [R.cam2, 'device', true],
+      [R.serialConfig, 'config', true],
+      [R.serial, 'device', true],
+    ]);
+  });
+
+  it('a camera going offline makes its slots Unhealthy on both resources within 1 s, and Healthy again', async () => {
+    const rounds: { offline: number; online: number }[] = [];
+    for (let i = 0; i < 5; i++) {
+      let since = performance.now();
+      registry.put(camera(false));
+      const allOff = (d: { ID: string; health: string }[]) =>
+        d.filter((x) => x.ID.startsWith(CAM)).every((x) => x.health === 'Unhealthy');
+      const [a, b] = await Promise.all([
+        kubelet.waitForUpdate(R.cam, allOff, { since, ms: 1000 }),
+        kubelet.waitForUpdate(R.camConfig, allOff, { since, ms: 1000 }),
+      ]);
+      const offline = Math.max(a.at, b.at) - since;
+      // the other camera of the config stays Healthy
+      expect(health(kubelet, R.camConfig)[`${CAM2}-0`]).toBe('Healthy');
+      expect(health(kubelet, R.serial)[`${SERIAL}-0`]).toBe('Healthy');
+
+      if (i === 0) {
+        await expect(kubelet.allocate(R.cam, [`${CAM}-0`], { check: false })).rejects.toMatchObject({
+          code: status.FAILED_PRECONDITION,
+          details: expect.stringContaining(`device ${CAM} is offline`),
+        });
+      }
+
+      since = performance.now();
+      registry.put(camera(true));
+      const allOn = (d: { ID: string; health: string }[]) => d.every((x) => x.health === 'Healthy');
+      const [c, e] = await Promise.all([
+        kubelet.waitForUpdate(R.cam, allOn, { since, ms: 1000 }),
+        kubelet.waitForUpdate(R.camConfig, allOn, { since, ms: 1000 }),
+      ]);
+      rounds.push({ offline, online: Math.max(c.at, e.at) - since });
+    }
+    const worst = (k: 'offline' | 'online') => Math.max(...rounds.map((r) => r[k]));
+    console.info(
+      `registry offline → Unhealthy at the kubelet (both resources): max ${worst('offline').toFixed(2)} ms; ` +
+        `online → Healthy: max ${worst('online').toFixed(2)} ms (5 rounds)`,
+    );
+    expect(worst('offline')).toBeLessThan(1000);
+  });
+
+  it('Allocate for the serial slot returns its DeviceSpec, properties as envs; the config resource then cannot over-allocate', async () => {
+    const response = await kubelet.allocate(R.serial, [`${SERIAL}-0`]);
+    expect(response.container_responses).toEqual([
+      {
+        envs: {
+          SERIAL_PORT: '/dev/ttyUSB0',
+          'serial.baud': '9600',
+          LEAFBRIDGE_DEVICES: SERIAL,
+          LEAFBRIDGE_SLOTS: `${SERIAL}-0`,
+        },
+        devices: [{ host_path: '/dev/ttyUSB0', container_path: '/dev/sensor', permissions: 'rw' }],
+        mounts: [],
+        annotations: {},
+        cdi_devices: [],
+      },
+    ]);
+    // the slot is now Unhealthy on the config resource: the kubelet will not hand it out there
+    await kubelet.waitForUpdate(R.serialConfig, (d) => d[0]?.health === 'Unhealthy', { ms: 1000 });
+    expect(health(kubelet, R.serial)[`${SERIAL}-0`]).toBe('Healthy');
+    await expect(kubelet.allocate(R.serialConfig, [`${SERIAL}-0`])).rejects.toThrow(/not healthy/);
+    // and the plugin refuses it even when asked directly
+    await expect(kubelet.allocate(R.serialConfig, [`${SERIAL}-0`], { check: false })).rejects.toMatchObject({
+      code: status.RESOURCE_EXHAUSTED,
+      details:
+        `allocate ${R.serialConfig}: slots already claimed: ${SERIAL} (capacity 1, 0 free): ` +
+        `${SERIAL}-0 is held through ${R.serial} on node ${NODE}`,
+    });
+
+    // released (the pod is gone): Healthy on the config resource again, and allocatable there
+    const released = performance.now();
+    expect(await manager.release([`${SERIAL}-0`])).toEqual([`${SERIAL}-0`]);
+    await kubelet.waitForUpdate(R.serialConfig, (d) => d[0]?.health === 'Healthy', {
+      since: released,
+      ms: 1000,
+    });
+    const again = await kubelet.allocate(R.serialConfig, [`${SERIAL}-0`]);
+    expect(again.container_responses[0]?.devices?.[0]?.host_path).toBe('/dev/ttyUSB0');
+    await kubelet.waitForUpdate(R.serial, (d) => d[0]?.health === 'Unhealthy', { ms: 1000 });
+  });
+
+  it('a camera slot allocated via the device resource is marked Unhealthy on the config resource only', async () => {
+    const since = performance.now();
+    await kubelet.allocate(R.cam, [`${CAM}-0`]);
+    const update = await kubelet.waitForUpdate(
+      R.camConfig,
+      (d) => d.find((x) => x.ID === `${CAM}-0`)?.health === 'Unhealthy',
+      { since, ms: 1000 },
+    );
+    expect(health(kubelet, R.camConfig)).toEqual({
+      [`${CAM}-0`]: 'Unhealthy',
+      [`${CAM}-1`]: 'Healthy',
+      [`${CAM2}-0`]: 'Healthy',
+    });
+    expect(health(kubelet, R.cam)).toEqual({ [`${CAM}-0`]: 'Healthy', [`${CAM}-1`]: 'Healthy' });
+    console.info(`Allocate → slot Unhealthy on the config resource in ${(update.at - since).toFixed(2)} ms`);
+
+    // the second slot through the config resource: now the camera is full on both
+    await kubelet.allocate(R.camConfig, [`${CAM}-1`]);
+    await kubelet.waitForUpdate(R.cam, (d) => d[1]?.health === 'Unhealthy', { ms: 1000 });
+    await expect(kubelet.allocate(R.cam, [`${CAM}-1`], { check: false })).rejects.toMatchObject({
+      code: status.RESOURCE_EXHAUSTED,
+      details: expect.stringContaining(
+        `${CAM} (capacity 2, 0 free): ${CAM}-1 is held through ${R.camConfig}`,
+      ),
+    });
+  });
+
+  it('an init container and an app container of one pod get the same slot; several containers and devices', async () => {
+    // the kubelet calls Allocate for the init container, then again with the same slot for the app container
+    const init = await kubelet.allocate(R.cam, [`${CAM}-0`]);
+    const app = await kubelet.allocate(R.cam, [`${CAM}-0`]);
+    expect(app.container_responses).toEqual(init.container_responses);
+    expect(app.container_responses[0]?.envs).toMatchObject({
+      RTSP_URL: 'rtsp://10.0.0.5/stream1',
+      'onvif.model': 'C100',
+      LEAFBRIDGE_DEVICES: CAM,
+    });
+    expect(app.container_responses[0]?.mounts).toEqual([
+      { host_path: '/var/lib/leafbridge/calib', container_path: '/calib', read_only: true },
+    ]);
+
+    // two containers in one request, and one container with two devices of the config
+    const multi = await kubelet.allocate(R.camConfig, [[`${CAM}-1`], [`${CAM2}-0`]]);
+    expect(multi.container_responses.map((c) => c.envs?.LEAFBRIDGE_DEVICES)).toEqual([CAM, CAM2]);
+    const released = performance.now();
+    await manager.release([`${CAM}-1`, `${CAM2}-0`]);
+    // held through the config resource, CAM-1 was Unhealthy on the device resource: Healthy there again
+    await kubelet.waitForUpdate(R.cam, (d) => d[1]?.health === 'Healthy', { since: released, ms: 1000 });
+    const both = await kubelet.allocate(R.camConfig, [`${CAM}-1`, `${CAM2}-0`]);
+    expect(both.container_responses[0]?.envs).toEqual({
+      RTSP_URL: 'rtsp://10.0.0.5/stream1',
+      'onvif.model': 'C100',
+      LEAFBRIDGE_DEVICES: `${CAM},${CAM2}`,
+      LEAFBRIDGE_SLOTS: `${CAM}-1,${CAM2}-0`,
+      LEAFBRIDGE_DEVICE_0_NAME: CAM,
+      LEAFBRIDGE_DEVICE_0_RTSP_URL: 'rtsp://10.0.0.5/stream1',
+      LEAFBRIDGE_DEVICE_0_ONVIF_MODEL: 'C100',
+      LEAFBRIDGE_DEVICE_1_NAME: CAM2,
+      LEAFBRIDGE_DEVICE_1_RTSP_URL: 'rtsp://10.0.0.6/stream1',
+    });
+
+    // reconcile: the kubelet reports only CAM-0 in use → the others are released
+    expect((await manager.reconcile([`${CAM}-0`])).sort()).toEqual([]); // within the grace period
+  });
+
+  it('reconcile releases claims the kubelet no longer reports, after the grace period', async () => {
+    await manager.stop();
+    manager = new DevicePluginManager({
+      registry,
+      node: NODE,
+      dir: dir.path,
+      logger: silentLogger(),
+      claims: new MemorySlotClaims(),
+      reconcileGraceMs: 0,
+    });
+    await manager.start();
+    await streaming(Object.values(R));
+    await kubelet.allocate(R.cam, [`${CAM}-0`, `${CAM}-1`]);
+    expect(await manager.reconcile([`${CAM}-1`])).toEqual([`${CAM}-0`]);
+    await kubelet.waitForUpdate(
+      R.camConfig,
+      (d) => d[0]?.health === 'Healthy' && d[1]?.health === 'Unhealthy',
+      { ms: 1000 },
+    );
+  });
+
+  it('a deleted device: its resource server stops and its socket is gone; the config resource goes with its last device', async () => {
+    const endpoint = kubelet.plugin(R.serial)!;
+    const configEndpoint = kubelet.plugin(R.serialConfig)!;
+    registry.delete(SERIAL);
+    await manager.settled();
+    expect(existsSync(join(dir.path, socketFileName(R.serial)))).toBe(false);
+    expect(existsSync(join(dir.path, socketFileName(R.serialConfig)))).toBe(false);
+    await kubelet.waitFor(
+      () => (endpoint.connected || configEndpoint.connected ? undefined : true),
+      2000,
+      'the streams to end',
+    );
+    // a camera of a config with two cameras: only its own resource goes
+    registry.delete(CAM2);
+    await manager.settled();
+    expect(existsSync(join(dir.path, socketFileName(R.cam2)))).toBe(false);
+    await kubelet.waitForUpdate(R.camConfig, (d) => d.length === 2, { ms: 1000 });
+    expect(manager.status().map((s) => s.resourceName)).toEqual([R.camConfig, R.cam]);
+
+    // and it comes back
+    registry.put(serial());
+    await manager.settled();
+    await kubelet.waitFor(
+      () =>
+        kubelet.registrations.filter((r) => r.resource_name === R.serial).length === 2 ? true : undefined,
+      5000,
+      're-registration',
+    );
+    await streaming([R.serial, R.serialConfig]);
+  });
+
+  it('stop() leaves no sockets', async () => {
+    expect(sockets(dir.path)).toHaveLength(5);
+    await manager.stop();
+    expect(sockets(dir.path)).toEqual([]);
+    registry.put(camera(false)); // no longer watched: nothing starts again
+    await manager.settled();
+    expect(sockets(dir.path)).toEqual([]);
+  });
+});
+
+describe('slot IDs and resource names', () => {
+  it('keeps IDs within 63 characters, stable and distinct, with valid resource names', () => {
+    expect(slotIds('cams-4d5e6f', 2)).toEqual(['cams-4d5e6f-0', 'cams-4d5e6f-1']);
+    const long = `${'a'.repeat(70)}-4d5e6f`;
+    const other = `${'a'.repeat(70)}-000000`;
+    const a = slotIds(long, 3);
+    expect(a.every((id) => id.length <= 63)).toBe(true);
+    expect(a).toEqual(slotIds(long, 3));
+    expect(new Set([...a, ...slotIds(other, 3)]).size).toBe(6);
+    expect(shorten(long)).toHaveLength(63);
+    expect(isExtendedResourceName(`leafbridge.io/${shorten(long)}`)).toBe(true);
+    expect(shorten(long)).not.toBe(shorten(other));
+  });
+});
