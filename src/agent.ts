@@ -1,9 +1,11 @@
+import { existsSync } from 'node:fs';
 import { devicesApi } from './api/devicesApi.js';
 import { HttpApi, type Route } from './api/http.js';
 import { createMetrics } from './api/metrics.js';
 import { Authorizer } from './broker/auth.js';
 import { EdgeBroker } from './broker/edgeBroker.js';
 import type { AgentConfig, HostPort } from './config/load.js';
+import { DevicePluginManager } from './deviceplugin/manager.js';
 import type { DiscoveryHandler } from './discovery/handler.js';
 import { builtinHandlers } from './discovery/handlers.js';
 import { DiscoveryManager } from './discovery/manager.js';
@@ -42,6 +44,7 @@ export class Agent {
     'outbox-full': 0,
   };
   private discovery?: DiscoveryManager;
+  private devicePlugins?: DevicePluginManager;
   readonly registry = new DeviceRegistry();
   addresses?: AgentAddresses;
 
@@ -123,6 +126,7 @@ export class Agent {
     this.bridge?.start();
     const httpAddress = await this.http.start(config.http.listen);
     discovery.start(config.discoveryConfigs);
+    await this.startDevicePlugins();
     this.addresses = { broker: brokerAddress, http: httpAddress };
     logger.info(
       { broker: brokerAddress, http: httpAddress, node: config.node, upstream: config.upstream?.url },
@@ -133,6 +137,7 @@ export class Agent {
 
   /** Flush and close everything; what is in the outbox stays for the next start. */
   async stop(): Promise<void> {
+    await this.devicePlugins?.stop();
     await this.discovery?.stop();
     await this.http?.stop();
     await this.bridge?.stop();
@@ -142,6 +147,23 @@ export class Agent {
     this.db?.close();
     this.db = undefined;
     this.logger.info('agent stopped');
+  }
+
+  /** Device-plugin resources for the kubelet, when this node has a kubelet device-plugin directory. */
+  private async startDevicePlugins(): Promise<void> {
+    const dir = this.config.devicePlugins.dir;
+    if (!existsSync(dir)) {
+      this.logger.info({ dir }, 'device plugins off: no kubelet device-plugin directory');
+      return;
+    }
+    this.devicePlugins = new DevicePluginManager({
+      registry: this.registry,
+      node: this.config.node,
+      dir,
+      logger: child(this.logger, 'deviceplugin'),
+      ...(this.deps.clock ? { clock: this.deps.clock } : {}),
+    });
+    await this.devicePlugins.start();
   }
 
   private readiness(): { ready: boolean; details: Record<string, unknown> } {

@@ -41,6 +41,7 @@ export interface AgentConfig {
   store: { synchronous: 'normal' | 'full' };
   commands: { ttlMs: number };
   auth: RawAgentConfig['auth'];
+  devicePlugins: { dir: string };
   discovery: { gracePeriodMs: number };
   discoveryConfigs: RawAgentConfig['discoveryConfigs'];
   kubernetes: string;
@@ -126,6 +127,7 @@ function normalise(raw: RawAgentConfig, baseDir: string, problems: string[]): Ag
     store: raw.store,
     commands: { ttlMs: duration('commands.ttl', raw.commands.ttl) },
     auth: raw.auth,
+    devicePlugins: { dir: resolve(baseDir, raw.devicePlugins.dir) },
     discovery: { gracePeriodMs: duration('discovery.gracePeriod', raw.discovery.gracePeriod) },
     discoveryConfigs: raw.discoveryConfigs,
     kubernetes: raw.kubernetes,

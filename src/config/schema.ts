@@ -241,6 +241,17 @@ export const AgentConfigSchema = T.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    devicePlugins: T.Object(
+      {
+        dir: T.String({
+          minLength: 1,
+          default: '/var/lib/kubelet/device-plugins',
+          description:
+            "the kubelet's device-plugin directory (where kubelet.sock is); device plugins are off when it does not exist",
+        }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     discovery: T.Object(
       {
         gracePeriod: Duration(

@@ -13,6 +13,8 @@ export function agentConfig(
       ? { upstream: { url: upstreamUrl, reconnect: { minDelay: '100ms', maxDelay: '1s' } } }
       : {}),
     auth: { allowAnonymous: true },
+    // Never a real kubelet's directory in tests; tests that want device plugins give a test kubelet's.
+    devicePlugins: { dir: `${dataDir}/no-kubelet` },
     ...extra,
   };
 }
