@@ -18,7 +18,7 @@ import { type LatencyStats, latencyStats } from './lib/devices.js';
 import { BenchKubelet } from './lib/kubeletClient.js';
 import type { BenchOptions } from './lib/options.js';
 import { fmt, printTail, type Row, type Target, table, target, writeResults } from './lib/report.js';
-import { machineInfo, round1, sleep, tempDir } from './lib/util.js';
+import { machineInfo, sleep, tempDir } from './lib/util.js';
 
 const NODE = 'bench-node';
 const CAM = 'bench-cams-4d5e6f';
@@ -177,7 +177,6 @@ async function runOnce(log: (s: string) => void): Promise<Run> {
 
 export async function runDevicePlugin(options: BenchOptions): Promise<boolean> {
   const startedAt = new Date();
-  const t0 = Date.now();
   const machine = machineInfo();
   const log = (s: string) => process.stdout.write(`${s}\n`);
   const errors: Record<string, string> = {};
@@ -254,11 +253,6 @@ export async function runDevicePlugin(options: BenchOptions): Promise<boolean> {
 
   const pass = targets.every((t) => t.pass) && Object.keys(errors).length === 0;
   const files = writeResults('deviceplugin', startedAt, {
-    bench: 'deviceplugin',
-    command: 'npm run bench -- deviceplugin',
-    startedAt: startedAt.toISOString(),
-    finishedAt: new Date().toISOString(),
-    durationS: round1((Date.now() - t0) / 1000),
     machine: { ...machine, loadavgAtEnd: machineInfo().loadavg },
     options,
     params: PARAMS,

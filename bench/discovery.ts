@@ -1067,11 +1067,6 @@ export async function runDiscovery(options: BenchOptions): Promise<boolean> {
 
   const pass = targets.every((t) => t.pass) && Object.keys(errors).length === 0;
   const files = writeResults('discovery', startedAt, {
-    bench: 'discovery',
-    command: 'npm run bench -- discovery',
-    startedAt: startedAt.toISOString(),
-    finishedAt: new Date().toISOString(),
-    durationS: round1((Date.now() - t0) / 1000),
     machine: { ...machine, loadavgAtEnd: machineInfo().loadavg },
     options,
     params: { ...PARAMS, agentNodeArgs: AGENT_ARGS },

@@ -722,11 +722,6 @@ export async function runSync(options: BenchOptions): Promise<boolean> {
 
   const pass = targets.every((t) => t.pass) && Object.keys(errors).length === 0;
   const files = writeResults('sync', startedAt, {
-    bench: 'sync',
-    command: 'npm run bench -- sync',
-    startedAt: startedAt.toISOString(),
-    finishedAt: new Date().toISOString(),
-    durationS: round1((Date.now() - t0) / 1000),
     machine: {
       ...machine,
       loadavgAtEnd: machineInfo().loadavg,

@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { formatProfile, type ProfileSummary } from './cpuprofile.js';
 import type { CpuSplit } from './util.js';
-import { RESULTS_DIR, ROOT } from './util.js';
+import { RESULTS_DIR, ROOT, round1 } from './util.js';
 
 export interface Target {
   id: string;
@@ -65,13 +65,21 @@ export function fmt(n: number | undefined, digits = 0): string {
 }
 
 /** Writes `<bench>-<timestamp>.json` and `<bench>-latest.json` under bench/results; returns both paths. */
-export function writeResults(bench: string, startedAt: Date, data: unknown): string[] {
+export function writeResults(bench: string, startedAt: Date, data: Record<string, unknown>): string[] {
   mkdirSync(RESULTS_DIR, { recursive: true });
+  const record = {
+    bench,
+    command: `npm run bench -- ${bench}`,
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    durationS: round1((Date.now() - startedAt.getTime()) / 1000),
+    ...data,
+  };
   const stamp = startedAt
     .toISOString()
     .replace(/\.\d+Z$/, 'Z')
     .replace(/:/g, '-');
-  const text = `${JSON.stringify(data, null, 2)}\n`;
+  const text = `${JSON.stringify(record, null, 2)}\n`;
   const files = [join(RESULTS_DIR, `${bench}-${stamp}.json`), join(RESULTS_DIR, `${bench}-latest.json`)];
   for (const f of files) writeFileSync(f, text);
   return files.map((f) => relative(ROOT, f));
