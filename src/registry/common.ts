@@ -69,3 +69,9 @@ export function stableJson(value: unknown): string {
       : v,
   );
 }
+
+/** An object without the fields its store sets (uid, creation time, resourceVersion), to tell real changes. */
+export function unversioned(o: DeviceObject): unknown {
+  const { uid: _u, creationTimestamp: _c, resourceVersion: _r, ...metadata } = o.metadata;
+  return { ...o, metadata };
+}

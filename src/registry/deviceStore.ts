@@ -27,6 +27,17 @@ export interface DeviceStore {
    * pending that long; callers that only want the write queued need not await it).
    */
   upsert(object: DeviceObject): Promise<DeviceObject>;
+  /**
+   * `mutate` applied to the freshest object the backend holds, and applied again whenever a conflict shows
+   * that object was stale, until the result is stored (`null`: delete the object `mutate` saw; returning
+   * `current` unchanged writes nothing). A newer update or upsert of the same device supersedes one that has
+   * not landed yet, so `mutate` must state the caller's whole wish ("node A sees it, with this spec"), not
+   * a step. Resolves with the stored object (undefined once deleted or absent).
+   */
+  update(
+    name: string,
+    mutate: (current: DeviceObject | undefined) => DeviceObject | null,
+  ): Promise<DeviceObject | undefined>;
   /** Deletes the device (a missing one is no error); resolves once the backend no longer holds it. */
   delete(name: string): Promise<void>;
   /** Listens to changes; returns the function that stops listening. A throwing listener is contained. */

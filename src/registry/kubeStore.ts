@@ -18,13 +18,32 @@ export interface KubeDeviceStoreOptions {
   kubeConfig: KubeConfig;
   namespace: string;
   logger: Logger;
-  /** Retry delays for writes and the watch (full jitter). Default 500 ms … 30 s. */
+  /** Retry delays for writes the server refused (5xx, 429) and for the watch (full jitter). Default 500 ms … 30 s. */
   backoff?: { baseMs: number; maxMs: number };
+  /**
+   * While the server does not answer at all, one probe asks whether it is back, with these delays; writes
+   * wait for it instead of each retrying on its own. Default 250 ms … 5 s, so queued writes resume at most
+   * ~5 s after the server returns, however long the outage was.
+   */
+  probe?: { baseMs: number; maxMs: number };
+  /** Write requests in flight at once, across devices. Default 32. */
+  concurrency?: number;
   /** 409 Conflicts re-read and retried in a row before the write counts as failed (and is retried later). Default 5. */
   conflictRetries?: number;
+  /**
+   * Changes to one device less than `quietMs` apart are one burst, written once: `quietMs` after its last
+   * change, or `maxDelayMs` after its first if it does not stop. Default 200 ms / 1 s, so a device flapping
+   * without end costs one write a second. `quietMs: 0` writes every change at once (still at most one in
+   * flight per device).
+   */
+  coalesce?: { quietMs: number; maxDelayMs: number };
 }
 
-type Want = { op: 'upsert'; object: DeviceObject; gen: number } | { op: 'delete'; gen: number };
+type Mutate = (current: DeviceObject | undefined) => DeviceObject | null;
+interface Want {
+  mutate: Mutate;
+  gen: number;
+}
 
 interface Waiter {
   gen: number;
@@ -37,6 +56,17 @@ type Kube = DeviceObject & { metadata: { generation?: number } };
 const VERSION = 'v1alpha1';
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const SUPERSEDED = Symbol('superseded');
+
+/** `second` applied to what `first` makes of the current object; the newer generation. */
+function after(first: Want, second: Want): Want {
+  return {
+    mutate: (cur) => {
+      const prior = first.mutate(cur);
+      return second.mutate(prior === null ? undefined : prior);
+    },
+    gen: Math.max(first.gen, second.gen),
+  };
+}
 
 /**
  * Device objects in the Kubernetes API (group leafbridge.io, plural devices, one namespace).
@@ -60,8 +90,13 @@ export class KubeDeviceStore implements DeviceStore {
   private readonly applying = new Map<string, Want>();
   private readonly waiters = new Map<string, Waiter[]>();
   private readonly ownerUids = new Map<string, string>();
+  /** Per device with an unwritten change: when the oldest and the newest of them were asked for. */
+  private readonly changed = new Map<string, { first: number; last: number }>();
+  private readonly coalesce: { quietMs: number; maxDelayMs: number };
   private readonly closing = new AbortController();
   private gen = 0;
+  private readonly reachable: Reachability;
+  private readonly slots: Semaphore;
   private readonly resource: { group: string; version: string; namespace: string; plural: string };
 
   constructor(private readonly o: KubeDeviceStoreOptions) {
@@ -71,14 +106,24 @@ export class KubeDeviceStore implements DeviceStore {
     this.listeners = new Listeners(this.logger);
     this.backoff = o.backoff ?? { baseMs: 500, maxMs: 30_000 };
     this.resource = { group: API_GROUP, version: VERSION, namespace: o.namespace, plural: 'devices' };
+    const probe = o.probe ?? { baseMs: 250, maxMs: 5000 };
     this.reflector = new DeviceReflector({
       kubeConfig: o.kubeConfig,
       api: this.api,
       resource: this.resource,
       listeners: this.listeners,
       logger: this.logger,
-      backoff: this.backoff,
+      // The watch comes back as fast as the probe: read-your-writes waits on it after an outage.
+      backoff: { baseMs: Math.min(this.backoff.baseMs, probe.baseMs), maxMs: probe.maxMs },
     });
+    this.reachable = new Reachability(
+      () => this.api.listNamespacedCustomObject({ ...this.resource, limit: 1 }),
+      probe,
+      this.closing.signal,
+      this.logger,
+    );
+    this.slots = new Semaphore(o.concurrency ?? 32);
+    this.coalesce = o.coalesce ?? { quietMs: 200, maxDelayMs: 1000 };
   }
 
   /** Starts the list+watch; resolves after the first list (callers in an outage need not wait for it). */
@@ -103,13 +148,15 @@ export class KubeDeviceStore implements DeviceStore {
 
   upsert(object: DeviceObject): Promise<DeviceObject> {
     const copy = structuredClone(object);
-    return this.enqueue(object.metadata.name, { op: 'upsert', object: copy, gen: ++this.gen }).then(
-      (stored) => stored ?? copy,
-    );
+    return this.update(copy.metadata.name, () => structuredClone(copy)).then((stored) => stored ?? copy);
+  }
+
+  update(name: string, mutate: Mutate): Promise<DeviceObject | undefined> {
+    return this.enqueue(name, { mutate, gen: ++this.gen });
   }
 
   async delete(name: string): Promise<void> {
-    await this.enqueue(name, { op: 'delete', gen: ++this.gen });
+    await this.enqueue(name, { mutate: () => null, gen: ++this.gen });
   }
 
   watch(listener: (e: DeviceStoreEvent) => void): () => void {
@@ -133,11 +180,13 @@ export class KubeDeviceStore implements DeviceStore {
   // ------------------------------------------------------------------------------------------ reads
 
   private view(name: string): DeviceObject | undefined {
-    const want = this.wanted.get(name) ?? this.applying.get(name);
+    const inFlight = this.applying.get(name);
+    const queued = this.wanted.get(name);
     const known = this.reflector.known.get(name);
+    const want = inFlight && queued ? after(inFlight, queued) : (queued ?? inFlight);
     if (!want) return known && structuredClone(known);
-    if (want.op === 'delete') return undefined;
-    const o = structuredClone(want.object);
+    const o = want.mutate(known && structuredClone(known));
+    if (o === null) return undefined;
     o.metadata = {
       ...o.metadata,
       namespace: this.o.namespace,
@@ -150,11 +199,18 @@ export class KubeDeviceStore implements DeviceStore {
 
   // ----------------------------------------------------------------------------------------- writes
 
+  /**
+   * Queues `want` for `name`. A change not yet taken for writing is composed with it, not replaced:
+   * `update(a)` then `update(b)` write `b(a(current))`, whatever the timing.
+   */
   private enqueue(name: string, want: Want): Promise<DeviceObject | undefined> {
     if (this.closing.signal.aborted) {
       return Promise.reject(new LeafbridgeError('STORE_CLOSED', 'the device store is closed'));
     }
-    this.wanted.set(name, want);
+    const before = this.wanted.get(name);
+    this.wanted.set(name, before ? after(before, want) : want);
+    const now = performance.now();
+    this.changed.set(name, { first: this.changed.get(name)?.first ?? now, last: now });
     const promise = new Promise<DeviceObject | undefined>((resolve, reject) => {
       const list = this.waiters.get(name) ?? [];
       list.push({ gen: want.gen, resolve, reject });
@@ -164,14 +220,24 @@ export class KubeDeviceStore implements DeviceStore {
     return promise;
   }
 
-  /** Writes `name`'s wanted states, newest first, one at a time, until none is left. */
+  /** Writes `name`'s wanted states, one burst at a time, until none is left. */
   private async drain(name: string): Promise<void> {
+    this.applying.set(name, { mutate: (cur) => cur ?? null, gen: 0 }); // holds the slot while the burst settles
+    try {
+      await this.quiet(name);
+    } catch {
+      return; // closed
+    } finally {
+      this.applying.delete(name);
+    }
     for (let want = this.wanted.get(name); want; want = this.wanted.get(name)) {
       this.wanted.delete(name);
+      this.changed.delete(name);
       this.applying.set(name, want);
       try {
         const result = await this.apply(name, want);
         if (result !== SUPERSEDED) this.settle(name, want.gen, (w) => w.resolve(result));
+        else this.wanted.set(name, after(want, this.wanted.get(name) as Want)); // its change still counts
       } catch (err) {
         if (this.closing.signal.aborted) return;
         this.logger.error({ device: name, err: errorMessage(err) }, 'device write refused; dropped');
@@ -180,6 +246,29 @@ export class KubeDeviceStore implements DeviceStore {
       } finally {
         this.applying.delete(name);
       }
+      if (this.wanted.has(name)) {
+        this.applying.set(name, { mutate: (cur) => cur ?? null, gen: 0 });
+        try {
+          await this.quiet(name);
+        } catch {
+          return;
+        } finally {
+          this.applying.delete(name);
+        }
+      }
+    }
+  }
+
+  /** Resolves once `name`'s burst of changes is over: `quietMs` without one, or `maxDelayMs` since the first. */
+  private async quiet(name: string): Promise<void> {
+    const { quietMs, maxDelayMs } = this.coalesce;
+    if (quietMs <= 0) return;
+    for (;;) {
+      const t = this.changed.get(name);
+      if (!t) return;
+      const wait = Math.min(t.last + quietMs, t.first + maxDelayMs) - performance.now();
+      if (wait <= 0) return;
+      await sleep(wait, this.closing.signal);
     }
   }
 
@@ -198,13 +287,28 @@ export class KubeDeviceStore implements DeviceStore {
       if (signal.aborted) throw new LeafbridgeError('STORE_CLOSED', 'the device store is closed');
       if (this.wanted.has(name)) return SUPERSEDED;
       try {
-        if (want.op === 'delete') return await this.remove(name);
-        return await this.write(want.object);
+        await this.reachable.wait();
+        if (this.wanted.has(name)) return SUPERSEDED; // changed again while the server was away
+        const stored = await this.slots.run(async () =>
+          this.wanted.has(name) ? SUPERSEDED : await this.write(name, want.mutate),
+        );
+        if (stored === SUPERSEDED) return SUPERSEDED;
+        // Read-your-writes: resolve once the reflector's view (what list/get answer) has caught up.
+        if (stored) await this.reflector.seen(name, stored.metadata.resourceVersion);
+        else await this.reflector.gone(name);
+        return stored;
       } catch (err) {
         if (!transient(err)) throw err;
+        if (codeOf(err) === undefined) {
+          // No answer at all: wait with every other write for the one probe to see the server back.
+          if (this.reachable.lost(shortError(err))) {
+            this.logger.warn({ err: shortError(err) }, 'API server unreachable; device writes queued');
+          }
+          continue;
+        }
         const delay = backoffDelay(attempt, this.backoff.baseMs, this.backoff.maxMs);
         this.logger.warn(
-          { device: name, op: want.op, err: shortError(err), retryInMs: delay },
+          { device: name, err: shortError(err), retryInMs: delay },
           'device write failed; will retry',
         );
         await sleep(delay, signal);
@@ -212,24 +316,34 @@ export class KubeDeviceStore implements DeviceStore {
     }
   }
 
-  private async remove(name: string): Promise<undefined> {
+  /** Deletes exactly the object `cur` (a precondition on its resourceVersion: 409 if it changed since). */
+  private async remove(cur: Kube): Promise<undefined> {
+    const name = cur.metadata.name;
     try {
-      await this.api.deleteNamespacedCustomObject({ ...this.resource, name });
+      await this.api.deleteNamespacedCustomObject({
+        ...this.resource,
+        name,
+        body: { preconditions: { resourceVersion: cur.metadata.resourceVersion } },
+      });
     } catch (err) {
       if (codeOf(err) !== 404) throw err;
     }
-    await this.reflector.gone(name);
     return undefined;
   }
 
-  /** Create or update one device; a 409 re-reads and tries again, `conflictRetries` times in a row. */
-  private async write(want: DeviceObject): Promise<DeviceObject> {
-    const name = want.metadata.name;
-    const owners = await this.owners(want);
+  /**
+   * `mutate` applied to the object as last seen, and the result written: created, replaced (labels, owner
+   * references, our spec fields), status patched, or deleted. A 409 (or 404: deleted under us) re-reads
+   * and applies `mutate` again, `conflictRetries` times in a row.
+   */
+  private async write(name: string, mutate: Mutate): Promise<DeviceObject | undefined> {
     let cur: Kube | undefined = this.reflector.known.get(name);
     const limit = this.o.conflictRetries ?? 5;
     for (let conflicts = 0; ; conflicts++) {
       try {
+        const want = mutate(cur && structuredClone(normalize(cur)));
+        if (want === null) return cur ? await this.remove(cur) : undefined;
+        const owners = await this.owners(want);
         cur ??= await this.create(want, owners);
         if (!sameMain(cur, want, owners)) cur = await this.replace(cur, want, owners);
         if (!sameStatus(cur, want)) cur = await this.patchStatus(cur, want);
@@ -242,7 +356,6 @@ export class KubeDeviceStore implements DeviceStore {
         cur = await this.read(name);
       }
     }
-    await this.reflector.seen(name, cur.metadata.resourceVersion);
     return normalize(structuredClone(cur));
   }
 
@@ -354,4 +467,68 @@ function transient(err: unknown): boolean {
 function shortError(err: unknown): string {
   const code = codeOf(err);
   return code === undefined ? errorMessage(err) : `HTTP ${code}`;
+}
+
+/**
+ * Whether the API server answers. While it does not, one probe (with backoff and jitter) asks, and every
+ * queued write waits here instead of knocking on its own: an outage costs a probe every few seconds, not a
+ * request per device, and all writes resume together as soon as the server is back.
+ */
+class Reachability {
+  private back: Promise<void> | undefined;
+
+  constructor(
+    private readonly probe: () => Promise<unknown>,
+    private readonly delays: { baseMs: number; maxMs: number },
+    private readonly signal: AbortSignal,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Resolves at once while the server answers; otherwise when the probe sees it back (or on close). */
+  wait(): Promise<void> {
+    return this.back ?? Promise.resolve();
+  }
+
+  /** A request got no answer: start probing. True for the first report of an outage. */
+  lost(reason: string): boolean {
+    if (this.back) return false;
+    this.back = this.probeUntilBack(reason).finally(() => {
+      this.back = undefined;
+    });
+    return true;
+  }
+
+  private async probeUntilBack(reason: string): Promise<void> {
+    const started = Date.now();
+    for (let attempt = 0; !this.signal.aborted; attempt++) {
+      await sleep(backoffDelay(attempt, this.delays.baseMs, this.delays.maxMs), this.signal);
+      if (this.signal.aborted) return;
+      try {
+        await this.probe();
+      } catch (err) {
+        if (codeOf(err) === undefined) continue; // still no answer
+      }
+      this.logger.info({ downMs: Date.now() - started, reason }, 'API server answers again; writing');
+      return;
+    }
+  }
+}
+
+/** At most `limit` tasks at once; the others queue in order. */
+class Semaphore {
+  private active = 0;
+  private readonly queue: (() => void)[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.queue.push(resolve));
+    this.active++;
+    try {
+      return await task();
+    } finally {
+      this.active--;
+      this.queue.shift()?.();
+    }
+  }
 }

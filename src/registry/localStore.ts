@@ -3,7 +3,7 @@ import type { DeviceObject } from '../discovery/types.js';
 import type { Db } from '../store/db.js';
 import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
-import { Listeners, select } from './common.js';
+import { Listeners, select, stableJson, unversioned } from './common.js';
 import type { DeviceStore, DeviceStoreEvent, LabelSelector } from './deviceStore.js';
 
 export interface LocalDeviceStoreOptions {
@@ -39,9 +39,26 @@ export class LocalDeviceStore implements DeviceStore {
   }
 
   async upsert(object: DeviceObject): Promise<DeviceObject> {
-    const name = object.metadata.name;
+    return (await this.update(object.metadata.name, () => object)) as DeviceObject;
+  }
+
+  async update(
+    name: string,
+    mutate: (current: DeviceObject | undefined) => DeviceObject | null,
+  ): Promise<DeviceObject | undefined> {
+    // One transaction: what `mutate` saw is what it changes (no other writer can come between).
     const { stored, type } = this.o.db.transaction(() => {
       const old = this.read(name);
+      const object = mutate(old && structuredClone(old));
+      if (object === null) {
+        if (!old) return { stored: undefined, type: undefined };
+        this.o.db.prepare('DELETE FROM devices WHERE name = ?').run(name);
+        old.metadata.resourceVersion = String(this.nextVersion());
+        return { stored: old, type: 'DELETED' as const };
+      }
+      if (old && stableJson(unversioned(old)) === stableJson(unversionedInput(object, this.o.namespace))) {
+        return { stored: old, type: undefined };
+      }
       const rv = this.nextVersion();
       const stored: DeviceObject = {
         apiVersion: object.apiVersion,
@@ -66,20 +83,13 @@ export class LocalDeviceStore implements DeviceStore {
         .run(name, JSON.stringify(stored), rv);
       return { stored, type: old ? ('MODIFIED' as const) : ('ADDED' as const) };
     })();
-    this.emit({ type, object: stored });
-    return structuredClone(stored);
+    if (type && stored) this.emit({ type, object: stored });
+    return type === 'DELETED' || !stored ? undefined : structuredClone(stored);
   }
 
   async delete(name: string): Promise<void> {
-    const old = this.o.db.transaction(() => {
-      const old = this.read(name);
-      if (!old) return undefined;
-      this.o.db.prepare('DELETE FROM devices WHERE name = ?').run(name);
-      // A deletion is a change too: the DELETED event carries a version newer than the last write.
-      old.metadata.resourceVersion = String(this.nextVersion());
-      return old;
-    })();
-    if (old) this.emit({ type: 'DELETED', object: old });
+    // A deletion is a change too: the DELETED event carries a version newer than the last write.
+    await this.update(name, () => null);
   }
 
   watch(listener: (e: DeviceStoreEvent) => void): () => void {
@@ -111,4 +121,20 @@ export class LocalDeviceStore implements DeviceStore {
   private emit(e: DeviceStoreEvent): void {
     this.listeners.emit(e);
   }
+}
+
+/** What `upsert` would store, minus the store's own fields, to compare with the stored object. */
+function unversionedInput(o: DeviceObject, namespace: string): unknown {
+  return unversioned({
+    apiVersion: o.apiVersion,
+    kind: o.kind,
+    metadata: {
+      ...o.metadata,
+      namespace,
+      labels: { ...o.metadata.labels },
+      ownerReferences: o.metadata.ownerReferences ?? [],
+    },
+    spec: o.spec,
+    status: o.status,
+  } as DeviceObject);
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { DeviceRegistry } from '../discovery/registry.js';
 import type { DeviceObject } from '../discovery/types.js';
 import type { Clock } from '../util/clock.js';
-import { select } from './common.js';
+import { select, stableJson, unversioned } from './common.js';
 import type { DeviceStore, DeviceStoreEvent, LabelSelector } from './deviceStore.js';
 
 /**
@@ -40,6 +40,22 @@ export class MemoryDeviceStore implements DeviceStore {
       }),
     );
     return structuredClone(this.registry.get(object.metadata.name) as DeviceObject);
+  }
+
+  async update(
+    name: string,
+    mutate: (current: DeviceObject | undefined) => DeviceObject | null,
+  ): Promise<DeviceObject | undefined> {
+    const current = this.registry.get(name);
+    const next = mutate(current && structuredClone(current));
+    if (next === null) {
+      this.registry.delete(name);
+      return undefined;
+    }
+    if (current && stableJson(unversioned(current)) === stableJson(unversioned(next))) {
+      return structuredClone(current);
+    }
+    return this.upsert(next);
   }
 
   async delete(name: string): Promise<void> {

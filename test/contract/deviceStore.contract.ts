@@ -166,5 +166,67 @@ export function contractTests(name: string, factory: () => Promise<StoreHarness>
       expect(await h.store.list('leafbridge.io/config=none')).toEqual([]);
       expect(names(await h.store.list())).toHaveLength(4);
     });
+
+    it('update applies a function to the current object: create from nothing, merge into what is there, null deletes, unchanged writes nothing', async () => {
+      const addNode = (node: string) => (cur: DeviceObject | undefined) => {
+        const next = cur ?? device('cams-000009');
+        next.spec.nodes = [...new Set([...(cur?.spec.nodes ?? []), node])].sort();
+        return next;
+      };
+      const created = await h.store.update('cams-000009', addNode('edge-2'));
+      expect(created?.spec.nodes).toEqual(['edge-2']);
+      const merged = await h.store.update('cams-000009', addNode('edge-1'));
+      expect(merged?.spec.nodes).toEqual(['edge-1', 'edge-2']);
+      expect(merged?.metadata.uid).toBe(created?.metadata.uid);
+
+      const events: DeviceStoreEvent[] = [];
+      h.store.watch((e) => events.push(e));
+      const same = await h.store.update('cams-000009', (cur) => cur ?? null);
+      expect(same?.metadata.resourceVersion).toBe(merged?.metadata.resourceVersion);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(events).toEqual([]);
+
+      const seen: (string[] | undefined)[] = [];
+      expect(
+        await h.store.update('cams-000009', (cur) => {
+          seen.push(cur?.spec.nodes);
+          return null;
+        }),
+      ).toBeUndefined();
+      expect(seen.at(-1)).toEqual(['edge-1', 'edge-2']);
+      expect(await h.store.get('cams-000009')).toBeUndefined();
+      await until(() => events.some((e) => e.type === 'DELETED'), 5000, 'DELETED');
+      expect(await h.store.update('never-was', () => null)).toBeUndefined();
+    });
+
+    it('updates of one device land in order: the last wish is what stays', async () => {
+      const writes = [true, false, true, false].map((online) =>
+        h.store.update('cams-000010', () => device('cams-000010', 'cams', { online })),
+      );
+      await Promise.all(writes);
+      expect((await h.store.get('cams-000010'))?.status.online).toBe(false);
+    });
+
+    it('updates queued together compose: each one sees what the one before made', async () => {
+      await h.store.upsert(device('cams-000011', 'cams'));
+      const tag = (key: string) => (cur: DeviceObject | undefined) =>
+        cur
+          ? { ...cur, metadata: { ...cur.metadata, labels: { ...cur.metadata.labels, [key]: 'yes' } } }
+          : null;
+      const writes = ['a', 'b', 'c', 'd'].map((k) => h.store.update('cams-000011', tag(k)));
+      expect((await h.store.get('cams-000011'))?.metadata.labels).toMatchObject({
+        a: 'yes',
+        b: 'yes',
+        c: 'yes',
+        d: 'yes',
+      });
+      await Promise.all(writes);
+      expect((await h.store.get('cams-000011'))?.metadata.labels).toMatchObject({
+        a: 'yes',
+        b: 'yes',
+        c: 'yes',
+        d: 'yes',
+      });
+    });
   });
 }

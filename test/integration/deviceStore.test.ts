@@ -49,7 +49,7 @@ function config(name: string) {
   };
 }
 
-async function kubeHarness() {
+async function kubeHarness(coalesce?: { quietMs: number; maxDelayMs: number }) {
   const api = await KubeApiServer.start({ crds: crdManifests(builtinHandlers), bookmarkIntervalMs: 100 });
   api.seed('discoveryconfigs', config('cams'));
   api.seed('discoveryconfigs', config('plcs'));
@@ -58,6 +58,7 @@ async function kubeHarness() {
     namespace: 'default',
     logger,
     backoff: { baseMs: 50, maxMs: 500 },
+    coalesce,
   });
   await store.start();
   return { api, store };
@@ -103,7 +104,8 @@ describe('KubeDeviceStore against the test API server', () => {
   let api: KubeApiServer;
   let store: KubeDeviceStore;
   beforeEach(async () => {
-    ({ api, store } = await kubeHarness());
+    // Every change written at once, so the tests below can place a write between two server events.
+    ({ api, store } = await kubeHarness({ quietMs: 0, maxDelayMs: 0 }));
   });
   afterEach(async () => {
     await store.close();
@@ -183,6 +185,32 @@ describe('KubeDeviceStore against the test API server', () => {
     // The first wanted state's status patch, then the newest one's update and status patch: 3 of 50.
     expect(api.writes('devices')).toBeLessThanOrEqual(4);
     expect(await store.get('cams-flappy')).toMatchObject({ spec: last.spec, status: last.status });
+  });
+
+  it('with the default coalescing, 10 changes 10 ms apart on a fast server are one write, after the last', async () => {
+    const coalescing = new KubeDeviceStore({ kubeConfig: kubeClients(api).kc, namespace: 'default', logger });
+    try {
+      await coalescing.start();
+      await coalescing.upsert(device('cams-burst'));
+      api.clearLog();
+      const burst: Promise<DeviceObject>[] = [];
+      for (let i = 0; i < 10; i++) {
+        burst.push(
+          coalescing.upsert(device('cams-burst', 'cams', { online: i % 2 === 0, message: `m${i}` })),
+        );
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect((await coalescing.get('cams-burst'))?.status.conditions[0]?.message).toBe('m9'); // read before it lands
+      await Promise.all(burst);
+      expect(api.requests({ verb: 'patch', resource: 'devices' }).map((r) => r.subresource)).toEqual([
+        'status',
+      ]);
+      expect(api.writes('devices')).toBe(1);
+      const last = device('cams-burst', 'cams', { online: false, message: 'm9' });
+      expect(api.object('devices', 'default', 'cams-burst')?.status).toEqual(last.status);
+    } finally {
+      await coalescing.close();
+    }
   });
 
   it('a 409 on update re-reads and retries, and the write succeeds', async () => {
