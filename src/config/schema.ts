@@ -99,6 +99,12 @@ export const DiscoveryConfigEntrySchema = T.Object(
           default: {},
           description: 'extra properties for every device',
         }),
+        nodeSelector: T.Optional(
+          T.Record(T.String(), T.String(), {
+            description:
+              'node labels a node must carry to run this config, like a Pod nodeSelector (standalone: ignored)',
+          }),
+        ),
       },
       { additionalProperties: false },
     ),
@@ -264,13 +270,15 @@ export const AgentConfigSchema = T.Object(
     discoveryConfigs: T.Array(DiscoveryConfigEntrySchema, {
       default: [],
       description:
-        'standalone DiscoveryConfigs (same schema as the CRD); handler details are checked by the handler',
+        'standalone DiscoveryConfigs (same schema as the CRD); handler details are checked by the handler. ' +
+        'Ignored in a cluster, where configs are DiscoveryConfig objects',
     }),
     kubernetes: T.Union([T.Literal('auto'), T.Literal('off'), T.String({ minLength: 1 })], {
       default: 'auto',
       ...msg(
         'must be auto, off, or the path of a kubeconfig',
-        'where Device objects go (read, not yet acted on: this release keeps them in the local store)',
+        'where Device and DiscoveryConfig objects live: auto = the cluster when the agent runs in one (service ' +
+          'account) or $KUBECONFIG is set, else the local store; off = the local store; or a kubeconfig path',
       ),
     }),
   },

@@ -7,6 +7,8 @@ export interface DiscoveryConfigSpec {
   handler: { name: string; details: Record<string, unknown> };
   capacity: number;
   properties: Record<string, string>;
+  /** Node labels a node must carry to run this config (a Pod's nodeSelector); absent: every node. */
+  nodeSelector?: Record<string, string>;
 }
 
 export interface Condition extends DeviceCondition {
@@ -16,7 +18,18 @@ export interface Condition extends DeviceCondition {
 export interface DiscoveryConfigObject {
   apiVersion: typeof API_VERSION;
   kind: 'DiscoveryConfig';
-  metadata: { name: string; namespace: string };
+  metadata: {
+    name: string;
+    namespace: string;
+    /** Set by the store that holds the config (the API server, or the agent's SQLite). */
+    uid?: string;
+    resourceVersion?: string;
+    generation?: number;
+    creationTimestamp?: string;
+    labels?: Record<string, string>;
+    /** Standalone only: `file` for configs from the agent's config file (read-only through the API). */
+    annotations?: Record<string, string>;
+  };
   spec: DiscoveryConfigSpec;
   status: { conditions: Condition[]; devices: number };
 }

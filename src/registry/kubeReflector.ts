@@ -5,7 +5,33 @@ import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import type { Listeners } from './common.js';
 
-export interface ReflectorOptions {
+/** What a reflector needs of an object: a name, and the resourceVersion the API server gave it. */
+export interface ReflectedObject {
+  metadata: { name: string; resourceVersion?: string };
+}
+
+export type ReflectorEvent<T> = { type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: T };
+
+export interface ReflectorOptions<T extends ReflectedObject> {
+  kubeConfig: KubeConfig;
+  api: CustomObjectsApi;
+  resource: { group: string; version: string; namespace: string; plural: string };
+  logger: Logger;
+  backoff: { baseMs: number; maxMs: number };
+  /** The kind in words, for logs and errors (`device`, `DiscoveryConfig`). */
+  what: string;
+  /** An object from the API server in the shape the callers use (absent fields filled in). */
+  normalize: (o: T) => T;
+  /** Each change of an object, once per resourceVersion. */
+  emit?: (e: ReflectorEvent<T>) => void;
+  /** After each list and each watch event, once `known` is up to date. */
+  synced?: () => void;
+  /** Before each list (e.g. re-read what the list is filtered by); a rejection fails that list attempt. */
+  beforeList?: () => Promise<void>;
+}
+
+/** The options the device store passes (its listeners hear each Device change). */
+export interface DeviceReflectorOptions {
   kubeConfig: KubeConfig;
   api: CustomObjectsApi;
   resource: { group: string; version: string; namespace: string; plural: string };
@@ -21,24 +47,30 @@ interface Observer {
 }
 
 /**
- * The API server's Devices as this agent last saw them: list, then watch from the list's resourceVersion
- * with bookmarks; a watch that ends is resumed from the last resourceVersion seen, and one that reports
- * 410 Gone (its history compacted away) is replaced by a fresh list, diffed against what the listeners have
- * seen, so they miss no change. Listeners hear each resourceVersion of an object once.
+ * One resource's objects as this agent last saw them on the API server: list, then watch from the list's
+ * resourceVersion with bookmarks; a watch that ends is resumed from the last resourceVersion seen, and one
+ * that reports 410 Gone (its history compacted away) is replaced by a fresh list, diffed against what the
+ * listeners have seen, so they miss no change. Listeners hear each resourceVersion of an object once.
  */
-export class DeviceReflector {
-  readonly known = new Map<string, DeviceObject>();
+export class Reflector<T extends ReflectedObject> {
+  readonly known = new Map<string, T>();
   private readonly observers = new Set<Observer>();
   private readonly stopping = new AbortController();
   private watchAbort: AbortController | undefined;
   private resourceVersion = '';
   private needList = true;
   private synced!: () => void;
+  private attempted!: (ok: boolean) => void;
+  /** Resolves after the first list that succeeds. */
   readonly firstSync = new Promise<void>((resolve) => {
     this.synced = resolve;
   });
+  /** Resolves after the first list attempt: true when it succeeded, false when it failed. */
+  readonly firstAttempt = new Promise<boolean>((resolve) => {
+    this.attempted = resolve;
+  });
 
-  constructor(private readonly o: ReflectorOptions) {}
+  constructor(private readonly o: ReflectorOptions<T>) {}
 
   start(): void {
     void this.run();
@@ -47,8 +79,9 @@ export class DeviceReflector {
   stop(): void {
     this.stopping.abort();
     this.watchAbort?.abort();
-    for (const ob of this.observers) ob.reject(new Error('the device store is closed'));
+    for (const ob of this.observers) ob.reject(this.closed());
     this.observers.clear();
+    this.attempted(false);
   }
 
   /** Resolves once `name` is seen at `resourceVersion` or later (or has since been seen deleted). */
@@ -56,7 +89,7 @@ export class DeviceReflector {
     return this.until(() => {
       const o = this.known.get(name);
       return (
-        (o !== undefined && !olderThan(o.metadata.resourceVersion, resourceVersion)) ||
+        (o !== undefined && !olderThan(o.metadata.resourceVersion ?? '', resourceVersion)) ||
         !olderThan(this.resourceVersion, resourceVersion)
       );
     });
@@ -67,9 +100,13 @@ export class DeviceReflector {
     return this.until(() => !this.known.has(name));
   }
 
+  private closed(): Error {
+    return new Error(`the ${this.o.what} store is closed`);
+  }
+
   private until(done: () => boolean): Promise<void> {
     if (done()) return Promise.resolve();
-    if (this.stopping.signal.aborted) return Promise.reject(new Error('the device store is closed'));
+    if (this.stopping.signal.aborted) return Promise.reject(this.closed());
     return new Promise((resolve, reject) => this.observers.add({ done, resolve, reject }));
   }
 
@@ -80,6 +117,7 @@ export class DeviceReflector {
         ob.resolve();
       }
     }
+    this.o.synced?.();
   }
 
   private async run(): Promise<void> {
@@ -94,27 +132,31 @@ export class DeviceReflector {
         else await sleep(backoffDelay(attempt++, this.o.backoff.baseMs, this.o.backoff.maxMs), signal);
       } catch (err) {
         if (signal.aborted) return;
+        if (this.needList) this.attempted(false);
         const delay = backoffDelay(attempt++, this.o.backoff.baseMs, this.o.backoff.maxMs);
-        this.o.logger.warn({ err: errorMessage(err), retryInMs: delay }, 'device list/watch failed');
+        this.o.logger.warn({ err: errorMessage(err), retryInMs: delay }, `${this.o.what} list/watch failed`);
         await sleep(delay, signal);
       }
     }
   }
 
   private async list(): Promise<void> {
+    await this.o.beforeList?.();
     const res = (await this.o.api.listNamespacedCustomObject(this.o.resource)) as {
       metadata: { resourceVersion: string };
-      items: DeviceObject[];
+      items: T[];
     };
-    const fresh = new Map(res.items.map((o) => [o.metadata.name, normalize(o)]));
+    if (this.stopping.signal.aborted) return;
+    const fresh = new Map(res.items.map((o) => [o.metadata.name, this.o.normalize(o)]));
     for (const [name, old] of this.known) {
       if (!fresh.has(name)) this.remove(old);
     }
     for (const o of fresh.values()) this.observe(o);
     this.resourceVersion = res.metadata.resourceVersion;
     this.needList = false;
-    this.settle();
     this.synced();
+    this.attempted(true);
+    this.settle();
   }
 
   /** One watch request; resolves with the number of events when it ends cleanly, rejects on an error. */
@@ -123,17 +165,17 @@ export class DeviceReflector {
     const path = `/apis/${group}/${version}/namespaces/${namespace}/${plural}`;
     let events = 0;
     return new Promise<number>((resolve, reject) => {
-      const onEvent = (type: string, object: DeviceObject & { code?: number }) => {
+      const onEvent = (type: string, object: T & { code?: number }) => {
         events++;
         if (type === 'ERROR') {
           // 410 Gone (compacted) or anything else unexpected: start again from a list.
-          this.o.logger.info({ code: object.code }, 'device watch expired; re-listing');
+          this.o.logger.info({ code: object.code }, `${this.o.what} watch expired; re-listing`);
           this.needList = true;
           return;
         }
         const rv = object.metadata?.resourceVersion;
-        if (type === 'ADDED' || type === 'MODIFIED') this.observe(normalize(object));
-        else if (type === 'DELETED') this.remove(normalize(object));
+        if (type === 'ADDED' || type === 'MODIFIED') this.observe(this.o.normalize(object));
+        else if (type === 'DELETED') this.remove(this.o.normalize(object));
         if (rv) this.resourceVersion = rv;
         this.settle();
       };
@@ -147,17 +189,25 @@ export class DeviceReflector {
     });
   }
 
-  private observe(o: DeviceObject): void {
+  private observe(o: T): void {
     const old = this.known.get(o.metadata.name);
-    if (old && old.metadata.resourceVersion === o.metadata.resourceVersion) return;
-    if (old && olderThan(o.metadata.resourceVersion, old.metadata.resourceVersion)) return;
+    const [rv, oldRv] = [o.metadata.resourceVersion ?? '', old?.metadata.resourceVersion ?? ''];
+    if (old && (rv === oldRv || olderThan(rv, oldRv))) return;
     this.known.set(o.metadata.name, o);
-    this.o.listeners.emit({ type: old ? 'MODIFIED' : 'ADDED', object: o });
+    this.o.emit?.({ type: old ? 'MODIFIED' : 'ADDED', object: o });
   }
 
-  private remove(o: DeviceObject): void {
+  private remove(o: T): void {
     if (!this.known.delete(o.metadata.name)) return;
-    this.o.listeners.emit({ type: 'DELETED', object: o });
+    this.o.emit?.({ type: 'DELETED', object: o });
+  }
+}
+
+/** The API server's Devices, for the Kubernetes-backed device store. */
+export class DeviceReflector extends Reflector<DeviceObject> {
+  constructor(o: DeviceReflectorOptions) {
+    const { listeners, ...rest } = o;
+    super({ ...rest, what: 'device', normalize, emit: (e) => listeners.emit(e) });
   }
 }
 

@@ -38,6 +38,12 @@ const MIGRATIONS: readonly string[] = [
   // Device objects of the standalone agent (src/registry/localStore.ts); resource versions from one counter.
   `CREATE TABLE devices (name TEXT PRIMARY KEY, json TEXT NOT NULL, resource_version INTEGER NOT NULL);
    INSERT OR IGNORE INTO meta (key, value) VALUES ('devices.resourceVersion', '0');`,
+  // The standalone agent's DiscoveryConfigs (from the config file, or created through the HTTP API), and the
+  // cache of Kubernetes objects the agent runs from while the API server is away (configs, its Node).
+  `CREATE TABLE discovery_configs (name TEXT PRIMARY KEY, json TEXT NOT NULL, source TEXT NOT NULL,
+     resource_version INTEGER NOT NULL);
+   CREATE TABLE kube_cache (kind TEXT NOT NULL, name TEXT NOT NULL, json TEXT NOT NULL,
+     PRIMARY KEY (kind, name));`,
 ];
 
 /** Opens (and migrates) the agent's one SQLite database in `dataDir`: WAL, one connection, in-process. */
