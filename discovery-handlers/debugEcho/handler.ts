@@ -32,7 +32,8 @@ export async function* discoverDebugEcho(
     await aborted(ctx.signal);
     return;
   }
-  yield* watchPresence(details.presenceFile, devices, details, { ...ctx, logger });
+  const path = details.presenceFile.replaceAll('{node}', ctx.node ?? '');
+  yield* watchPresence(path, devices, details, { ...ctx, logger });
 }
 
 async function* watchPresence(

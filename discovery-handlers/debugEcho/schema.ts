@@ -30,7 +30,8 @@ export const DebugEchoDetailsSchema = Type.Object(
         minLength: 1,
         description:
           'A file naming the devices that are present, one id per line (blank lines ignored). No file: every ' +
-          'device is present; an empty file: none. Edits are picked up within a second.',
+          'device is present; an empty file: none. Edits are picked up within a second. `{node}` in the ' +
+          'path is replaced by the node name, so one config can give each node its own file.',
       }),
     ),
     shared: Type.Optional(

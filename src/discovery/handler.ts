@@ -38,6 +38,8 @@ export interface DiscoveredDevice {
 
 /** What a handler gets from the agent: its logger, a clock, and a signal that ends discovery. */
 export interface DiscoveryContext {
+  /** The node the agent runs on (debug-echo puts it into its presence-file path). */
+  node?: string;
   logger: Logger;
   clock: Clock;
   signal: AbortSignal;

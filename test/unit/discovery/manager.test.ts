@@ -1,9 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import { afterEach, describe, expect, it } from 'vitest';
+import { toConfigObject } from '../../../src/discovery/configs.js';
 import type { DiscoveredDevice, DiscoveryHandler } from '../../../src/discovery/handler.js';
 import { DiscoveryManager } from '../../../src/discovery/manager.js';
 import { deviceName } from '../../../src/discovery/naming.js';
 import { DeviceRegistry } from '../../../src/discovery/registry.js';
+import { MemoryDeviceStore } from '../../../src/registry/memoryStore.js';
 import { systemClock } from '../../../src/util/clock.js';
 import { silentLogger } from '../../../src/util/logger.js';
 import { until } from '../../helpers/mqtt.js';
@@ -56,29 +58,36 @@ describe('DiscoveryManager', () => {
   afterEach(async () => {
     for (const s of stops.splice(0)) await s();
   });
-  function manager(handlers: DiscoveryHandler[], gracePeriodMs = 300) {
+  function manager(
+    handlers: DiscoveryHandler[],
+    gracePeriodMs = 300,
+    node = 'n1',
+    store = new MemoryDeviceStore(new DeviceRegistry(), systemClock),
+  ) {
     const registry = new DeviceRegistry();
     const m = new DiscoveryManager({
-      node: 'n1',
+      node,
       namespace: 'default',
       handlers,
       registry,
+      store,
       logger: silentLogger(),
       clock: systemClock,
       gracePeriodMs,
     });
     stops.push(() => m.stop());
-    return { m, registry };
+    return { m, registry, store };
   }
-  const config = (name: string, handler: string, capacity = 1) => ({
-    name,
-    spec: { handler: { name: handler, details: {} }, capacity, properties: { SITE: 'lab' } },
-  });
+  const config = (name: string, handler: string, capacity = 1) =>
+    toConfigObject(
+      { name, spec: { handler: { name: handler, details: {} }, capacity, properties: { SITE: 'lab' } } },
+      'default',
+    );
 
   it('turns a list into Device objects with stable names, properties and the config capacity', async () => {
     const cams = scriptedHandler('cams', true);
     const { m, registry } = manager([cams.handler]);
-    m.start([config('front', 'cams', 2)]);
+    m.sync([config('front', 'cams', 2)]);
     cams.push([
       dev('uuid-1', {
         conditions: [
@@ -117,7 +126,7 @@ describe('DiscoveryManager', () => {
   it('marks a vanished device offline at once and deletes it only after the grace period', async () => {
     const h = scriptedHandler('h', false);
     const { m, registry } = manager([h.handler], 400);
-    m.start([config('c', 'h')]);
+    m.sync([config('c', 'h')]);
     h.push([dev('a'), dev('b')]);
     await until(() => registry.list().length === 2, 2000, 'two devices');
     const vanishedAt = Date.now();
@@ -139,7 +148,7 @@ describe('DiscoveryManager', () => {
     const { m, registry } = manager([h.handler], 500);
     const events: string[] = [];
     registry.watch((e) => events.push(`${e.type}:${e.object.status.online}`));
-    m.start([config('c', 'h')]);
+    m.sync([config('c', 'h')]);
     h.push([dev('a')]);
     await until(() => registry.list().length === 1, 2000, 'listed');
     const uid = registry.list()[0]!.metadata.uid;
@@ -160,7 +169,7 @@ describe('DiscoveryManager', () => {
     const { m, registry } = manager([h.handler]);
     let writes = 0;
     registry.watch(() => writes++);
-    m.start([config('c', 'h')]);
+    m.sync([config('c', 'h')]);
     for (let i = 0; i < 10; i++) h.push([dev('a'), dev('b')]);
     await until(() => registry.list().length === 2, 2000, 'listed');
     await new Promise((r) => setTimeout(r, 100));
@@ -171,7 +180,7 @@ describe('DiscoveryManager', () => {
     const bad = scriptedHandler('bad', true);
     const good = scriptedHandler('good', true);
     const { m, registry } = manager([bad.handler, good.handler]);
-    m.start([config('b', 'bad'), config('g', 'good'), config('u', 'nosuch')]);
+    m.sync([config('b', 'bad'), config('g', 'good'), config('u', 'nosuch')]);
     bad.push(new Error('socket exploded'));
     good.push([dev('g1')]);
     await until(() => registry.list().length === 1, 2000, 'good device listed');
@@ -190,7 +199,7 @@ describe('DiscoveryManager', () => {
   it('ignores unusable devices from a handler (no id, huge id, non-string properties)', async () => {
     const h = scriptedHandler('h', true);
     const { m, registry } = manager([h.handler]);
-    m.start([config('c', 'h')]);
+    m.sync([config('c', 'h')]);
     h.push([
       { id: '', properties: {} },
       { id: 'x'.repeat(1000), properties: {} },
@@ -199,5 +208,105 @@ describe('DiscoveryManager', () => {
     ]);
     await until(() => registry.list().length === 1, 2000, 'the good one');
     expect(registry.list()[0]!.spec.id).toBe('ok');
+  });
+
+  describe('the shared view (the device store), two nodes', () => {
+    const nodes = async (store: MemoryDeviceStore, name: string) => (await store.get(name))?.spec.nodes;
+
+    it('one shared camera seen by two nodes is one Device listing both; one node loses it, it stays with the other', async () => {
+      const store = new MemoryDeviceStore(new DeviceRegistry(), systemClock);
+      const h1 = scriptedHandler('cams', true);
+      const h2 = scriptedHandler('cams', true);
+      const a = manager([h1.handler], 300, 'n1', store);
+      const b = manager([h2.handler], 300, 'n2', store);
+      a.m.sync([config('front', 'cams')]);
+      b.m.sync([config('front', 'cams')]);
+      const name = deviceName('front', 'uuid-1', undefined);
+      h1.push([dev('uuid-1')]);
+      h2.push([dev('uuid-1')]);
+      await until(async () => (await nodes(store, name))?.length === 2, 2000, 'both nodes listed');
+      expect(await store.list()).toHaveLength(1);
+      expect(await nodes(store, name)).toEqual(['n1', 'n2']);
+
+      h1.push([]);
+      await until(async () => (await nodes(store, name))?.length === 1, 2000, 'n1 gone from nodes');
+      expect(await nodes(store, name)).toEqual(['n2']);
+      expect((await store.get(name))?.status.online).toBe(true);
+      await new Promise((r) => setTimeout(r, 500)); // past n1's grace period: n2 still sees it
+      expect((await store.get(name))?.spec.nodes).toEqual(['n2']);
+      expect(a.registry.list()).toEqual([]); // n1's own view: gone after its grace period
+      expect(b.registry.list()).toHaveLength(1);
+
+      const lostAt = Date.now();
+      h2.push([]);
+      await until(async () => (await store.get(name))?.status.online === false, 2000, 'offline');
+      expect((await store.get(name))?.spec.nodes).toEqual([]);
+      await until(async () => (await store.get(name)) === undefined, 2000, 'deleted after grace');
+      expect(Date.now() - lostAt).toBeGreaterThanOrEqual(290);
+    });
+
+    it('local devices are one Device per node; a device deleted from the store by someone else is written again', async () => {
+      const store = new MemoryDeviceStore(new DeviceRegistry(), systemClock);
+      const h1 = scriptedHandler('tty', false);
+      const h2 = scriptedHandler('tty', false);
+      manager([h1.handler], 300, 'n1', store).m.sync([config('serial', 'tty')]);
+      manager([h2.handler], 300, 'n2', store).m.sync([config('serial', 'tty')]);
+      h1.push([dev('ttyUSB0')]);
+      h2.push([dev('ttyUSB0')]);
+      await until(async () => (await store.list()).length === 2, 2000, 'two devices');
+      const all = await store.list();
+      expect(all.map((d) => d.spec.nodes).sort()).toEqual([['n1'], ['n2']]);
+      const victim = all[0]!.metadata.name;
+      await store.delete(victim);
+      await until(async () => (await store.get(victim)) !== undefined, 2000, 'written again');
+    });
+
+    it('a config that goes away takes its devices with it; a changed config restarts its handler', async () => {
+      const store = new MemoryDeviceStore(new DeviceRegistry(), systemClock);
+      const h = scriptedHandler('cams', true);
+      const { m, registry } = manager([h.handler], 60_000, 'n1', store);
+      m.sync([config('front', 'cams')]);
+      h.push([dev('uuid-1')]);
+      await until(async () => (await store.list()).length === 1, 2000, 'listed');
+      m.sync([config('front', 'cams', 3)]);
+      await until(() => h.starts === 2, 2000, 'restarted');
+      h.push([dev('uuid-1')]);
+      await until(async () => (await store.list())[0]?.spec.capacity === 3, 2000, 'capacity 3');
+      m.sync([]);
+      await until(async () => (await store.list()).length === 0, 2000, 'devices gone with the config');
+      expect(registry.list()).toEqual([]);
+      expect(m.configs()).toEqual([]);
+    });
+
+    it('bad details: Valid=False with the reason and the field, no handler run; status reported through the callback', async () => {
+      const h = scriptedHandler('cams', true);
+      const reports: { name: string; status: unknown }[] = [];
+      const m = new DiscoveryManager({
+        node: 'n1',
+        namespace: 'default',
+        handlers: [h.handler],
+        registry: new DeviceRegistry(),
+        store: new MemoryDeviceStore(new DeviceRegistry(), systemClock),
+        logger: silentLogger(),
+        clock: systemClock,
+        gracePeriodMs: 1000,
+        onConfigStatus: (name, status) => reports.push({ name, status }),
+      });
+      stops.push(() => m.stop());
+      const bad = config('front', 'cams');
+      bad.spec.handler.details = { label: 7 };
+      m.sync([bad]);
+      await until(() => reports.length > 0, 2000, 'a status report');
+      expect(reports[0]).toMatchObject({
+        name: 'front',
+        status: {
+          devices: 0,
+          conditions: [{ type: 'Valid', status: 'False', reason: 'InvalidDetails' }],
+        },
+      });
+      expect(JSON.stringify(reports[0])).toContain('spec.handler.details.label');
+      expect(h.starts).toBe(0);
+      expect(m.runtime('front')[0]).toMatchObject({ type: 'Valid', status: 'False' });
+    });
   });
 });
