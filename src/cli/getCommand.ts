@@ -1,63 +1,338 @@
 import { parseArgs } from 'node:util';
+import type { ConfigurationOptions, RequestContext, ResponseContext } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
-import type { DeviceObject, DiscoveryConfigObject } from '../discovery/types.js';
+import { API_GROUP, API_VERSION } from '../discovery/types.js';
+import { errorMessage } from '../util/errors.js';
 
 const RESOURCES = {
   devices: 'devices',
   device: 'devices',
   dev: 'devices',
   configs: 'discoveryconfigs',
+  config: 'discoveryconfigs',
   discoveryconfigs: 'discoveryconfigs',
+  discoveryconfig: 'discoveryconfigs',
 } as const;
+type Resource = (typeof RESOURCES)[keyof typeof RESOURCES];
 
-/** `leafbridge get devices|configs [NAME] [-o wide|json|yaml] [--server URL]`: kubectl-like output from the agent. */
+const LIST_KIND: Record<Resource, string> = {
+  devices: 'DeviceList',
+  discoveryconfigs: 'DiscoveryConfigList',
+};
+const OUTPUTS = ['', 'wide', 'json', 'yaml'] as const;
+const DEFAULT_TIMEOUT = '30s';
+
+export const GET_USAGE = `usage: leafbridge get devices|configs [NAME] [options]
+
+Lists Devices or DiscoveryConfigs, like kubectl get: from the agent's HTTP API (default), or from a cluster.
+
+options:
+  -o, --output FORMAT      wide | json | yaml (default: a table)
+  -l, --selector SELECTOR  label selector, e.g. leafbridge.io/config=cams,tier!=test
+      --server URL         the agent's HTTP API (default: $LEAFBRIDGE_SERVER or http://127.0.0.1:8080)
+      --request-timeout T  give up after T (e.g. 500ms, 10s, 1m; 0: wait forever; default ${DEFAULT_TIMEOUT})
+      --kubeconfig FILE    read from the cluster of this kubeconfig's current context
+      --cluster            read from the cluster: $KUBECONFIG, in-cluster service account, or ~/.kube/config
+  -n, --namespace NS       the namespace (default: the kubeconfig context's namespace, else default)
+  -A, --all-namespaces     list across all namespaces
+  -h, --help               this text
+`;
+
+/** What the user asked for, parsed and checked. */
+interface GetRequest {
+  resource: Resource;
+  name?: string;
+  output: (typeof OUTPUTS)[number];
+  selector?: string;
+  namespace?: string;
+  allNamespaces: boolean;
+  server: string;
+  /** Milliseconds before giving up; 0: no limit. */
+  timeoutMs: number;
+  /** Set when reading from a cluster: the kubeconfig file, or `default` for the usual search. */
+  kubeconfig?: string | { default: true };
+}
+
+/** What a source answered: a list of items, or one object (both untrusted JSON); and from which namespace. */
+type Fetched = ({ list: unknown[] } | { object: unknown }) & { namespace?: string };
+
+/** A failure already worded for the user (one line on stderr). */
+class GetError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * `leafbridge get devices|configs [NAME] [-o wide|json|yaml] [-l SELECTOR] [--server URL | --kubeconfig FILE |
+ * --cluster] [-n NS | -A]`: kubectl-like output from the agent's API or from a cluster.
+ */
 export async function getCommand(argv: string[]): Promise<number> {
+  let request: GetRequest | 'help';
+  try {
+    request = parseRequest(argv);
+  } catch (err) {
+    process.stderr.write(`error: ${errorMessage(err)}\n${GET_USAGE}`);
+    return 2;
+  }
+  if (request === 'help') {
+    process.stdout.write(GET_USAGE);
+    return 0;
+  }
+  try {
+    const fetched = request.kubeconfig ? await fromCluster(request) : await fromAgent(request);
+    print(request, fetched);
+    return 0;
+  } catch (err) {
+    if (!(err instanceof GetError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    return err.exitCode;
+  }
+}
+
+function parseRequest(argv: string[]): GetRequest | 'help' {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     options: {
       output: { type: 'string', short: 'o', default: '' },
-      server: { type: 'string', default: process.env.LEAFBRIDGE_SERVER ?? 'http://127.0.0.1:8080' },
+      selector: { type: 'string', short: 'l' },
+      server: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      cluster: { type: 'boolean', default: false },
+      namespace: { type: 'string', short: 'n' },
+      'all-namespaces': { type: 'boolean', short: 'A', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+      'request-timeout': { type: 'string', default: DEFAULT_TIMEOUT },
     },
   });
-  const [kind, name] = positionals;
-  const resource = kind ? RESOURCES[kind as keyof typeof RESOURCES] : undefined;
-  if (!resource || !['', 'wide', 'json', 'yaml'].includes(values.output)) {
-    process.stderr.write('usage: leafbridge get devices|configs [NAME] [-o wide|json|yaml] [--server URL]\n');
-    return 2;
-  }
-  const url = `${values.server.replace(/\/$/, '')}/api/v1/${resource}${name ? `/${encodeURIComponent(name)}` : ''}`;
-  let res: Response;
-  try {
-    res = await fetch(url);
-  } catch (err) {
-    process.stderr.write(
-      `error: cannot reach the agent at ${values.server}: ${(err as Error).cause ?? (err as Error).message}\n`,
-    );
-    return 1;
-  }
-  const body = (await res.json()) as { items?: unknown[]; message?: string };
-  if (!res.ok) {
-    process.stderr.write(`Error from server (${res.status}): ${body.message ?? res.statusText}\n`);
-    return 1;
-  }
-  if (values.output === 'json') process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
-  else if (values.output === 'yaml') process.stdout.write(stringify(body));
-  else {
-    const items = (body.items ?? [body]) as (DeviceObject | DiscoveryConfigObject)[];
-    const wide = values.output === 'wide';
-    process.stdout.write(
-      resource === 'devices'
-        ? deviceTable(items as DeviceObject[], wide)
-        : configTable(items as DiscoveryConfigObject[], wide),
-    );
-  }
-  return 0;
+  if (values.help) return 'help';
+  const [kind, name, ...extra] = positionals;
+  const resource =
+    kind && Object.hasOwn(RESOURCES, kind) ? RESOURCES[kind as keyof typeof RESOURCES] : undefined;
+  if (!resource)
+    throw new Error(kind ? `unknown resource type "${kind}"` : 'which resource? devices or configs');
+  if (extra.length > 0) throw new Error(`unexpected arguments: ${extra.join(' ')}`);
+  const output = values.output as GetRequest['output'];
+  if (!OUTPUTS.includes(output)) throw new Error(`unknown output format "${values.output}"`);
+  if (values.server !== undefined && (values.kubeconfig !== undefined || values.cluster))
+    throw new Error('--server reads from the agent; --kubeconfig and --cluster from a cluster: pick one');
+  if (name && values['all-namespaces'])
+    throw new Error('a resource cannot be retrieved by name across all namespaces');
+  if (name && values.selector !== undefined)
+    throw new Error('a selector cannot be used with a resource name');
+  if (values.namespace !== undefined && values['all-namespaces'])
+    throw new Error('--namespace and --all-namespaces exclude each other');
+  return {
+    resource,
+    ...(name ? { name } : {}),
+    output,
+    ...(values.selector !== undefined ? { selector: values.selector } : {}),
+    ...(values.namespace !== undefined ? { namespace: values.namespace } : {}),
+    allNamespaces: values['all-namespaces'],
+    server: values.server ?? process.env.LEAFBRIDGE_SERVER ?? 'http://127.0.0.1:8080',
+    timeoutMs: duration(values['request-timeout']),
+    ...(values.kubeconfig !== undefined
+      ? { kubeconfig: values.kubeconfig }
+      : values.cluster
+        ? { kubeconfig: { default: true as const } }
+        : {}),
+  };
 }
 
-export function deviceTable(items: DeviceObject[], wide: boolean, now = Date.now()): string {
+/** `500ms`, `10s`, `1m`, `1h`, or plain seconds, in milliseconds. */
+function duration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new Error(`invalid --request-timeout "${text}": use e.g. 500ms, 10s, 1m`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  return Math.round(Number(m[1]) * unit);
+}
+
+/** A signal that aborts after the request timeout (never, for 0). */
+function deadline(r: GetRequest): AbortSignal {
+  return r.timeoutMs > 0 ? AbortSignal.timeout(r.timeoutMs) : new AbortController().signal;
+}
+
+// ------------------------------------------------------------------------------------------- the agent
+
+async function fromAgent(r: GetRequest): Promise<Fetched> {
+  const base = `${r.server.replace(/\/$/, '')}/api/v1/${r.resource}`;
+  if (!URL.canParse(base)) throw new GetError(`error: --server ${r.server} is not a URL`, 2);
+  const url = new URL(r.name ? `${base}/${encodeURIComponent(r.name)}` : base);
+  if (r.selector !== undefined) url.searchParams.set('labelSelector', r.selector);
+  let res: Response;
+  let text: string;
+  const signal = deadline(r);
+  try {
+    res = await fetch(url, { signal });
+    text = await res.text();
+  } catch (err) {
+    throw new GetError(`error: cannot reach the agent at ${r.server}: ${reason(err, r, signal)}`);
+  }
+  const body = parseJson(text);
+  if (!res.ok) throw serverError(r, res.status, body, text);
+  if (body === undefined) throw new GetError(`error: the agent at ${r.server} answered no JSON`);
+  // The agent keeps its objects in one namespace: -n filters, -A changes nothing.
+  const inNamespace = (o: unknown) =>
+    r.namespace === undefined || at(o, 'metadata', 'namespace') === r.namespace;
+  const namespace = r.namespace !== undefined ? { namespace: r.namespace } : {};
+  if (r.name) {
+    if (!inNamespace(body)) throw notFound(r);
+    return { object: body, ...namespace };
+  }
+  const items = at(body, 'items');
+  if (!Array.isArray(items)) throw new GetError(`error: the agent at ${r.server} answered no list`);
+  return { list: items.filter(inNamespace), ...namespace };
+}
+
+// ------------------------------------------------------------------------------------------ a cluster
+
+async function fromCluster(r: GetRequest): Promise<Fetched> {
+  // Lazy: the client costs ~70 MB and ~1 s to import, which the agent path must not pay.
+  const k8s = await import('@kubernetes/client-node');
+  const kc = new k8s.KubeConfig();
+  try {
+    if (typeof r.kubeconfig === 'string') kc.loadFromFile(r.kubeconfig);
+    else kc.loadFromDefault();
+  } catch (err) {
+    const file = typeof r.kubeconfig === 'string' ? r.kubeconfig : 'the kubeconfig';
+    throw new GetError(`error: cannot load ${file}: ${reason(err)}`);
+  }
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new GetError('error: the kubeconfig has no current context with a cluster');
+  const namespace = r.namespace ?? (kc.getContextObject(kc.getCurrentContext())?.namespace || 'default');
+  const api = kc.makeApiClient(k8s.CustomObjectsApi);
+  const signal = deadline(r);
+  // Every request of this command shares one deadline (client-node has no timeout of its own).
+  const options: ConfigurationOptions = {
+    middleware: [
+      {
+        pre: (ctx: RequestContext) => {
+          ctx.setSignal(signal);
+          return new k8s.Observable(Promise.resolve(ctx));
+        },
+        post: (ctx: ResponseContext) => new k8s.Observable(Promise.resolve(ctx)),
+      },
+    ],
+  };
+  const group = API_GROUP;
+  const version = API_VERSION.slice(API_GROUP.length + 1);
+  const plural = r.resource;
+  try {
+    if (r.name) {
+      const object: unknown = await api.getNamespacedCustomObject(
+        { group, version, namespace, plural, name: r.name },
+        options,
+      );
+      return { object, namespace };
+    }
+    const list: unknown[] = [];
+    let next: string | undefined;
+    do {
+      const page: unknown = r.allNamespaces
+        ? await api.listClusterCustomObject(
+            { group, version, plural, labelSelector: r.selector, limit: 500, _continue: next },
+            options,
+          )
+        : await api.listNamespacedCustomObject(
+            { group, version, namespace, plural, labelSelector: r.selector, limit: 500, _continue: next },
+            options,
+          );
+      const items = at(page, 'items');
+      if (!Array.isArray(items)) throw new GetError(`error: ${cluster.server} answered no list`);
+      for (const item of items) list.push(item);
+      const token = at(page, 'metadata', 'continue');
+      // A server that hands back the token it was given would page forever.
+      next = typeof token === 'string' && token !== '' && token !== next ? token : undefined;
+    } while (next);
+    return r.allNamespaces ? { list } : { list, namespace };
+  } catch (err) {
+    if (err instanceof GetError) throw err;
+    if (err instanceof k8s.ApiException) {
+      const text = typeof err.body === 'string' ? err.body : JSON.stringify(err.body);
+      throw serverError(r, err.code, typeof err.body === 'string' ? parseJson(err.body) : err.body, text);
+    }
+    throw new GetError(
+      `error: cannot reach the Kubernetes API server at ${cluster.server}: ${reason(err, r, signal)}`,
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- errors
+
+function notFound(r: GetRequest): GetError {
+  return new GetError(`Error from server (NotFound): ${r.resource} "${r.name}" not found`);
+}
+
+/** kubectl's wording: `Error from server (Reason): message`, from a Kubernetes Status body when there is one. */
+function serverError(r: GetRequest, code: number, body: unknown, text: string): GetError {
+  if (code === 404 && r.name) return notFound(r);
+  const statusReason = at(body, 'reason');
+  const message = at(body, 'message') ?? at(body, 'error', 'message');
+  const why = typeof statusReason === 'string' && statusReason ? statusReason : String(code);
+  const what = typeof message === 'string' && message ? message : text.slice(0, 200) || `HTTP ${code}`;
+  return new GetError(`Error from server (${why}): ${sanitize(what)}`);
+}
+
+/** The most useful words of a network error (fetch hides the reason in `cause`). */
+function reason(err: unknown, r?: GetRequest, signal?: AbortSignal): string {
+  if (signal?.aborted && r) return `no answer within ${r.timeoutMs} ms (--request-timeout)`;
+  const cause =
+    err instanceof Error ? (err.cause as { code?: string; message?: string } | undefined) : undefined;
+  if (cause?.code) return cause.code;
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string') return code;
+  return sanitize(cause?.message ?? errorMessage(err));
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- output
+
+function print(r: GetRequest, fetched: Fetched): void {
+  const body =
+    'list' in fetched
+      ? { apiVersion: API_VERSION, kind: LIST_KIND[r.resource], items: fetched.list }
+      : fetched.object;
+  if (r.output === 'json') return void process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+  if (r.output === 'yaml') return void process.stdout.write(stringify(body));
+  const items = 'list' in fetched ? fetched.list : [fetched.object];
+  if (items.length === 0) {
+    const where = fetched.namespace === undefined ? '' : ` in ${fetched.namespace} namespace`;
+    return void process.stderr.write(`No resources found${where}.\n`);
+  }
+  const wide = r.output === 'wide';
+  process.stdout.write(
+    r.resource === 'devices'
+      ? deviceTable(items, wide, Date.now(), r.allNamespaces)
+      : configTable(items, wide, Date.now(), r.allNamespaces),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------- tables
+
+/**
+ * `kubectl get devices` as a table. Items are read defensively (objects from a cluster or an agent are
+ * untrusted): absent fields print `<none>`, absent times `<unknown>`, control characters are escaped.
+ */
+export function deviceTable(
+  items: readonly unknown[],
+  wide: boolean,
+  now = Date.now(),
+  namespaces = false,
+): string {
   if (items.length === 0) return 'No resources found.\n';
   const head = [
+    ...(namespaces ? ['NAMESPACE'] : []),
     'NAME',
     'CONFIG',
     'HANDLER',
@@ -67,56 +342,137 @@ export function deviceTable(items: DeviceObject[], wide: boolean, now = Date.now
     ...(wide ? ['ID', 'LAST SEEN', 'CONDITIONS'] : []),
   ];
   const rows = items.map((d) => [
-    d.metadata.name,
-    d.spec.configName,
-    d.spec.handler,
-    String(d.status.online),
-    d.spec.nodes.join(','),
-    age(d.metadata.creationTimestamp, now),
+    ...(namespaces ? [cell(at(d, 'metadata', 'namespace'))] : []),
+    cell(at(d, 'metadata', 'name')),
+    cell(at(d, 'spec', 'configName')),
+    cell(at(d, 'spec', 'handler')),
+    cell(at(d, 'status', 'online')),
+    list(at(d, 'spec', 'nodes')),
+    age(at(d, 'metadata', 'creationTimestamp'), now),
     ...(wide
       ? [
-          d.spec.id,
-          age(d.status.lastSeen, now),
-          d.status.conditions
-            .filter((c) => c.status !== 'True')
-            .map((c) => `${c.type}=${c.reason}`)
-            .join(',') || '<none>',
+          cell(at(d, 'spec', 'id')),
+          age(at(d, 'status', 'lastSeen'), now),
+          cell(
+            conditions(d)
+              .filter((c) => c.status !== 'True')
+              .map((c) => `${c.type}=${c.reason}`)
+              .join(','),
+          ),
         ]
       : []),
   ]);
   return table([head, ...rows]);
 }
 
-function configTable(items: DiscoveryConfigObject[], wide: boolean): string {
+/** `kubectl get discoveryconfigs` as a table; read as defensively as deviceTable. */
+export function configTable(
+  items: readonly unknown[],
+  wide: boolean,
+  now = Date.now(),
+  namespaces = false,
+): string {
   if (items.length === 0) return 'No resources found.\n';
-  const cond = (c: DiscoveryConfigObject, type: string) => c.status.conditions.find((x) => x.type === type);
-  const head = ['NAME', 'HANDLER', 'CAPACITY', 'DEVICES', 'VALID', 'RUNNING', ...(wide ? ['MESSAGE'] : [])];
-  const rows = items.map((c) => [
-    c.metadata.name,
-    c.spec.handler.name,
-    String(c.spec.capacity),
-    String(c.status.devices),
-    cond(c, 'Valid')?.status ?? 'Unknown',
-    cond(c, 'Running')?.status ?? 'Unknown',
-    ...(wide
-      ? [
-          c.status.conditions
-            .filter((x) => x.status !== 'True')
-            .map((x) => x.message)
-            .join('; '),
-        ]
-      : []),
-  ]);
+  const head = [
+    ...(namespaces ? ['NAMESPACE'] : []),
+    'NAME',
+    'HANDLER',
+    'CAPACITY',
+    'DEVICES',
+    'VALID',
+    'RUNNING',
+    'AGE',
+    ...(wide ? ['MESSAGE'] : []),
+  ];
+  const rows = items.map((c) => {
+    const conds = conditions(c);
+    const status = (type: string) => conds.find((x) => x.type === type)?.status ?? 'Unknown';
+    return [
+      ...(namespaces ? [cell(at(c, 'metadata', 'namespace'))] : []),
+      cell(at(c, 'metadata', 'name')),
+      cell(at(c, 'spec', 'handler', 'name')),
+      cell(at(c, 'spec', 'capacity')),
+      cell(at(c, 'status', 'devices')),
+      status('Valid'),
+      status('Running'),
+      age(at(c, 'metadata', 'creationTimestamp'), now),
+      ...(wide
+        ? [
+            cell(
+              conds
+                .filter((x) => x.status !== 'True' && x.message !== '')
+                .map((x) => x.message)
+                .join('; '),
+            ),
+          ]
+        : []),
+    ];
+  });
   return table([head, ...rows]);
+}
+
+/** The value at `path` inside untrusted JSON, or undefined when any step is not an object. */
+function at(value: unknown, ...path: string[]): unknown {
+  let v = value;
+  for (const key of path) {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined;
+    v = (v as Record<string, unknown>)[key];
+  }
+  return v;
+}
+
+/** An object's status.conditions that look like conditions, their fields as printable strings. */
+function conditions(o: unknown): { type: string; status: string; reason: string; message: string }[] {
+  const raw = at(o, 'status', 'conditions');
+  if (!Array.isArray(raw)) return [];
+  return raw
+    .filter((c) => c !== null && typeof c === 'object')
+    .map((c) => ({
+      type: scalar(at(c, 'type')) ?? '',
+      status: scalar(at(c, 'status')) ?? 'Unknown',
+      reason: scalar(at(c, 'reason')) ?? '',
+      message: scalar(at(c, 'message')) ?? '',
+    }));
+}
+
+function scalar(v: unknown): string | undefined {
+  if (typeof v === 'string') return sanitize(v);
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return undefined;
+}
+
+function cell(v: unknown): string {
+  const s = scalar(v);
+  return s === undefined || s === '' ? '<none>' : s;
+}
+
+function list(v: unknown): string {
+  if (!Array.isArray(v)) return cell(v);
+  return cell(
+    v
+      .map(scalar)
+      .filter((s) => s !== undefined)
+      .join(','),
+  );
+}
+
+/** Control characters and bidi overrides escaped, so a hostile value cannot rewrite the terminal. */
+function sanitize(s: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (ch) =>
+    ch === '\t' ? ' ' : `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  const widths = rows[0]!.map((_, i) => rows.reduce((w, r) => Math.max(w, (r[i] ?? '').length), 0));
   return `${rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd((widths[i] ?? 0) + 3))).join('')).join('\n')}\n`;
 }
 
-function age(iso: string, now: number): string {
-  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+function age(iso: unknown, now: number): string {
+  const t = typeof iso === 'string' ? Date.parse(iso) : Number.NaN;
+  if (Number.isNaN(t)) return '<unknown>';
+  const s = Math.max(0, Math.round((now - t) / 1000));
   if (s < 120) return `${s}s`;
   if (s < 7200) return `${Math.floor(s / 60)}m`;
   if (s < 172_800) return `${Math.floor(s / 3600)}h`;

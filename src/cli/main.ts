@@ -12,7 +12,8 @@ const USAGE = `usage: leafbridge <command> [options]
 commands:
   agent --config FILE      run the edge agent
   demo                     the agent with simulated sensors and an embedded cloud broker, on 127.0.0.1
-  get devices|configs      kubectl-like tables from the agent's API (-o wide|json|yaml, --server URL)
+  get devices|configs      kubectl-like tables (-o wide|json|yaml, -l SELECTOR): from the agent's API
+                           (--server URL) or from the cluster (--cluster, --kubeconfig FILE, -n NS, -A)
   simulate KIND [...]      simulated devices: camera, plc, serial, mqtt-sensor
   config-reference         print the configuration reference (Markdown), generated from the schema
   handlers-reference       print the discovery handlers' details reference (Markdown)
