@@ -10,6 +10,11 @@ import type { DiscoveryHandler } from './discovery/handler.js';
 import { builtinHandlers } from './discovery/handlers.js';
 import { DiscoveryManager } from './discovery/manager.js';
 import { DeviceRegistry } from './discovery/registry.js';
+import { clusterConnection } from './kube/connection.js';
+import type { DiscoveryConfigSource, WritableConfigSource } from './registry/configSource.js';
+import type { DeviceStore } from './registry/deviceStore.js';
+import { LocalConfigStore } from './registry/localConfigs.js';
+import { LocalDeviceStore } from './registry/localStore.js';
 import { type Db, openDb } from './store/db.js';
 import { Outbox } from './store/outbox.js';
 import { UpstreamBridge } from './sync/bridge.js';
@@ -45,7 +50,12 @@ export class Agent {
   };
   private discovery?: DiscoveryManager;
   private devicePlugins?: DevicePluginManager;
+  private configSource?: DiscoveryConfigSource;
+  private unwatchConfigs?: () => void;
+  /** This node's devices (what it sees now, or within the grace period): the device plugins' view. */
   readonly registry = new DeviceRegistry();
+  /** Every node's devices as one set of Device objects: the cluster's, or this agent's SQLite. */
+  devices?: DeviceStore;
   addresses?: AgentAddresses;
 
   constructor(
@@ -103,29 +113,51 @@ export class Agent {
       received: engine.received,
       brokerClients: () => broker.connectedClients,
       refused: this.refused,
+      devicesPending: () => {
+        const pending = (this.devices as { pending?: unknown } | undefined)?.pending;
+        return typeof pending === 'number' ? pending : 0;
+      },
     });
+    const handlers = this.deps.handlers ?? builtinHandlers;
+    const clock = this.deps.clock ?? systemClock;
+    const { devices, configs, writable } = await this.objectStores(db, handlers, clock);
+    this.devices = devices;
+    this.configSource = configs;
     const discovery = new DiscoveryManager({
       node: config.node,
-      namespace: 'default',
-      handlers: this.deps.handlers ?? builtinHandlers,
+      namespace: this.namespace,
+      handlers,
       registry: this.registry,
+      store: devices,
       logger,
-      clock: this.deps.clock ?? systemClock,
+      clock,
       gracePeriodMs: config.discovery.gracePeriodMs,
+      onConfigStatus: (name, status) => configs.reportStatus(name, status),
     });
     this.discovery = discovery;
     this.http = new HttpApi({
       logger: child(logger, 'api'),
       metrics,
       ready: () => this.readiness(),
-      routes: { '/api/v1/': devicesApi(this.registry, discovery), ...this.deps.routes },
+      routes: {
+        '/api/v1/': devicesApi({
+          devices,
+          configs,
+          writable,
+          runtime: (name) => discovery.runtime(name),
+          logger: child(logger, 'api'),
+        }),
+        ...this.deps.routes,
+      },
     });
 
     const brokerAddress = await broker.start(config.broker.listen);
     engine.start();
     this.bridge?.start();
     const httpAddress = await this.http.start(config.http.listen);
-    discovery.start(config.discoveryConfigs);
+    await configs.start();
+    discovery.sync(configs.list());
+    this.unwatchConfigs = configs.watch((list) => discovery.sync(list));
     await this.startDevicePlugins();
     this.addresses = { broker: brokerAddress, http: httpAddress };
     logger.info(
@@ -138,7 +170,10 @@ export class Agent {
   /** Flush and close everything; what is in the outbox stays for the next start. */
   async stop(): Promise<void> {
     await this.devicePlugins?.stop();
+    this.unwatchConfigs?.();
     await this.discovery?.stop();
+    await this.configSource?.close();
+    await this.devices?.close();
     await this.http?.stop();
     await this.bridge?.stop();
     this.engine?.stop();
@@ -147,6 +182,64 @@ export class Agent {
     this.db?.close();
     this.db = undefined;
     this.logger.info('agent stopped');
+  }
+
+  private namespace = 'default';
+
+  /**
+   * Where Device and DiscoveryConfig objects live: the cluster when one is configured (see
+   * `clusterConnection`), else this agent's SQLite, where configs can also be changed through the HTTP API.
+   */
+  private async objectStores(
+    db: Db,
+    handlers: readonly DiscoveryHandler[],
+    clock: Clock,
+  ): Promise<{
+    devices: DeviceStore;
+    configs: DiscoveryConfigSource | WritableConfigSource;
+    writable: boolean;
+  }> {
+    const { config, logger } = this;
+    const cluster = await clusterConnection(config.kubernetes);
+    if (!cluster) {
+      logger.info('no cluster: Device and DiscoveryConfig objects are kept in the local store');
+      const configs = new LocalConfigStore({
+        db,
+        namespace: this.namespace,
+        logger: child(logger, 'registry:configs'),
+        clock,
+        handlers,
+        fileConfigs: config.discoveryConfigs,
+      });
+      const devices = new LocalDeviceStore({ db, namespace: this.namespace, logger, clock });
+      return { devices, configs, writable: true };
+    }
+    this.namespace = cluster.namespace;
+    logger.info({ cluster: cluster.source, namespace: cluster.namespace }, 'objects kept in the cluster');
+    if (config.discoveryConfigs.length > 0) {
+      logger.warn(
+        'discoveryConfigs in the config file are ignored: in a cluster, configs are DiscoveryConfig objects',
+      );
+    }
+    const [{ KubeDeviceStore }, { KubeConfigSource }] = await Promise.all([
+      import('./registry/kubeStore.js'),
+      import('./registry/kubeConfigs.js'),
+    ]);
+    const devices = new KubeDeviceStore({
+      kubeConfig: cluster.kubeConfig,
+      namespace: cluster.namespace,
+      logger,
+    });
+    // The first list is not awaited: with the API server away, the agent runs on from what it has.
+    void devices.start();
+    const configs = new KubeConfigSource({
+      kubeConfig: cluster.kubeConfig,
+      namespace: cluster.namespace,
+      node: config.node,
+      db,
+      logger,
+    });
+    return { devices, configs, writable: false };
   }
 
   /** Device-plugin resources for the kubelet, when this node has a kubelet device-plugin directory. */

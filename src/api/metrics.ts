@@ -7,6 +7,8 @@ export interface MetricSources {
   received: Record<string, number>;
   brokerClients: () => number;
   refused: Record<string, number>;
+  /** Devices whose latest change the Device store has not yet confirmed written (0 for the local store). */
+  devicesPending?: () => number;
 }
 
 /** One Prometheus registry per agent (no global default registry), read from the sources at scrape. */
@@ -32,6 +34,11 @@ export function createMetrics(src: MetricSources): Registry {
     src.bridge?.connected ? 1 : 0,
   );
   gauge('leafbridge_broker_clients', 'clients connected to the edge broker', () => src.brokerClients());
+  gauge(
+    'leafbridge_device_writes_pending',
+    'Devices with a change not yet written to the Kubernetes API (queued through an outage, or coalescing)',
+    () => src.devicesPending?.() ?? 0,
+  );
   counterFrom(
     registry,
     'leafbridge_outbox_dropped_total',

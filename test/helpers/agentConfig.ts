@@ -15,6 +15,8 @@ export function agentConfig(
     auth: { allowAnonymous: true },
     // Never a real kubelet's directory in tests; tests that want device plugins give a test kubelet's.
     devicePlugins: { dir: `${dataDir}/no-kubelet` },
+    // Never whatever cluster $KUBECONFIG points at; tests that want one give the test API server's.
+    kubernetes: 'off',
     ...extra,
   };
 }
