@@ -75,3 +75,27 @@ export function unversioned(o: DeviceObject): unknown {
   const { uid: _u, creationTimestamp: _c, resourceVersion: _r, ...metadata } = o.metadata;
   return { ...o, metadata };
 }
+
+/**
+ * The JSON merge patch (RFC 7386) that turns `from` into `to`: keys of `to` that differ (objects compared
+ * key by key, anything else replaced whole, arrays included), and `null` for keys `from` has and `to` lacks.
+ */
+export function mergePatchOf(
+  from: Record<string, unknown>,
+  to: Record<string, unknown>,
+): Record<string, unknown> {
+  const patch: Record<string, unknown> = {};
+  for (const key of Object.keys(from)) if (!(key in to)) patch[key] = null;
+  for (const [key, value] of Object.entries(to)) {
+    const before = from[key];
+    if (isPlainObject(before) && isPlainObject(value)) {
+      const inner = mergePatchOf(before, value);
+      if (Object.keys(inner).length > 0) patch[key] = inner;
+    } else if (!(key in from) || stableJson(before) !== stableJson(value)) patch[key] = value;
+  }
+  return patch;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

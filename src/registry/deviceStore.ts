@@ -1,5 +1,9 @@
 import type { DeviceObject } from '../discovery/types.js';
 
+export interface UpdateOptions {
+  now?: boolean;
+}
+
 /** A change to one Device, as a Kubernetes watch reports it. */
 export type DeviceStoreEvent = { type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: DeviceObject };
 
@@ -30,13 +34,17 @@ export interface DeviceStore {
   /**
    * `mutate` applied to the freshest object the backend holds, and applied again whenever a conflict shows
    * that object was stale, until the result is stored (`null`: delete the object `mutate` saw; returning
-   * `current` unchanged writes nothing). A newer update or upsert of the same device supersedes one that has
-   * not landed yet, so `mutate` must state the caller's whole wish ("node A sees it, with this spec"), not
-   * a step. Resolves with the stored object (undefined once deleted or absent).
+   * `current` unchanged writes nothing). Updates of one device queued before they land are composed in
+   * order (`b(a(current))`), so `mutate` may be a step ("add node A") as long as applying it twice does no
+   * harm. Resolves with the stored object (undefined once deleted or absent).
+   *
+   * `now`: for a decision that must be on the server before it is acted on (a slot claim): written at once,
+   * not coalesced, and rejected with `API_UNREACHABLE` instead of queued when the server does not answer.
    */
   update(
     name: string,
     mutate: (current: DeviceObject | undefined) => DeviceObject | null,
+    options?: UpdateOptions,
   ): Promise<DeviceObject | undefined>;
   /** Deletes the device (a missing one is no error); resolves once the backend no longer holds it. */
   delete(name: string): Promise<void>;

@@ -10,8 +10,8 @@ import { API_GROUP, type DeviceObject } from '../discovery/types.js';
 import { backoffDelay, sleep } from '../util/clock.js';
 import { errorMessage, LeafbridgeError } from '../util/errors.js';
 import { child, type Logger } from '../util/logger.js';
-import { Listeners, select, stableJson } from './common.js';
-import type { DeviceStore, DeviceStoreEvent, LabelSelector } from './deviceStore.js';
+import { Listeners, mergePatchOf, select, stableJson } from './common.js';
+import type { DeviceStore, DeviceStoreEvent, LabelSelector, UpdateOptions } from './deviceStore.js';
 import { DeviceReflector, normalize } from './kubeReflector.js';
 
 export interface KubeDeviceStoreOptions {
@@ -56,6 +56,8 @@ type Kube = DeviceObject & { metadata: { generation?: number } };
 const VERSION = 'v1alpha1';
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const SUPERSEDED = Symbol('superseded');
+/** How long a `now` write waits for the creation of a device not yet on the server. */
+const NOW_TIMEOUT_MS = 5_000;
 
 /** `second` applied to what `first` makes of the current object; the newer generation. */
 function after(first: Want, second: Want): Want {
@@ -151,7 +153,8 @@ export class KubeDeviceStore implements DeviceStore {
     return this.update(copy.metadata.name, () => structuredClone(copy)).then((stored) => stored ?? copy);
   }
 
-  update(name: string, mutate: Mutate): Promise<DeviceObject | undefined> {
+  update(name: string, mutate: Mutate, options: UpdateOptions = {}): Promise<DeviceObject | undefined> {
+    if (options.now) return this.writeNow(name, mutate);
     return this.enqueue(name, { mutate, gen: ++this.gen });
   }
 
@@ -280,6 +283,47 @@ export class KubeDeviceStore implements DeviceStore {
     for (const w of done) fn(w);
   }
 
+  /**
+   * A write that must land before the caller acts (slot claims): straight to the server, past the coalescing
+   * and the outage queue. Conflicts re-read and re-apply `mutate` as in any write; no answer, or an error
+   * that a queued write would retry, rejects with `API_UNREACHABLE` so the caller can refuse cleanly.
+   */
+  private async writeNow(name: string, mutate: Mutate): Promise<DeviceObject | undefined> {
+    const unreachable = (why: string) =>
+      new LeafbridgeError('API_UNREACHABLE', `the Kubernetes API server cannot take the write now (${why})`);
+    if (this.closing.signal.aborted) throw new LeafbridgeError('STORE_CLOSED', 'the device store is closed');
+    if (this.reachable.down) throw unreachable('it did not answer the last request');
+    if (!this.reflector.known.has(name) && (this.wanted.has(name) || this.applying.has(name))) {
+      // Not on the server yet (just discovered): ride along with its creation, which skips the burst wait.
+      const queued = this.enqueue(name, { mutate, gen: ++this.gen });
+      const t = this.changed.get(name);
+      if (t) t.first = Number.NEGATIVE_INFINITY;
+      const timeout = new AbortController();
+      try {
+        return await Promise.race([
+          queued,
+          sleep(NOW_TIMEOUT_MS, timeout.signal).then(() => {
+            if (timeout.signal.aborted) return undefined; // the write won the race
+            throw unreachable(`the device's creation did not land within ${NOW_TIMEOUT_MS} ms`);
+          }),
+        ]);
+      } finally {
+        timeout.abort();
+      }
+    }
+    let stored: DeviceObject | undefined;
+    try {
+      stored = await this.slots.run(() => this.write(name, mutate));
+    } catch (err) {
+      if (!transient(err)) throw err;
+      if (codeOf(err) === undefined) this.reachable.lost(shortError(err));
+      throw unreachable(shortError(err));
+    }
+    if (stored) await this.reflector.seen(name, stored.metadata.resourceVersion);
+    else await this.reflector.gone(name);
+    return stored;
+  }
+
   /** One wanted state, retried through transient failures; abandoned when a newer one is wanted. */
   private async apply(name: string, want: Want): Promise<DeviceObject | undefined | typeof SUPERSEDED> {
     const signal = this.closing.signal;
@@ -396,8 +440,10 @@ export class KubeDeviceStore implements DeviceStore {
   }
 
   private async patchStatus(cur: Kube, want: DeviceObject): Promise<Kube> {
-    // Only our status fields; the resourceVersion makes the patch conditional (409 if it changed).
-    const body = { metadata: { resourceVersion: cur.metadata.resourceVersion }, status: want.status };
+    // Only our status fields, as a JSON merge patch from what the server holds (a map key we dropped, such
+    // as a released slot, becomes null); the resourceVersion makes it conditional (409 if it changed since).
+    const status = mergePatchOf(pick(cur.status ?? {}, Object.keys(want.status)), want.status);
+    const body = { metadata: { resourceVersion: cur.metadata.resourceVersion }, status };
     return (await this.api.patchNamespacedCustomObjectStatus(
       { ...this.resource, name: want.metadata.name, body },
       mergePatch,
@@ -447,6 +493,11 @@ function sameMain(cur: Kube, want: DeviceObject, owners: OwnerRef[]): boolean {
   );
 }
 
+function pick(o: object, keys: readonly string[]): Record<string, unknown> {
+  const from = o as Record<string, unknown>;
+  return Object.fromEntries(keys.filter((k) => k in from).map((k) => [k, from[k]]));
+}
+
 function sameStatus(cur: Kube, want: DeviceObject): boolean {
   const curStatus = (cur.status ?? {}) as Record<string, unknown>;
   const ownStatus = Object.fromEntries(Object.keys(want.status).map((k) => [k, curStatus[k]]));
@@ -483,6 +534,11 @@ class Reachability {
     private readonly signal: AbortSignal,
     private readonly logger: Logger,
   ) {}
+
+  /** True from a request that got no answer until the probe sees the server back. */
+  get down(): boolean {
+    return this.back !== undefined;
+  }
 
   /** Resolves at once while the server answers; otherwise when the probe sees it back (or on close). */
   wait(): Promise<void> {
