@@ -5,12 +5,14 @@ import { createMetrics } from './api/metrics.js';
 import { Authorizer } from './broker/auth.js';
 import { EdgeBroker } from './broker/edgeBroker.js';
 import type { AgentConfig, HostPort } from './config/load.js';
-import { DevicePluginManager } from './deviceplugin/manager.js';
+import { DevicePluginManager, type SlotUsage } from './deviceplugin/manager.js';
+import { listPodResources, slotsInUse } from './deviceplugin/podResources.js';
+import { StoreSlotClaims } from './deviceplugin/storeClaims.js';
 import type { DiscoveryHandler } from './discovery/handler.js';
 import { builtinHandlers } from './discovery/handlers.js';
 import { DiscoveryManager } from './discovery/manager.js';
 import { DeviceRegistry } from './discovery/registry.js';
-import { clusterConnection } from './kube/connection.js';
+import { type ClusterConnection, clusterConnection } from './kube/connection.js';
 import type { DiscoveryConfigSource, WritableConfigSource } from './registry/configSource.js';
 import type { DeviceStore } from './registry/deviceStore.js';
 import { LocalConfigStore } from './registry/localConfigs.js';
@@ -22,6 +24,7 @@ import { CommandStore } from './sync/commands.js';
 import { SyncEngine } from './sync/engine.js';
 import { TwinStore } from './sync/twins.js';
 import { type Clock, systemClock } from './util/clock.js';
+import { errorMessage } from './util/errors.js';
 import { child, type Logger } from './util/logger.js';
 
 export interface AgentAddresses {
@@ -50,6 +53,8 @@ export class Agent {
   };
   private discovery?: DiscoveryManager;
   private devicePlugins?: DevicePluginManager;
+  private slotClaims?: StoreSlotClaims;
+  private cluster?: ClusterConnection;
   private configSource?: DiscoveryConfigSource;
   private unwatchConfigs?: () => void;
   /** This node's devices (what it sees now, or within the grace period): the device plugins' view. */
@@ -170,6 +175,7 @@ export class Agent {
   /** Flush and close everything; what is in the outbox stays for the next start. */
   async stop(): Promise<void> {
     await this.devicePlugins?.stop();
+    this.slotClaims?.stop();
     this.unwatchConfigs?.();
     await this.discovery?.stop();
     await this.configSource?.close();
@@ -215,6 +221,7 @@ export class Agent {
       return { devices, configs, writable: true };
     }
     this.namespace = cluster.namespace;
+    this.cluster = cluster;
     logger.info({ cluster: cluster.source, namespace: cluster.namespace }, 'objects kept in the cluster');
     if (config.discoveryConfigs.length > 0) {
       logger.warn(
@@ -249,14 +256,57 @@ export class Agent {
       this.logger.info({ dir }, 'device plugins off: no kubelet device-plugin directory');
       return;
     }
+    const clock = this.deps.clock ?? systemClock;
+    const claims = new StoreSlotClaims({ store: this.devices as DeviceStore, logger: this.logger, clock });
+    await claims.start();
+    this.slotClaims = claims;
     this.devicePlugins = new DevicePluginManager({
       registry: this.registry,
       node: this.config.node,
       dir,
       logger: child(this.logger, 'deviceplugin'),
-      ...(this.deps.clock ? { clock: this.deps.clock } : {}),
+      clock,
+      claims,
+      inUse: this.slotUsage(),
+      reconcileIntervalMs: this.config.devicePlugins.releaseIntervalMs,
+      reconcileGraceMs: this.config.devicePlugins.releaseGraceMs,
+      ...(this.config.devicePlugins.cdi ? { cdiDir: this.config.devicePlugins.cdiDir } : {}),
     });
     await this.devicePlugins.start();
+  }
+
+  /**
+   * What the device-plugin manager asks to release slots of pods that are gone: the kubelet's PodResources
+   * API; where it does not answer, and in a cluster, the leafbridge resources this node's live pods request.
+   */
+  private slotUsage(): () => Promise<SlotUsage | undefined> {
+    const socket = this.config.devicePlugins.podResources;
+    const logger = child(this.logger, 'deviceplugin');
+    let fellBack = false;
+    return async () => {
+      try {
+        const slots = slotsInUse(await listPodResources(socket));
+        fellBack = false;
+        return slots;
+      } catch (err) {
+        const cluster = this.cluster;
+        const first = !fellBack;
+        fellBack = true;
+        if (!cluster) {
+          // Nothing else knows which pods run here: claims stay until PodResources answers or release().
+          if (first)
+            logger.warn({ err: errorMessage(err) }, 'PodResources unavailable; slots are not reconciled');
+          return undefined;
+        }
+        if (first) logger.warn({ err: errorMessage(err) }, 'PodResources unavailable; using the pod list');
+        const [{ CoreV1Api }, { resourcesRequestedOnNode }] = await Promise.all([
+          import('@kubernetes/client-node'),
+          import('./deviceplugin/podList.js'),
+        ]);
+        const api = cluster.kubeConfig.makeApiClient(CoreV1Api);
+        return { resources: await resourcesRequestedOnNode(api, this.config.node) };
+      }
+    };
   }
 
   private readiness(): { ready: boolean; details: Record<string, unknown> } {

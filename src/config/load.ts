@@ -41,7 +41,14 @@ export interface AgentConfig {
   store: { synchronous: 'normal' | 'full' };
   commands: { ttlMs: number };
   auth: RawAgentConfig['auth'];
-  devicePlugins: { dir: string };
+  devicePlugins: {
+    dir: string;
+    podResources: string;
+    cdi: boolean;
+    cdiDir: string;
+    releaseIntervalMs: number;
+    releaseGraceMs: number;
+  };
   discovery: { gracePeriodMs: number };
   discoveryConfigs: RawAgentConfig['discoveryConfigs'];
   kubernetes: string;
@@ -127,7 +134,14 @@ function normalise(raw: RawAgentConfig, baseDir: string, problems: string[]): Ag
     store: raw.store,
     commands: { ttlMs: duration('commands.ttl', raw.commands.ttl) },
     auth: raw.auth,
-    devicePlugins: { dir: resolve(baseDir, raw.devicePlugins.dir) },
+    devicePlugins: {
+      dir: resolve(baseDir, raw.devicePlugins.dir),
+      podResources: resolve(baseDir, raw.devicePlugins.podResources),
+      cdi: raw.devicePlugins.cdi,
+      cdiDir: resolve(baseDir, raw.devicePlugins.cdiDir),
+      releaseIntervalMs: duration('devicePlugins.releaseInterval', raw.devicePlugins.releaseInterval),
+      releaseGraceMs: duration('devicePlugins.releaseGrace', raw.devicePlugins.releaseGrace),
+    },
     discovery: { gracePeriodMs: duration('discovery.gracePeriod', raw.discovery.gracePeriod) },
     discoveryConfigs: raw.discoveryConfigs,
     kubernetes: raw.kubernetes,

@@ -255,6 +255,27 @@ export const AgentConfigSchema = T.Object(
           description:
             "the kubelet's device-plugin directory (where kubelet.sock is); device plugins are off when it does not exist",
         }),
+        podResources: T.String({
+          minLength: 1,
+          default: '/var/lib/kubelet/pod-resources/kubelet.sock',
+          description:
+            "the kubelet's PodResources socket: slots of pods that are gone are released (without it: the pods of this node, from the Kubernetes API)",
+        }),
+        cdi: T.Boolean({
+          default: false,
+          description:
+            'hand devices to containers as CDI devices (leafbridge.io/device=<name>, spec written to cdiDir) instead of device nodes and mounts; needs a container runtime with CDI enabled',
+        }),
+        cdiDir: T.String({
+          minLength: 1,
+          default: '/var/run/cdi',
+          description: 'where the CDI spec (leafbridge.io-device.json) is written when cdi is on',
+        }),
+        releaseInterval: Duration('how often slot claims are checked against the pods that use them', '30s'),
+        releaseGrace: Duration(
+          'a claim younger than this is kept even when no pod uses it yet (the kubelet reports a container some time after Allocate)',
+          '2m',
+        ),
       },
       { default: {}, additionalProperties: false },
     ),

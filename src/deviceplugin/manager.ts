@@ -1,6 +1,7 @@
 import type { DeviceRegistry } from '../discovery/registry.js';
 import { API_GROUP, type DeviceObject } from '../discovery/types.js';
 import { type Clock, systemClock } from '../util/clock.js';
+import { errorMessage } from '../util/errors.js';
 import { child, type Logger, logError } from '../util/logger.js';
 import {
   type ContainerAllocateRequest,
@@ -9,6 +10,7 @@ import {
   type DeviceSpec,
   type Mount,
 } from './api.js';
+import { cdiName, writeCdiSpec } from './cdi.js';
 import { deviceSpec, mount } from './convert.js';
 import { DevicePluginError } from './errors.js';
 import { DevicePluginServer, type DevicePluginStatus } from './server.js';
@@ -26,11 +28,13 @@ export interface DevicePluginManagerOptions {
   /** Where claims are recorded. Default: in memory (this node only). */
   claims?: SlotClaims;
   /**
-   * The slots in use on this node as the kubelet knows them (its PodResources API, later). When given, every
-   * `reconcileIntervalMs` the claims of this node that are not in use, and older than `reconcileGraceMs`, are
-   * released. Without it slots are released only by `release()`.
+   * What is in use on this node: the slot IDs the kubelet reports assigned to containers (its PodResources
+   * API), or, where that is not available, the leafbridge resources the node's live pods request (`{
+   * resources }`). When given, every `reconcileIntervalMs` the claims of this node not in use, and older
+   * than `reconcileGraceMs`, are released; also once at start, so slots of pods that went while the agent
+   * was down come back. Without it slots are released only by `release()`.
    */
-  inUse?: () => Iterable<string> | Promise<Iterable<string>>;
+  inUse?: () => Promise<SlotUsage | undefined>;
   /** Default 30 s. */
   reconcileIntervalMs?: number;
   /**
@@ -40,9 +44,19 @@ export interface DevicePluginManagerOptions {
   reconcileGraceMs?: number;
   /** Passed to each DevicePluginServer. */
   pollIntervalMs?: number;
+  /**
+   * Container Device Interface: the spec directory the container runtime reads (e.g. `/var/run/cdi`). When
+   * given, this node's devices are written there as CDI devices (`leafbridge.io/device=<name>`), and Allocate
+   * answers with their CDI names instead of device nodes and mounts (the runtime applies those from the spec);
+   * the environment variables are sent either way.
+   */
+  cdiDir?: string;
 }
 
 type ResourceKind = 'device' | 'config';
+
+/** Slot IDs in use (PodResources), or the resources some live pod requests (the pod list: coarser). */
+export type SlotUsage = Iterable<string> | { resources: Iterable<string> };
 
 interface Resource {
   name: string;
@@ -90,6 +104,9 @@ export class DevicePluginManager {
   /** The start/stop operations of each resource's server, in order (a name may go and come back quickly). */
   private readonly ops = new Map<string, Promise<void>>();
   private unwatch: (() => void)[] = [];
+  /** Devices in the CDI spec file as last written (their CDI names may be handed out). */
+  private inCdiSpec = new Set<string>();
+  private cdiWrite: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private running = false;
 
@@ -107,7 +124,7 @@ export class DevicePluginManager {
     this.running = true;
     this.unwatch = [this.registry.watch(() => this.sync()), this.claims.watch(() => this.publish())];
     this.sync();
-    if (this.o.inUse) this.schedule();
+    if (this.o.inUse) this.schedule(0);
     await this.settled();
   }
 
@@ -120,6 +137,7 @@ export class DevicePluginManager {
     this.timer = undefined;
     for (const r of [...this.resources.values()]) this.remove(r);
     await this.settled();
+    await this.cdiWrite;
   }
 
   /** Resolves when the pending server starts and stops are done. */
@@ -153,18 +171,28 @@ export class DevicePluginManager {
    * Release every claim of this node that is not in `inUse` (the device IDs the kubelet reports as assigned
    * to containers) and older than the grace period. Returns the released slots.
    */
-  async reconcile(inUse: Iterable<string>): Promise<string[]> {
-    const used = new Set(inUse);
+  async reconcile(inUse: SlotUsage): Promise<string[]> {
     const graceMs = this.o.reconcileGraceMs ?? 120_000;
     const now = this.clock.now();
+    // With only the pod list, a claim is kept while any live pod of this node requests its resource.
+    const used =
+      'resources' in inUse
+        ? (
+            (resources) => (c: SlotClaim) =>
+              resources.has(c.resource)
+          )(new Set(inUse.resources))
+        : (
+            (slots) => (c: SlotClaim) =>
+              slots.has(c.slot)
+          )(new Set(inUse));
     const stale = this.claims
       .held(this.node)
-      .filter((c) => !used.has(c.slot) && now - c.since >= graceMs)
+      .filter((c) => !used(c) && now - c.since >= graceMs)
       .map((c) => c.slot);
     return stale.length > 0 ? this.release(stale) : [];
   }
 
-  private schedule(): void {
+  private schedule(delayMs = this.o.reconcileIntervalMs ?? 30_000): void {
     if (!this.running) return;
     this.timer = this.clock.setTimeout(async () => {
       try {
@@ -174,7 +202,7 @@ export class DevicePluginManager {
         logError(this.logger, 'reconciling slots in use failed', err);
       }
       this.schedule();
-    }, this.o.reconcileIntervalMs ?? 30_000);
+    }, delayMs);
     this.timer.unref?.();
   }
 
@@ -207,7 +235,27 @@ export class DevicePluginManager {
       if (!w || w.kind !== r.kind || w.source !== r.source) this.remove(r);
     }
     for (const [name, w] of wanted) if (!this.resources.has(name)) this.add(name, w.kind, w.source);
+    this.writeCdiSpec();
     this.publish();
+  }
+
+  /** Rewrites the CDI spec with this node's devices (in order; an unchanged spec is not rewritten). */
+  private writeCdiSpec(): void {
+    const dir = this.o.cdiDir;
+    if (dir === undefined) return;
+    const devices = [...this.devices.values()];
+    this.cdiWrite = this.cdiWrite.then(async () => {
+      const skipped = new Set<string>();
+      try {
+        await writeCdiSpec(dir, devices, this.node, (d, reason) => {
+          skipped.add(d.metadata.name);
+          this.logger.warn({ device: d.metadata.name, reason }, 'device left out of the CDI spec');
+        });
+        this.inCdiSpec = new Set(devices.map((d) => d.metadata.name).filter((n) => !skipped.has(n)));
+      } catch (err) {
+        logError(this.logger, 'CDI spec not written', err, { dir });
+      }
+    });
   }
 
   private publish(): void {
@@ -309,8 +357,15 @@ export class DevicePluginManager {
         }
       }
     }
-    const ids = requests.flatMap((req) => req.devices_ids);
-    const { conflicts } = await this.claims.claim(ids, { node: this.node, resource: r.name });
+    const refs = perContainer.flat().map((s) => ({ slot: s.id, device: s.device }));
+    let conflicts: SlotClaim[];
+    try {
+      ({ conflicts } = await this.claims.claim(refs, { node: this.node, resource: r.name }));
+    } catch (err) {
+      throw new DevicePluginError('UNAVAILABLE', `the slots cannot be claimed now: ${errorMessage(err)}`, {
+        cause: err,
+      });
+    }
     if (conflicts.length > 0) throw this.exhausted(conflicts);
     return perContainer.map((slots) => this.response(slots));
   }
@@ -351,6 +406,16 @@ export class DevicePluginManager {
     }
     envs.LEAFBRIDGE_DEVICES = names.join(',');
     envs.LEAFBRIDGE_SLOTS = slots.map((s) => s.id).join(',');
+    if (this.o.cdiDir !== undefined) {
+      const missing = names.filter((n) => !this.inCdiSpec.has(n));
+      if (missing.length > 0) {
+        throw new DevicePluginError(
+          'UNAVAILABLE',
+          `not (yet) in the CDI spec in ${this.o.cdiDir}: ${missing.join(', ')}; see the agent's log`,
+        );
+      }
+      return { envs, cdi_devices: names.map((n) => ({ name: cdiName(n) })) };
+    }
     const specs = new Map<string, DeviceSpec>();
     const mounts = new Map<string, Mount>();
     for (const d of devices) {

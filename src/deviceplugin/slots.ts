@@ -34,18 +34,24 @@ export interface SlotHolder {
   resource: string;
 }
 
-export interface SlotClaim extends SlotHolder {
+/** A slot and the Device it belongs to. */
+export interface SlotRef {
   slot: string;
+  device: string;
+}
+
+export interface SlotClaim extends SlotHolder, SlotRef {
   /** Clock time (ms) of the claim, renewed when the same holder claims it again. */
   since: number;
 }
 
 /**
- * The table of claimed slots — the seam between the device-plugin manager and where claims are recorded.
- * In memory (this node only) for now; the Kubernetes-backed implementation records claims on the Device
- * object with optimistic concurrency so that two nodes never over-allocate a shared device. It keeps a cache
- * for `holder()` (called on every ListAndWatch update, so it must be synchronous) and calls the `watch`
- * listeners when claims change, on this node or another.
+ * The table of claimed slots: the seam between the device-plugin manager and where claims are recorded.
+ * `MemorySlotClaims` (below) keeps them in this process, for tests and single-node use; `StoreSlotClaims`
+ * (storeClaims.ts) records them on the Device objects with optimistic concurrency, so two nodes never
+ * over-allocate a shared device and claims outlive an agent restart. `holder()` is called on every
+ * ListAndWatch update, so it answers from a cache; the `watch` listeners hear of every change of claims,
+ * made on this node or another.
  */
 export interface SlotClaims {
   /** The current holder of a slot, if any. */
@@ -53,9 +59,10 @@ export interface SlotClaims {
   /**
    * Claim every slot for `holder`, all or nothing. A slot held by the same holder is claimed again (the kubelet
    * hands the same device to a pod's init and app containers, and is the judge of allocation within one
-   * resource); a slot held by anyone else is a conflict, and then nothing is claimed.
+   * resource); a slot held by anyone else is a conflict, and then nothing is claimed. Rejects (a
+   * LeafbridgeError) when the claim cannot be recorded safely now.
    */
-  claim(slots: readonly string[], holder: SlotHolder): Promise<{ conflicts: SlotClaim[] }>;
+  claim(slots: readonly SlotRef[], holder: SlotHolder): Promise<{ conflicts: SlotClaim[] }>;
   /** Release the slots held by `node`; returns those that were released. */
   release(slots: readonly string[], node: string): Promise<string[]>;
   /** The claims held by one node. */
@@ -75,16 +82,16 @@ export class MemorySlotClaims implements SlotClaims {
     return this.claims.get(slot);
   }
 
-  async claim(slots: readonly string[], holder: SlotHolder): Promise<{ conflicts: SlotClaim[] }> {
+  async claim(slots: readonly SlotRef[], holder: SlotHolder): Promise<{ conflicts: SlotClaim[] }> {
     const conflicts: SlotClaim[] = [];
-    for (const slot of new Set(slots)) {
+    for (const { slot } of slots) {
       const c = this.claims.get(slot);
-      if (c && (c.node !== holder.node || c.resource !== holder.resource)) conflicts.push(c);
+      if (c && !sameHolder(c, holder) && !conflicts.includes(c)) conflicts.push(c);
     }
     if (conflicts.length > 0) return { conflicts };
     const since = this.clock.now();
-    for (const slot of slots)
-      this.claims.set(slot, { slot, node: holder.node, resource: holder.resource, since });
+    for (const { slot, device } of slots)
+      this.claims.set(slot, { slot, device, node: holder.node, resource: holder.resource, since });
     this.emit();
     return { conflicts };
   }
@@ -118,4 +125,8 @@ export class MemorySlotClaims implements SlotClaims {
       }
     }
   }
+}
+
+export function sameHolder(a: SlotHolder, b: SlotHolder): boolean {
+  return a.node === b.node && a.resource === b.resource;
 }

@@ -57,5 +57,19 @@ export interface DeviceObject {
     deviceNodes: DeviceNode[];
     mounts: DeviceMount[];
   };
-  status: { online: boolean; lastSeen: string; conditions: Condition[] };
+  status: {
+    online: boolean;
+    lastSeen: string;
+    conditions: Condition[];
+    /** Capacity slots in use, by kubelet device ID; see src/deviceplugin/storeClaims.ts. */
+    slots?: Record<string, SlotRecord>;
+  };
+}
+
+/** Who holds one capacity slot of a Device. */
+export interface SlotRecord {
+  node: string;
+  resource: string;
+  /** RFC 3339. */
+  since: string;
 }

@@ -89,7 +89,24 @@ export const DeviceStatusSchema = T.Object(
     lastSeen: T.Optional(T.String({ format: 'date-time', description: 'When a node last saw it.' })),
     reported: T.Optional(Twin('Reported twin: edge-authoritative, ordered by its `$version`.')),
     slots: T.Optional(
-      StringMap('Capacity slots in use: slot name (`<device>-<n>`) to the node whose pod holds it.'),
+      T.Record(
+        T.String(),
+        T.Object(
+          {
+            node: T.String({ pattern: NODE_NAME_PATTERN, description: 'The node whose pod holds the slot.' }),
+            resource: T.String({
+              minLength: 1,
+              description: 'The extended resource it was allocated through (`leafbridge.io/<name>`).',
+            }),
+            since: T.String({ format: 'date-time', description: 'When the claim was made or renewed.' }),
+          },
+          { additionalProperties: false },
+        ),
+        {
+          description:
+            'Capacity slots in use, by kubelet device ID (`<device>-<n>`); written with optimistic concurrency, so two nodes never hold one slot.',
+        },
+      ),
     ),
     conditions: T.Optional(Conditions),
   },

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { status } from '@grpc/grpc-js';
@@ -11,6 +11,7 @@ import { API_VERSION, type DeviceObject } from '../../src/discovery/types.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { tempDir } from '../helpers/processes.js';
 import { isExtendedResourceName, TestKubelet } from '../helpers/testKubelet.js';
+import { until } from '../helpers/wait.js';
 
 const NODE = 'edge-1';
 const SERIAL = 'serial-1a2b3c';
@@ -304,6 +305,25 @@ describe('DevicePluginManager: Device objects → device-plugin resources at the
     );
   });
 
+  it('with only the pod list to go by, a claim stays while a live pod requests its resource', async () => {
+    await manager.stop();
+    manager = new DevicePluginManager({
+      registry,
+      node: NODE,
+      dir: dir.path,
+      logger: silentLogger(),
+      claims: new MemorySlotClaims(),
+      reconcileGraceMs: 0,
+    });
+    await manager.start();
+    await streaming(Object.values(R));
+    await kubelet.allocate(R.cam, [`${CAM}-0`]);
+    await kubelet.allocate(R.serial, [`${SERIAL}-0`]);
+    // A pod of this node still asks for the camera resource; none for the serial one any more.
+    expect(await manager.reconcile({ resources: [R.cam, 'leafbridge.io/other'] })).toEqual([`${SERIAL}-0`]);
+    expect(await manager.reconcile({ resources: [] })).toEqual([`${CAM}-0`]);
+  });
+
   it('a deleted device: its resource server stops and its socket is gone; the config resource goes with its last device', async () => {
     const endpoint = kubelet.plugin(R.serial)!;
     const configEndpoint = kubelet.plugin(R.serialConfig)!;
@@ -342,6 +362,57 @@ describe('DevicePluginManager: Device objects → device-plugin resources at the
     registry.put(camera(false)); // no longer watched: nothing starts again
     await manager.settled();
     expect(sockets(dir.path)).toEqual([]);
+  });
+});
+
+describe('DevicePluginManager with CDI on', () => {
+  it('writes this node’s devices to the CDI spec and answers Allocate with CDI names and envs, no device nodes', async () => {
+    const dir = tempDir('lb-dpm-cdi-');
+    const cdiDir = join(dir.path, 'cdi');
+    const kubelet = new TestKubelet(dir.path);
+    await kubelet.start();
+    const registry = new DeviceRegistry();
+    registry.put(serial());
+    registry.put({ ...device('elsewhere-000000', 'cams'), spec: { ...camera().spec, nodes: ['edge-2'] } });
+    const manager = new DevicePluginManager({
+      registry,
+      node: NODE,
+      dir: dir.path,
+      logger: silentLogger(),
+      cdiDir,
+    });
+    try {
+      await manager.start();
+      const file = join(cdiDir, 'leafbridge.io-device.json');
+      await until(() => existsSync(file), 2000, 'CDI spec written');
+      const spec = JSON.parse(readFileSync(file, 'utf8')) as {
+        kind: string;
+        devices: { name: string; containerEdits: { deviceNodes?: { path: string; hostPath: string }[] } }[];
+      };
+      expect(spec.kind).toBe('leafbridge.io/device');
+      expect(spec.devices.map((d) => d.name)).toEqual([SERIAL]); // not the device of another node
+      expect(spec.devices[0]?.containerEdits.deviceNodes).toEqual([
+        expect.objectContaining({ path: '/dev/sensor', hostPath: '/dev/ttyUSB0' }),
+      ]);
+      await kubelet.waitFor(
+        () => (kubelet.devices(R.serial).length === 1 ? true : undefined),
+        5000,
+        'stream',
+      );
+      const response = await kubelet.allocate(R.serial, [`${SERIAL}-0`]);
+      expect(response.container_responses[0]).toMatchObject({
+        envs: { SERIAL_PORT: '/dev/ttyUSB0', LEAFBRIDGE_SLOTS: `${SERIAL}-0` },
+        devices: [],
+        mounts: [],
+        cdi_devices: [{ name: `leafbridge.io/device=${SERIAL}` }],
+      });
+      registry.delete(SERIAL);
+      await until(() => !existsSync(file), 2000, 'CDI spec removed with the last device');
+    } finally {
+      await manager.stop();
+      await kubelet.stop();
+      dir.remove();
+    }
   });
 });
 

@@ -1,0 +1,140 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent } from '../../src/agent.js';
+import { parseConfig } from '../../src/config/load.js';
+import { builtinHandlers } from '../../src/discovery/handlers.js';
+import { deviceName } from '../../src/discovery/naming.js';
+import { crdManifests } from '../../src/kube/crds.js';
+import { silentLogger } from '../../src/util/logger.js';
+import { agentConfig } from './agentConfig.js';
+import { KubeApiServer } from './kubeApiServer.js';
+import type { KubeObject } from './kubeStore.js';
+import { tempDir } from './processes.js';
+import { TestKubelet } from './testKubelet.js';
+
+export const NS = 'default';
+
+export interface ClusterNode {
+  name: string;
+  dir: { path: string; remove(): void };
+  agent?: Agent;
+  /** The node's test kubelet, when started with `kubelet: true`. */
+  kubelet?: TestKubelet;
+}
+
+/**
+ * In-process agents on several nodes against one test API server (the Kubernetes REST and watch protocol;
+ * no real kube-apiserver runs in the tests). Devices are debug-echo devices switched on and off per node
+ * by a presence file whose path names the node (`presence-{node}`), so a test decides what each node sees.
+ */
+export class TestCluster {
+  readonly nodes = new Map<string, ClusterNode>();
+  private readonly shared = tempDir('lb-presence-');
+
+  private constructor(readonly api: KubeApiServer) {}
+
+  /** A test API server with the CRDs and Node objects `nodes` (with their labels). */
+  static async start(
+    nodes: Record<string, Record<string, string>> = { n1: {}, n2: {} },
+  ): Promise<TestCluster> {
+    const api = await KubeApiServer.start({ crds: crdManifests(builtinHandlers), bookmarkIntervalMs: 200 });
+    for (const [name, labels] of Object.entries(nodes)) {
+      api.seed('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name, labels } });
+    }
+    return new TestCluster(api);
+  }
+
+  /** A DiscoveryConfig of shared debug-echo cameras `ids`, present on each node as its presence file says. */
+  cameras(name: string, ids: string[], spec: Record<string, unknown> = {}) {
+    return {
+      apiVersion: 'leafbridge.io/v1alpha1',
+      kind: 'DiscoveryConfig',
+      metadata: { name, namespace: NS },
+      spec: {
+        handler: {
+          name: 'debug-echo',
+          details: {
+            devices: ids.map((id) => ({ id, properties: { CAMERA: id } })),
+            shared: true,
+            pollIntervalMs: 100,
+            presenceFile: join(this.shared.path, 'presence-{node}'),
+          },
+        },
+        capacity: 2,
+        ...spec,
+      },
+    };
+  }
+
+  /** What node `name` sees from now on (device ids). */
+  see(name: string, ids: string[]): void {
+    writeFileSync(join(this.shared.path, `presence-${name}`), ids.map((id) => `${id}\n`).join(''));
+  }
+
+  /**
+   * Starts (or restarts, keeping its data dir and kubelet) the agent of node `name`. With `kubelet`, the node
+   * gets a test kubelet in its own device-plugin directory, started before the agent.
+   */
+  async startNode(
+    name: string,
+    options: { grace?: string; kubelet?: boolean; release?: { interval: string; grace: string } } = {},
+  ): Promise<Agent> {
+    const node = this.nodes.get(name) ?? { name, dir: tempDir(`lb-${name}-`) };
+    this.nodes.set(name, node);
+    const plugins = join(node.dir.path, 'device-plugins');
+    const podResources = join(node.dir.path, 'pod-resources.sock');
+    if (options.kubelet && !node.kubelet) {
+      mkdirSync(plugins, { recursive: true });
+      node.kubelet = new TestKubelet(plugins, { podResourcesSocket: podResources });
+      await node.kubelet.start();
+    }
+    const devicePlugins = {
+      dir: plugins,
+      podResources,
+      ...(options.release
+        ? { releaseInterval: options.release.interval, releaseGrace: options.release.grace }
+        : {}),
+    };
+    const config = agentConfig(node.dir.path, undefined, {
+      node: name,
+      kubernetes: this.api.writeKubeconfig(node.dir.path, NS),
+      discovery: { gracePeriod: options.grace ?? '20s' },
+      ...(node.kubelet ? { devicePlugins } : {}),
+    });
+    const agent = new Agent(parseConfig(config), silentLogger());
+    await agent.start();
+    node.agent = agent;
+    return agent;
+  }
+
+  async stopNode(name: string): Promise<void> {
+    const node = this.nodes.get(name);
+    await node?.agent?.stop();
+    if (node) node.agent = undefined;
+  }
+
+  kubelet(name: string): TestKubelet {
+    const k = this.nodes.get(name)?.kubelet;
+    if (!k) throw new Error(`node ${name} has no test kubelet`);
+    return k;
+  }
+
+  /** The server's Devices, read from its storage (not through any agent). */
+  devices(): Map<string, KubeObject> {
+    return new Map(this.api.objects('devices', NS).map((o) => [o.metadata.name, o]));
+  }
+
+  async close(): Promise<void> {
+    for (const n of this.nodes.values()) {
+      await n.agent?.stop();
+      await n.kubelet?.stop();
+      n.dir.remove();
+    }
+    this.nodes.clear();
+    await this.api.close();
+    this.shared.remove();
+  }
+}
+
+/** The Device name of debug-echo camera `id` of config `config` (shared: no node in the name). */
+export const cameraName = (id: string, config = 'cams') => deviceName(config, id, undefined);
