@@ -131,21 +131,20 @@ export interface DevicePluginProto {
   Registration: RegistrationMethods & grpc.ServiceDefinition;
 }
 
-const PROTO = join('deviceplugin', 'proto', 'api.proto');
-
 /**
- * Where api.proto is: next to this module (dist, once the build copies it), else `src/deviceplugin/proto/`
- * found by walking up from this module (running from src/ under vitest, or from dist/ before the copy).
+ * Where a proto file of ours is (api.proto unless told): next to this module (dist, once the build copies
+ * it), else `src/deviceplugin/proto/` found by walking up from this module (running from src/ under vitest,
+ * or from dist/ before the copy).
  */
-export function protoPath(from = dirname(fileURLToPath(import.meta.url))): string {
-  const beside = join(from, 'proto', 'api.proto');
+export function protoPath(from = dirname(fileURLToPath(import.meta.url)), file = 'api.proto'): string {
+  const beside = join(from, 'proto', file);
   if (existsSync(beside)) return beside;
   for (let dir = from; ; dir = dirname(dir)) {
-    const candidate = join(dir, 'src', PROTO);
+    const candidate = join(dir, 'src', 'deviceplugin', 'proto', file);
     if (existsSync(candidate)) return candidate;
     if (dirname(dir) === dir) break;
   }
-  throw new LeafbridgeError('DEVICEPLUGIN_PROTO_MISSING', `device-plugin api.proto not found from ${from}`);
+  throw new LeafbridgeError('DEVICEPLUGIN_PROTO_MISSING', `device-plugin ${file} not found from ${from}`);
 }
 
 let loaded: DevicePluginProto | undefined;
