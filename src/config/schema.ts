@@ -68,6 +68,34 @@ export const UserCredentialSchema = T.Object(
 );
 
 /** A DiscoveryConfig as the agent's config file holds it: the same shape as the CRD's metadata.name + spec. */
+/** A Kubernetes object passed through as it is (the API server validates it where it is used). */
+const KubeObject = (description: string) =>
+  T.Record(T.String(), T.Unknown(), { description, 'x-kubernetes-preserve-unknown-fields': true });
+
+const ServiceSpec = (description: string) =>
+  T.Object(
+    {
+      type: T.Optional(
+        T.Union([T.Literal('ClusterIP'), T.Literal('NodePort'), T.Literal('LoadBalancer')], {
+          default: 'ClusterIP',
+        }),
+      ),
+      ports: T.Array(
+        T.Object(
+          {
+            name: T.Optional(T.String({ pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 15 })),
+            port: T.Integer({ minimum: 1, maximum: 65535 }),
+            targetPort: T.Optional(T.Integer({ minimum: 1, maximum: 65535 })),
+            protocol: T.Optional(T.Union([T.Literal('TCP'), T.Literal('UDP'), T.Literal('SCTP')])),
+          },
+          { additionalProperties: false },
+        ),
+        { minItems: 1 },
+      ),
+    },
+    { additionalProperties: false, description },
+  );
+
 export const DiscoveryConfigEntrySchema = T.Object(
   {
     name: T.String({
@@ -104,6 +132,18 @@ export const DiscoveryConfigEntrySchema = T.Object(
             description:
               'node labels a node must carry to run this config, like a Pod nodeSelector (standalone: ignored)',
           }),
+        ),
+        brokerPodSpec: T.Optional(
+          KubeObject(
+            'a Pod spec: the controller runs one such Pod per device, on a node that sees it, requesting the device (cluster only)',
+          ),
+        ),
+        brokerJobSpec: T.Optional(
+          KubeObject('a Job spec: the controller runs one such Job per device instead of a Pod (cluster only)'),
+        ),
+        deviceService: T.Optional(ServiceSpec('a Service per device, selecting its broker Pod (cluster only)')),
+        configService: T.Optional(
+          ServiceSpec("one Service for the config, selecting all of its devices' broker Pods (cluster only)"),
         ),
       },
       { additionalProperties: false },

@@ -9,6 +9,17 @@ export interface DiscoveryConfigSpec {
   properties: Record<string, string>;
   /** Node labels a node must carry to run this config (a Pod's nodeSelector); absent: every node. */
   nodeSelector?: Record<string, string>;
+  /** Cluster only, for the controller: a Pod spec run once per device, or a Job spec. */
+  brokerPodSpec?: Record<string, unknown>;
+  brokerJobSpec?: Record<string, unknown>;
+  /** Cluster only: a Service per device, and one for the whole config. */
+  deviceService?: ServicePorts;
+  configService?: ServicePorts;
+}
+
+export interface ServicePorts {
+  type?: 'ClusterIP' | 'NodePort' | 'LoadBalancer';
+  ports: { name?: string; port: number; targetPort?: number; protocol?: 'TCP' | 'UDP' | 'SCTP' }[];
 }
 
 export interface Condition extends DeviceCondition {

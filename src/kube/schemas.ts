@@ -116,6 +116,15 @@ export const DeviceStatusSchema = T.Object(
 export const DiscoveryConfigStatusSchema = T.Object(
   {
     devices: T.Optional(T.Integer({ minimum: 0, description: 'Devices found under this config.' })),
+    brokers: T.Optional(
+      T.Object(
+        {
+          wanted: T.Integer({ minimum: 0, description: 'Devices that should have a broker.' }),
+          running: T.Integer({ minimum: 0, description: 'Broker Pods running (Jobs: running or succeeded).' }),
+        },
+        { additionalProperties: false, description: 'Written by the controller.' },
+      ),
+    ),
     conditions: T.Optional(Conditions),
     observedGeneration: T.Optional(T.Integer({ minimum: 0 })),
   },
