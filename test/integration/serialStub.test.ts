@@ -51,7 +51,7 @@ describe('serial sensor stub (real pseudo-terminals via socat)', () => {
     }
   });
 
-  it('garbage mode spews bytes with no line ends and ignores commands', { timeout: 6_000 }, async () => {
+  it('garbage mode spews bytes with no line ends and ignores commands', { timeout: 9_000 }, async () => {
     const stub = await startSerialSensorStub({
       dir: temp.dir,
       name: 'ttyG1',
@@ -59,7 +59,8 @@ describe('serial sensor stub (real pseudo-terminals via socat)', () => {
       logger,
     });
     try {
-      const bytes = await converse(stub.devicePath, 'ID?\r\n', /[\s\S]{8192}/, 2_000);
+      // 8 KiB takes the stub well under a second; the deadline leaves room for a loaded CI machine.
+      const bytes = await converse(stub.devicePath, 'ID?\r\n', /[\s\S]{8192}/, 6_000);
       expect(bytes.length).toBeGreaterThanOrEqual(8192);
       expect(bytes).not.toMatch(/[\r\n]|LEAFBRIDGE/);
     } finally {
