@@ -139,9 +139,13 @@ export const DiscoveryConfigEntrySchema = T.Object(
           ),
         ),
         brokerJobSpec: T.Optional(
-          KubeObject('a Job spec: the controller runs one such Job per device instead of a Pod (cluster only)'),
+          KubeObject(
+            'a Job spec: the controller runs one such Job per device instead of a Pod (cluster only)',
+          ),
         ),
-        deviceService: T.Optional(ServiceSpec('a Service per device, selecting its broker Pod (cluster only)')),
+        deviceService: T.Optional(
+          ServiceSpec('a Service per device, selecting its broker Pod (cluster only)'),
+        ),
         configService: T.Optional(
           ServiceSpec("one Service for the config, selecting all of its devices' broker Pods (cluster only)"),
         ),

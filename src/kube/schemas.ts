@@ -120,7 +120,10 @@ export const DiscoveryConfigStatusSchema = T.Object(
       T.Object(
         {
           wanted: T.Integer({ minimum: 0, description: 'Devices that should have a broker.' }),
-          running: T.Integer({ minimum: 0, description: 'Broker Pods running (Jobs: running or succeeded).' }),
+          running: T.Integer({
+            minimum: 0,
+            description: 'Broker Pods running (Jobs: running or succeeded).',
+          }),
         },
         { additionalProperties: false, description: 'Written by the controller.' },
       ),
