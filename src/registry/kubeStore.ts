@@ -396,7 +396,10 @@ export class KubeDeviceStore implements DeviceStore {
         const code = codeOf(err);
         if ((code !== 409 && code !== 404) || conflicts >= limit) throw err;
         this.logger.debug({ device: name, code }, 'device write conflict; re-reading');
-        await sleep(backoffDelay(conflicts, 20, 1000), this.closing.signal);
+        // The first conflict re-reads at once (the 409 itself says what to do); repeated ones back off, with
+        // full jitter so writers that keep colliding fall out of step.
+        if (conflicts > 0)
+          await sleep(Math.random() * backoffDelay(conflicts, 20, 1000), this.closing.signal);
         cur = await this.read(name);
       }
     }
