@@ -3,6 +3,7 @@ import { builtinHandlers } from '../discovery/handlers.js';
 import { handlersReference } from '../discovery/reference.js';
 import { hashPassword } from '../util/password.js';
 import { agentCommand } from './agentCommand.js';
+import { controllerCommand } from './controllerCommand.js';
 import { demoCommand } from './demoCommand.js';
 import { getCommand } from './getCommand.js';
 import { simulateCommand } from './simulateCommand.js';
@@ -11,6 +12,7 @@ const USAGE = `usage: leafbridge <command> [options]
 
 commands:
   agent --config FILE      run the edge agent
+  controller               the cluster controller: broker Pods/Jobs and Services per device, lost nodes
   demo                     the agent with simulated sensors and an embedded cloud broker, on 127.0.0.1
   get devices|configs      kubectl-like tables (-o wide|json|yaml, -l SELECTOR): from the agent's API
                            (--server URL) or from the cluster (--cluster, --kubeconfig FILE, -n NS, -A)
@@ -24,6 +26,7 @@ type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, Command> = {
   agent: agentCommand,
+  controller: controllerCommand,
   demo: demoCommand,
   get: getCommand,
   simulate: simulateCommand,

@@ -271,8 +271,13 @@ export class ConfigWatchers {
   }
 }
 
-/** Whether `status` already says what `report` says (conditions by type/status/reason/message; times aside). */
+/**
+ * Whether `status` already says what `report` says (conditions by type/status/reason/message; times aside).
+ * Only the condition types the report carries count: the others belong to other writers (the controller's
+ * `BrokersReady`).
+ */
 export function sameStatus(status: DiscoveryConfigObject['status'], report: ConfigStatusReport): boolean {
+  const reported = new Set(report.conditions.map((c) => c.type));
   const key = (cs: readonly Condition[]) =>
     stableJson(
       cs
@@ -280,21 +285,26 @@ export function sameStatus(status: DiscoveryConfigObject['status'], report: Conf
         .sort((a, b) => a.type.localeCompare(b.type)),
     );
   return (
-    key(status.conditions ?? []) === key(report.conditions) &&
+    key((status.conditions ?? []).filter((c) => reported.has(c.type))) === key(report.conditions) &&
     (report.devices === undefined || report.devices === status.devices)
   );
 }
 
-/** The status after `report`: a condition whose status did not change keeps its lastTransitionTime. */
+/**
+ * The status after `report`: a condition whose status did not change keeps its lastTransitionTime; condition
+ * types the report does not carry (another writer's, such as the controller's `BrokersReady`) are kept.
+ */
 export function nextStatus(
   status: DiscoveryConfigObject['status'],
   report: ConfigStatusReport,
 ): DiscoveryConfigObject['status'] {
+  const reported = new Set(report.conditions.map((c) => c.type));
+  const others = (status.conditions ?? []).filter((c) => !reported.has(c.type));
   const conditions = report.conditions.map((c) => {
     const old = (status.conditions ?? []).find((o) => o.type === c.type);
     return old && old.status === c.status ? { ...c, lastTransitionTime: old.lastTransitionTime } : { ...c };
   });
-  return { conditions, devices: report.devices ?? status.devices ?? 0 };
+  return { conditions: [...others, ...conditions], devices: report.devices ?? status.devices ?? 0 };
 }
 
 function specOf(entry: DiscoveryConfigEntry): DiscoveryConfigObject['spec'] {

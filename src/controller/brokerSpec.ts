@@ -1,0 +1,300 @@
+import { createHash } from 'node:crypto';
+import { shorten } from '../deviceplugin/slots.js';
+import { API_GROUP, API_VERSION, type ServicePorts } from '../discovery/types.js';
+import { stableJson } from '../registry/common.js';
+import type { KubeObject, OwnerReference } from './informer.js';
+import { asArray, asRecord, type ConfigView, type DeviceView, type Loose } from './objects.js';
+
+/**
+ * What the controller makes of a DiscoveryConfig's broker fields, and the objects it renders from them.
+ * Pure functions: no I/O, no clock.
+ */
+
+export const LABEL_CONFIG = `${API_GROUP}/config`;
+export const LABEL_DEVICE = `${API_GROUP}/device`;
+/** `pod` on broker pods (the Job's pods too), `job` on Jobs, `device-service` / `config-service` on Services. */
+export const LABEL_BROKER = `${API_GROUP}/broker`;
+/** A hash of the broker spec the object was made from: a changed spec replaces the object. */
+export const ANNOTATION_SPEC_HASH = `${API_GROUP}/broker-spec-hash`;
+/** The nodes a Pod or Job was allowed onto when it was made (comma-separated). */
+export const ANNOTATION_NODES = `${API_GROUP}/nodes`;
+/**
+ * The node field the broker's required node affinity matches against the Device's `spec.nodes`: the Node's
+ * name, as DaemonSets pin their pods (the `kubernetes.io/hostname` label usually equals it, but not always,
+ * and the agents report node names).
+ */
+export const NODE_NAME_FIELD = 'metadata.name';
+
+export type BrokerKind = 'pod' | 'job';
+
+export type BrokerPlan =
+  | { kind: 'none' }
+  | { kind: 'invalid'; message: string }
+  | {
+      kind: BrokerKind;
+      /** The Pod spec (pod), or the Job spec (job), as the config has it. */
+      template: Loose;
+      hash: string;
+      deviceService?: ServicePorts;
+      configService?: ServicePorts;
+    };
+
+/** Names and label values are DNS labels: at most 63 characters, shortened with a hash beyond that. */
+export const labelValue = (name: string): string => shorten(name, 63);
+export const podName = (device: string): string => shorten(`${device}-pod`, 63);
+export const jobName = (device: string): string => shorten(`${device}-job`, 63);
+export const deviceServiceName = (device: string): string => shorten(`${device}-svc`, 63);
+export const configServiceName = (config: string): string => shorten(`${config}-svc`, 63);
+/** The device's own extended resource, as the agents' device plugins name it (src/deviceplugin/manager.ts). */
+export const deviceResource = (device: string): string => `${API_GROUP}/${shorten(device)}`;
+
+/** The config's broker fields checked: what to run per device, or every problem with its field path. */
+export function brokerPlan(config: ConfigView): BrokerPlan {
+  const s = config.spec;
+  const hasPod = s.brokerPodSpec !== undefined && s.brokerPodSpec !== null;
+  const hasJob = s.brokerJobSpec !== undefined && s.brokerJobSpec !== null;
+  if (!hasPod && !hasJob) return { kind: 'none' };
+  const problems: string[] = [];
+  if (hasPod && hasJob) problems.push('spec: set brokerPodSpec or brokerJobSpec, not both');
+  const kind: BrokerKind = hasPod ? 'pod' : 'job';
+  const template = asRecord(hasPod ? s.brokerPodSpec : s.brokerJobSpec);
+  if (!template) {
+    problems.push(
+      `spec.${hasPod ? 'brokerPodSpec: must be an object (a Pod spec)' : 'brokerJobSpec: must be an object (a Job spec)'}`,
+    );
+  } else if (kind === 'pod') problems.push(...podSpecProblems(template, 'spec.brokerPodSpec'));
+  else problems.push(...jobSpecProblems(template));
+  const deviceService = servicePorts(s.deviceService, 'spec.deviceService', problems);
+  const configService = servicePorts(s.configService, 'spec.configService', problems);
+  if (problems.length > 0 || !template) return { kind: 'invalid', message: problems.join('; ') };
+  return {
+    kind,
+    template,
+    hash: createHash('sha256').update(stableJson(template)).digest('hex').slice(0, 16),
+    ...(deviceService ? { deviceService } : {}),
+    ...(configService ? { configService } : {}),
+  };
+}
+
+function podSpecProblems(spec: Loose, path: string): string[] {
+  const problems: string[] = [];
+  const containers = spec.containers;
+  if (!Array.isArray(containers) || containers.length === 0) {
+    problems.push(`${path}.containers: must list at least one container`);
+  } else {
+    containers.forEach((c, i) => {
+      const r = asRecord(c);
+      if (!r) problems.push(`${path}.containers[${i}]: must be an object`);
+      else if (typeof r.name !== 'string' || r.name === '')
+        problems.push(`${path}.containers[${i}].name: required`);
+      else if (r.resources !== undefined && !asRecord(r.resources))
+        problems.push(`${path}.containers[${i}].resources: must be an object`);
+      else if (r.resources !== undefined && !isOptionalRecord(asRecord(r.resources)?.limits))
+        problems.push(`${path}.containers[${i}].resources.limits: must be an object`);
+    });
+  }
+  if (spec.nodeName !== undefined) {
+    problems.push(
+      `${path}.nodeName: must not be set; the controller places the pod on a node that sees the device`,
+    );
+  }
+  const affinity = spec.affinity;
+  const nodeAffinity = asRecord(affinity)?.nodeAffinity;
+  const required = asRecord(nodeAffinity)?.requiredDuringSchedulingIgnoredDuringExecution;
+  const terms = asRecord(required)?.nodeSelectorTerms;
+  if (
+    !isOptionalRecord(affinity) ||
+    !isOptionalRecord(nodeAffinity) ||
+    !isOptionalRecord(required) ||
+    (terms !== undefined && !asArray(terms).every((t) => isOptionalRecord(t) && t !== null))
+  ) {
+    problems.push(`${path}.affinity: malformed node affinity`);
+  }
+  return problems;
+}
+
+function jobSpecProblems(spec: Loose): string[] {
+  const template = asRecord(spec.template);
+  if (!template) return ['spec.brokerJobSpec.template: must be an object (a Pod template)'];
+  const problems: string[] = [];
+  if (!isOptionalRecord(template.metadata) || !isOptionalRecord(asRecord(template.metadata)?.labels)) {
+    problems.push('spec.brokerJobSpec.template.metadata: must be an object with labels an object');
+  }
+  const podSpec = asRecord(template.spec);
+  if (!podSpec) problems.push('spec.brokerJobSpec.template.spec: must be an object (a Pod spec)');
+  else problems.push(...podSpecProblems(podSpec, 'spec.brokerJobSpec.template.spec'));
+  if (spec.selector !== undefined) {
+    problems.push('spec.brokerJobSpec.selector: must not be set; the Job controller generates it');
+  }
+  return problems;
+}
+
+const SERVICE_TYPES = ['ClusterIP', 'NodePort', 'LoadBalancer'];
+const PROTOCOLS = ['TCP', 'UDP', 'SCTP'];
+const isPort = (v: unknown) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 65535;
+
+function servicePorts(v: unknown, path: string, problems: string[]): ServicePorts | undefined {
+  if (v === undefined || v === null) return undefined;
+  const s = asRecord(v);
+  const ports = asArray(s?.ports);
+  if (!s || ports.length === 0) {
+    problems.push(`${path}.ports: must list at least one port`);
+    return undefined;
+  }
+  const before = problems.length;
+  if (s.type !== undefined && !SERVICE_TYPES.includes(s.type as string))
+    problems.push(`${path}.type: must be one of ${SERVICE_TYPES.join(', ')}`);
+  ports.forEach((p, i) => {
+    const r = asRecord(p);
+    const at = `${path}.ports[${i}]`;
+    if (!r || !isPort(r.port)) problems.push(`${at}.port: must be an integer from 1 to 65535`);
+    else if (r.targetPort !== undefined && !isPort(r.targetPort))
+      problems.push(`${at}.targetPort: must be an integer from 1 to 65535`);
+    else if (r.protocol !== undefined && !PROTOCOLS.includes(r.protocol as string))
+      problems.push(`${at}.protocol: must be one of ${PROTOCOLS.join(', ')}`);
+    else if (r.name !== undefined && typeof r.name !== 'string')
+      problems.push(`${at}.name: must be a string`);
+    else if (ports.length > 1 && !r.name)
+      problems.push(`${at}.name: required when there is more than one port`);
+  });
+  return problems.length > before ? undefined : (s as unknown as ServicePorts);
+}
+
+function isOptionalRecord(v: unknown): boolean {
+  return v === undefined || asRecord(v) !== undefined;
+}
+
+// ------------------------------------------------------------------------------------------- rendering
+
+export function ownerRef(kind: 'Device' | 'DiscoveryConfig', name: string, uid: string): OwnerReference {
+  return { apiVersion: API_VERSION, kind, name, uid, controller: true, blockOwnerDeletion: true };
+}
+
+function labels(device: DeviceView, broker: string): Record<string, string> {
+  return {
+    [LABEL_CONFIG]: labelValue(device.configName),
+    [LABEL_DEVICE]: labelValue(device.name),
+    [LABEL_BROKER]: broker,
+  };
+}
+
+/** The broker Pod of `device`, allowed onto `nodes` (the ones that see it now), holding one device slot. */
+export function renderPod(device: DeviceView, template: Loose, hash: string, nodes: string[]): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: podName(device.name),
+      labels: labels(device, 'pod'),
+      annotations: { [ANNOTATION_SPEC_HASH]: hash, [ANNOTATION_NODES]: nodes.join(',') },
+      ownerReferences: [ownerRef('Device', device.name, device.uid)],
+    },
+    spec: injectPodSpec(template, deviceResource(device.name), nodes),
+  };
+}
+
+/** The broker Job of `device`: its pod template gets what a broker Pod gets. */
+export function renderJob(device: DeviceView, template: Loose, hash: string, nodes: string[]): KubeObject {
+  const spec = structuredClone(template);
+  const podTemplate = asRecord(spec.template) as Loose;
+  const meta = asRecord(podTemplate.metadata) ?? {};
+  podTemplate.metadata = { ...meta, labels: { ...(asRecord(meta.labels) ?? {}), ...labels(device, 'pod') } };
+  podTemplate.spec = injectPodSpec(asRecord(podTemplate.spec) as Loose, deviceResource(device.name), nodes);
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {
+      name: jobName(device.name),
+      labels: labels(device, 'job'),
+      annotations: { [ANNOTATION_SPEC_HASH]: hash, [ANNOTATION_NODES]: nodes.join(',') },
+      ownerReferences: [ownerRef('Device', device.name, device.uid)],
+    },
+    spec,
+  };
+}
+
+/**
+ * `spec` with a required node affinity to `nodes` (ANDed into each of its own node selector terms, if it has
+ * any) and, unless a container already asks for `resource`, a limit of 1 on the first container: one pod
+ * holds one of the device's capacity slots, whatever its number of containers.
+ */
+export function injectPodSpec(spec: Loose, resource: string, nodes: string[]): Loose {
+  const out = structuredClone(spec);
+  const ours = { key: NODE_NAME_FIELD, operator: 'In', values: [...nodes] };
+  const affinity = asRecord(out.affinity) ?? {};
+  const nodeAffinity = asRecord(affinity.nodeAffinity) ?? {};
+  const required = asRecord(nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution) ?? {};
+  const terms = asArray(required.nodeSelectorTerms).map((t) => asRecord(t) ?? {});
+  const merged =
+    terms.length === 0
+      ? [{ matchFields: [ours] }]
+      : terms.map((t) => ({ ...t, matchFields: [...asArray(t.matchFields), ours] }));
+  out.affinity = {
+    ...affinity,
+    nodeAffinity: {
+      ...nodeAffinity,
+      requiredDuringSchedulingIgnoredDuringExecution: { ...required, nodeSelectorTerms: merged },
+    },
+  };
+  const containers = asArray(out.containers).map((c) => asRecord(c) ?? {});
+  const first = containers[0];
+  if (first && !asksFor(out, resource)) {
+    const resources = asRecord(first.resources) ?? {};
+    first.resources = { ...resources, limits: { ...(asRecord(resources.limits) ?? {}), [resource]: '1' } };
+  }
+  out.containers = containers;
+  return out;
+}
+
+function asksFor(spec: Loose, resource: string): boolean {
+  return [...asArray(spec.initContainers), ...asArray(spec.containers)].some((c) => {
+    const r = asRecord(asRecord(c)?.resources);
+    return Boolean(asRecord(r?.limits)?.[resource] ?? asRecord(r?.requests)?.[resource]);
+  });
+}
+
+/** A Service for the broker pods that `selector` picks, owned by `owner`. */
+export function renderService(
+  name: string,
+  ports: ServicePorts,
+  selector: Record<string, string>,
+  serviceLabels: Record<string, string>,
+  owner: OwnerReference,
+): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, labels: serviceLabels, ownerReferences: [owner] },
+    spec: { type: ports.type ?? 'ClusterIP', selector, ports: servicePortList(ports) },
+  };
+}
+
+export function servicePortList(ports: ServicePorts): Loose[] {
+  return ports.ports.map((p) => ({
+    ...(p.name ? { name: p.name } : {}),
+    port: p.port,
+    targetPort: p.targetPort ?? p.port,
+    protocol: p.protocol ?? 'TCP',
+  }));
+}
+
+export function deviceService(device: DeviceView, ports: ServicePorts): KubeObject {
+  return renderService(
+    deviceServiceName(device.name),
+    ports,
+    { [LABEL_DEVICE]: labelValue(device.name), [LABEL_BROKER]: 'pod' },
+    labels(device, 'device-service'),
+    ownerRef('Device', device.name, device.uid),
+  );
+}
+
+export function configService(config: ConfigView, ports: ServicePorts): KubeObject {
+  const value = labelValue(config.name);
+  return renderService(
+    configServiceName(config.name),
+    ports,
+    { [LABEL_CONFIG]: value, [LABEL_BROKER]: 'pod' },
+    { [LABEL_CONFIG]: value, [LABEL_BROKER]: 'config-service' },
+    ownerRef('DiscoveryConfig', config.name, config.uid),
+  );
+}

@@ -1,0 +1,99 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { builtinHandlers } from '../../src/discovery/handlers.js';
+import { crdManifests } from '../../src/kube/crds.js';
+import { KubeApiServer } from '../helpers/kubeApiServer.js';
+import { ROOT, tempDir, waitForLine } from '../helpers/processes.js';
+import { until } from '../helpers/wait.js';
+
+/**
+ * `leafbridge controller` as a process (the built module, run through its exported command function; the
+ * lead wires it into src/cli/main.ts), against the test API server (no real kube-apiserver runs in tests).
+ */
+
+const MODULE = join(ROOT, 'dist/src/cli/controllerCommand.js');
+const NS = 'default';
+
+let api: KubeApiServer | undefined;
+const dirs: { remove(): void }[] = [];
+
+afterEach(async () => {
+  await api?.close();
+  api = undefined;
+  for (const d of dirs.splice(0)) d.remove();
+});
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const script = `import { controllerCommand } from ${JSON.stringify(MODULE)};
+    process.exitCode = await controllerCommand(process.argv.slice(1));`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, '--', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH, LEAFBRIDGE_LOG_LEVEL: 'info', ...env },
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, exited, stderr: () => stderr };
+}
+
+describe('leafbridge controller (the command)', () => {
+  it('connects with --kubeconfig, makes brokers, and exits 0 on SIGTERM', async () => {
+    api = await KubeApiServer.start({ crds: crdManifests(builtinHandlers) });
+    const dir = tempDir('lb-controller-');
+    dirs.push(dir);
+    const kubeconfig = api.writeKubeconfig(dir.path, NS);
+    api.seed('discoveryconfigs', {
+      apiVersion: 'leafbridge.io/v1alpha1',
+      kind: 'DiscoveryConfig',
+      metadata: { name: 'cams', namespace: NS },
+      spec: {
+        handler: { name: 'debug-echo', details: { devices: [{ id: 'x' }] } },
+        brokerPodSpec: { containers: [{ name: 'broker', image: 'example/broker:1' }] },
+      },
+    });
+    api.seed('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' } });
+    api.seed('devices', {
+      apiVersion: 'leafbridge.io/v1alpha1',
+      kind: 'Device',
+      metadata: { name: 'cams-aaaaaa', namespace: NS },
+      spec: {
+        id: 'x',
+        configName: 'cams',
+        handler: 'debug-echo',
+        shared: true,
+        nodes: ['n1'],
+        capacity: 1,
+        properties: {},
+      },
+    });
+    api.resources.patch(
+      api.type('devices'),
+      NS,
+      'cams-aaaaaa',
+      'application/merge-patch+json',
+      { status: { online: true, lastSeen: new Date().toISOString() } },
+      { subresource: 'status' },
+    );
+
+    const p = run(['--kubeconfig', kubeconfig, '-n', NS, '--pending-timeout', '5m', '--node-grace', '40s']);
+    await waitForLine(p.child, (l) => (l.msg === 'caches synced; reconciling' ? true : undefined), 15_000);
+    await until(() => api?.object('pods', NS, 'cams-aaaaaa-pod') !== undefined, 10_000, 'the broker pod');
+    const t0 = Date.now();
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(5000);
+  });
+
+  it('exits 2 on a bad flag, and when there is no cluster to connect to', async () => {
+    const bad = run(['--node-grace', 'soon']);
+    expect(await bad.exited).toBe(2);
+    expect(bad.stderr()).toContain('--node-grace: expected a duration');
+
+    const none = run([]); // no KUBECONFIG, no service account
+    expect(await none.exited).toBe(2);
+    expect(none.stderr()).toContain('no cluster');
+  });
+});
