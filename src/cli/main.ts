@@ -6,6 +6,7 @@ import { agentCommand } from './agentCommand.js';
 import { controllerCommand } from './controllerCommand.js';
 import { demoCommand } from './demoCommand.js';
 import { getCommand } from './getCommand.js';
+import { manifestsCommand } from './manifestsCommand.js';
 import { simulateCommand } from './simulateCommand.js';
 
 const USAGE = `usage: leafbridge <command> [options]
@@ -14,6 +15,7 @@ commands:
   agent --config FILE      run the edge agent
   controller               the cluster controller: broker Pods/Jobs and Services per device, lost nodes
   demo                     the agent with simulated sensors and an embedded cloud broker, on 127.0.0.1
+  manifests [options]      print the install as Kubernetes YAML (| kubectl apply -f -)
   get devices|configs      kubectl-like tables (-o wide|json|yaml, -l SELECTOR): from the agent's API
                            (--server URL) or from the cluster (--cluster, --kubeconfig FILE, -n NS, -A)
   simulate KIND [...]      simulated devices: camera, plc, serial, mqtt-sensor
@@ -29,6 +31,7 @@ const commands: Record<string, Command> = {
   controller: controllerCommand,
   demo: demoCommand,
   get: getCommand,
+  manifests: manifestsCommand,
   simulate: simulateCommand,
   'config-reference': async () => {
     process.stdout.write(configReference());

@@ -1,0 +1,344 @@
+import { dirname, join } from 'node:path';
+import type { IDaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
+import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
+import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IEnvVar } from 'kubernetes-models/v1/EnvVar';
+import type { INamespace } from 'kubernetes-models/v1/Namespace';
+import type { IProbe } from 'kubernetes-models/v1/Probe';
+import type { ISecurityContext } from 'kubernetes-models/v1/SecurityContext';
+import type { IVolume } from 'kubernetes-models/v1/Volume';
+import type { IVolumeMount } from 'kubernetes-models/v1/VolumeMount';
+import { parse, stringify } from 'yaml';
+import { AGENT_NODE_FLAGS } from '../cli/runtime.js';
+import { parseConfig } from '../config/load.js';
+import { API_GROUP } from '../discovery/types.js';
+import { ConfigError, errorMessage } from '../util/errors.js';
+import {
+  type InstallOptions,
+  type KubeManifest,
+  labels,
+  manifest,
+  PART_OF,
+  selector,
+} from './installTypes.js';
+
+// The workloads of the install: the agent's DaemonSet and config, the controller's and the hub's Deployments.
+
+/**
+ * What each handler needs of the node beyond the agent's defaults. onvif: the node's network, for
+ * WS-Discovery multicast on the cameras' LAN (a pod network neither carries nor answers it). serial: the
+ * node's /dev (ports plugged in later appear there) and udev database, and the device cgroup opened
+ * (`privileged`) so the agent may open a port to probe it. opcua and mqtt dial out over TCP: nothing.
+ */
+export const HANDLER_NEEDS: Record<string, { hostNetwork?: true; hostDevices?: true }> = {
+  onvif: { hostNetwork: true },
+  opcua: {},
+  serial: { hostDevices: true },
+  mqtt: {},
+  'debug-echo': {},
+};
+
+export const AGENT_PORTS = { mqtt: 1883, http: 8080 } as const;
+const AGENT_DATA_DIR = '/var/lib/leafbridge';
+const CONFIG_TEMPLATE_DIR = '/etc/leafbridge';
+const CONFIG_DIR = '/run/leafbridge';
+/** Where the agent's config has the node's name; the init container puts the Pod's spec.nodeName there. */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: a placeholder in YAML, filled in by sed, not by JavaScript
+export const NODE_NAME_PLACEHOLDER = '${NODE_NAME}';
+/**
+ * The init container's script: the config template with the node's name filled in. The agent reads `node`
+ * only from its config file, and the downward API gives spec.nodeName only as an environment variable.
+ */
+export const NODE_NAME_SCRIPT = 'set -eu; sed -e "s/[$]{NODE_NAME}/$NODE_NAME/g" "$1" > "$2"';
+
+const podResourcesDir = (o: InstallOptions) => join(dirname(o.devicePluginDir), 'pod-resources');
+const needs = (o: InstallOptions) => ({
+  hostNetwork: o.handlers.some((h) => HANDLER_NEEDS[h]?.hostNetwork),
+  hostDevices: o.handlers.some((h) => HANDLER_NEEDS[h]?.hostDevices),
+});
+
+/** The agent's config file (docs/configuration.md), with the node's name as a placeholder. */
+export function agentConfigText(o: InstallOptions): string {
+  const config = {
+    node: NODE_NAME_PLACEHOLDER,
+    dataDir: AGENT_DATA_DIR,
+    broker: { listen: `0.0.0.0:${AGENT_PORTS.mqtt}` },
+    http: { listen: `0.0.0.0:${AGENT_PORTS.http}` },
+    ...(o.upstream ? { upstream: { url: o.upstream } } : {}),
+    kubernetes: 'auto',
+    devicePlugins: {
+      dir: o.devicePluginDir,
+      podResources: join(podResourcesDir(o), 'kubelet.sock'),
+    },
+  };
+  return (
+    `# The leafbridge agent (docs/configuration.md). ${NODE_NAME_PLACEHOLDER}: the node it runs on, filled in at start.\n` +
+    '# Leaf devices and pods need credentials on the edge broker: add auth.devices / auth.users here.\n' +
+    stringify(config, { lineWidth: 0 })
+  );
+}
+
+/** What the agent would say about its config, on a node named `edge-1`. */
+export function agentConfigProblems(text: string): string[] {
+  try {
+    parseConfig(parse(text.replaceAll(NODE_NAME_PLACEHOLDER, 'edge-1')));
+    return [];
+  } catch (err) {
+    return err instanceof ConfigError ? err.problems.map((p) => `agent config: ${p}`) : [errorMessage(err)];
+  }
+}
+
+export function namespace(o: InstallOptions): KubeManifest {
+  return manifest<INamespace>({
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: {
+      name: o.namespace,
+      labels: {
+        'app.kubernetes.io/part-of': PART_OF,
+        // The agent mounts host paths (the kubelet's sockets, its store): only the privileged level admits it,
+        // whatever the cluster's default level is. Broker Pods the controller runs here are admitted alike.
+        'pod-security.kubernetes.io/enforce': 'privileged',
+      },
+    },
+  });
+}
+
+export function agentConfigMap(o: InstallOptions, text: string): KubeManifest {
+  return manifest<IConfigMap>({
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: 'leafbridge-agent', namespace: o.namespace, labels: labels('agent') },
+    data: { 'config.yaml': text },
+  });
+}
+
+export function agentDaemonSet(o: InstallOptions): KubeManifest {
+  const { hostNetwork } = needs(o);
+  return manifest<IDaemonSet>({
+    apiVersion: 'apps/v1',
+    kind: 'DaemonSet',
+    metadata: {
+      name: 'leafbridge-agent',
+      namespace: o.namespace,
+      labels: labels('agent'),
+      annotations: { [`${API_GROUP}/handlers`]: o.handlers.join(',') },
+    },
+    spec: {
+      selector: { matchLabels: selector('agent') },
+      updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } },
+      template: {
+        metadata: { labels: labels('agent') },
+        spec: {
+          serviceAccountName: 'leafbridge-agent',
+          ...(hostNetwork ? { hostNetwork: true, dnsPolicy: 'ClusterFirstWithHostNet' } : {}),
+          nodeSelector: { 'kubernetes.io/os': 'linux', ...o.nodeSelector },
+          ...(o.tolerations.length > 0 ? { tolerations: o.tolerations } : {}),
+          // The agent flushes and exits within 5 s of SIGTERM.
+          terminationGracePeriodSeconds: 10,
+          initContainers: [configContainer(o)],
+          containers: [agentContainer(o)],
+          volumes: agentVolumes(o),
+        },
+      },
+    },
+  });
+}
+
+function configContainer(o: InstallOptions): IContainer {
+  return {
+    name: 'config',
+    image: o.image,
+    command: [
+      'sh',
+      '-c',
+      NODE_NAME_SCRIPT,
+      'sh',
+      `${CONFIG_TEMPLATE_DIR}/config.yaml`,
+      `${CONFIG_DIR}/config.yaml`,
+    ],
+    env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
+    resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '32Mi' } },
+    securityContext: RESTRICTED,
+    volumeMounts: [
+      { name: 'config-template', mountPath: CONFIG_TEMPLATE_DIR, readOnly: true },
+      { name: 'config', mountPath: CONFIG_DIR },
+    ],
+  };
+}
+
+function agentContainer(o: InstallOptions): IContainer {
+  const { hostNetwork, hostDevices } = needs(o);
+  const probe = (path: string, periodSeconds: number, failureThreshold: number): IProbe => ({
+    httpGet: { path, port: 'http' },
+    periodSeconds,
+    timeoutSeconds: 3,
+    failureThreshold,
+  });
+  return {
+    name: 'agent',
+    image: o.image,
+    args: ['agent', '--config', `${CONFIG_DIR}/config.yaml`],
+    env: [{ name: 'NODE_OPTIONS', value: AGENT_NODE_FLAGS.join(' ') }],
+    ports: [
+      // Leaf devices reach the edge broker at the node's address: on the node's network, or a host port.
+      {
+        name: 'mqtt',
+        containerPort: AGENT_PORTS.mqtt,
+        ...(hostNetwork ? {} : { hostPort: AGENT_PORTS.mqtt }),
+        protocol: 'TCP',
+      },
+      { name: 'http', containerPort: AGENT_PORTS.http, protocol: 'TCP' },
+    ],
+    // Start: the store, the broker, then up to 2 s for the API server and the device plugins.
+    startupProbe: probe('/healthz', 2, 30),
+    livenessProbe: probe('/healthz', 10, 3),
+    readinessProbe: probe('/readyz', 5, 3),
+    // docs/operations.md "Memory": ~100 MB idle, ~130 MB at full load; protocol stacks load on first use.
+    resources: { requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '384Mi' } },
+    securityContext: hostDevices ? PRIVILEGED_ROOT : ROOT_NO_CAPABILITIES,
+    // With the node's /dev mounted over /dev, the default /dev/termination-log would be a file on the node.
+    ...(hostDevices ? { terminationMessagePath: '/tmp/termination-log' } : {}),
+    volumeMounts: agentMounts(o),
+  };
+}
+
+function agentMounts(o: InstallOptions): IVolumeMount[] {
+  return [
+    { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+    { name: 'data', mountPath: AGENT_DATA_DIR },
+    { name: 'device-plugins', mountPath: o.devicePluginDir },
+    { name: 'pod-resources', mountPath: podResourcesDir(o), readOnly: true },
+    { name: 'tmp', mountPath: '/tmp' },
+    ...(needs(o).hostDevices
+      ? [
+          // Not read-only: that would not stop writes to device nodes (only the creation of files), and
+          // it would stop the runtime's own mounts under /dev (pts, shm, mqueue).
+          { name: 'dev', mountPath: '/dev' },
+          { name: 'udev', mountPath: '/run/udev', readOnly: true },
+        ]
+      : []),
+  ];
+}
+
+function agentVolumes(o: InstallOptions): IVolume[] {
+  type HostPathType = NonNullable<NonNullable<IVolume['hostPath']>['type']>;
+  const host = (name: string, path: string, type: HostPathType): IVolume => ({
+    name,
+    hostPath: { path, type },
+  });
+  return [
+    { name: 'config-template', configMap: { name: 'leafbridge-agent' } },
+    { name: 'config', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
+    host('data', AGENT_DATA_DIR, 'DirectoryOrCreate'),
+    host('device-plugins', o.devicePluginDir, 'Directory'),
+    host('pod-resources', podResourcesDir(o), 'DirectoryOrCreate'),
+    { name: 'tmp', emptyDir: { sizeLimit: '64Mi' } },
+    ...(needs(o).hostDevices
+      ? [host('dev', '/dev', 'Directory'), host('udev', '/run/udev', 'DirectoryOrCreate')]
+      : []),
+  ];
+}
+
+/**
+ * The agent without serial ports: root, for the kubelet's root-owned directories and sockets (as their
+ * owner, so without CAP_DAC_OVERRIDE), and no capability at all: multicast needs none, nor do ports > 1024.
+ */
+const ROOT_NO_CAPABILITIES: ISecurityContext = {
+  runAsUser: 0,
+  runAsGroup: 0,
+  runAsNonRoot: false,
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
+};
+
+/**
+ * The agent with serial ports: the container runtime's device cgroup refuses to open any device node not
+ * given to the container, and Kubernetes can give host devices only to a privileged container.
+ */
+const PRIVILEGED_ROOT: ISecurityContext = {
+  runAsUser: 0,
+  runAsGroup: 0,
+  privileged: true,
+  readOnlyRootFilesystem: true,
+};
+
+/** The controller, the hub and the agent's init container: Pod Security "restricted". */
+const RESTRICTED: ISecurityContext = {
+  runAsUser: 65532,
+  runAsGroup: 65532,
+  runAsNonRoot: true,
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
+};
+
+// ------------------------------------------------------------------------- the controller, the hub
+
+type DeploymentStrategy = NonNullable<NonNullable<IDeployment['spec']>['strategy']>;
+
+export function controllerDeployment(o: InstallOptions): KubeManifest {
+  return deployment(o, 'controller', {
+    replicas: 1,
+    // One controller at a time (it has no leader election): the old one goes before the new one starts.
+    strategy: { type: 'Recreate' },
+    args: ['controller'],
+    env: [],
+  });
+}
+
+export function hubDeployment(o: InstallOptions, hub: { brokerUrl: string; replicas: number }): KubeManifest {
+  return deployment(o, 'hub', {
+    replicas: hub.replicas,
+    strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+    args: ['hub', '--broker', hub.brokerUrl],
+    env: [
+      {
+        name: 'LEAFBRIDGE_HUB_PASSWORD',
+        valueFrom: { secretKeyRef: { name: 'leafbridge-hub', key: 'password', optional: true } },
+      },
+    ],
+  });
+}
+
+function deployment(
+  o: InstallOptions,
+  component: 'controller' | 'hub',
+  d: { replicas: number; strategy: DeploymentStrategy; args: string[]; env: IEnvVar[] },
+): KubeManifest {
+  const name = `leafbridge-${component}`;
+  return manifest<IDeployment>({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, namespace: o.namespace, labels: labels(component) },
+    spec: {
+      replicas: d.replicas,
+      strategy: d.strategy,
+      selector: { matchLabels: selector(component) },
+      template: {
+        metadata: { labels: labels(component) },
+        spec: {
+          serviceAccountName: name,
+          nodeSelector: { 'kubernetes.io/os': 'linux' },
+          terminationGracePeriodSeconds: 10,
+          // No HTTP endpoint (yet): no probes; a process that fails exits and is restarted.
+          containers: [
+            {
+              name: component,
+              image: o.image,
+              args: d.args,
+              ...(d.env.length > 0 ? { env: d.env } : {}),
+              // @kubernetes/client-node alone costs ~70 MB.
+              resources: { requests: { cpu: '20m', memory: '128Mi' }, limits: { memory: '256Mi' } },
+              securityContext: RESTRICTED,
+            },
+          ],
+        },
+      },
+    },
+  });
+}

@@ -1,0 +1,198 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Document, isNode, stringify } from 'yaml';
+import type { DiscoveryHandler } from '../discovery/handler.js';
+import { ConfigError } from '../util/errors.js';
+import { crdManifests } from './crds.js';
+import { GRANTS, rbac } from './installRbac.js';
+import type { Component, InstallFile, InstallOptions, KubeManifest } from './installTypes.js';
+import {
+  agentConfigMap,
+  agentConfigProblems,
+  agentConfigText,
+  agentDaemonSet,
+  controllerDeployment,
+  HANDLER_NEEDS,
+  hubDeployment,
+  namespace,
+} from './installWorkloads.js';
+
+export { GRANTS, type Grant } from './installRbac.js';
+export type { Component, InstallFile, InstallOptions, KubeManifest, Toleration } from './installTypes.js';
+export { AGENT_PORTS, HANDLER_NEEDS, NODE_NAME_PLACEHOLDER, NODE_NAME_SCRIPT } from './installWorkloads.js';
+
+/**
+ * The whole leafbridge install as Kubernetes objects: Namespace, CRDs, RBAC, the agent's ConfigMap and
+ * DaemonSet, the controller's and the hub's Deployments. `leafbridge manifests` prints them; deploy/ holds
+ * them for the default options (deployFiles(), kept in step by test/unit/manifests.test.ts).
+ */
+
+export const DEFAULT_HANDLERS = ['onvif', 'opcua', 'serial', 'mqtt'];
+export const DEFAULT_IMAGE_REPOSITORY = 'ghcr.io/leafbridge/leafbridge';
+
+export function defaultInstallOptions(): InstallOptions {
+  return {
+    namespace: 'leafbridge',
+    image: `${DEFAULT_IMAGE_REPOSITORY}:${packageVersion()}`,
+    handlers: [...DEFAULT_HANDLERS],
+    controller: true,
+    devicePluginDir: '/var/lib/kubelet/device-plugins',
+    nodeSelector: {},
+    tolerations: [],
+  };
+}
+
+/** The install in apply order (the Namespace first, then the CRDs), checked: ConfigError lists every problem. */
+export function installManifests(
+  handlers: readonly DiscoveryHandler[],
+  options: Partial<InstallOptions> = {},
+): KubeManifest[] {
+  return installFiles(handlers, options).flatMap((f) => f.objects);
+}
+
+export function installFiles(
+  handlers: readonly DiscoveryHandler[],
+  options: Partial<InstallOptions> = {},
+): InstallFile[] {
+  const o: InstallOptions = { ...defaultInstallOptions(), ...options };
+  const problems = optionProblems(o, handlers);
+  const agentConfig = agentConfigText(o);
+  problems.push(...agentConfigProblems(agentConfig));
+  if (problems.length > 0) throw new ConfigError(problems);
+  const files: InstallFile[] = [
+    { part: 'agent', file: 'namespace.yaml', objects: [namespace(o)] },
+    ...crdManifests(handlers).map((crd) => ({
+      part: 'crds' as const,
+      file: `${crd.spec.group}_${crd.spec.names.plural}.yaml`,
+      objects: [crd as unknown as KubeManifest],
+    })),
+    { part: 'agent', file: 'rbac.yaml', objects: rbac(o, 'agent') },
+    { part: 'agent', file: 'configmap.yaml', objects: [agentConfigMap(o, agentConfig)] },
+    { part: 'agent', file: 'daemonset.yaml', objects: [agentDaemonSet(o)] },
+  ];
+  if (o.controller) {
+    files.push(
+      { part: 'controller', file: 'rbac.yaml', objects: rbac(o, 'controller') },
+      { part: 'controller', file: 'deployment.yaml', objects: [controllerDeployment(o)] },
+    );
+  }
+  if (o.hub) {
+    files.push(
+      { part: 'hub', file: 'rbac.yaml', objects: rbac(o, 'hub') },
+      { part: 'hub', file: 'deployment.yaml', objects: [hubDeployment(o, o.hub)] },
+    );
+  }
+  return files;
+}
+
+/** Multi-document YAML for `kubectl apply -f -`. */
+export function manifestsYaml(objects: readonly KubeManifest[], header = ''): string {
+  return header + objects.map((o) => `---\n${toYaml(o)}`).join('');
+}
+
+/** One object as YAML; each RBAC rule with a comment saying what needs it. */
+function toYaml(o: KubeManifest): string {
+  const doc = new Document(o);
+  const component = o.metadata.labels?.['app.kubernetes.io/component'] as Component | undefined;
+  if ((o.kind === 'Role' || o.kind === 'ClusterRole') && component && GRANTS[component]) {
+    const grants = GRANTS[component][o.kind === 'Role' ? 'namespaced' : 'cluster'];
+    grants.forEach((g, i) => {
+      const node = doc.getIn(['rules', i], true);
+      if (isNode(node)) node.commentBefore = ` ${g.why}`;
+    });
+  }
+  return doc.toString({ lineWidth: 0 });
+}
+
+/** The version in package.json, found by walking up from this module (src/kube/ or dist/src/kube/). */
+export function packageVersion(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    const file = join(dir, 'package.json');
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'leafbridge' && pkg.version) return pkg.version;
+    }
+    if (dirname(dir) === dir) return '0.0.0';
+  }
+}
+
+// ------------------------------------------------------------------------------------------ options
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const BROKER_URL = /^mqtts?:\/\/[^\s/?#]+(:\d{1,5})?\/?$/;
+
+function optionProblems(o: InstallOptions, handlers: readonly DiscoveryHandler[]): string[] {
+  const problems: string[] = [];
+  if (!DNS_LABEL.test(o.namespace)) problems.push(`namespace: ${o.namespace}: not a namespace name`);
+  if (!/^\S+$/.test(o.image)) problems.push(`image: ${JSON.stringify(o.image)}: not an image reference`);
+  const known = handlers.map((h) => h.name);
+  if (o.handlers.length === 0) problems.push('handlers: name at least one handler');
+  for (const name of o.handlers) {
+    if (!known.includes(name)) problems.push(`handlers: ${name}: unknown (known: ${known.join(', ')})`);
+    else if (!HANDLER_NEEDS[name]) problems.push(`handlers: ${name}: its needs of the node are not known`);
+  }
+  if (o.hub && !BROKER_URL.test(o.hub.brokerUrl))
+    problems.push(`hub: ${o.hub.brokerUrl}: must be an mqtt:// or mqtts:// URL`);
+  if (o.hub && !(Number.isInteger(o.hub.replicas) && o.hub.replicas >= 1 && o.hub.replicas <= 100))
+    problems.push(`hub replicas: ${o.hub.replicas}: must be a whole number from 1 to 100`);
+  if (!o.devicePluginDir.startsWith('/'))
+    problems.push(`devicePluginDir: ${o.devicePluginDir}: must be an absolute path`);
+  return problems;
+}
+
+// ------------------------------------------------------------------------------------------ deploy/
+
+/** The example cloud broker of deploy/overlays/cloud (the agents' upstream and the hub's broker). */
+export const EXAMPLE_CLOUD_BROKER = 'mqtts://mqtt.example.com:8883';
+
+/**
+ * The generated files of deploy/ (paths relative to it): deploy/agent, deploy/controller (default options),
+ * deploy/hub (the example broker, 2 replicas), and the agent config of deploy/overlays/cloud. deploy/crds is
+ * crdFiles()'s; the kustomization.yaml files of deploy/base and deploy/overlays are written by hand, and the
+ * tests render each one with kubectl and compare it with installManifests() for the same options.
+ */
+export function deployFiles(handlers: readonly DiscoveryHandler[]): { path: string; text: string }[] {
+  const cloud = { upstream: EXAMPLE_CLOUD_BROKER, hub: { brokerUrl: EXAMPLE_CLOUD_BROKER, replicas: 2 } };
+  const parts = [
+    ...installFiles(handlers).filter((f) => f.part === 'agent' || f.part === 'controller'),
+    ...installFiles(handlers, cloud).filter((f) => f.part === 'hub'),
+  ];
+  const out: { path: string; text: string }[] = [];
+  for (const part of ['agent', 'controller', 'hub'] as const) {
+    const files = parts.filter((f) => f.part === part);
+    out.push({
+      path: `${part}/kustomization.yaml`,
+      text: kustomization(
+        part,
+        files.map((f) => f.file),
+      ),
+    });
+    for (const f of files) out.push({ path: `${part}/${f.file}`, text: fileText(f.objects) });
+  }
+  const cloudConfig = installFiles(handlers, cloud).find((f) => f.file === 'configmap.yaml')!;
+  out.push({ path: 'overlays/cloud/agent-config.yaml', text: fileText(cloudConfig.objects) });
+  return out;
+}
+
+const GENERATED =
+  '# Generated by deployFiles() in src/kube/manifests.ts; do not edit.\n' +
+  '# Regenerate: npx vitest run test/unit/manifests.test.ts -u\n';
+
+function fileText(objects: KubeManifest[]): string {
+  return GENERATED + objects.map(toYaml).join('---\n');
+}
+
+function kustomization(part: Component, files: string[]): string {
+  const what: Record<Component, string> = {
+    agent: 'The Namespace and the edge agent (a DaemonSet), with its RBAC and config.',
+    controller: 'The controller: broker Pods/Jobs and Services per Device.',
+    hub: 'The cloud twin hub (MQTT shared subscriptions; the broker URL is an example: deploy/overlays/cloud).',
+  };
+  // kubectl 1.20's kustomize (v2.0.3) takes only files in `resources` and directories in `bases`.
+  return `${GENERATED}# ${what[part]}\n${stringify({
+    apiVersion: 'kustomize.config.k8s.io/v1beta1',
+    kind: 'Kustomization',
+    resources: files,
+  })}`;
+}

@@ -1,0 +1,526 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { parse } from 'yaml';
+import { manifestsCommand, parseManifestsArgs } from '../../src/cli/manifestsCommand.js';
+import { parseConfig } from '../../src/config/load.js';
+import { builtinHandlers } from '../../src/discovery/handlers.js';
+import {
+  deployFiles,
+  GRANTS,
+  HANDLER_NEEDS,
+  type InstallOptions,
+  installManifests,
+  type KubeManifest,
+  NODE_NAME_PLACEHOLDER,
+  packageVersion,
+} from '../../src/kube/manifests.js';
+import { ConfigError } from '../../src/util/errors.js';
+import { byKey, grantedTriples, modelProblems, yamlObjects } from '../helpers/kubeManifests.js';
+import { ROOT, tempDir } from '../helpers/processes.js';
+
+type PodSpec = {
+  hostNetwork?: boolean;
+  dnsPolicy?: string;
+  nodeSelector: Record<string, string>;
+  tolerations?: unknown[];
+  serviceAccountName: string;
+  initContainers?: Container[];
+  containers: Container[];
+  volumes: { name: string; hostPath?: { path: string; type: string } }[];
+};
+type Container = {
+  name: string;
+  image: string;
+  command?: string[];
+  args?: string[];
+  env?: { name: string; value?: string }[];
+  ports?: { name: string; containerPort: number; hostPort?: number }[];
+  securityContext: Record<string, unknown>;
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
+  livenessProbe?: { httpGet: { path: string; port: string } };
+  readinessProbe?: { httpGet: { path: string; port: string } };
+};
+
+const install = (o: Partial<InstallOptions> = {}) => installManifests(builtinHandlers, o);
+const find = (objects: KubeManifest[], kind: string, name: string) =>
+  objects.find((o) => o.kind === kind && o.metadata.name === name);
+const podSpec = (o: KubeManifest | undefined) =>
+  (o as unknown as { spec: { template: { spec: PodSpec } } }).spec.template.spec;
+const agentPod = (objects: KubeManifest[]) => podSpec(find(objects, 'DaemonSet', 'leafbridge-agent'));
+const agentContainer = (objects: KubeManifest[]) => agentPod(objects).containers[0]!;
+const agentConfigText = (objects: KubeManifest[]) =>
+  (find(objects, 'ConfigMap', 'leafbridge-agent') as unknown as { data: Record<string, string> }).data[
+    'config.yaml'
+  ]!;
+
+const OPTION_SETS: [string, Partial<InstallOptions>][] = [
+  ['the defaults', {}],
+  ['no controller', { controller: false }],
+  [
+    'the cloud: upstream and hub',
+    { upstream: 'mqtts://b.example:8883', hub: { brokerUrl: 'mqtt://b.example', replicas: 3 } },
+  ],
+  ['network handlers only', { handlers: ['opcua', 'mqtt'] }],
+  [
+    'namespace, image, plugin dir, node selector, tolerations',
+    {
+      namespace: 'edge-system',
+      image: 'registry.local:5000/lb:test',
+      devicePluginDir: '/data/kubelet/device-plugins',
+      nodeSelector: { 'node-role.kubernetes.io/edge': '' },
+      tolerations: [{ key: 'edge', operator: 'Exists', effect: 'NoSchedule' }],
+    },
+  ],
+];
+
+describe('installManifests', () => {
+  it.each(OPTION_SETS)(
+    '%s: every object is valid against the Kubernetes schemas (kubernetes-models)',
+    (_, o) => {
+      const objects = install(o);
+      expect(objects.map(modelProblems).filter(Boolean)).toEqual([]);
+      expect(Object.keys(byKey(objects))).toHaveLength(objects.length); // no two objects of one name
+      expect(objects[0]!.kind).toBe('Namespace'); // first: `kubectl apply -f -` creates it before the rest
+    },
+  );
+
+  it.each(OPTION_SETS)('%s: namespaces, images and service accounts follow the options', (_, o) => {
+    const objects = install(o);
+    const ns = o.namespace ?? 'leafbridge';
+    const image = o.image ?? `ghcr.io/leafbridge/leafbridge:${packageVersion()}`;
+    expect(find(objects, 'Namespace', ns)).toBeDefined();
+    const clusterScoped = ['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding'];
+    for (const obj of objects) {
+      expect(obj.metadata.namespace, `${obj.kind} ${obj.metadata.name}`).toBe(
+        clusterScoped.includes(obj.kind) ? undefined : ns,
+      );
+      for (const s of (obj.subjects ?? []) as { namespace: string }[]) expect(s.namespace).toBe(ns);
+    }
+    const workloads = objects.filter((x) => x.kind === 'DaemonSet' || x.kind === 'Deployment');
+    expect(workloads.map((w) => w.metadata.name).sort()).toEqual(
+      [
+        'leafbridge-agent',
+        ...(o.controller === false ? [] : ['leafbridge-controller']),
+        ...(o.hub ? ['leafbridge-hub'] : []),
+      ].sort(),
+    );
+    for (const w of workloads) {
+      const spec = podSpec(w);
+      for (const c of [...(spec.initContainers ?? []), ...spec.containers]) expect(c.image).toBe(image);
+      expect(find(objects, 'ServiceAccount', spec.serviceAccountName)).toBeDefined();
+      expect(spec.nodeSelector).toEqual({
+        'kubernetes.io/os': 'linux',
+        ...(w.kind === 'DaemonSet' ? o.nodeSelector : {}),
+      });
+    }
+    expect(agentPod(objects).tolerations).toEqual(o.tolerations?.length ? o.tolerations : undefined);
+    const hub = find(objects, 'Deployment', 'leafbridge-hub') as { spec: { replicas: number } } | undefined;
+    if (o.hub) {
+      expect(hub?.spec.replicas).toBe(o.hub.replicas);
+      expect(podSpec(hub as never).containers[0]!.args).toEqual(['hub', '--broker', o.hub.brokerUrl]);
+    }
+  });
+
+  it.each(OPTION_SETS)(
+    '%s: the agent mounts exactly the paths its config names, and probes its HTTP port',
+    (_, o) => {
+      const objects = install(o);
+      const config = parseConfig(parse(agentConfigText(objects).replaceAll(NODE_NAME_PLACEHOLDER, 'edge-1')));
+      const pod = agentPod(objects);
+      const agent = agentContainer(objects);
+      const hostPathAt = (path: string) => {
+        const mount = agent.volumeMounts?.find((m) => m.mountPath === path);
+        return pod.volumes.find((v) => v.name === mount?.name)?.hostPath?.path;
+      };
+      // The device-plugin dir at the same path inside and out: the kubelet dials the sockets the agent creates.
+      expect(config.devicePlugins.dir).toBe(o.devicePluginDir ?? '/var/lib/kubelet/device-plugins');
+      expect(hostPathAt(config.devicePlugins.dir)).toBe(config.devicePlugins.dir);
+      expect(hostPathAt(dirname(config.devicePlugins.podResources))).toBe(
+        dirname(config.devicePlugins.podResources),
+      );
+      expect(hostPathAt(config.dataDir)).toBe('/var/lib/leafbridge');
+      expect(config.upstream?.url).toBe(o.upstream);
+      expect(config.kubernetes).toBe('auto');
+      const http = agent.ports?.find((p) => p.name === 'http');
+      expect(http?.containerPort).toBe(config.http.listen.port);
+      expect(agent.ports?.find((p) => p.name === 'mqtt')?.containerPort).toBe(config.broker.listen.port);
+      expect(agent.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'http' });
+      expect(agent.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'http' });
+      expect(agent.env).toContainEqual({
+        name: 'NODE_OPTIONS',
+        value: '--max-semi-space-size=8 --max-old-space-size=96',
+      });
+      expect(agent.args).toEqual(['agent', '--config', '/run/leafbridge/config.yaml']);
+    },
+  );
+
+  it('the init container writes the config with the node name filled in, and the agent accepts it', () => {
+    const objects = install({ upstream: 'mqtt://cloud.example:1883' });
+    const init = agentPod(objects).initContainers![0]!;
+    const [shell, flag, script, arg0, from, to] = init.command!;
+    expect([shell, flag, arg0, from, to]).toEqual([
+      'sh',
+      '-c',
+      'sh',
+      '/etc/leafbridge/config.yaml',
+      '/run/leafbridge/config.yaml',
+    ]);
+    expect(init.env).toEqual([
+      { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+    ]);
+    const dir = tempDir();
+    try {
+      writeFileSync(join(dir.path, 'template.yaml'), agentConfigText(objects));
+      const out = join(dir.path, 'config.yaml');
+      execFileSync('sh', ['-c', script!, 'sh', join(dir.path, 'template.yaml'), out], {
+        env: { PATH: process.env.PATH, NODE_NAME: 'edge-7.example.com' },
+      });
+      const config = parseConfig(parse(readFileSync(out, 'utf8')));
+      expect(config.node).toBe('edge-7.example.com');
+      expect(config.upstream?.clientId).toBe('leafbridge-edge-7.example.com');
+    } finally {
+      dir.remove();
+    }
+  });
+
+  it('handlers decide the privileges: onvif the node network, serial /dev and a privileged container', () => {
+    const shape = (handlers: string[]) => {
+      const objects = install({ handlers });
+      const pod = agentPod(objects);
+      const agent = agentContainer(objects);
+      return {
+        hostNetwork: pod.hostNetwork ?? false,
+        dnsPolicy: pod.dnsPolicy,
+        mqttHostPort: agent.ports?.find((p) => p.name === 'mqtt')?.hostPort,
+        dev: pod.volumes.some((v) => v.hostPath?.path === '/dev'),
+        privileged: agent.securityContext.privileged ?? false,
+      };
+    };
+    expect(shape(['opcua', 'mqtt'])).toEqual({
+      hostNetwork: false,
+      dnsPolicy: undefined,
+      mqttHostPort: 1883,
+      dev: false,
+      privileged: false,
+    });
+    expect(shape(['onvif'])).toEqual({
+      hostNetwork: true,
+      dnsPolicy: 'ClusterFirstWithHostNet',
+      mqttHostPort: undefined,
+      dev: false,
+      privileged: false,
+    });
+    expect(shape(['serial'])).toMatchObject({ hostNetwork: false, dev: true, privileged: true });
+    expect(shape(['onvif', 'opcua', 'serial', 'mqtt'])).toMatchObject({
+      hostNetwork: true,
+      privileged: true,
+    });
+    expect(find(install(), 'DaemonSet', 'leafbridge-agent')?.metadata.annotations).toEqual({
+      'leafbridge.io/handlers': 'onvif,opcua,serial,mqtt',
+    });
+    expect(Object.keys(HANDLER_NEEDS).sort()).toEqual(builtinHandlers.map((h) => h.name).sort());
+  });
+
+  it('least privilege where privilege is not needed: no capabilities, no escalation, read-only root', () => {
+    const objects = install({
+      handlers: ['onvif', 'opcua', 'mqtt'],
+      hub: { brokerUrl: 'mqtt://b', replicas: 1 },
+    });
+    const agent = agentContainer(objects);
+    expect(agent.securityContext).toMatchObject({
+      runAsUser: 0,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+    });
+    const others = [
+      agentPod(objects).initContainers![0]!,
+      podSpec(find(objects, 'Deployment', 'leafbridge-controller')).containers[0]!,
+      podSpec(find(objects, 'Deployment', 'leafbridge-hub')).containers[0]!,
+    ];
+    for (const c of others) {
+      expect(c.securityContext, c.name).toMatchObject({
+        runAsNonRoot: true,
+        runAsUser: 65532,
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ['ALL'] },
+        seccompProfile: { type: 'RuntimeDefault' },
+      });
+    }
+    for (const m of agent.volumeMounts ?? []) {
+      if (['pod-resources', 'config'].includes(m.name)) expect(m.readOnly, m.name).toBe(true);
+    }
+  });
+
+  it('refuses bad options, naming each problem', () => {
+    const problems = (o: Partial<InstallOptions>) => {
+      try {
+        install(o);
+        return [];
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return [...(err as ConfigError).problems];
+      }
+    };
+    expect(
+      problems({
+        namespace: 'Leaf_Bridge',
+        handlers: ['onvif', 'zigbee'],
+        upstream: 'http://cloud',
+        hub: { brokerUrl: 'ws://x', replicas: 0 },
+        devicePluginDir: 'relative/dir',
+        image: 'has space',
+      }),
+    ).toEqual([
+      'namespace: Leaf_Bridge: not a namespace name',
+      'image: "has space": not an image reference',
+      'handlers: zigbee: unknown (known: onvif, opcua, serial, mqtt, debug-echo)',
+      'hub: ws://x: must be an mqtt:// or mqtts:// URL',
+      'hub replicas: 0: must be a whole number from 1 to 100',
+      'devicePluginDir: relative/dir: must be an absolute path',
+      'agent config: upstream.url: must be an mqtt:// or mqtts:// URL',
+    ]);
+    expect(problems({ handlers: [] })).toEqual(['handlers: name at least one handler']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------- RBAC
+
+/** Source files reachable from `entry` through relative imports (static and dynamic). */
+function reachable(entry: string): string[] {
+  const seen = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file) || !existsSync(file)) return;
+    seen.add(file);
+    const text = readFileSync(file, 'utf8');
+    for (const m of text.matchAll(/(?:from|import\()\s*'(\.{1,2}\/[^']+)'/g)) {
+      visit(resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts')));
+    }
+  };
+  visit(join(ROOT, entry));
+  return [...seen].map((f) => relative(ROOT, f)).sort();
+}
+
+let apiMethods: Set<string> | undefined;
+/** Every request method of client-node's typed API classes (listNamespacedCustomObject, readNode, ...). */
+async function clientNodeMethods(): Promise<Set<string>> {
+  if (apiMethods) return apiMethods;
+  const k8s = (await import('@kubernetes/client-node')) as unknown as Record<string, unknown>;
+  apiMethods = new Set();
+  for (const [name, value] of Object.entries(k8s)) {
+    if (!name.endsWith('Api') || typeof value !== 'function') continue;
+    for (const m of Object.getOwnPropertyNames(value.prototype)) {
+      if (/^(list|read|create|replace|patch|delete|get|connect)[A-Z]/.test(m)) apiMethods.add(m);
+    }
+  }
+  return apiMethods;
+}
+
+/** The client-node calls in a component's code: `file method` (and `file Watch` for client-node's Watch). */
+async function apiCalls(entry: string): Promise<string[]> {
+  const methods = await clientNodeMethods();
+  const out = new Set<string>();
+  for (const file of reachable(entry)) {
+    const text = readFileSync(join(ROOT, file), 'utf8');
+    for (const m of text.matchAll(/\.(\w+)\(/g)) if (methods.has(m[1]!)) out.add(`${file} ${m[1]}`);
+    if (/new Watch\(/.test(text)) out.add(`${file} Watch`);
+    expect(text, `${file} uses KubernetesObjectApi: list its calls here`).not.toMatch(/KubernetesObjectApi/);
+  }
+  return [...out].sort();
+}
+
+const LB = 'leafbridge.io';
+/** What each call of the agent does, as RBAC sees it (`group/resource verb`). Update with the code. */
+const AGENT_CALLS: Record<string, string[]> = {
+  'src/registry/kubeStore.ts listNamespacedCustomObject': [`${LB}/devices list`],
+  'src/registry/kubeStore.ts getNamespacedCustomObject': [`${LB}/devices get`, `${LB}/discoveryconfigs get`],
+  'src/registry/kubeStore.ts createNamespacedCustomObject': [`${LB}/devices create`],
+  'src/registry/kubeStore.ts replaceNamespacedCustomObject': [`${LB}/devices update`],
+  'src/registry/kubeStore.ts deleteNamespacedCustomObject': [`${LB}/devices delete`],
+  'src/registry/kubeStore.ts patchNamespacedCustomObjectStatus': [`${LB}/devices/status patch`],
+  'src/registry/kubeReflector.ts listNamespacedCustomObject': [
+    `${LB}/devices list`,
+    `${LB}/discoveryconfigs list`,
+  ],
+  'src/registry/kubeReflector.ts Watch': [`${LB}/devices watch`, `${LB}/discoveryconfigs watch`],
+  'src/registry/kubeConfigs.ts readNode': ['/nodes get'],
+  'src/registry/kubeConfigs.ts patchNamespacedCustomObjectStatus': [`${LB}/discoveryconfigs/status patch`],
+  'src/deviceplugin/podList.ts listPodForAllNamespaces': ['/pods list'],
+};
+const HUB_CALLS: Record<string, string[]> = {
+  'src/hub/statusWriter.ts listNamespacedCustomObject': [`${LB}/devices list`],
+  'src/hub/statusWriter.ts getNamespacedCustomObject': [`${LB}/devices get`],
+  'src/hub/statusWriter.ts patchNamespacedCustomObjectStatus': [`${LB}/devices/status patch`],
+  'src/registry/kubeReflector.ts listNamespacedCustomObject': [`${LB}/devices list`],
+  'src/registry/kubeReflector.ts Watch': [`${LB}/devices watch`],
+};
+const triples = (calls: Record<string, string[]>) => [...new Set(Object.values(calls).flat())].sort();
+
+describe('RBAC: each component gets exactly what its code calls', () => {
+  it('the agent: the client-node calls reachable from `leafbridge agent` are the listed ones, and the roles grant exactly them', async () => {
+    expect(await apiCalls('src/cli/agentCommand.ts')).toEqual(Object.keys(AGENT_CALLS).sort());
+    expect(grantedTriples(install(), 'leafbridge-agent')).toEqual(triples(AGENT_CALLS));
+    // Namespaced where the API allows: only Nodes (cluster-scoped) and the pods of all namespaces need more.
+    expect(GRANTS.agent.cluster.flatMap((g) => g.resources)).toEqual(['nodes', 'pods']);
+  });
+
+  it('the hub: the same for `leafbridge hub`', async () => {
+    expect(await apiCalls('src/cli/hubCommand.ts')).toEqual(Object.keys(HUB_CALLS).sort());
+    const objects = install({ hub: { brokerUrl: 'mqtt://b', replicas: 1 } });
+    expect(grantedTriples(objects, 'leafbridge-hub')).toEqual(triples(HUB_CALLS));
+    expect(GRANTS.hub.cluster).toEqual([]);
+  });
+
+  it('the controller: exactly the writes it makes and the collections it watches', () => {
+    const dir = join(ROOT, 'src/controller');
+    const paths: Record<string, string> = { pods: '', services: '', nodes: '', jobs: 'batch', devices: LB };
+    paths.discoveryconfigs = LB;
+    const verbs: Record<string, string> = {
+      get: 'get',
+      create: 'create',
+      delete: 'delete',
+      replace: 'update',
+      mergePatch: 'patch',
+    };
+    const needed = new Set<string>();
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts'))) {
+      const text = readFileSync(join(dir, file), 'utf8');
+      // A `plural` variable stands for the kinds its type annotation in that file names ('pods' | 'jobs').
+      const annotated = /\bplural: ((?:'\w+'(?: \| )?)+)/.exec(text)?.[1]?.match(/\w+/g) ?? [];
+      for (const m of text.matchAll(/writer\.(\w+)\(\s*('\w+'|plural),([\s\S]*?)\);/g)) {
+        const [, op, arg, rest] = m as unknown as [string, string, string, string];
+        const status = op === 'mergePatch' && /,\s*true\s*$/.test(rest.trim().replace(/\)$/, ''));
+        for (const plural of arg === 'plural' ? annotated : [arg.slice(1, -1)])
+          needed.add(`${paths[plural]}/${plural}${status ? '/status' : ''} ${verbs[op]}`);
+      }
+    }
+    // The informers list and watch each kind the writer knows (src/controller/apiWriter.ts `Plural`).
+    const plurals = /export type Plural = ([^;]+);/.exec(
+      readFileSync(join(dir, 'apiWriter.ts'), 'utf8'),
+    )![1]!;
+    for (const p of plurals.matchAll(/'(\w+)'/g)) {
+      needed.add(`${paths[p[1]!]}/${p[1]} list`);
+      needed.add(`${paths[p[1]!]}/${p[1]} watch`);
+    }
+    // Owner references with blockOwnerDeletion need `update` on the owner's finalizers (an admission check).
+    const finalizers = [`${LB}/devices/finalizers update`, `${LB}/discoveryconfigs/finalizers update`];
+    expect(grantedTriples(install(), 'leafbridge-controller')).toEqual([...needed, ...finalizers].sort());
+  });
+});
+
+// ------------------------------------------------------------------------------------------ deploy/
+
+describe('deploy/ holds what the code generates (regenerate: npx vitest run test/unit/manifests.test.ts -u)', () => {
+  const files = deployFiles(builtinHandlers);
+
+  it.each(files.map((f) => [f.path, f.text]))('deploy/%s', async (path, text) => {
+    await expect(text).toMatchFileSnapshot(join(ROOT, 'deploy', path));
+    for (const o of yamlObjects(text).filter((x) => x.kind !== 'Kustomization'))
+      expect(modelProblems(o)).toBe('');
+  });
+
+  it('no stale files in the generated folders', () => {
+    for (const part of ['agent', 'controller', 'hub']) {
+      const expected = files
+        .filter((f) => f.path.startsWith(`${part}/`))
+        .map((f) => f.path.slice(part.length + 1));
+      expect(readdirSync(join(ROOT, 'deploy', part)).sort()).toEqual(expected.sort());
+    }
+  });
+});
+
+// ------------------------------------------------------------------------------- leafbridge manifests
+
+describe('leafbridge manifests', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    let stdout = '';
+    let stderr = '';
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      stdout += String(chunk);
+      return true;
+    });
+    vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+      stderr += String(chunk);
+      return true;
+    });
+    const code = await manifestsCommand(argv);
+    vi.restoreAllMocks();
+    return { code, stdout, stderr };
+  }
+
+  it('prints the default install as YAML documents', async () => {
+    const { code, stdout, stderr } = await run([]);
+    expect(code).toBe(0);
+    expect(stderr).toBe('');
+    expect(stdout).toMatch(/^# leafbridge \d+\.\d+\.\d+: leafbridge manifests\n---\n/);
+    expect(yamlObjects(stdout)).toEqual(JSON.parse(JSON.stringify(install())));
+  });
+
+  it('follows every flag', async () => {
+    const argv = [
+      ...['--namespace', 'edge', '--image', 'reg.example/lb:1', '--upstream', 'mqtts://cloud:8883'],
+      ...[
+        '--handlers',
+        'mqtt,opcua',
+        '--no-controller',
+        '--hub',
+        'mqtts://cloud:8883',
+        '--hub-replicas',
+        '3',
+      ],
+      ...['--device-plugin-dir', '/k/device-plugins', '--node-selector', 'edge=true,zone=a'],
+      ...['--tolerate', 'edge:NoSchedule', '--tolerate', 'dedicated=iot'],
+    ];
+    const { code, stdout } = await run(argv);
+    expect(code).toBe(0);
+    const expected = install({
+      namespace: 'edge',
+      image: 'reg.example/lb:1',
+      upstream: 'mqtts://cloud:8883',
+      handlers: ['mqtt', 'opcua'],
+      controller: false,
+      hub: { brokerUrl: 'mqtts://cloud:8883', replicas: 3 },
+      devicePluginDir: '/k/device-plugins',
+      nodeSelector: { edge: 'true', zone: 'a' },
+      tolerations: [
+        { key: 'edge', operator: 'Exists', effect: 'NoSchedule' },
+        { key: 'dedicated', operator: 'Equal', value: 'iot' },
+      ],
+    });
+    const objects = yamlObjects(stdout);
+    expect(objects).toEqual(JSON.parse(JSON.stringify(expected)));
+    expect(objects.map(modelProblems).filter(Boolean)).toEqual([]);
+  });
+
+  it.each([
+    [['--bogus'], "Unknown option '--bogus'"],
+    [['--hub-replicas', '2'], '--hub-replicas needs --hub URL'],
+    [['--hub', 'mqtt://b', '--hub-replicas', 'two'], '--hub-replicas two: must be a whole number'],
+    [['--handlers', 'zigbee'], 'handlers: zigbee: unknown'],
+    [['--upstream', 'http://x'], 'upstream.url: must be an mqtt:// or mqtts:// URL'],
+    [['--node-selector', 'a'], '--node-selector a: must be KEY=VALUE'],
+    [['--tolerate', 'a:Sometimes'], 'the effect must be one of'],
+    [['extra'], 'unexpected argument extra'],
+    [['--namespace'], "Option '--namespace <value>' argument missing"],
+  ])('%j: usage on stderr, exit 2', async (argv, message) => {
+    const { code, stdout, stderr } = await run(argv);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(stderr).toContain(message);
+    expect(stderr).toContain('usage: leafbridge manifests');
+  });
+
+  it('--help: usage on stdout, exit 0', async () => {
+    const { code, stdout } = await run(['--help']);
+    expect(code).toBe(0);
+    expect(stdout).toContain('--hub-replicas N');
+    expect(parseManifestsArgs(['-h'])).toBe('help');
+  });
+});
