@@ -8,7 +8,12 @@ packages=(
   onvif-tools                   # onvif-util reads the camera stub (interop)
   iproute2                      # network namespaces for multicast tests
   util-linux                    # unshare
+  chromium                      # headless browser for the dashboard test (test/e2e, through playwright-core)
 )
+# kubectl renders deploy/ (`kubectl kustomize`; test/integration/deploy.test.ts). Any kubectl will do: where
+# there is none, Debian's kubernetes-client (kubectl 1.20, whose kustomize v2.0.3 deploy/ is kept within).
+# Not when one is there: the package would clash with another package's /usr/bin/kubectl.
+command -v kubectl >/dev/null || packages+=(kubernetes-client)
 
 missing=()
 for p in "${packages[@]}"; do
