@@ -4,18 +4,20 @@
 
 import { runDevicePlugin } from './deviceplugin.js';
 import { runDiscovery } from './discovery.js';
+import { type HubBenchOptions, runHub } from './hub.js';
 import type { BenchOptions } from './lib/options.js';
 import { type RegistryBenchOptions, runRegistry } from './registry.js';
 import { runSync } from './sync.js';
 
 type Bench = (options: BenchOptions) => Promise<boolean>;
 
-/** Known benchmarks, in the order `npm run bench` runs them. Later: hub. */
+/** Known benchmarks, in the order `npm run bench` runs them. */
 const BENCHES: Record<string, Bench> = {
   sync: runSync,
   discovery: runDiscovery,
   deviceplugin: runDevicePlugin,
   registry: runRegistry,
+  hub: runHub,
 };
 
 const USAGE = `usage: npm run bench -- [${Object.keys(BENCHES).join('|')}] [--profile | --no-profile] [--reps=N]
@@ -25,6 +27,7 @@ const USAGE = `usage: npm run bench -- [${Object.keys(BENCHES).join('|')}] [--pr
   --no-profile   never profile
   --reps=N       runs of each measured pair, interleaved, best kept (default 2)
   --outage-s N   registry: how long the API server stays down (default 600, the issue's 10 minutes)
+  --steady-s N   hub: how long the measured steady window lasts (default 30)
 `;
 
 /** `--outage-s N` becomes `--outage-s=N`, so its value is not taken for a benchmark's name. */
@@ -32,7 +35,7 @@ function joinValues(argv: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
-    if (a === '--outage-s' && i + 1 < argv.length) out.push(`${a}=${argv[++i]}`);
+    if ((a === '--outage-s' || a === '--steady-s') && i + 1 < argv.length) out.push(`${a}=${argv[++i]}`);
     else out.push(a);
   }
   return out;
@@ -42,12 +45,14 @@ async function main(args: string[]): Promise<number> {
   const argv = joinValues(args);
   const names = argv.filter((a) => !a.startsWith('-'));
   const flags = argv.filter((a) => a.startsWith('-'));
-  const options: RegistryBenchOptions = { profile: 'auto', reps: 2 };
+  const options: RegistryBenchOptions & HubBenchOptions = { profile: 'auto', reps: 2 };
   for (const f of flags) {
     const reps = /^--reps=(\d+)$/.exec(f);
     const outage = /^--outage-s=(\d+(?:\.\d+)?)$/.exec(f);
+    const steady = /^--steady-s=(\d+(?:\.\d+)?)$/.exec(f);
     if (reps && Number(reps[1]) >= 1) options.reps = Number(reps[1]);
     else if (outage && Number(outage[1]) > 0) options.outageS = Number(outage[1]);
+    else if (steady && Number(steady[1]) > 0) options.steadyS = Number(steady[1]);
     else if (f === '--profile') options.profile = 'always';
     else if (f === '--no-profile') options.profile = 'never';
     else if (f === '--help' || f === '-h') {

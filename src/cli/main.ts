@@ -6,6 +6,7 @@ import { agentCommand } from './agentCommand.js';
 import { controllerCommand } from './controllerCommand.js';
 import { demoCommand } from './demoCommand.js';
 import { getCommand } from './getCommand.js';
+import { hubCommand } from './hubCommand.js';
 import { manifestsCommand } from './manifestsCommand.js';
 import { simulateCommand } from './simulateCommand.js';
 
@@ -14,6 +15,7 @@ const USAGE = `usage: leafbridge <command> [options]
 commands:
   agent --config FILE      run the edge agent
   controller               the cluster controller: broker Pods/Jobs and Services per device, lost nodes
+  hub --broker URL         the cloud twin hub: edges' reports → Device status, spec.desired → edges
   demo                     the agent with simulated sensors and an embedded cloud broker, on 127.0.0.1
   manifests [options]      print the install as Kubernetes YAML (| kubectl apply -f -)
   get devices|configs      kubectl-like tables (-o wide|json|yaml, -l SELECTOR): from the agent's API
@@ -31,6 +33,7 @@ const commands: Record<string, Command> = {
   controller: controllerCommand,
   demo: demoCommand,
   get: getCommand,
+  hub: hubCommand,
   manifests: manifestsCommand,
   simulate: simulateCommand,
   'config-reference': async () => {

@@ -3,10 +3,12 @@ import { createServer, type Server, type Socket, connect as tcpConnect } from 'n
 /**
  * A TCP proxy on 127.0.0.1:0 in front of `target`. `silence()` makes the connections open now go quiet in
  * both directions without closing (a half-open path, as a dead NAT or cable gives); new ones pass normally.
+ * `cut()` closes every connection and refuses new ones (accepted, then closed at once) until `heal()`.
  */
 export class SilentProxy {
   private server?: Server;
   private readonly pairs = new Set<{ a: Socket; b: Socket; silent: boolean }>();
+  private refusing = false;
   connections = 0;
   port = 0;
 
@@ -14,6 +16,10 @@ export class SilentProxy {
 
   async start(): Promise<number> {
     const server = createServer((a) => {
+      if (this.refusing) {
+        a.destroy();
+        return;
+      }
       this.connections++;
       const t = this.target();
       const b = tcpConnect(t.port, t.host);
@@ -37,6 +43,19 @@ export class SilentProxy {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     this.port = (server.address() as { port: number }).port;
     return this.port;
+  }
+
+  /** The path goes down: open connections are closed, new ones refused until heal(). */
+  cut(): void {
+    this.refusing = true;
+    for (const p of [...this.pairs]) {
+      p.a.destroy();
+      p.b.destroy();
+    }
+  }
+
+  heal(): void {
+    this.refusing = false;
   }
 
   silence(): void {
