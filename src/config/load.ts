@@ -69,12 +69,17 @@ export function loadConfigFile(path: string): AgentConfig {
   return parseConfig(doc.toJS() ?? {}, resolve(path, '..'));
 }
 
-/** Validates a config object (already parsed from YAML or JSON). `baseDir` resolves relative file paths. */
-export function parseConfig(input: unknown, baseDir = process.cwd()): AgentConfig {
+/**
+ * Validates a config object (already parsed from YAML or JSON). `baseDir` resolves relative file paths. A
+ * config without `node` takes `$NODE_NAME` (a DaemonSet sets it from the downward API's spec.nodeName).
+ */
+export function parseConfig(input: unknown, baseDir = process.cwd(), env = process.env): AgentConfig {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new ConfigError(['(root): must be a mapping of keys to values']);
   }
-  const withDefaults = Value.Default(AgentConfigSchema, structuredClone(input));
+  const given = structuredClone(input) as Record<string, unknown>;
+  if (given.node === undefined && env.NODE_NAME) given.node = env.NODE_NAME;
+  const withDefaults = Value.Default(AgentConfigSchema, given);
   const problems = schemaProblems(withDefaults);
   if (problems.length > 0) throw new ConfigError(problems);
   const raw = withDefaults as RawAgentConfig;

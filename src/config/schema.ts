@@ -161,7 +161,9 @@ export const AgentConfigSchema = T.Object(
   {
     node: T.String({
       pattern: NODE_NAME_PATTERN,
-      ...msg("must be a lowercase DNS name (the node's name; in a cluster from the downward API)"),
+      ...msg(
+        "must be a lowercase DNS name (the node's name); absent: $NODE_NAME, which the DaemonSet sets from the downward API",
+      ),
     }),
     dataDir: T.String({
       minLength: 1,

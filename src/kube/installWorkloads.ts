@@ -41,16 +41,7 @@ export const HANDLER_NEEDS: Record<string, { hostNetwork?: true; hostDevices?: t
 
 export const AGENT_PORTS = { mqtt: 1883, http: 8080 } as const;
 const AGENT_DATA_DIR = '/var/lib/leafbridge';
-const CONFIG_TEMPLATE_DIR = '/etc/leafbridge';
-const CONFIG_DIR = '/run/leafbridge';
-/** Where the agent's config has the node's name; the init container puts the Pod's spec.nodeName there. */
-// biome-ignore lint/suspicious/noTemplateCurlyInString: a placeholder in YAML, filled in by sed, not by JavaScript
-export const NODE_NAME_PLACEHOLDER = '${NODE_NAME}';
-/**
- * The init container's script: the config template with the node's name filled in. The agent reads `node`
- * only from its config file, and the downward API gives spec.nodeName only as an environment variable.
- */
-export const NODE_NAME_SCRIPT = 'set -eu; sed -e "s/[$]{NODE_NAME}/$NODE_NAME/g" "$1" > "$2"';
+const CONFIG_DIR = '/etc/leafbridge';
 
 const podResourcesDir = (o: InstallOptions) => join(dirname(o.devicePluginDir), 'pod-resources');
 const needs = (o: InstallOptions) => ({
@@ -61,7 +52,6 @@ const needs = (o: InstallOptions) => ({
 /** The agent's config file (docs/configuration.md), with the node's name as a placeholder. */
 export function agentConfigText(o: InstallOptions): string {
   const config = {
-    node: NODE_NAME_PLACEHOLDER,
     dataDir: AGENT_DATA_DIR,
     broker: { listen: `0.0.0.0:${AGENT_PORTS.mqtt}` },
     http: { listen: `0.0.0.0:${AGENT_PORTS.http}` },
@@ -73,7 +63,7 @@ export function agentConfigText(o: InstallOptions): string {
     },
   };
   return (
-    `# The leafbridge agent (docs/configuration.md). ${NODE_NAME_PLACEHOLDER}: the node it runs on, filled in at start.\n` +
+    '# The leafbridge agent (docs/configuration.md). `node` is not here: the agent takes $NODE_NAME (spec.nodeName).\n' +
     '# Leaf devices and pods need credentials on the edge broker: add auth.devices / auth.users here.\n' +
     stringify(config, { lineWidth: 0 })
   );
@@ -82,7 +72,7 @@ export function agentConfigText(o: InstallOptions): string {
 /** What the agent would say about its config, on a node named `edge-1`. */
 export function agentConfigProblems(text: string): string[] {
   try {
-    parseConfig(parse(text.replaceAll(NODE_NAME_PLACEHOLDER, 'edge-1')));
+    parseConfig(parse(text), undefined, { NODE_NAME: 'edge-1' });
     return [];
   } catch (err) {
     return err instanceof ConfigError ? err.problems.map((p) => `agent config: ${p}`) : [errorMessage(err)];
@@ -137,35 +127,12 @@ export function agentDaemonSet(o: InstallOptions): KubeManifest {
           ...(o.tolerations.length > 0 ? { tolerations: o.tolerations } : {}),
           // The agent flushes and exits within 5 s of SIGTERM.
           terminationGracePeriodSeconds: 10,
-          initContainers: [configContainer(o)],
           containers: [agentContainer(o)],
           volumes: agentVolumes(o),
         },
       },
     },
   });
-}
-
-function configContainer(o: InstallOptions): IContainer {
-  return {
-    name: 'config',
-    image: o.image,
-    command: [
-      'sh',
-      '-c',
-      NODE_NAME_SCRIPT,
-      'sh',
-      `${CONFIG_TEMPLATE_DIR}/config.yaml`,
-      `${CONFIG_DIR}/config.yaml`,
-    ],
-    env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
-    resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '32Mi' } },
-    securityContext: RESTRICTED,
-    volumeMounts: [
-      { name: 'config-template', mountPath: CONFIG_TEMPLATE_DIR, readOnly: true },
-      { name: 'config', mountPath: CONFIG_DIR },
-    ],
-  };
 }
 
 function agentContainer(o: InstallOptions): IContainer {
@@ -180,7 +147,10 @@ function agentContainer(o: InstallOptions): IContainer {
     name: 'agent',
     image: o.image,
     args: ['agent', '--config', `${CONFIG_DIR}/config.yaml`],
-    env: [{ name: 'NODE_OPTIONS', value: AGENT_NODE_FLAGS.join(' ') }],
+    env: [
+      { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+      { name: 'NODE_OPTIONS', value: AGENT_NODE_FLAGS.join(' ') },
+    ],
     ports: [
       // Leaf devices reach the edge broker at the node's address: on the node's network, or a host port.
       {
@@ -229,8 +199,7 @@ function agentVolumes(o: InstallOptions): IVolume[] {
     hostPath: { path, type },
   });
   return [
-    { name: 'config-template', configMap: { name: 'leafbridge-agent' } },
-    { name: 'config', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
+    { name: 'config', configMap: { name: 'leafbridge-agent' } },
     host('data', AGENT_DATA_DIR, 'DirectoryOrCreate'),
     host('device-plugins', o.devicePluginDir, 'Directory'),
     host('pod-resources', podResourcesDir(o), 'DirectoryOrCreate'),

@@ -20,7 +20,7 @@ import {
 
 export { GRANTS, type Grant } from './installRbac.js';
 export type { Component, InstallFile, InstallOptions, KubeManifest, Toleration } from './installTypes.js';
-export { AGENT_PORTS, HANDLER_NEEDS, NODE_NAME_PLACEHOLDER, NODE_NAME_SCRIPT } from './installWorkloads.js';
+export { AGENT_PORTS, HANDLER_NEEDS } from './installWorkloads.js';
 
 /**
  * The whole leafbridge install as Kubernetes objects: Namespace, CRDs, RBAC, the agent's ConfigMap and

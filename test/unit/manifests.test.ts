@@ -1,5 +1,4 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
@@ -13,12 +12,11 @@ import {
   type InstallOptions,
   installManifests,
   type KubeManifest,
-  NODE_NAME_PLACEHOLDER,
   packageVersion,
 } from '../../src/kube/manifests.js';
 import { ConfigError } from '../../src/util/errors.js';
 import { byKey, grantedTriples, modelProblems, yamlObjects } from '../helpers/kubeManifests.js';
-import { ROOT, tempDir } from '../helpers/processes.js';
+import { ROOT } from '../helpers/processes.js';
 
 type PodSpec = {
   hostNetwork?: boolean;
@@ -127,7 +125,7 @@ describe('installManifests', () => {
     '%s: the agent mounts exactly the paths its config names, and probes its HTTP port',
     (_, o) => {
       const objects = install(o);
-      const config = parseConfig(parse(agentConfigText(objects).replaceAll(NODE_NAME_PLACEHOLDER, 'edge-1')));
+      const config = parseConfig(parse(agentConfigText(objects)), undefined, { NODE_NAME: 'edge-1' });
       const pod = agentPod(objects);
       const agent = agentContainer(objects);
       const hostPathAt = (path: string) => {
@@ -152,37 +150,23 @@ describe('installManifests', () => {
         name: 'NODE_OPTIONS',
         value: '--max-semi-space-size=8 --max-old-space-size=96',
       });
-      expect(agent.args).toEqual(['agent', '--config', '/run/leafbridge/config.yaml']);
+      expect(agent.args).toEqual(['agent', '--config', '/etc/leafbridge/config.yaml']);
     },
   );
 
-  it('the init container writes the config with the node name filled in, and the agent accepts it', () => {
+  it('the agent takes its node name from the downward API, and accepts the ConfigMap as it is', () => {
     const objects = install({ upstream: 'mqtt://cloud.example:1883' });
-    const init = agentPod(objects).initContainers![0]!;
-    const [shell, flag, script, arg0, from, to] = init.command!;
-    expect([shell, flag, arg0, from, to]).toEqual([
-      'sh',
-      '-c',
-      'sh',
-      '/etc/leafbridge/config.yaml',
-      '/run/leafbridge/config.yaml',
-    ]);
-    expect(init.env).toEqual([
-      { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
-    ]);
-    const dir = tempDir();
-    try {
-      writeFileSync(join(dir.path, 'template.yaml'), agentConfigText(objects));
-      const out = join(dir.path, 'config.yaml');
-      execFileSync('sh', ['-c', script!, 'sh', join(dir.path, 'template.yaml'), out], {
-        env: { PATH: process.env.PATH, NODE_NAME: 'edge-7.example.com' },
-      });
-      const config = parseConfig(parse(readFileSync(out, 'utf8')));
-      expect(config.node).toBe('edge-7.example.com');
-      expect(config.upstream?.clientId).toBe('leafbridge-edge-7.example.com');
-    } finally {
-      dir.remove();
-    }
+    expect(agentPod(objects).initContainers).toBeUndefined();
+    expect(agentContainer(objects).env).toContainEqual({
+      name: 'NODE_NAME',
+      valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } },
+    });
+    const text = agentConfigText(objects);
+    expect(parse(text)).not.toHaveProperty('node');
+    const config = parseConfig(parse(text), undefined, { NODE_NAME: 'edge-7.example.com' });
+    expect(config.node).toBe('edge-7.example.com');
+    expect(config.upstream?.clientId).toBe('leafbridge-edge-7.example.com');
+    expect(() => parseConfig(parse(text), undefined, {})).toThrow(/node/);
   });
 
   it('handlers decide the privileges: onvif the node network, serial /dev and a privileged container', () => {
@@ -236,7 +220,6 @@ describe('installManifests', () => {
       capabilities: { drop: ['ALL'] },
     });
     const others = [
-      agentPod(objects).initContainers![0]!,
       podSpec(find(objects, 'Deployment', 'leafbridge-controller')).containers[0]!,
       podSpec(find(objects, 'Deployment', 'leafbridge-hub')).containers[0]!,
     ];
