@@ -1,7 +1,10 @@
 import { existsSync } from 'node:fs';
+import { dashboardRoutes } from './api/dashboard.js';
 import { devicesApi } from './api/devicesApi.js';
 import { HttpApi, type Route } from './api/http.js';
+import { LiveFeed, withRuntimeConditions } from './api/liveFeed.js';
 import { createMetrics } from './api/metrics.js';
+import { twinsApi } from './api/twinsApi.js';
 import { Authorizer } from './broker/auth.js';
 import { EdgeBroker } from './broker/edgeBroker.js';
 import type { AgentConfig, HostPort } from './config/load.js';
@@ -12,6 +15,7 @@ import type { DiscoveryHandler } from './discovery/handler.js';
 import { builtinHandlers } from './discovery/handlers.js';
 import { DiscoveryManager } from './discovery/manager.js';
 import { DeviceRegistry } from './discovery/registry.js';
+import type { DiscoveryConfigObject } from './discovery/types.js';
 import { type ClusterConnection, clusterConnection } from './kube/connection.js';
 import type { DiscoveryConfigSource, WritableConfigSource } from './registry/configSource.js';
 import type { DeviceStore } from './registry/deviceStore.js';
@@ -43,6 +47,8 @@ export class Agent {
   private engine?: SyncEngine;
   private http?: HttpApi;
   private outbox?: Outbox;
+  /** The dashboard's samples and event stream (GET /api/v1/events). */
+  private live?: LiveFeed;
   private readonly refused: Record<string, number> = {
     connect: 0,
     publish: 0,
@@ -83,14 +89,24 @@ export class Agent {
       db,
       logger: child(logger, 'broker'),
       authorizer: new Authorizer(config.auth),
-      ingest: (identity, clientId, packet): Promise<void> => engine.ingest(identity, clientId, packet),
+      ingest: (identity, clientId, packet): Promise<void> => {
+        const done = engine.ingest(identity, clientId, packet);
+        const observe = this.live?.observe; // set only while a dashboard page is open
+        if (observe)
+          done.then(
+            () => observe(packet.topic, packet.payload as Buffer),
+            () => {},
+          );
+        return done;
+      },
       maxPacketSize: config.broker.maxPacketSize,
       rateLimit: config.broker.rateLimit,
     });
+    const twins = new TwinStore(db);
     const engine: SyncEngine = new SyncEngine({
       logger: child(logger, 'sync:engine'),
       outbox,
-      twins: new TwinStore(db),
+      twins,
       commands: new CommandStore(db),
       commandTtlMs: config.commands.ttlMs,
       edgePublish: (message): Promise<void> => broker.publish(message),
@@ -109,7 +125,10 @@ export class Agent {
         node: config.node,
         outbox,
         logger: child(logger, 'sync:bridge'),
-        onDownstream: (topic, payload, props) => engine.downstream(topic, payload, props),
+        onDownstream: (topic, payload, props) => {
+          engine.downstream(topic, payload, props);
+          if (topic.kind === 'desired') this.live?.twinChanged(topic.device);
+        },
       });
     }
     const metrics = createMetrics({
@@ -140,11 +159,17 @@ export class Agent {
       onConfigStatus: (name, status) => configs.reportStatus(name, status),
     });
     this.discovery = discovery;
+    const live = this.liveFeed(engine, twins, devices, () =>
+      configs.list().map((c) => withRuntimeConditions(c, discovery.runtime(c.metadata.name))),
+    );
+    this.live = live;
     this.http = new HttpApi({
       logger: child(logger, 'api'),
       metrics,
       ready: () => this.readiness(),
       routes: {
+        '/api/v1/events': live.route,
+        '/api/v1/twins': twinsApi(twins),
         '/api/v1/': devicesApi({
           devices,
           configs,
@@ -153,6 +178,7 @@ export class Agent {
           logger: child(logger, 'api'),
         }),
         ...this.deps.routes,
+        ...dashboardRoutes(child(logger, 'api:dashboard')),
       },
     });
 
@@ -160,6 +186,7 @@ export class Agent {
     engine.start();
     this.bridge?.start();
     const httpAddress = await this.http.start(config.http.listen);
+    live.start();
     await configs.start();
     discovery.sync(configs.list());
     this.unwatchConfigs = configs.watch((list) => discovery.sync(list));
@@ -180,6 +207,7 @@ export class Agent {
     await this.discovery?.stop();
     await this.configSource?.close();
     await this.devices?.close();
+    this.live?.stop();
     await this.http?.stop();
     await this.bridge?.stop();
     this.engine?.stop();
@@ -191,6 +219,31 @@ export class Agent {
   }
 
   private namespace = 'default';
+
+  /** The dashboard's view of the sync layer: sampled once a second, messages observed only while watched. */
+  private liveFeed(
+    engine: SyncEngine,
+    twins: TwinStore,
+    devices: DeviceStore,
+    configs: () => DiscoveryConfigObject[],
+  ): LiveFeed {
+    const { outbox, bridge } = this;
+    return new LiveFeed({
+      node: this.config.node,
+      logger: child(this.logger, 'api:live'),
+      devices,
+      configs,
+      twins,
+      sample: () => ({
+        outboxMessages: outbox?.messages ?? 0,
+        outboxBytes: outbox?.bytes ?? 0,
+        upstream: bridge ? (bridge.connected ? 'connected' : 'disconnected') : 'none',
+        received: Object.values(engine.received).reduce((a, b) => a + b, 0),
+        forwarded: bridge?.forwarded ?? 0,
+        dropped: outbox ? outbox.dropped.oldest + outbox.dropped.rejected : 0,
+      }),
+    });
+  }
 
   /**
    * Where Device and DiscoveryConfig objects live: the cluster when one is configured (see
