@@ -26,6 +26,7 @@ COPY bin ./bin
 COPY src ./src
 COPY discovery-handlers ./discovery-handlers
 COPY firmware-stubs ./firmware-stubs
+COPY examples ./examples
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 

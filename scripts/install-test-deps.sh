@@ -9,6 +9,8 @@ packages=(
   iproute2                      # network namespaces for multicast tests
   util-linux                    # unshare
   chromium                      # headless browser for the dashboard test (test/e2e, through playwright-core)
+  ffmpeg                        # the camera-broker example grabs frames with it; ffprobe checks them
+  gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good  # an RTSP source for it
 )
 # kubectl renders deploy/ (`kubectl kustomize`; test/integration/deploy.test.ts). Any kubectl will do: where
 # there is none, Debian's kubernetes-client (kubectl 1.20, whose kustomize v2.0.3 deploy/ is kept within).

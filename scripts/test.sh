@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 echo "== lint (biome)";            npx biome check .
 echo "== typecheck (tsc, tests included)"; npx tsc -p tsconfig.json
-echo "== import rules (dependency-cruiser)"; npx depcruise src discovery-handlers firmware-stubs --config .dependency-cruiser.cjs
+echo "== import rules (dependency-cruiser)"; npx depcruise src discovery-handlers firmware-stubs examples --config .dependency-cruiser.cjs
 echo "== build";                   npm run build --silent
 echo "== tests (vitest)"
 LEAFBRIDGE_BUILT=1 npx vitest run
