@@ -3,20 +3,32 @@ import { Agent } from '../agent.js';
 import { loadConfigFile } from '../config/load.js';
 import { discoveryConfigProblems } from '../discovery/configs.js';
 import { builtinHandlers } from '../discovery/handlers.js';
-import { ConfigError } from '../util/errors.js';
+import { ConfigError, errorMessage } from '../util/errors.js';
 import { createLogger } from '../util/logger.js';
 
 export const EXIT_CONFIG = 2;
 
 /** `leafbridge agent --config FILE`: validate, then start; SIGTERM/SIGINT flush and exit 0 within 5 s. */
 export async function agentCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { config: { type: 'string', short: 'c' } },
-    strict: true,
-  });
+  const usage =
+    'usage: leafbridge agent --config FILE   (docs/configuration.md; node from $NODE_NAME if absent)\n';
+  let values: { config?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    }));
+  } catch (err) {
+    process.stderr.write(`leafbridge agent: ${errorMessage(err)}\n${usage}`);
+    return EXIT_CONFIG;
+  }
+  if (values.help) {
+    process.stdout.write(usage);
+    return 0;
+  }
   if (!values.config) {
-    process.stderr.write('usage: leafbridge agent --config FILE\n');
+    process.stderr.write(usage);
     return EXIT_CONFIG;
   }
   let config: ReturnType<typeof loadConfigFile>;
