@@ -6,6 +6,7 @@ import {
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import { API_GROUP } from '../discovery/types.js';
+import { Reachability, Semaphore } from '../registry/flow.js';
 import { olderThan } from '../registry/kubeReflector.js';
 import { backoffDelay, sleep } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
@@ -279,77 +280,4 @@ function shortBody(err: unknown): string {
     if (typeof message === 'string') return message.slice(0, 300);
   } catch {}
   return errorMessage(err).slice(0, 300);
-}
-
-/**
- * Whether the API server answers. While it does not, one probe (backoff with jitter) asks, and every write
- * waits here instead of knocking on its own; all resume as soon as it is back.
- */
-class Reachability {
-  private back: Promise<void> | undefined;
-
-  constructor(
-    private readonly probe: () => Promise<unknown>,
-    private readonly delays: { baseMs: number; maxMs: number },
-    private readonly signal: AbortSignal,
-    private readonly logger: Logger,
-  ) {}
-
-  wait(): Promise<void> {
-    return this.back ?? Promise.resolve();
-  }
-
-  /** A request got no answer: start probing. True for the first report of an outage. */
-  lost(reason: string): boolean {
-    if (this.back) return false;
-    this.back = this.probeUntilBack(reason).finally(() => {
-      this.back = undefined;
-    });
-    return true;
-  }
-
-  private async probeUntilBack(reason: string): Promise<void> {
-    const started = Date.now();
-    for (let attempt = 0; !this.signal.aborted; attempt++) {
-      await sleep(backoffDelay(attempt, this.delays.baseMs, this.delays.maxMs), this.signal);
-      if (this.signal.aborted) return;
-      try {
-        await this.probe();
-      } catch (err) {
-        if (codeOf(err) === undefined) continue;
-      }
-      this.logger.info({ downMs: Date.now() - started, reason }, 'API server answers again; writing');
-      return;
-    }
-  }
-}
-
-/** At most `limit` tasks at once (the limit may change); the others queue in order. */
-class Semaphore {
-  private active = 0;
-  private readonly queue: (() => void)[] = [];
-
-  constructor(private limit: number) {}
-
-  setLimit(limit: number): void {
-    this.limit = limit;
-    while (this.active < this.limit && this.queue.length > 0) {
-      this.active++;
-      this.queue.shift()?.();
-    }
-  }
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.queue.push(resolve));
-    else this.active++;
-    try {
-      return await task();
-    } finally {
-      this.active--;
-      if (this.active < this.limit && this.queue.length > 0) {
-        this.active++; // handed straight to the next in line
-        this.queue.shift()?.();
-      }
-    }
-  }
 }
