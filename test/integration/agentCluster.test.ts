@@ -1,16 +1,7 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Agent } from '../../src/agent.js';
-import { parseConfig } from '../../src/config/load.js';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
-import { deviceName } from '../../src/discovery/naming.js';
-import { crdManifests } from '../../src/kube/crds.js';
-import { silentLogger } from '../../src/util/logger.js';
-import { agentConfig } from '../helpers/agentConfig.js';
-import { KubeApiServer } from '../helpers/kubeApiServer.js';
+import { cameraName, NS, TestCluster } from '../helpers/cluster.js';
+import type { KubeApiServer } from '../helpers/kubeApiServer.js';
 import type { KubeObject } from '../helpers/kubeStore.js';
-import { tempDir } from '../helpers/processes.js';
 import { until } from '../helpers/wait.js';
 
 /**
@@ -20,91 +11,27 @@ import { until } from '../helpers/wait.js';
  * each node sees.
  */
 
-const NS = 'default';
-
-interface Node {
-  name: string;
-  dir: { path: string; remove(): void };
-  agent?: Agent;
-}
-
+let c: TestCluster | undefined;
 let api: KubeApiServer | undefined;
-let shared: { path: string; remove(): void };
-const nodes = new Map<string, Node>();
 
 afterEach(async () => {
-  for (const n of nodes.values()) {
-    await n.agent?.stop();
-    n.dir.remove();
-  }
-  nodes.clear();
-  await api?.close();
+  await c?.close();
+  c = undefined;
   api = undefined;
-  shared?.remove();
 });
 
 async function cluster(nodeLabels: Record<string, Record<string, string>> = {}): Promise<KubeApiServer> {
-  shared = tempDir('lb-presence-');
-  const server = await KubeApiServer.start({ crds: crdManifests(builtinHandlers), bookmarkIntervalMs: 200 });
-  for (const name of ['n1', 'n2']) {
-    server.seed('nodes', {
-      apiVersion: 'v1',
-      kind: 'Node',
-      metadata: { name, labels: nodeLabels[name] ?? {} },
-    });
-  }
-  api = server;
-  return server;
+  c = await TestCluster.start({ n1: nodeLabels.n1 ?? {}, n2: nodeLabels.n2 ?? {} });
+  api = c.api;
+  return c.api;
 }
 
-/** A DiscoveryConfig of shared debug-echo cameras `ids`, present on each node as its presence file says. */
-function cameras(name: string, ids: string[], spec: Record<string, unknown> = {}) {
-  return {
-    apiVersion: 'leafbridge.io/v1alpha1',
-    kind: 'DiscoveryConfig',
-    metadata: { name, namespace: NS },
-    spec: {
-      handler: {
-        name: 'debug-echo',
-        details: {
-          devices: ids.map((id) => ({ id, properties: { CAMERA: id } })),
-          shared: true,
-          pollIntervalMs: 100,
-          presenceFile: join(shared.path, 'presence-{node}'),
-        },
-      },
-      capacity: 2,
-      ...spec,
-    },
-  };
-}
-
-/** What node `name` sees from now on (device ids). */
-function see(name: string, ids: string[]): void {
-  writeFileSync(join(shared.path, `presence-${name}`), ids.map((id) => `${id}\n`).join(''));
-}
-
-/** Starts (or restarts, keeping its data dir) the agent of node `name`. */
-async function startNode(name: string, grace = '20s'): Promise<Agent> {
-  const server = api as KubeApiServer;
-  const node = nodes.get(name) ?? { name, dir: tempDir(`lb-${name}-`) };
-  nodes.set(name, node);
-  const config = agentConfig(node.dir.path, undefined, {
-    node: name,
-    kubernetes: server.writeKubeconfig(node.dir.path, NS),
-    discovery: { gracePeriod: grace },
-  });
-  const agent = new Agent(parseConfig(config), silentLogger());
-  await agent.start();
-  node.agent = agent;
-  return agent;
-}
-
-async function stopNode(name: string): Promise<void> {
-  const node = nodes.get(name);
-  await node?.agent?.stop();
-  if (node) node.agent = undefined;
-}
+const cluster_ = () => c as TestCluster;
+const cameras = (name: string, ids: string[], spec: Record<string, unknown> = {}) =>
+  cluster_().cameras(name, ids, spec);
+const see = (name: string, ids: string[]) => cluster_().see(name, ids);
+const startNode = (name: string, grace = '20s') => cluster_().startNode(name, { grace });
+const stopNode = (name: string) => cluster_().stopNode(name);
 
 type Seen = { online: boolean; nodes: string[]; uid: string };
 
@@ -126,7 +53,7 @@ function summary(): string[] {
     .sort();
 }
 
-const cam = (id: string) => deviceName('cams', id, undefined);
+const cam = (id: string) => cameraName(id);
 const ids = ['c1', 'c2', 'c3', 'c4', 'c5', 'c6'];
 const idOf = (name: string) => ids.find((id) => cam(id) === name) ?? name;
 
