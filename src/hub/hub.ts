@@ -1,6 +1,6 @@
 import type { IPublishPacket } from 'mqtt';
 import { API_GROUP } from '../discovery/types.js';
-import { Reflector, type ReflectorEvent } from '../registry/kubeReflector.js';
+import { customCollection, Reflector, type ReflectorEvent } from '../registry/kubeReflector.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { errorMessage, PayloadError } from '../util/errors.js';
 import { child, type Logger } from '../util/logger.js';
@@ -80,8 +80,7 @@ export class TwinHub {
     const probe = o.probe ?? HUB_DEFAULTS.probe;
     this.reflector = new Reflector<HubDevice>({
       kubeConfig: o.kubeConfig,
-      api,
-      resource,
+      ...customCollection(api, resource),
       logger: child(o.logger, 'hub:devices'),
       backoff: { baseMs: Math.min(backoff.baseMs, probe.baseMs), maxMs: probe.maxMs },
       what: 'device',

@@ -13,7 +13,7 @@ import { errorMessage } from '../util/errors.js';
 import { child, type Logger } from '../util/logger.js';
 import { stableJson } from './common.js';
 import type { ConfigStatusReport, DiscoveryConfigSource } from './configSource.js';
-import { olderThan, Reflector } from './kubeReflector.js';
+import { customCollection, olderThan, Reflector } from './kubeReflector.js';
 import { ConfigWatchers, nextStatus, sameStatus } from './localConfigs.js';
 
 export interface KubeConfigSourceOptions {
@@ -88,8 +88,7 @@ export class KubeConfigSource implements DiscoveryConfigSource {
     };
     this.reflector = new Reflector<DiscoveryConfigObject>({
       kubeConfig: o.kubeConfig,
-      api: this.custom,
-      resource: this.resource,
+      ...customCollection(this.custom, this.resource),
       logger: this.logger,
       backoff: this.backoff,
       what: CONFIG_KIND,

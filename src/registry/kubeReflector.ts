@@ -10,12 +10,22 @@ export interface ReflectedObject {
   metadata: { name: string; resourceVersion?: string };
 }
 
-export type ReflectorEvent<T> = { type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: T };
+/** A change; a MODIFIED event carries the object as it was before (`old`). */
+export type ReflectorEvent<T> = { type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: T; old?: T };
+
+/** A list response as the API server sends it (untrusted: checked item by item). */
+export interface ListResponse {
+  metadata?: { resourceVersion?: string };
+  items?: unknown[];
+}
 
 export interface ReflectorOptions<T extends ReflectedObject> {
   kubeConfig: KubeConfig;
-  api: CustomObjectsApi;
-  resource: { group: string; version: string; namespace: string; plural: string };
+  /** One list of the whole collection (filtered like the watch). */
+  list: () => Promise<unknown>;
+  /** The collection's path, for the watch: `/apis/leafbridge.io/v1alpha1/namespaces/ns/devices`. */
+  path: string;
+  labelSelector?: string;
   logger: Logger;
   backoff: { baseMs: number; maxMs: number };
   /** The kind in words, for logs and errors (`device`, `DiscoveryConfig`). */
@@ -28,6 +38,20 @@ export interface ReflectorOptions<T extends ReflectedObject> {
   synced?: () => void;
   /** Before each list (e.g. re-read what the list is filtered by); a rejection fails that list attempt. */
   beforeList?: () => Promise<void>;
+  /** After each list that succeeded (the first, and each re-list after a watch expired or failed). */
+  onList?: () => void;
+}
+
+/** The list and watch of one namespaced custom resource collection. */
+export function customCollection(
+  api: CustomObjectsApi,
+  resource: { group: string; version: string; namespace: string; plural: string },
+): { list: () => Promise<unknown>; path: string } {
+  const { group, version, namespace, plural } = resource;
+  return {
+    list: () => api.listNamespacedCustomObject(resource),
+    path: `/apis/${group}/${version}/namespaces/${namespace}/${plural}`,
+  };
 }
 
 /** The options the device store passes (its listeners hear each Device change). */
@@ -59,18 +83,24 @@ export class Reflector<T extends ReflectedObject> {
   private watchAbort: AbortController | undefined;
   private resourceVersion = '';
   private needList = true;
-  private synced!: () => void;
+  private resolveSynced!: () => void;
   private attempted!: (ok: boolean) => void;
   /** Resolves after the first list that succeeds. */
   readonly firstSync = new Promise<void>((resolve) => {
-    this.synced = resolve;
+    this.resolveSynced = resolve;
   });
+  private listedOnce = false;
   /** Resolves after the first list attempt: true when it succeeded, false when it failed. */
   readonly firstAttempt = new Promise<boolean>((resolve) => {
     this.attempted = resolve;
   });
 
   constructor(private readonly o: ReflectorOptions<T>) {}
+
+  /** Whether a list has succeeded yet. */
+  get hasSynced(): boolean {
+    return this.listedOnce;
+  }
 
   start(): void {
     void this.run();
@@ -142,50 +172,61 @@ export class Reflector<T extends ReflectedObject> {
 
   private async list(): Promise<void> {
     await this.o.beforeList?.();
-    const res = (await this.o.api.listNamespacedCustomObject(this.o.resource)) as {
-      metadata: { resourceVersion: string };
-      items: T[];
-    };
+    const res = (await this.o.list()) as ListResponse | undefined;
     if (this.stopping.signal.aborted) return;
-    const fresh = new Map(res.items.map((o) => [o.metadata.name, this.o.normalize(o)]));
+    const fresh = new Map<string, T>();
+    for (const item of Array.isArray(res?.items) ? res.items : []) {
+      if (named(item)) fresh.set(item.metadata.name, this.o.normalize(item as T));
+    }
     for (const [name, old] of this.known) {
       if (!fresh.has(name)) this.remove(old);
     }
     for (const o of fresh.values()) this.observe(o);
-    this.resourceVersion = res.metadata.resourceVersion;
+    this.resourceVersion = res?.metadata?.resourceVersion ?? '';
     this.needList = false;
-    this.synced();
+    this.listedOnce = true;
+    this.resolveSynced();
     this.attempted(true);
+    this.o.onList?.();
     this.settle();
   }
 
   /** One watch request; resolves with the number of events when it ends cleanly, rejects on an error. */
   private watchOnce(): Promise<number> {
-    const { group, version, namespace, plural } = this.o.resource;
-    const path = `/apis/${group}/${version}/namespaces/${namespace}/${plural}`;
     let events = 0;
     return new Promise<number>((resolve, reject) => {
-      const onEvent = (type: string, object: T & { code?: number }) => {
+      const onEvent = (type: string, object: unknown) => {
         events++;
         if (type === 'ERROR') {
           // 410 Gone (compacted) or anything else unexpected: start again from a list.
-          this.o.logger.info({ code: object.code }, `${this.o.what} watch expired; re-listing`);
+          this.o.logger.info(
+            { code: (object as { code?: unknown } | null)?.code },
+            `${this.o.what} watch expired; re-listing`,
+          );
           this.needList = true;
+          this.watchAbort?.abort();
           return;
         }
-        const rv = object.metadata?.resourceVersion;
-        if (type === 'ADDED' || type === 'MODIFIED') this.observe(this.o.normalize(object));
-        else if (type === 'DELETED') this.remove(this.o.normalize(object));
+        if (!named(object)) return; // not an object (a bookmark carries one; garbage does not)
+        const rv = object.metadata.resourceVersion;
+        if (type === 'ADDED' || type === 'MODIFIED') this.observe(this.o.normalize(object as T));
+        else if (type === 'DELETED') this.remove(this.o.normalize(object as T));
         if (rv) this.resourceVersion = rv;
         this.settle();
       };
-      const done = (err: unknown) => (err ? reject(err) : resolve(events));
-      new Watch(this.o.kubeConfig)
-        .watch(path, { resourceVersion: this.resourceVersion, allowWatchBookmarks: true }, onEvent, done)
-        .then((controller) => {
-          this.watchAbort = controller;
-          if (this.stopping.signal.aborted) controller.abort();
-        }, reject);
+      // An error after an ERROR event is the abort above: that watch ended as it should.
+      const done = (err: unknown) => (err && !this.needList ? reject(err) : resolve(events));
+      const params = {
+        resourceVersion: this.resourceVersion,
+        allowWatchBookmarks: true,
+        // The server ends the watch after this: a connection that went half-dead is replaced in time.
+        timeoutSeconds: 300 + Math.floor(Math.random() * 300),
+        ...(this.o.labelSelector ? { labelSelector: this.o.labelSelector } : {}),
+      };
+      new Watch(this.o.kubeConfig).watch(this.o.path, params, onEvent, done).then((controller) => {
+        this.watchAbort = controller;
+        if (this.stopping.signal.aborted) controller.abort();
+      }, reject);
     });
   }
 
@@ -194,20 +235,45 @@ export class Reflector<T extends ReflectedObject> {
     const [rv, oldRv] = [o.metadata.resourceVersion ?? '', old?.metadata.resourceVersion ?? ''];
     if (old && (rv === oldRv || olderThan(rv, oldRv))) return;
     this.known.set(o.metadata.name, o);
-    this.o.emit?.({ type: old ? 'MODIFIED' : 'ADDED', object: o });
+    this.emit(old ? { type: 'MODIFIED', object: o, old } : { type: 'ADDED', object: o });
   }
 
   private remove(o: T): void {
-    if (!this.known.delete(o.metadata.name)) return;
-    this.o.emit?.({ type: 'DELETED', object: o });
+    const old = this.known.get(o.metadata.name);
+    if (!old) return;
+    this.known.delete(o.metadata.name);
+    this.emit({ type: 'DELETED', object: old });
   }
+
+  private emit(e: ReflectorEvent<T>): void {
+    try {
+      this.o.emit?.(e);
+    } catch (err) {
+      this.o.logger.error(
+        { err: errorMessage(err), object: e.object.metadata.name },
+        `${this.o.what} event handler failed`,
+      );
+    }
+  }
+}
+
+/** Whether a value from the API server is an object with a name (the one thing a reflector relies on). */
+function named(o: unknown): o is ReflectedObject {
+  const m = (o as { metadata?: { name?: unknown } } | null)?.metadata;
+  return typeof o === 'object' && o !== null && typeof m?.name === 'string' && m.name !== '';
 }
 
 /** The API server's Devices, for the Kubernetes-backed device store. */
 export class DeviceReflector extends Reflector<DeviceObject> {
   constructor(o: DeviceReflectorOptions) {
-    const { listeners, ...rest } = o;
-    super({ ...rest, what: 'device', normalize, emit: (e) => listeners.emit(e) });
+    const { listeners, api, resource, ...rest } = o;
+    super({
+      ...rest,
+      ...customCollection(api, resource),
+      what: 'device',
+      normalize,
+      emit: (e) => listeners.emit({ type: e.type, object: e.object }),
+    });
   }
 }
 
