@@ -42,6 +42,7 @@ import {
   CpuMeter,
   type CpuSplit,
   freePort,
+  lib,
   type MemoryReading,
   machineInfo,
   monotonicMicros,
@@ -49,6 +50,7 @@ import {
   RssSampler,
   readMemory,
   round1,
+  Scope,
   sleep,
   tempDir,
 } from './lib/util.js';
@@ -139,26 +141,6 @@ const TARGETS: Record<HandlerName, number> & { fleetMs: number } = {
   serial: 2_000,
   fleetMs: 10_000,
 };
-
-const lib = (name: string) => join(import.meta.dirname, 'lib', name);
-
-/** Everything a phase started, stopped in reverse order whatever happens. */
-class Scope {
-  private readonly closers: (() => Promise<unknown> | unknown)[] = [];
-  add<T>(thing: T, close: (t: T) => Promise<unknown> | unknown): T {
-    this.closers.push(() => close(thing));
-    return thing;
-  }
-  async close(): Promise<void> {
-    for (const c of this.closers.splice(0).reverse()) {
-      try {
-        await c();
-      } catch {
-        // keep closing the rest
-      }
-    }
-  }
-}
 
 interface Prepared {
   details: Record<string, unknown>;

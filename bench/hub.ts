@@ -28,9 +28,11 @@ import {
   CpuMeter,
   type CpuSplit,
   freePort,
+  lib,
   machineInfo,
   now,
   round1,
+  Scope,
   sleep,
   tempDir,
 } from './lib/util.js';
@@ -70,26 +72,6 @@ const PARAMS = {
 };
 
 const TARGETS = { backlogGrowthPct: 1, desiredP99Ms: 1000 };
-
-const lib = (name: string) => join(import.meta.dirname, 'lib', name);
-
-/** Everything started, stopped in reverse order whatever happens. */
-class Scope {
-  private readonly closers: (() => Promise<unknown> | unknown)[] = [];
-  add<T>(thing: T, close: (t: T) => Promise<unknown> | unknown): T {
-    this.closers.push(() => close(thing));
-    return thing;
-  }
-  async close(): Promise<void> {
-    for (const c of this.closers.splice(0).reverse()) {
-      try {
-        await c();
-      } catch {
-        // keep closing the rest
-      }
-    }
-  }
-}
 
 // ------------------------------------------------------------------------------------------- peers
 

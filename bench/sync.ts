@@ -31,6 +31,7 @@ import {
   CpuMeter,
   type CpuSplit,
   freePort,
+  lib,
   type MemoryReading,
   machineInfo,
   monotonicMicros,
@@ -39,6 +40,7 @@ import {
   readMemory,
   round1,
   round3,
+  Scope,
   sleep,
   tempDir,
 } from './lib/util.js';
@@ -83,8 +85,6 @@ const TARGETS = {
   rssUnderLoadMB: 120,
 };
 
-const lib = (name: string) => join(import.meta.dirname, 'lib', name);
-
 function agentConfig(dataDir: string, upstreamUrl: string): Record<string, unknown> {
   const a = PARAMS.agent;
   return {
@@ -103,24 +103,6 @@ function agentConfig(dataDir: string, upstreamUrl: string): Record<string, unkno
     auth: { allowAnonymous: true },
     kubernetes: 'off',
   };
-}
-
-/** Everything a phase started, stopped in reverse order whatever happens. */
-class Scope {
-  private readonly closers: (() => Promise<unknown> | unknown)[] = [];
-  add<T>(thing: T, close: (t: T) => Promise<unknown> | unknown): T {
-    this.closers.push(() => close(thing));
-    return thing;
-  }
-  async close(): Promise<void> {
-    for (const c of this.closers.splice(0).reverse()) {
-      try {
-        await c();
-      } catch {
-        // keep closing the rest
-      }
-    }
-  }
 }
 
 async function startBroker(

@@ -317,3 +317,24 @@ export class CpuMeter {
     };
   }
 }
+
+/** A helper script in bench/lib/, as the built file next to this module. */
+export const lib = (name: string) => join(import.meta.dirname, name);
+
+/** Everything a phase started, stopped in reverse order whatever happens. */
+export class Scope {
+  private readonly closers: (() => Promise<unknown> | unknown)[] = [];
+  add<T>(thing: T, close: (t: T) => Promise<unknown> | unknown): T {
+    this.closers.push(() => close(thing));
+    return thing;
+  }
+  async close(): Promise<void> {
+    for (const c of this.closers.splice(0).reverse()) {
+      try {
+        await c();
+      } catch {
+        // keep closing the rest
+      }
+    }
+  }
+}
