@@ -13,8 +13,8 @@ import { type Db, openDb } from '../../src/store/db.js';
 import { systemClock } from '../../src/util/clock.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { device } from '../contract/deviceStore.contract.js';
-import { within } from '../helpers/kubeClient.js';
 import { tempDir } from '../helpers/processes.js';
+import { captureOutput, within } from '../helpers/wait.js';
 
 /**
  * The agent's HTTP API for Devices and DiscoveryConfigs: a real HttpApi on 127.0.0.1:0 over the standalone
@@ -419,26 +419,9 @@ describe('in a cluster (not writable)', () => {
 
 describe('leafbridge get against this API', () => {
   /** The real command in-process, stdout and stderr captured (and restored), bounded in time. */
-  async function get(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-    const out: string[] = [];
-    const err: string[] = [];
-    const { write: writeOut } = process.stdout;
-    const { write: writeErr } = process.stderr;
-    const capture = (into: string[]) =>
-      ((chunk: string | Uint8Array) => {
-        into.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-        return true;
-      }) as typeof process.stdout.write;
-    process.stdout.write = capture(out);
-    process.stderr.write = capture(err);
-    try {
-      const server = agent.base.replace(/\/api\/v1$/, '');
-      const code = await within(getCommand([...args, '--server', server]), 10_000, `get ${args.join(' ')}`);
-      return { code, out: out.join(''), err: err.join('') };
-    } finally {
-      process.stdout.write = writeOut;
-      process.stderr.write = writeErr;
-    }
+  function get(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+    const server = agent.base.replace(/\/api\/v1$/, '');
+    return captureOutput(() => getCommand([...args, '--server', server]), 10_000, `get ${args.join(' ')}`);
   }
 
   beforeEach(async () => {

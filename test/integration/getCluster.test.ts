@@ -7,8 +7,8 @@ import { getCommand } from '../../src/cli/getCommand.js';
 import { builtinHandlers } from '../../src/discovery/handlers.js';
 import { crdManifests } from '../../src/kube/crds.js';
 import { KubeApiServer } from '../helpers/kubeApiServer.js';
-import { within } from '../helpers/kubeClient.js';
 import { CLI, freePort, tempDir } from '../helpers/processes.js';
+import { captureOutput, within } from '../helpers/wait.js';
 
 /**
  * `leafbridge get` reading from a cluster: the real command, in-process, with @kubernetes/client-node
@@ -38,25 +38,8 @@ function device(name: string, namespace: string, labels: Record<string, string> 
 }
 
 /** Runs the command with stdout and stderr captured (restored afterwards), bounded in time. */
-async function get(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const { write: writeOut } = process.stdout;
-  const { write: writeErr } = process.stderr;
-  const capture = (into: string[]) =>
-    ((chunk: string | Uint8Array) => {
-      into.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-      return true;
-    }) as typeof process.stdout.write;
-  process.stdout.write = capture(out);
-  process.stderr.write = capture(err);
-  try {
-    const code = await within(getCommand(args), 15_000, `leafbridge get ${args.join(' ')}`);
-    return { code, out: out.join(''), err: err.join('') };
-  } finally {
-    process.stdout.write = writeOut;
-    process.stderr.write = writeErr;
-  }
+function get(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return captureOutput(() => getCommand(args), 15_000, `leafbridge get ${args.join(' ')}`);
 }
 
 const rowsOf = (table: string) => table.trim().split('\n').slice(1);
