@@ -284,7 +284,8 @@ describe('DevicePluginManager: Device objects → device-plugin resources at the
     expect((await manager.reconcile([`${CAM}-0`])).sort()).toEqual([]); // within the grace period
   });
 
-  it('reconcile releases claims the kubelet no longer reports, after the grace period', async () => {
+  /** The manager again, with no release grace: any claim not in use is released by reconcile. */
+  async function restartWithoutGrace(): Promise<void> {
     await manager.stop();
     manager = new DevicePluginManager({
       registry,
@@ -296,6 +297,10 @@ describe('DevicePluginManager: Device objects → device-plugin resources at the
     });
     await manager.start();
     await streaming(Object.values(R));
+  }
+
+  it('reconcile releases claims the kubelet no longer reports, after the grace period', async () => {
+    await restartWithoutGrace();
     await kubelet.allocate(R.cam, [`${CAM}-0`, `${CAM}-1`]);
     expect(await manager.reconcile([`${CAM}-1`])).toEqual([`${CAM}-0`]);
     await kubelet.waitForUpdate(
@@ -306,17 +311,7 @@ describe('DevicePluginManager: Device objects → device-plugin resources at the
   });
 
   it('with only the pod list to go by, a claim stays while a live pod requests its resource', async () => {
-    await manager.stop();
-    manager = new DevicePluginManager({
-      registry,
-      node: NODE,
-      dir: dir.path,
-      logger: silentLogger(),
-      claims: new MemorySlotClaims(),
-      reconcileGraceMs: 0,
-    });
-    await manager.start();
-    await streaming(Object.values(R));
+    await restartWithoutGrace();
     await kubelet.allocate(R.cam, [`${CAM}-0`]);
     await kubelet.allocate(R.serial, [`${SERIAL}-0`]);
     // A pod of this node still asks for the camera resource; none for the serial one any more.
