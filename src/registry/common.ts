@@ -1,4 +1,6 @@
 import type { DeviceObject } from '../discovery/types.js';
+import type { Db } from '../store/db.js';
+import type { Clock } from '../util/clock.js';
 import { LeafbridgeError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import type { DeviceStoreEvent, LabelSelector } from './deviceStore.js';
@@ -98,4 +100,17 @@ export function mergePatchOf(
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The next resourceVersion of a local collection: one counter per collection in the `meta` table. */
+export function nextResourceVersion(db: Db, key: string): number {
+  const row = db
+    .prepare('UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ? RETURNING value')
+    .get(key) as { value: string | number };
+  return Number(row.value);
+}
+
+/** A timestamp as Kubernetes writes them (RFC 3339, whole seconds). */
+export function kubeTime(clock: Pick<Clock, 'now'>): string {
+  return new Date(clock.now()).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }

@@ -8,7 +8,7 @@ import type { Db } from '../store/db.js';
 import type { Clock } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import { child, type Logger } from '../util/logger.js';
-import { stableJson } from './common.js';
+import { kubeTime, nextResourceVersion, stableJson } from './common.js';
 import type {
   ConfigStatusReport,
   ConfigWriteError,
@@ -171,7 +171,7 @@ export class LocalConfigStore implements WritableConfigSource {
         name: entry.name,
         namespace: this.o.namespace,
         uid: old?.object.metadata.uid ?? randomUUID(),
-        creationTimestamp: old?.object.metadata.creationTimestamp ?? this.now(),
+        creationTimestamp: old?.object.metadata.creationTimestamp ?? kubeTime(this.o.clock),
         generation: (old?.object.metadata.generation ?? 0) + (sameSpec ? 0 : 1),
         annotations: { [SOURCE_ANNOTATION]: source },
       },
@@ -183,7 +183,7 @@ export class LocalConfigStore implements WritableConfigSource {
 
   /** Stores `object` with the next resourceVersion; returns it as stored. */
   private put(object: DiscoveryConfigObject, source: Source): DiscoveryConfigObject {
-    const rv = this.nextVersion();
+    const rv = nextResourceVersion(this.o.db, RV_KEY);
     const stored = { ...object, metadata: { ...object.metadata, resourceVersion: String(rv) } };
     this.o.db
       .prepare(
@@ -197,7 +197,7 @@ export class LocalConfigStore implements WritableConfigSource {
 
   private remove(name: string): void {
     this.o.db.prepare('DELETE FROM discovery_configs WHERE name = ?').run(name);
-    this.nextVersion(); // a deletion is a change too
+    nextResourceVersion(this.o.db, RV_KEY); // a deletion is a change too
   }
 
   /** The entry with the config schema's defaults, or 422 with every problem by its field path. */
@@ -230,17 +230,6 @@ export class LocalConfigStore implements WritableConfigSource {
       | { json: string; source: Source }
       | undefined;
     return row && { object: JSON.parse(row.json) as DiscoveryConfigObject, source: row.source };
-  }
-
-  private nextVersion(): number {
-    const row = this.o.db
-      .prepare('UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ? RETURNING value')
-      .get(RV_KEY) as { value: string | number };
-    return Number(row.value);
-  }
-
-  private now(): string {
-    return new Date(this.o.clock.now()).toISOString().replace(/\.\d{3}Z$/, 'Z');
   }
 }
 

@@ -3,7 +3,7 @@ import type { DeviceObject } from '../discovery/types.js';
 import type { Db } from '../store/db.js';
 import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
-import { Listeners, select, stableJson, unversioned } from './common.js';
+import { kubeTime, Listeners, nextResourceVersion, select, stableJson, unversioned } from './common.js';
 import type { DeviceStore, DeviceStoreEvent, LabelSelector } from './deviceStore.js';
 
 export interface LocalDeviceStoreOptions {
@@ -53,13 +53,13 @@ export class LocalDeviceStore implements DeviceStore {
       if (object === null) {
         if (!old) return { stored: undefined, type: undefined };
         this.o.db.prepare('DELETE FROM devices WHERE name = ?').run(name);
-        old.metadata.resourceVersion = String(this.nextVersion());
+        old.metadata.resourceVersion = String(nextResourceVersion(this.o.db, RV_KEY));
         return { stored: old, type: 'DELETED' as const };
       }
       if (old && stableJson(unversioned(old)) === stableJson(unversionedInput(object, this.o.namespace))) {
         return { stored: old, type: undefined };
       }
-      const rv = this.nextVersion();
+      const rv = nextResourceVersion(this.o.db, RV_KEY);
       const stored: DeviceObject = {
         apiVersion: object.apiVersion,
         kind: object.kind,
@@ -67,7 +67,7 @@ export class LocalDeviceStore implements DeviceStore {
           name,
           namespace: this.o.namespace,
           uid: old?.metadata.uid ?? randomUUID(),
-          creationTimestamp: old?.metadata.creationTimestamp ?? this.now(),
+          creationTimestamp: old?.metadata.creationTimestamp ?? kubeTime(this.o.clock),
           resourceVersion: String(rv),
           labels: { ...object.metadata.labels },
           ownerReferences: structuredClone(object.metadata.ownerReferences ?? []),
@@ -105,17 +105,6 @@ export class LocalDeviceStore implements DeviceStore {
       | { json: string }
       | undefined;
     return row && (JSON.parse(row.json) as DeviceObject);
-  }
-
-  private nextVersion(): number {
-    const row = this.o.db
-      .prepare('UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ? RETURNING value')
-      .get(RV_KEY) as { value: string | number };
-    return Number(row.value);
-  }
-
-  private now(): string {
-    return new Date(this.o.clock.now()).toISOString().replace(/\.\d{3}Z$/, 'Z');
   }
 
   private emit(e: DeviceStoreEvent): void {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { DeviceRegistry } from '../discovery/registry.js';
 import type { DeviceObject } from '../discovery/types.js';
 import type { Clock } from '../util/clock.js';
-import { select, stableJson, unversioned } from './common.js';
+import { kubeTime, select, stableJson, unversioned } from './common.js';
 import type { DeviceStore, DeviceStoreEvent, LabelSelector } from './deviceStore.js';
 
 /**
@@ -28,7 +28,7 @@ export class MemoryDeviceStore implements DeviceStore {
 
   async upsert(object: DeviceObject): Promise<DeviceObject> {
     const old = this.registry.get(object.metadata.name);
-    const now = new Date(this.clock.now()).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const now = kubeTime(this.clock);
     this.registry.put(
       structuredClone({
         ...object,
