@@ -91,6 +91,8 @@ export class KubeDeviceStore implements DeviceStore {
   private readonly backoff: { baseMs: number; maxMs: number };
   private readonly wanted = new Map<string, Want>();
   private readonly applying = new Map<string, Want>();
+  /** Devices whose drain loop runs (settling a burst, or writing). */
+  private readonly draining = new Set<string>();
   private readonly waiters = new Map<string, Waiter[]>();
   private readonly ownerUids = new Map<string, string>();
   /** Per device with an unwritten change: when the oldest and the newest of them were asked for. */
@@ -220,46 +222,36 @@ export class KubeDeviceStore implements DeviceStore {
       list.push({ gen: want.gen, resolve, reject });
       this.waiters.set(name, list);
     });
-    if (!this.applying.has(name)) void this.drain(name);
+    if (!this.draining.has(name)) void this.drain(name);
     return promise;
   }
 
   /** Writes `name`'s wanted states, one burst at a time, until none is left. */
   private async drain(name: string): Promise<void> {
-    this.applying.set(name, { mutate: (cur) => cur ?? null, gen: 0 }); // holds the slot while the burst settles
+    this.draining.add(name);
     try {
-      await this.quiet(name);
-    } catch {
-      return; // closed
-    } finally {
-      this.applying.delete(name);
-    }
-    for (let want = this.wanted.get(name); want; want = this.wanted.get(name)) {
-      this.wanted.delete(name);
-      this.changed.delete(name);
-      this.applying.set(name, want);
-      try {
-        const result = await this.apply(name, want);
-        if (result !== SUPERSEDED) this.settle(name, want.gen, (w) => w.resolve(result));
-        else this.wanted.set(name, after(want, this.wanted.get(name) as Want)); // its change still counts
-      } catch (err) {
-        if (this.closing.signal.aborted) return;
-        this.logger.error({ device: name, err: errorMessage(err) }, 'device write refused; dropped');
-        const e = err instanceof Error ? err : new Error(String(err));
-        this.settle(name, want.gen, (w) => w.reject(e));
-      } finally {
-        this.applying.delete(name);
-      }
-      if (this.wanted.has(name)) {
-        this.applying.set(name, { mutate: (cur) => cur ?? null, gen: 0 });
+      while (this.wanted.has(name)) {
+        await this.quiet(name);
+        const want = this.wanted.get(name);
+        if (!want || this.closing.signal.aborted) return;
+        this.wanted.delete(name);
+        this.changed.delete(name);
+        this.applying.set(name, want);
         try {
-          await this.quiet(name);
-        } catch {
-          return;
+          const result = await this.apply(name, want);
+          if (result !== SUPERSEDED) this.settle(name, want.gen, (w) => w.resolve(result));
+          else this.wanted.set(name, after(want, this.wanted.get(name) as Want)); // its change still counts
+        } catch (err) {
+          if (this.closing.signal.aborted) return;
+          this.logger.error({ device: name, err: errorMessage(err) }, 'device write refused; dropped');
+          const e = err instanceof Error ? err : new Error(String(err));
+          this.settle(name, want.gen, (w) => w.reject(e));
         } finally {
           this.applying.delete(name);
         }
       }
+    } finally {
+      this.draining.delete(name);
     }
   }
 
@@ -269,7 +261,7 @@ export class KubeDeviceStore implements DeviceStore {
     if (quietMs <= 0) return;
     for (;;) {
       const t = this.changed.get(name);
-      if (!t) return;
+      if (!t || this.closing.signal.aborted) return;
       const wait = Math.min(t.last + quietMs, t.first + maxDelayMs) - performance.now();
       if (wait <= 0) return;
       await sleep(wait, this.closing.signal);
