@@ -2,12 +2,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from '../../src/agent.js';
 import { parseConfig } from '../../src/config/load.js';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
 import { deviceName } from '../../src/discovery/naming.js';
-import { crdManifests } from '../../src/kube/crds.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { agentConfig } from './agentConfig.js';
-import { KubeApiServer } from './kubeApiServer.js';
+import { type ClusterBackend, DoubleBackend } from './clusterBackend.js';
+import type { KubeApiServer } from './kubeApiServer.js';
 import type { KubeObject } from './kubeStore.js';
 import { tempDir } from './processes.js';
 import { TestKubelet } from './testKubelet.js';
@@ -23,25 +22,37 @@ export interface ClusterNode {
 }
 
 /**
- * In-process agents on several nodes against one test API server (the Kubernetes REST and watch protocol;
- * no real kube-apiserver runs in the tests). Devices are debug-echo devices switched on and off per node
+ * In-process agents on several nodes against one API server: the test double by default, or the real
+ * control plane (`TestCluster.on(await RealBackend.start(), ...)`), where each agent runs as the
+ * leafbridge-agent service account under the RBAC in deploy/. Devices are debug-echo devices switched on and off per node
  * by a presence file whose path names the node (`presence-{node}`), so a test decides what each node sees.
  */
 export class TestCluster {
   readonly nodes = new Map<string, ClusterNode>();
   private readonly shared = tempDir('lb-presence-');
 
-  private constructor(readonly api: KubeApiServer) {}
+  private constructor(readonly backend: ClusterBackend) {}
 
   /** A test API server with the CRDs and Node objects `nodes` (with their labels). */
   static async start(
     nodes: Record<string, Record<string, string>> = { n1: {}, n2: {} },
   ): Promise<TestCluster> {
-    const api = await KubeApiServer.start({ crds: crdManifests(builtinHandlers), bookmarkIntervalMs: 200 });
-    for (const [name, labels] of Object.entries(nodes)) {
-      api.seed('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name, labels } });
-    }
-    return new TestCluster(api);
+    return TestCluster.on(await DoubleBackend.start(), nodes);
+  }
+
+  /** Agents against `backend`, which gets the Node objects `nodes` (with their labels). */
+  static async on(
+    backend: ClusterBackend,
+    nodes: Record<string, Record<string, string>> = { n1: {}, n2: {} },
+  ): Promise<TestCluster> {
+    for (const [name, labels] of Object.entries(nodes)) await backend.addNode(name, labels);
+    return new TestCluster(backend);
+  }
+
+  /** The test double (its storage, its fault injection); only for clusters on the double. */
+  get api(): KubeApiServer {
+    if (this.backend instanceof DoubleBackend) return this.backend.api;
+    throw new Error('this cluster runs on the real control plane, not the test double');
   }
 
   /** A DiscoveryConfig of shared debug-echo cameras `ids`, present on each node as its presence file says. */
@@ -49,7 +60,7 @@ export class TestCluster {
     return {
       apiVersion: 'leafbridge.io/v1alpha1',
       kind: 'DiscoveryConfig',
-      metadata: { name, namespace: NS },
+      metadata: { name, namespace: this.backend.namespace },
       spec: {
         handler: {
           name: 'debug-echo',
@@ -97,7 +108,7 @@ export class TestCluster {
     };
     const config = agentConfig(node.dir.path, undefined, {
       node: name,
-      kubernetes: this.api.writeKubeconfig(node.dir.path, NS),
+      kubernetes: await this.backend.kubeconfig(node.dir.path, 'agent'),
       discovery: { gracePeriod: options.grace ?? '20s' },
       ...(node.kubelet ? { devicePlugins } : {}),
     });
@@ -124,6 +135,11 @@ export class TestCluster {
     return new Map(this.api.objects('devices', NS).map((o) => [o.metadata.name, o]));
   }
 
+  /** The server's Devices, read as the admin (either backend). */
+  async deviceList(): Promise<Map<string, KubeObject>> {
+    return new Map((await this.backend.list('devices')).map((o) => [o.metadata.name, o]));
+  }
+
   async close(): Promise<void> {
     for (const n of this.nodes.values()) {
       await n.agent?.stop();
@@ -131,7 +147,7 @@ export class TestCluster {
       n.dir.remove();
     }
     this.nodes.clear();
-    await this.api.close();
+    await this.backend.close();
     this.shared.remove();
   }
 }
