@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Agent } from '../../src/agent.js';
 import { parseConfig } from '../../src/config/load.js';
 import { deviceName } from '../../src/discovery/naming.js';
-import { silentLogger } from '../../src/util/logger.js';
+import { type Logger, silentLogger } from '../../src/util/logger.js';
 import { agentConfig } from './agentConfig.js';
 import { type ClusterBackend, DoubleBackend } from './clusterBackend.js';
 import type { KubeApiServer } from './kubeApiServer.js';
@@ -88,7 +88,12 @@ export class TestCluster {
    */
   async startNode(
     name: string,
-    options: { grace?: string; kubelet?: boolean; release?: { interval: string; grace: string } } = {},
+    options: {
+      grace?: string;
+      kubelet?: boolean;
+      release?: { interval: string; grace: string };
+      logger?: Logger;
+    } = {},
   ): Promise<Agent> {
     const node = this.nodes.get(name) ?? { name, dir: tempDir(`lb-${name}-`) };
     this.nodes.set(name, node);
@@ -112,7 +117,7 @@ export class TestCluster {
       discovery: { gracePeriod: options.grace ?? '20s' },
       ...(node.kubelet ? { devicePlugins } : {}),
     });
-    const agent = new Agent(parseConfig(config), silentLogger());
+    const agent = new Agent(parseConfig(config), options.logger ?? silentLogger());
     await agent.start();
     node.agent = agent;
     return agent;
