@@ -49,8 +49,12 @@ function config(name: string) {
   };
 }
 
-async function kubeHarness(coalesce?: { quietMs: number; maxDelayMs: number }) {
-  const api = await KubeApiServer.start({ crds: crdManifests(builtinHandlers), bookmarkIntervalMs: 100 });
+async function kubeHarness(coalesce?: { quietMs: number; maxDelayMs: number }, gcDelayMs?: number) {
+  const api = await KubeApiServer.start({
+    crds: crdManifests(builtinHandlers),
+    bookmarkIntervalMs: 100,
+    ...(gcDelayMs !== undefined ? { gcDelayMs } : {}),
+  });
   api.seed('discoveryconfigs', config('cams'));
   api.seed('discoveryconfigs', config('plcs'));
   const store = new KubeDeviceStore({
@@ -244,6 +248,35 @@ describe('KubeDeviceStore against the test API server', () => {
     const now = api.object('devices', 'default', 'cams-shared')!;
     expect(now.spec).toMatchObject({ capacity: 2, desired: { $version: 1, fps: 5 } });
     expect(api.requests({ verb: 'update', resource: 'devices' }).map((r) => r.status)).toEqual([409, 200]);
+  });
+
+  it('a config deleted and created again: Devices naming its old uid are corrected before the garbage collector takes them; new writes get the new uid', async () => {
+    // The garbage collector waits 3 s here: a Device left with the old uid would be collected then.
+    const slow = await kubeHarness({ quietMs: 0, maxDelayMs: 0 }, 3000);
+    const ownerUid = (name: string) =>
+      slow.api.object('devices', 'default', name)?.metadata.ownerReferences?.[0]?.uid;
+    try {
+      await slow.store.upsert(device('cams-a'));
+      const old = slow.api.object('discoveryconfigs', 'default', 'cams')!.metadata.uid;
+      expect(ownerUid('cams-a')).toBe(old);
+      await slow.api.gcSettled();
+
+      slow.api.remove('discoveryconfigs', 'default', 'cams');
+      const fresh = slow.api.seed('discoveryconfigs', config('cams')).metadata.uid;
+      await until(() => ownerUid('cams-a') === fresh, 2000, 'the owner reference corrected');
+      // Written as the old object reads (its reference with the old uid), and a new Device: the new uid.
+      const stale = device('cams-a', 'cams', { capacity: 3 });
+      stale.metadata.ownerReferences = [{ ...stale.metadata.ownerReferences[0]!, uid: old } as never];
+      await slow.store.upsert(stale);
+      await slow.store.upsert(device('cams-b'));
+      await slow.api.gcSettled();
+      expect(ownerUid('cams-a')).toBe(fresh);
+      expect(ownerUid('cams-b')).toBe(fresh);
+      expect(slow.api.deletions('devices')).toBe(0);
+    } finally {
+      await slow.store.close();
+      await slow.api.close();
+    }
   });
 
   it('a cut watch resumes and a 410 after compaction re-lists: the listeners lose no change', async () => {

@@ -666,6 +666,27 @@ describe('deletion: owner references and finalizers', () => {
     expect(names()).toEqual(['unowned']);
   });
 
+  it('an owner reference is dangling when the object of that name has another uid (deleted and created again): its dependents are collected', async () => {
+    const { ref } = await owned('cams');
+    api.remove('discoveryconfigs', namespace, 'cams');
+    const again = api.seed('discoveryconfigs', config('cams'));
+    await until(() => names().length === 0, 2000, 'the dependents of the old uid collected');
+    // One reference by the right uid, one by the old: only the dangling one is dropped.
+    const current = { ...ref, uid: again.metadata.uid, controller: false };
+    await clients.custom.createNamespacedCustomObject({
+      ...devices,
+      body: device('both', {}, { ownerReferences: [ref, current] }),
+    });
+    await clients.custom.createNamespacedCustomObject({
+      ...devices,
+      body: device('old-only', {}, { ownerReferences: [ref] }),
+    });
+    await until(() => names().join() === 'both', 2000, 'old-only collected');
+    await api.gcSettled();
+    expect(api.object('devices', namespace, 'both')?.metadata.ownerReferences).toEqual([current]);
+    expect(api.deletions('devices')).toBe(3);
+  });
+
   it('Orphan keeps the dependents and drops the reference; Foreground keeps the owner until its dependents are gone', async () => {
     await owned('orph');
     await clients.custom.deleteNamespacedCustomObject({
