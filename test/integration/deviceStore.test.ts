@@ -279,6 +279,35 @@ describe('KubeDeviceStore against the test API server', () => {
     }
   });
 
+  it('a quiet watch resumes from its last bookmark after a compaction: no re-list, and bookmarks are not objects', async () => {
+    await store.upsert(device('cams-quiet'));
+    const events: DeviceStoreEvent[] = [];
+    store.watch((e) => events.push(e));
+    // Other resources move the resourceVersion on; the Devices do not change, only bookmarks come.
+    for (const name of ['n1', 'n2', 'n3']) {
+      api.seed('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name } });
+    }
+    const moved = api.store.currentRv;
+    api.sendBookmarks();
+    await new Promise((r) => setTimeout(r, 300)); // the bookmarks reach the store
+    api.compact();
+    api.closeWatches();
+    const watches = () => api.requests({ verb: 'watch', resource: 'devices' });
+    const before = watches().length;
+    await until(() => watches().length > before && api.openWatches > 0, 5000, 'the store watching again');
+
+    api.seed('devices', { ...device('cams-later'), metadata: { name: 'cams-later', labels: {} } });
+    await until(
+      () => events.some((e) => e.object.metadata.name === 'cams-later'),
+      5000,
+      'the Device created after the resume',
+    );
+    expect(Number(watches()[before]?.query.resourceVersion)).toBeGreaterThanOrEqual(moved);
+    expect(api.requests({ verb: 'list', resource: 'devices' })).toHaveLength(1);
+    expect(events.map((e) => [e.type, e.object.metadata.name])).toEqual([['ADDED', 'cams-later']]);
+    expect((await store.list()).map((d) => d.metadata.name)).toEqual(['cams-later', 'cams-quiet']);
+  });
+
   it('a cut watch resumes and a 410 after compaction re-lists: the listeners lose no change', async () => {
     await store.upsert(device('cams-keep'));
     await store.upsert(device('cams-gone'));

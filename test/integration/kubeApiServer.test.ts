@@ -501,6 +501,38 @@ describe('watch', () => {
     await until(() => api.openWatches === 0, 2000, 'the server noticing the client left');
   });
 
+  it('bookmarks only when allowed: the kind and metadata.resourceVersion alone, at the resourceVersion other resources moved on', async () => {
+    const list = (await clients.custom.listNamespacedCustomObject(devices)) as {
+      metadata: { resourceVersion: string };
+    };
+    const from = { resourceVersion: list.metadata.resourceVersion };
+    const plain = await watchWith(clients.kc, DEVICES, from);
+    const marked = await watchWith(clients.kc, DEVICES, { ...from, allowWatchBookmarks: true });
+    await until(() => api.openWatches === 2, 2000, 'both watches open');
+    await clients.custom.createNamespacedCustomObject({ ...configs, body: config('cams') });
+    api.sendBookmarks();
+    const rv = String(api.store.currentRv);
+    await until(
+      () => marked.events.some((e) => e.object.metadata?.resourceVersion === rv),
+      2000,
+      'a bookmark at the moved resourceVersion',
+    );
+    await new Promise((r) => setTimeout(r, 200)); // past a bookmark interval
+    expect(plain.events).toEqual([]);
+    for (const e of marked.events) {
+      expect(e).toEqual({
+        type: 'BOOKMARK',
+        object: {
+          apiVersion: `${group}/${version}`,
+          kind: 'Device',
+          metadata: { resourceVersion: expect.any(String) },
+        },
+      });
+    }
+    plain.stop();
+    marked.stop();
+  });
+
   it('without a resourceVersion starts with the current objects; a label-filtered watch sees objects leave and enter', async () => {
     await clients.custom.createNamespacedCustomObject({ ...devices, body: device('a', { node: 'edge-1' }) });
     await clients.custom.createNamespacedCustomObject({ ...devices, body: device('b', { node: 'edge-2' }) });
