@@ -33,11 +33,15 @@ export interface KubeConfigSourceOptions {
 }
 
 type Status = DiscoveryConfigObject['status'];
+/** A config's status and the resourceVersion it was read at. */
+type StatusBase = { resourceVersion: string; status: Status };
 
 const VERSION = 'v1alpha1';
 const CONFIG_KIND = 'DiscoveryConfig';
 const NODE_KIND = 'Node';
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+/** 409 Conflicts on one status write re-read and retried in a row before it backs off like other failures. */
+const STATUS_CONFLICT_RETRIES = 5;
 
 /**
  * DiscoveryConfigs from the Kubernetes API (group leafbridge.io, plural discoveryconfigs, one namespace),
@@ -47,9 +51,10 @@ const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
  * Outage: every list it offers, and the node's labels, are written to `kube_cache`; an agent started while
  * the API server is away offers the cached configs until the server answers, then the server's again.
  *
- * Status: `reportStatus` merge-patches `/status` only when the stored conditions (type, status, reason,
- * message) or device count differ; per config the latest report wins and one write is in flight, retried
- * with backoff through outages, dropped when the config is gone (404).
+ * Status: `reportStatus` writes `/status` only when the stored conditions (type, status, reason, message)
+ * or device count differ, as a read-modify-write conditional on the resourceVersion (409 → re-read), so the
+ * controller's `BrokersReady` and `status.brokers` are never reverted; per config the latest report wins and
+ * one write is in flight, retried with backoff through outages, dropped when the config is gone (404).
  */
 export class KubeConfigSource implements DiscoveryConfigSource {
   private readonly custom: CustomObjectsApi;
@@ -72,7 +77,7 @@ export class KubeConfigSource implements DiscoveryConfigSource {
   private readonly statusWanted = new Map<string, ConfigStatusReport>();
   private readonly statusApplying = new Set<string>();
   /** What our last status write returned, until the reflector sees that version. */
-  private readonly statusWritten = new Map<string, { resourceVersion: string; status: Status }>();
+  private readonly statusWritten = new Map<string, StatusBase>();
 
   constructor(private readonly o: KubeConfigSourceOptions) {
     this.custom = o.kubeConfig.makeApiClient(CustomObjectsApi);
@@ -253,54 +258,96 @@ export class KubeConfigSource implements DiscoveryConfigSource {
     }
   }
 
-  /** One report, retried through transient failures; abandoned when a newer one is wanted. */
+  /**
+   * One report, retried through transient failures; abandoned when a newer one is wanted. A read-modify-write
+   * of the status: the report applied to the status as read (the conditions it does not carry, such as the
+   * controller's `BrokersReady`, kept), written conditional on the resourceVersion read, so a write another
+   * writer made in between is never reverted: 409 → read again and apply the report to that.
+   */
   private async writeStatus(name: string, report: ConfigStatusReport): Promise<void> {
     const signal = this.closing.signal;
-    for (let attempt = 0; !signal.aborted && !this.statusWanted.has(name); attempt++) {
-      const current = this.storedStatus(name);
-      if (!current || sameStatus(current, report)) return;
+    let base = this.storedStatus(name);
+    for (let attempt = 0, conflicts = 0; !signal.aborted && !this.statusWanted.has(name); attempt++) {
       try {
-        const res = (await this.custom.patchNamespacedCustomObjectStatus(
-          { ...this.resource, name, body: { status: nextStatus(current, report) } },
-          mergePatch,
-        )) as DiscoveryConfigObject;
-        const written = normalizeConfig(res);
-        this.statusWritten.set(name, {
-          resourceVersion: written.metadata.resourceVersion ?? '',
-          status: written.status,
-        });
+        base ??= await this.readStatus(name); // after a 409: what the server holds now
+        if (!base || sameStatus(base.status, report)) return;
+        this.statusWritten.set(name, await this.patchStatus(name, base, report));
         return;
       } catch (err) {
         const code = codeOf(err);
-        if (code === 404) {
-          this.logger.debug({ config: name }, 'config gone; its status report is dropped');
-          return;
+        if (code === 409 && conflicts < STATUS_CONFLICT_RETRIES) {
+          this.logger.debug({ config: name }, 'config status conflict; re-reading');
+          // The first conflict re-reads at once; repeated ones back off, with jitter.
+          if (conflicts++ > 0) await sleep(Math.random() * backoffDelay(conflicts, 20, 1000), signal);
+          base = undefined;
+          continue;
         }
-        if (!transient(code)) {
-          this.logger.error({ config: name, err: shortError(err) }, 'config status refused; dropped');
-          return;
-        }
-        const delay = backoffDelay(attempt, this.backoff.baseMs, this.backoff.maxMs);
-        this.logger.warn(
-          { config: name, err: shortError(err), retryInMs: delay },
-          'config status write failed; will retry',
-        );
-        await sleep(delay, signal);
+        if (!this.retryable(name, err, attempt)) return;
+        await sleep(backoffDelay(attempt, this.backoff.baseMs, this.backoff.maxMs), signal);
+        base = this.storedStatus(name);
       }
     }
   }
 
+  /** The report applied to `base`, merge-patched onto `/status` if the config is still at `base`'s version. */
+  private async patchStatus(name: string, base: StatusBase, report: ConfigStatusReport): Promise<StatusBase> {
+    const body = {
+      metadata: { resourceVersion: base.resourceVersion },
+      status: nextStatus(base.status, report),
+    };
+    const written = normalizeConfig(
+      (await this.custom.patchNamespacedCustomObjectStatus(
+        { ...this.resource, name, body },
+        mergePatch,
+      )) as DiscoveryConfigObject,
+    );
+    return { resourceVersion: written.metadata.resourceVersion ?? '', status: written.status };
+  }
+
+  /** The status as the server holds it now; undefined when the config is gone. */
+  private async readStatus(name: string): Promise<StatusBase | undefined> {
+    try {
+      const config = normalizeConfig(
+        (await this.custom.getNamespacedCustomObjectStatus({
+          ...this.resource,
+          name,
+        })) as DiscoveryConfigObject,
+      );
+      return { resourceVersion: config.metadata.resourceVersion ?? '', status: config.status };
+    } catch (err) {
+      if (codeOf(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /** Whether a failed status write is worth another attempt (logged either way). */
+  private retryable(name: string, err: unknown, attempt: number): boolean {
+    const code = codeOf(err);
+    if (code === 404) {
+      this.logger.debug({ config: name }, 'config gone; its status report is dropped');
+      return false;
+    }
+    if (!transient(code)) {
+      this.logger.error({ config: name, err: shortError(err) }, 'config status refused; dropped');
+      return false;
+    }
+    this.logger.warn(
+      { config: name, err: shortError(err), attempt },
+      'config status write failed; will retry',
+    );
+    return true;
+  }
+
   /** The status the server holds as far as we know: what it sent, or what our newer write returned. */
-  private storedStatus(name: string): Status | undefined {
+  private storedStatus(name: string): StatusBase | undefined {
     const all = this.fromServer ? [...this.reflector.known.values()] : this.cached;
     const config = all.find((c) => c.metadata.name === name);
     if (!config) return undefined;
+    const rv = config.metadata.resourceVersion ?? '';
     const written = this.statusWritten.get(name);
-    if (written && olderThan(config.metadata.resourceVersion ?? '', written.resourceVersion)) {
-      return written.status;
-    }
+    if (written && olderThan(rv, written.resourceVersion)) return written;
     this.statusWritten.delete(name);
-    return config.status;
+    return { resourceVersion: rv, status: config.status };
   }
 }
 

@@ -207,7 +207,14 @@ export class Reflector<T extends ReflectedObject> {
           this.watchAbort?.abort();
           return;
         }
-        if (!named(object)) return; // not an object (a bookmark carries one; garbage does not)
+        if (type === 'BOOKMARK') {
+          // Nothing changed up to its resourceVersion: the point to resume from, not an object to hand on.
+          const rv = bookmarkVersion(object);
+          if (rv && !olderThan(rv, this.resourceVersion)) this.resourceVersion = rv;
+          this.settle();
+          return;
+        }
+        if (!named(object)) return; // garbage: no object to record
         const rv = object.metadata.resourceVersion;
         if (type === 'ADDED' || type === 'MODIFIED') this.observe(this.o.normalize(object as T));
         else if (type === 'DELETED') this.remove(this.o.normalize(object as T));
@@ -255,6 +262,15 @@ export class Reflector<T extends ReflectedObject> {
       );
     }
   }
+}
+
+/**
+ * A BOOKMARK's resourceVersion: the real server sends the kind with `metadata.resourceVersion` alone (and, from
+ * 1.27, possibly the annotation `k8s.io/initial-events-end`); no name.
+ */
+function bookmarkVersion(o: unknown): string | undefined {
+  const rv = (o as { metadata?: { resourceVersion?: unknown } } | null)?.metadata?.resourceVersion;
+  return typeof rv === 'string' && rv !== '' ? rv : undefined;
 }
 
 /** Whether a value from the API server is an object with a name (the one thing a reflector relies on). */

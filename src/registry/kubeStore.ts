@@ -13,6 +13,7 @@ import { child, type Logger } from '../util/logger.js';
 import { Listeners, mergePatchOf, select, stableJson } from './common.js';
 import type { DeviceStore, DeviceStoreEvent, LabelSelector, UpdateOptions } from './deviceStore.js';
 import { Reachability, Semaphore } from './flow.js';
+import { ConfigOwners, type OwnerRef } from './kubeOwners.js';
 import { DeviceReflector, normalize } from './kubeReflector.js';
 
 export interface KubeDeviceStoreOptions {
@@ -94,7 +95,7 @@ export class KubeDeviceStore implements DeviceStore {
   /** Devices whose drain loop runs (settling a burst, or writing). */
   private readonly draining = new Set<string>();
   private readonly waiters = new Map<string, Waiter[]>();
-  private readonly ownerUids = new Map<string, string>();
+  private readonly owners: ConfigOwners;
   /** Per device with an unwritten change: when the oldest and the newest of them were asked for. */
   private readonly changed = new Map<string, { first: number; last: number }>();
   private readonly coalesce: { quietMs: number; maxDelayMs: number };
@@ -121,6 +122,17 @@ export class KubeDeviceStore implements DeviceStore {
       // The watch comes back as fast as the probe: read-your-writes waits on it after an outage.
       backoff: { baseMs: Math.min(this.backoff.baseMs, probe.baseMs), maxMs: probe.maxMs },
     });
+    this.owners = new ConfigOwners({
+      kubeConfig: o.kubeConfig,
+      api: this.api,
+      resource: this.resource,
+      logger: this.logger,
+      backoff: this.backoff,
+      onNewUid: (config) => this.adoptAll(config),
+    });
+    this.listeners.add((e) => {
+      if (e.type !== 'DELETED') this.adopt(e.object);
+    });
     this.reachable = new Reachability(
       () => this.api.listNamespacedCustomObject({ ...this.resource, limit: 1 }),
       probe,
@@ -134,6 +146,7 @@ export class KubeDeviceStore implements DeviceStore {
   /** Starts the list+watch; resolves after the first list (callers in an outage need not wait for it). */
   start(): Promise<void> {
     this.reflector.start();
+    this.owners.start();
     return this.reflector.firstSync;
   }
 
@@ -172,6 +185,7 @@ export class KubeDeviceStore implements DeviceStore {
   async close(): Promise<void> {
     this.closing.abort();
     this.reflector.stop();
+    this.owners.stop();
     const closed = new LeafbridgeError('STORE_CLOSED', 'the device store is closed');
     for (const list of this.waiters.values()) for (const w of list) w.reject(closed);
     this.waiters.clear();
@@ -201,6 +215,29 @@ export class KubeDeviceStore implements DeviceStore {
       resourceVersion: known?.metadata.resourceVersion ?? '',
     };
     return o;
+  }
+
+  // ----------------------------------------------------------------------------------------- owners
+
+  /** Rewrites the owner references of the known Devices that name `config` by an old uid. */
+  private adoptAll(config: string): void {
+    for (const device of this.reflector.known.values()) {
+      if (device.metadata.ownerReferences.some((r) => r.name === config)) this.adopt(device);
+    }
+  }
+
+  /**
+   * A Device whose owner reference names a config by the uid of one deleted since is written again (as it
+   * is), which gives the reference the current uid: otherwise the garbage collector would collect it.
+   */
+  private adopt(device: DeviceObject): void {
+    const refs = device.metadata.ownerReferences ?? [];
+    if (!refs.some((r) => this.owners.stale(r)) || this.closing.signal.aborted) return;
+    const name = device.metadata.name;
+    this.logger.info({ device: name }, 'owner reference names a deleted config; taking the current one');
+    this.update(name, (cur) => cur ?? null).catch((err: unknown) =>
+      this.logger.warn({ device: name, err: errorMessage(err) }, 'owner reference not corrected'),
+    );
   }
 
   // ----------------------------------------------------------------------------------------- writes
@@ -380,7 +417,7 @@ export class KubeDeviceStore implements DeviceStore {
       try {
         const want = mutate(cur && structuredClone(normalize(cur)));
         if (want === null) return cur ? await this.remove(cur) : undefined;
-        const owners = await this.owners(want);
+        const owners = await this.owners.of(want);
         cur ??= await this.create(want, owners);
         if (!sameMain(cur, want, owners)) cur = await this.replace(cur, want, owners);
         if (!sameStatus(cur, want)) cur = await this.patchStatus(cur, want);
@@ -445,37 +482,7 @@ export class KubeDeviceStore implements DeviceStore {
       mergePatch,
     )) as Kube;
   }
-
-  /** Owner references with the uid Kubernetes requires; a DiscoveryConfig that does not exist is left out. */
-  private async owners(want: DeviceObject): Promise<OwnerRef[]> {
-    const out: OwnerRef[] = [];
-    for (const ref of want.metadata.ownerReferences ?? []) {
-      const given = (ref as { uid?: string }).uid;
-      const uid = given ?? (await this.configUid(ref.name));
-      if (uid) out.push({ apiVersion: ref.apiVersion, kind: ref.kind, name: ref.name, uid });
-    }
-    return out;
-  }
-
-  private async configUid(name: string): Promise<string | undefined> {
-    const cached = this.ownerUids.get(name);
-    if (cached) return cached;
-    try {
-      const config = (await this.api.getNamespacedCustomObject({
-        ...this.resource,
-        plural: 'discoveryconfigs',
-        name,
-      })) as { metadata: { uid: string } };
-      this.ownerUids.set(name, config.metadata.uid);
-      return config.metadata.uid;
-    } catch (err) {
-      if (codeOf(err) === 404) return undefined;
-      throw err;
-    }
-  }
 }
-
-type OwnerRef = { apiVersion: string; kind: string; name: string; uid: string };
 
 function sameMain(cur: Kube, want: DeviceObject, owners: OwnerRef[]): boolean {
   const refs = (cur.metadata.ownerReferences ?? []) as Partial<OwnerRef>[];

@@ -89,6 +89,14 @@ interface FailureRule {
   resource?: string;
 }
 
+interface Hook {
+  match: RequestMatch;
+  run: () => void;
+}
+
+/** Which requests a failure or a hook applies to (every field given must match). */
+export type RequestMatch = Partial<Pick<RequestRecord, 'verb' | 'resource' | 'subresource' | 'name'>>;
+
 interface OpenWatch {
   res: ServerResponse;
   t: ResourceType;
@@ -108,6 +116,7 @@ export class KubeApiServer {
   private readonly watches = new Set<OpenWatch>();
   private readonly log: RequestRecord[] = [];
   private readonly failures: FailureRule[] = [];
+  private readonly hooks: Hook[] = [];
   private readonly bookmarkIntervalMs: number;
   private delayMs = 0;
   private isUp = false;
@@ -180,6 +189,11 @@ export class KubeApiServer {
     return this.resources.create(t, ns, object, {}).body as KubeObject;
   }
 
+  /** Deletes an object directly, as another client would (not logged); the garbage collector follows. */
+  remove(plural: string, namespace: string | undefined, name: string): void {
+    this.resources.delete(this.type(plural), namespace, name, {});
+  }
+
   /** Resolves when the garbage collector has nothing pending. */
   gcSettled(): Promise<void> {
     return this.gc.settled();
@@ -222,6 +236,14 @@ export class KubeApiServer {
     this.failures.push({ remaining: n, code, ...match });
   }
 
+  /**
+   * Runs `run` once, when the next request matching `match` arrives and before it is served: another
+   * client's write landing between a client's read and its write.
+   */
+  beforeNext(match: RequestMatch, run: () => void): void {
+    this.hooks.push({ match, run });
+  }
+
   /** Ends every watch stream cleanly, as an API server restart or a load balancer's timeout does. */
   closeWatches(): void {
     for (const w of [...this.watches]) this.endWatch(w, true);
@@ -258,6 +280,11 @@ export class KubeApiServer {
     return this.log.filter(
       (r) => WRITE_VERBS.includes(r.verb) && (resource === undefined || r.resource === resource),
     ).length;
+  }
+
+  /** Objects of a resource removed so far, by clients or by the garbage collector. */
+  deletions(plural: string): number {
+    return this.store.deletions.get(resourceKey(this.type(plural))) ?? 0;
   }
 
   /** Writes that changed something (each one a new resourceVersion), by resource; no-op updates do not count. */
@@ -320,6 +347,7 @@ export class KubeApiServer {
       if (discovery !== undefined) return this.reply(res, record, 200, discovery);
       const route = this.route(url.pathname, url.searchParams);
       Object.assign(record, describe(route, req.method ?? 'GET'));
+      this.runHook(record);
       this.injectedFailure(record);
       if (record.verb === 'watch') return this.serveWatch(res, record, route, url.searchParams);
       const crd = route.t.plural === 'customresourcedefinitions' && record.verb === 'create';
@@ -354,6 +382,13 @@ export class KubeApiServer {
     if (retry) headers['Retry-After'] = String(retry);
     res.writeHead(code, headers);
     res.end(typeof body === 'string' ? body : JSON.stringify(body));
+  }
+
+  private runHook(record: RequestRecord): void {
+    const hook = this.hooks.find((h) => matches(record, h.match));
+    if (!hook) return;
+    this.hooks.splice(this.hooks.indexOf(hook), 1);
+    hook.run();
   }
 
   private injectedFailure(record: RequestRecord): void {
@@ -530,6 +565,10 @@ function describe(r: Route, method: string): Partial<RequestRecord> {
     ...(r.namespace ? { namespace: r.namespace } : {}),
     ...(r.name ? { name: r.name } : {}),
   };
+}
+
+function matches(record: RequestRecord, match: RequestMatch): boolean {
+  return Object.entries(match).every(([k, v]) => record[k as keyof RequestRecord] === v);
 }
 
 function listQuery(q: URLSearchParams): ListQuery {

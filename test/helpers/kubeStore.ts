@@ -98,6 +98,8 @@ export class KubeStore {
   private compactedRv = 0;
   /** Changes made, by resource key: what tests count as API writes that changed something. */
   readonly changes = new Map<string, number>();
+  /** Objects removed, by resource key, by a client or by the garbage collector alike. */
+  readonly deletions = new Map<string, number>();
 
   constructor(private readonly historyLimit: number) {}
 
@@ -158,6 +160,7 @@ export class KubeStore {
     this.history.push(change);
     while (this.history.length > this.historyLimit) this.compactedRv = this.history.shift()!.rv;
     this.changes.set(key, (this.changes.get(key) ?? 0) + 1);
+    if (type === 'DELETED') this.deletions.set(key, (this.deletions.get(key) ?? 0) + 1);
     for (const w of this.watchers) if (w.resource === t) deliver(w, change);
     return object;
   }

@@ -99,6 +99,35 @@ describe('agents on two nodes, one cluster', () => {
     await until(() => serverDevices().size === 0, 5000, 'deleted after the grace period');
   }, 40_000);
 
+  it('a config deleted and re-created under the same name: its Devices are owned by the new uid and stay (no create-and-collect loop)', async () => {
+    const server = await cluster();
+    server.seed('discoveryconfigs', cameras('cams', ['c1', 'c2']));
+    see('n1', ['c1', 'c2']);
+    await startNode('n1');
+    const both = 'c1: online [n1],c2: online [n1]';
+    await until(() => summary().join() === both, 10_000, 'the Devices of the first config');
+
+    server.remove('discoveryconfigs', NS, 'cams');
+    await until(() => serverDevices().size === 0, 5000, 'the Devices collected with their config');
+    const fresh = server.seed('discoveryconfigs', cameras('cams', ['c1', 'c2']));
+    const ownedByFresh = () =>
+      server
+        .objects('devices', NS)
+        .every((d) => d.metadata.ownerReferences?.map((r) => r.uid).join() === fresh.metadata.uid);
+    await until(() => summary().join() === both && ownedByFresh(), 10_000, 'Devices owned by the new config');
+
+    // The garbage collector finds their owner: the same Devices stay, none is deleted again.
+    const uids = [...serverDevices().values()].map((d) => d.uid);
+    const deletions = server.deletions('devices');
+    for (const end = Date.now() + 3000; Date.now() < end; ) {
+      await new Promise((r) => setTimeout(r, 100));
+      expect(summary()).toEqual(['c1: online [n1]', 'c2: online [n1]']);
+    }
+    expect(server.deletions('devices')).toBe(deletions);
+    expect([...serverDevices().values()].map((d) => d.uid)).toEqual(uids);
+    expect(ownedByFresh()).toBe(true);
+  }, 40_000);
+
   it('a config runs only on nodes its nodeSelector matches; bad details get Valid=False with the field', async () => {
     const server = await cluster({ n1: { zone: 'a' }, n2: { zone: 'b' } });
     server.seed('discoveryconfigs', cameras('cams', ['c1'], { nodeSelector: { zone: 'a' } }));

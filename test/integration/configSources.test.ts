@@ -501,6 +501,48 @@ describe('KubeConfigSource against the test API server', () => {
     expect(api.requests({ verb: 'update', resource: 'discoveryconfigs' })).toHaveLength(0);
   });
 
+  it("a status write keeps the controller's BrokersReady and status.brokers: written before it, and between its read and its write (409, re-read, again)", async () => {
+    const s = source();
+    await within(s.start(), 5000, 'start');
+    /** The controller's write, as it makes it: its condition and brokers, read-modify-written. */
+    const controllerWrites = (ready: Condition['status'], running: number) => {
+      const cur = api.object('discoveryconfigs', 'default', 'cams')!;
+      const status = (cur.status ?? {}) as Partial<DiscoveryConfigObject['status']>;
+      const brokersReady = {
+        type: 'BrokersReady',
+        status: ready,
+        reason: ready === 'True' ? 'BrokersRunning' : 'BrokersNotRunning',
+        message: `${running} of 1 broker pods running`,
+        lastTransitionTime: new Date().toISOString(),
+      };
+      const conditions = [
+        ...(status.conditions ?? []).filter((c) => c.type !== 'BrokersReady'),
+        brokersReady,
+      ];
+      const next = { ...cur, status: { ...status, conditions, brokers: { wanted: 1, running } } };
+      api.resources.update(api.type('discoveryconfigs'), 'default', 'cams', next, { subresource: 'status' });
+    };
+    const condition = (type: string) => serverStatus('cams')?.conditions.find((c) => c.type === type);
+    const brokers = () => (serverStatus('cams') as { brokers?: unknown } | undefined)?.brokers;
+
+    controllerWrites('True', 1);
+    s.reportStatus('cams', { conditions: valid('False', 'interface: expected string'), devices: 0 });
+    await until(() => condition('Valid')?.status === 'False', 5000, 'Valid=False');
+    expect(condition('BrokersReady')).toMatchObject({ status: 'True' });
+    expect(brokers()).toEqual({ wanted: 1, running: 1 });
+
+    // The controller writes again right after the agent's view was taken, before the agent's write lands.
+    api.clearLog();
+    api.beforeNext({ verb: 'patch', resource: 'discoveryconfigs', subresource: 'status', name: 'cams' }, () =>
+      controllerWrites('False', 0),
+    );
+    s.reportStatus('cams', { conditions: valid('True'), devices: 0 });
+    await until(() => condition('Valid')?.status === 'True', 5000, 'Valid=True');
+    expect(condition('BrokersReady')).toMatchObject({ status: 'False', reason: 'BrokersNotRunning' });
+    expect(brokers()).toEqual({ wanted: 1, running: 0 });
+    expect(statusPatches('cams').map((r) => r.status)).toEqual([409, 200]);
+  });
+
   it('a report made while the server is down lands after up(); one for a config deleted meanwhile is dropped', async () => {
     const s = source();
     await within(s.start(), 5000, 'start');

@@ -49,8 +49,12 @@ function config(name: string) {
   };
 }
 
-async function kubeHarness(coalesce?: { quietMs: number; maxDelayMs: number }) {
-  const api = await KubeApiServer.start({ crds: crdManifests(builtinHandlers), bookmarkIntervalMs: 100 });
+async function kubeHarness(coalesce?: { quietMs: number; maxDelayMs: number }, gcDelayMs?: number) {
+  const api = await KubeApiServer.start({
+    crds: crdManifests(builtinHandlers),
+    bookmarkIntervalMs: 100,
+    ...(gcDelayMs !== undefined ? { gcDelayMs } : {}),
+  });
   api.seed('discoveryconfigs', config('cams'));
   api.seed('discoveryconfigs', config('plcs'));
   const store = new KubeDeviceStore({
@@ -244,6 +248,64 @@ describe('KubeDeviceStore against the test API server', () => {
     const now = api.object('devices', 'default', 'cams-shared')!;
     expect(now.spec).toMatchObject({ capacity: 2, desired: { $version: 1, fps: 5 } });
     expect(api.requests({ verb: 'update', resource: 'devices' }).map((r) => r.status)).toEqual([409, 200]);
+  });
+
+  it('a config deleted and created again: Devices naming its old uid are corrected before the garbage collector takes them; new writes get the new uid', async () => {
+    // The garbage collector waits 3 s here: a Device left with the old uid would be collected then.
+    const slow = await kubeHarness({ quietMs: 0, maxDelayMs: 0 }, 3000);
+    const ownerUid = (name: string) =>
+      slow.api.object('devices', 'default', name)?.metadata.ownerReferences?.[0]?.uid;
+    try {
+      await slow.store.upsert(device('cams-a'));
+      const old = slow.api.object('discoveryconfigs', 'default', 'cams')!.metadata.uid;
+      expect(ownerUid('cams-a')).toBe(old);
+      await slow.api.gcSettled();
+
+      slow.api.remove('discoveryconfigs', 'default', 'cams');
+      const fresh = slow.api.seed('discoveryconfigs', config('cams')).metadata.uid;
+      await until(() => ownerUid('cams-a') === fresh, 2000, 'the owner reference corrected');
+      // Written as the old object reads (its reference with the old uid), and a new Device: the new uid.
+      const stale = device('cams-a', 'cams', { capacity: 3 });
+      stale.metadata.ownerReferences = [{ ...stale.metadata.ownerReferences[0]!, uid: old } as never];
+      await slow.store.upsert(stale);
+      await slow.store.upsert(device('cams-b'));
+      await slow.api.gcSettled();
+      expect(ownerUid('cams-a')).toBe(fresh);
+      expect(ownerUid('cams-b')).toBe(fresh);
+      expect(slow.api.deletions('devices')).toBe(0);
+    } finally {
+      await slow.store.close();
+      await slow.api.close();
+    }
+  });
+
+  it('a quiet watch resumes from its last bookmark after a compaction: no re-list, and bookmarks are not objects', async () => {
+    await store.upsert(device('cams-quiet'));
+    const events: DeviceStoreEvent[] = [];
+    store.watch((e) => events.push(e));
+    // Other resources move the resourceVersion on; the Devices do not change, only bookmarks come.
+    for (const name of ['n1', 'n2', 'n3']) {
+      api.seed('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name } });
+    }
+    const moved = api.store.currentRv;
+    api.sendBookmarks();
+    await new Promise((r) => setTimeout(r, 300)); // the bookmarks reach the store
+    api.compact();
+    api.closeWatches();
+    const watches = () => api.requests({ verb: 'watch', resource: 'devices' });
+    const before = watches().length;
+    await until(() => watches().length > before && api.openWatches > 0, 5000, 'the store watching again');
+
+    api.seed('devices', { ...device('cams-later'), metadata: { name: 'cams-later', labels: {} } });
+    await until(
+      () => events.some((e) => e.object.metadata.name === 'cams-later'),
+      5000,
+      'the Device created after the resume',
+    );
+    expect(Number(watches()[before]?.query.resourceVersion)).toBeGreaterThanOrEqual(moved);
+    expect(api.requests({ verb: 'list', resource: 'devices' })).toHaveLength(1);
+    expect(events.map((e) => [e.type, e.object.metadata.name])).toEqual([['ADDED', 'cams-later']]);
+    expect((await store.list()).map((d) => d.metadata.name)).toEqual(['cams-later', 'cams-quiet']);
   });
 
   it('a cut watch resumes and a 410 after compaction re-lists: the listeners lose no change', async () => {

@@ -501,6 +501,38 @@ describe('watch', () => {
     await until(() => api.openWatches === 0, 2000, 'the server noticing the client left');
   });
 
+  it('bookmarks only when allowed: the kind and metadata.resourceVersion alone, at the resourceVersion other resources moved on', async () => {
+    const list = (await clients.custom.listNamespacedCustomObject(devices)) as {
+      metadata: { resourceVersion: string };
+    };
+    const from = { resourceVersion: list.metadata.resourceVersion };
+    const plain = await watchWith(clients.kc, DEVICES, from);
+    const marked = await watchWith(clients.kc, DEVICES, { ...from, allowWatchBookmarks: true });
+    await until(() => api.openWatches === 2, 2000, 'both watches open');
+    await clients.custom.createNamespacedCustomObject({ ...configs, body: config('cams') });
+    api.sendBookmarks();
+    const rv = String(api.store.currentRv);
+    await until(
+      () => marked.events.some((e) => e.object.metadata?.resourceVersion === rv),
+      2000,
+      'a bookmark at the moved resourceVersion',
+    );
+    await new Promise((r) => setTimeout(r, 200)); // past a bookmark interval
+    expect(plain.events).toEqual([]);
+    for (const e of marked.events) {
+      expect(e).toEqual({
+        type: 'BOOKMARK',
+        object: {
+          apiVersion: `${group}/${version}`,
+          kind: 'Device',
+          metadata: { resourceVersion: expect.any(String) },
+        },
+      });
+    }
+    plain.stop();
+    marked.stop();
+  });
+
   it('without a resourceVersion starts with the current objects; a label-filtered watch sees objects leave and enter', async () => {
     await clients.custom.createNamespacedCustomObject({ ...devices, body: device('a', { node: 'edge-1' }) });
     await clients.custom.createNamespacedCustomObject({ ...devices, body: device('b', { node: 'edge-2' }) });
@@ -664,6 +696,27 @@ describe('deletion: owner references and finalizers', () => {
     // answer only after that, so the dependents are checked for being gone, not for being there first.
     await until(() => names().length === 1, 2000, 'cascade');
     expect(names()).toEqual(['unowned']);
+  });
+
+  it('an owner reference is dangling when the object of that name has another uid (deleted and created again): its dependents are collected', async () => {
+    const { ref } = await owned('cams');
+    api.remove('discoveryconfigs', namespace, 'cams');
+    const again = api.seed('discoveryconfigs', config('cams'));
+    await until(() => names().length === 0, 2000, 'the dependents of the old uid collected');
+    // One reference by the right uid, one by the old: only the dangling one is dropped.
+    const current = { ...ref, uid: again.metadata.uid, controller: false };
+    await clients.custom.createNamespacedCustomObject({
+      ...devices,
+      body: device('both', {}, { ownerReferences: [ref, current] }),
+    });
+    await clients.custom.createNamespacedCustomObject({
+      ...devices,
+      body: device('old-only', {}, { ownerReferences: [ref] }),
+    });
+    await until(() => names().join() === 'both', 2000, 'old-only collected');
+    await api.gcSettled();
+    expect(api.object('devices', namespace, 'both')?.metadata.ownerReferences).toEqual([current]);
+    expect(api.deletions('devices')).toBe(3);
   });
 
   it('Orphan keeps the dependents and drops the reference; Foreground keeps the owner until its dependents are gone', async () => {
