@@ -13,6 +13,7 @@ import {
   unixAddress,
 } from './api.js';
 import { socketFileName } from './convert.js';
+import { SocketPathError } from './errors.js';
 import { type DevicePluginCallbacks, DevicePluginService } from './service.js';
 
 export interface DevicePluginServerOptions extends DevicePluginCallbacks {
@@ -76,11 +77,13 @@ export class DevicePluginServer {
     this.service = new DevicePluginService(o.resourceName, pluginOptions, o, this.logger);
   }
 
-  /** Listen on our socket (replacing a stale one), register if the kubelet is there, and watch the directory. */
+  /**
+   * Listen on our socket (replacing a stale one), register if the kubelet is there, and watch the directory.
+   * Rejects with a `SocketPathError` when the directory is too long for a unix socket in it.
+   */
   async start(): Promise<void> {
-    if (Buffer.byteLength(this.socketPath) > MAX_SOCKET_PATH) {
-      throw new LeafbridgeError('DEVICEPLUGIN_SOCKET_PATH', `socket path too long: ${this.socketPath}`);
-    }
+    if (Buffer.byteLength(this.socketPath) > MAX_SOCKET_PATH)
+      throw new SocketPathError(this.o.dir, this.socketPath, MAX_SOCKET_PATH);
     this.stopped = false;
     await this.listen();
     this.watcher = watch(this.o.dir, (_event, file) => {

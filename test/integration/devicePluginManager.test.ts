@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { status } from '@grpc/grpc-js';
@@ -407,6 +407,46 @@ describe('DevicePluginManager with CDI on', () => {
       await manager.stop();
       await kubelet.stop();
       dir.remove();
+    }
+  });
+});
+
+describe('DevicePluginManager under a kubelet root as long as MicroK8s’s', () => {
+  const MICROK8S = '/var/snap/microk8s/common/var/lib/kubelet/device-plugins/';
+  const LONG_DEVICE = `${'d'.repeat(56)}-4d5e6f`;
+  const LONG_CONFIG = 'c'.repeat(63);
+
+  it('registers a 63-character device of a 63-character config, and Allocate works', async () => {
+    const tmp = tempDir('lb-dpm-long-');
+    const dir = join(tmp.path, 'x'.repeat(Math.max(1, MICROK8S.length - tmp.path.length - 1)));
+    mkdirSync(dir);
+    expect(`${dir}/`.length).toBeGreaterThanOrEqual(MICROK8S.length);
+    expect([LONG_DEVICE.length, LONG_CONFIG.length]).toEqual([63, 63]);
+    const kubelet = new TestKubelet(dir);
+    await kubelet.start();
+    const registry = new DeviceRegistry();
+    registry.put(device(LONG_DEVICE, LONG_CONFIG, { capacity: 1, properties: { RTSP_URL: 'rtsp://x' } }));
+    const manager = new DevicePluginManager({ registry, node: NODE, dir, logger: silentLogger() });
+    const resources = [`leafbridge.io/${LONG_DEVICE}`, `leafbridge.io/${LONG_CONFIG}`];
+    try {
+      await manager.start();
+      await kubelet.waitFor(
+        () => (resources.every((r) => kubelet.devices(r).length === 1) ? true : undefined),
+        5000,
+        'both resources registered and streaming',
+      );
+      for (const s of manager.status()) expect(Buffer.byteLength(s.socketPath)).toBeLessThanOrEqual(107);
+      const [slot] = slotIds(LONG_DEVICE, 1);
+      const response = await kubelet.allocate(resources[0]!, [slot!]);
+      expect(response.container_responses[0]?.envs).toMatchObject({
+        RTSP_URL: 'rtsp://x',
+        LEAFBRIDGE_DEVICES: LONG_DEVICE,
+        LEAFBRIDGE_SLOTS: slot,
+      });
+    } finally {
+      await manager.stop();
+      await kubelet.stop();
+      tmp.remove();
     }
   });
 });
