@@ -255,6 +255,18 @@ export class TestKubelet {
     this.shutdown();
   }
 
+  /**
+   * End the ListAndWatch stream of a resource (of every resource when none is named), kubelet.sock staying as it
+   * is: what a plugin sees when the kubelet stops its endpoint without restarting (kubernetes#121994). Like the
+   * kubelet, it does not dial the plugin again by itself: the resource stays disconnected (its devices
+   * unusable) until the plugin registers again.
+   */
+  dropStreams(resourceName?: string): void {
+    const names = resourceName === undefined ? [...this.endpoints.keys()] : [resourceName];
+    for (const name of names) this.disconnect(name);
+    this.notify();
+  }
+
   /** The pods admitted and not deleted, as copies. */
   admittedPods(): AdmittedPod[] {
     return structuredClone([...this.pods.values()]);

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { status } from '@grpc/grpc-js';
@@ -348,6 +348,50 @@ describe('DevicePluginManager: Device objects → device-plugin resources at the
       're-registration',
     );
     await streaming([R.serial, R.serialConfig]);
+  });
+
+  it('registers again when the kubelet ends a ListAndWatch stream, kubelet.sock unchanged', async () => {
+    const kubeletSock = statSync(kubelet.socketPath);
+    const registrations = (r: string) => kubelet.registrations.filter((x) => x.resource_name === r).length;
+    const dropped = kubelet.plugin(R.serial);
+    kubelet.dropStreams(R.serial);
+    expect(dropped?.connected).toBe(false);
+    await kubelet.waitFor(
+      () => {
+        const p = kubelet.plugin(R.serial);
+        return p !== dropped && p?.connected && p.updates.length > 0 ? p : undefined;
+      },
+      5000,
+      `${R.serial} registered and streaming again`,
+    );
+    expect(registrations(R.serial)).toBe(2);
+    expect(kubelet.registrations).toHaveLength(6); // the other resources kept their streams
+    expect(kubelet.devices(R.serial)).toEqual([{ ID: `${SERIAL}-0`, health: 'Healthy', topology: null }]);
+    const response = await kubelet.allocate(R.serial, [`${SERIAL}-0`]);
+    expect(response.container_responses[0]?.envs?.LEAFBRIDGE_SLOTS).toBe(`${SERIAL}-0`);
+
+    // every stream, twice in a row: each resource registers again each time (the second after a backoff)
+    for (let round = 0; round < 2; round++) {
+      const before = Object.values(R).map((r) => kubelet.plugin(r));
+      kubelet.dropStreams();
+      await kubelet.waitFor(
+        () =>
+          Object.values(R).every((r, i) => {
+            const p = kubelet.plugin(r);
+            return p !== before[i] && p?.connected && p.updates.length > 0;
+          })
+            ? true
+            : undefined,
+        5000,
+        `every resource registered and streaming again (round ${round})`,
+      );
+    }
+    expect(registrations(R.serial)).toBe(4);
+    expect(registrations(R.camConfig)).toBe(3);
+    expect(manager.status().every((s) => s.registered && s.streams === 1)).toBe(true);
+    await kubelet.allocate(R.cam, [`${CAM}-0`]);
+    const now = statSync(kubelet.socketPath);
+    expect([now.ino, now.birthtimeMs]).toEqual([kubeletSock.ino, kubeletSock.birthtimeMs]);
   });
 
   it('stop() leaves no sockets', async () => {
