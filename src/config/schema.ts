@@ -299,7 +299,7 @@ export const AgentConfigSchema = T.Object(
           minLength: 1,
           default: '/var/lib/kubelet/device-plugins',
           description:
-            "the kubelet's device-plugin directory (where kubelet.sock is); device plugins are off when it does not exist",
+            "the kubelet's device-plugin directory (where kubelet.sock is; our sockets there, `leafbridge-<hash>.sock`, allow it at most 78 bytes); device plugins are off when it does not exist",
         }),
         podResources: T.String({
           minLength: 1,

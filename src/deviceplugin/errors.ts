@@ -30,3 +30,20 @@ export function toServiceError(err: unknown, context: string): { code: status; d
   const code = err instanceof DevicePluginError ? status[err.code] : status.UNKNOWN;
   return { code, details: `${context}: ${errorMessage(err)}` };
 }
+
+/** The plugin directory is too long for a unix socket path in it (108 bytes on Linux, NUL included). */
+export class SocketPathError extends LeafbridgeError {
+  constructor(
+    readonly dir: string,
+    readonly socketPath: string,
+    readonly maxBytes: number,
+  ) {
+    const bytes = Buffer.byteLength(socketPath);
+    const room = maxBytes - (bytes - Buffer.byteLength(dir));
+    super(
+      'DEVICEPLUGIN_SOCKET_PATH',
+      `the device-plugin directory ${dir} is too long for a unix socket in it: ${socketPath} is ${bytes} ` +
+        `bytes and unix socket paths are limited to ${maxBytes}; the directory may have at most ${room} bytes`,
+    );
+  }
+}

@@ -13,6 +13,7 @@ import {
   unixAddress,
 } from './api.js';
 import { socketFileName } from './convert.js';
+import { SocketPathError } from './errors.js';
 import { type DevicePluginCallbacks, DevicePluginService } from './service.js';
 
 export interface DevicePluginServerOptions extends DevicePluginCallbacks {
@@ -40,6 +41,8 @@ export interface DevicePluginStatus {
 
 /** Unix socket paths are limited to 108 bytes on Linux, including the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
+/** A ListAndWatch stream open this long before the kubelet ended it resets the re-registration backoff. */
+const STABLE_STREAM_MS = 30_000;
 
 const pluginOptions: DevicePluginOptions = {
   pre_start_required: false,
@@ -50,7 +53,10 @@ const pluginOptions: DevicePluginOptions = {
  * The device plugin of one resource: serves the v1beta1 DevicePlugin service on its own socket in the plugin
  * directory and registers it with the kubelet. It watches the directory: a recreated kubelet.sock (the kubelet
  * restarted) means register again, and a deleted socket of ours (the kubelet cleans the directory when it
- * starts) means listen again first. Health reaches the kubelet through `update()`.
+ * starts) means listen again first. The kubelet ending the ListAndWatch stream of our registration, kubelet.sock
+ * unchanged (kubernetes#121994), means register again too: at once, then with a jittered backoff (from 200 ms,
+ * ceiling doubling up to 30 s) while the kubelet keeps ending the new streams within 30 s. Health reaches the kubelet through
+ * `update()`.
  */
 export class DevicePluginServer {
   readonly socketPath: string;
@@ -63,6 +69,9 @@ export class DevicePluginServer {
   private registeredWith: string | undefined;
   private registrations = 0;
   private failures = 0;
+  /** Streams the kubelet ended one after another (see STABLE_STREAM_MS), and when to register again for them. */
+  private drops = 0;
+  private reregisterAt: number | undefined;
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -73,14 +82,23 @@ export class DevicePluginServer {
     this.socketPath = join(o.dir, socketFileName(o.resourceName));
     this.kubeletSocket = join(o.dir, DevicePluginApi.kubeletSocket);
     this.logger = child(o.logger, 'deviceplugin').child({ resource: o.resourceName });
-    this.service = new DevicePluginService(o.resourceName, pluginOptions, o, this.logger);
+    this.service = new DevicePluginService({
+      resourceName: o.resourceName,
+      options: pluginOptions,
+      callbacks: o,
+      logger: this.logger,
+      clock: o.clock,
+      onDropped: (openMs) => this.dropped(openMs),
+    });
   }
 
-  /** Listen on our socket (replacing a stale one), register if the kubelet is there, and watch the directory. */
+  /**
+   * Listen on our socket (replacing a stale one), register if the kubelet is there, and watch the directory.
+   * Rejects with a `SocketPathError` when the directory is too long for a unix socket in it.
+   */
   async start(): Promise<void> {
-    if (Buffer.byteLength(this.socketPath) > MAX_SOCKET_PATH) {
-      throw new LeafbridgeError('DEVICEPLUGIN_SOCKET_PATH', `socket path too long: ${this.socketPath}`);
-    }
+    if (Buffer.byteLength(this.socketPath) > MAX_SOCKET_PATH)
+      throw new SocketPathError(this.o.dir, this.socketPath, MAX_SOCKET_PATH);
     this.stopped = false;
     await this.listen();
     this.watcher = watch(this.o.dir, (_event, file) => {
@@ -108,7 +126,7 @@ export class DevicePluginServer {
       resourceName: this.o.resourceName,
       socketPath: this.socketPath,
       listening: this.server !== undefined,
-      registered: this.registeredWith !== undefined,
+      registered: this.registeredWith !== undefined && this.reregisterAt === undefined,
       registrations: this.registrations,
       streams: this.service.streamCount,
     };
@@ -155,12 +173,15 @@ export class DevicePluginServer {
       if (kubelet === undefined) {
         if (this.registeredWith) this.logger.warn('kubelet.sock is gone; waiting for the kubelet');
         this.registeredWith = undefined;
-      } else if (kubelet !== this.registeredWith) {
+        this.reregisterAt = undefined; // the next kubelet.sock is a new one: registered with anyway
+      } else if (kubelet !== this.registeredWith || this.reregisterDue()) {
+        const due = this.reregisterAt;
         await this.register();
         this.registeredWith = kubelet;
         this.failures = 0;
+        if (this.reregisterAt === due) this.reregisterAt = undefined; // else a stream ended meanwhile
       }
-      this.schedule(this.o.pollIntervalMs ?? 5000);
+      this.schedule(this.nextPassMs());
     } catch (err) {
       const delay = backoffDelay(this.failures++, 200, 30_000);
       this.logger.error({ err: errorMessage(err), retryInMs: delay }, 'device plugin not registered');
@@ -170,8 +191,32 @@ export class DevicePluginServer {
 
   private schedule(ms: number): void {
     if (this.stopped) return;
+    if (this.timer) this.o.clock.clearTimeout(this.timer);
     this.timer = this.o.clock.setTimeout(() => this.reconcile(), ms);
     this.timer.unref?.();
+  }
+
+  /** The kubelet ended the stream of our registration: register again, at once or after a backoff. */
+  private dropped(openMs: number): void {
+    if (this.stopped) return;
+    if (openMs >= STABLE_STREAM_MS) this.drops = 0;
+    const delay = this.drops === 0 ? 0 : backoffDelay(this.drops - 1, 200, 30_000);
+    this.drops++;
+    this.reregisterAt = this.o.clock.now() + delay;
+    this.logger.warn({ openMs, retryInMs: delay }, 'the kubelet ended ListAndWatch; registering again');
+    if (delay === 0) this.reconcile();
+    else this.schedule(delay);
+  }
+
+  private reregisterDue(): boolean {
+    return this.reregisterAt !== undefined && this.o.clock.now() >= this.reregisterAt;
+  }
+
+  /** The next look: the poll interval, or sooner when a re-registration is waiting for its time. */
+  private nextPassMs(): number {
+    const poll = this.o.pollIntervalMs ?? 5000;
+    if (this.reregisterAt === undefined) return poll;
+    return Math.min(poll, Math.max(0, this.reregisterAt - this.o.clock.now()));
   }
 
   /** A fresh server on our socket path. The old server goes first: closing its listener unlinks the path. */
@@ -202,6 +247,7 @@ export class DevicePluginServer {
 
   private async register(): Promise<void> {
     const client = new grpc.Client(unixAddress(this.kubeletSocket), grpc.credentials.createInsecure());
+    this.service.nextRegistration();
     const request = {
       version: DevicePluginApi.version,
       endpoint: socketFileName(this.o.resourceName),

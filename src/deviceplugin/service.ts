@@ -1,4 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
+import type { Clock } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import type {
@@ -43,22 +44,47 @@ export interface DevicePluginCallbacks {
   ) => ContainerPreferredAllocationResponse[];
 }
 
+export interface DevicePluginServiceOptions {
+  resourceName: string;
+  /** What GetDevicePluginOptions answers. */
+  options: DevicePluginOptions;
+  callbacks: DevicePluginCallbacks;
+  logger: Logger;
+  clock: Pick<Clock, 'now'>;
+  /**
+   * The kubelet ended (or broke) the last open ListAndWatch stream of the current registration, after it was
+   * open `openMs`. Not called for streams the service ends itself, nor for those of an earlier registration.
+   */
+  onDropped?: (openMs: number) => void;
+}
+
 type DeviceStream = grpc.ServerWritableStream<Empty, ListAndWatchResponse>;
+
+interface OpenStream {
+  /** The device list it was last sent, as JSON. */
+  sent: string;
+  /** The registration it was opened for (see `nextRegistration()`). */
+  registration: number;
+  openedAt: number;
+}
 
 /**
  * The DevicePlugin service of one resource: the gRPC handlers, and the open ListAndWatch streams that
- * `publish()` sends the device list to.
+ * `publish()` sends the device list to. It tells (`onDropped`) when the kubelet has ended the stream of the
+ * current registration: the kubelet does not open one again by itself, the plugin has to register again.
  */
 export class DevicePluginService {
-  /** Open ListAndWatch streams, each with the list it was last sent (as JSON). */
-  private readonly streams = new Map<DeviceStream, string>();
+  private readonly streams = new Map<DeviceStream, OpenStream>();
+  private registration = 0;
+  private readonly resourceName: string;
+  private readonly callbacks: DevicePluginCallbacks;
+  private readonly logger: Logger;
 
-  constructor(
-    private readonly resourceName: string,
-    private readonly options: DevicePluginOptions,
-    private readonly callbacks: DevicePluginCallbacks,
-    private readonly logger: Logger,
-  ) {}
+  constructor(private readonly o: DevicePluginServiceOptions) {
+    this.resourceName = o.resourceName;
+    this.callbacks = o.callbacks;
+    this.logger = o.logger;
+  }
 
   get streamCount(): number {
     return this.streams.size;
@@ -69,13 +95,22 @@ export class DevicePluginService {
     const devices = this.devices();
     if (!devices) return;
     const key = JSON.stringify(devices);
-    for (const [stream, sent] of this.streams) if (sent !== key) this.send(stream, devices, key);
+    for (const [stream, open] of this.streams) if (open.sent !== key) this.send(stream, devices, key);
+  }
+
+  /**
+   * A registration is about to be sent: streams opened from now on are its own, and those opened before may end
+   * without a word (the kubelet ends the stream of the registration a new one replaces).
+   */
+  nextRegistration(): void {
+    this.registration++;
   }
 
   /** End every stream (the plugin is stopping or moving to a new socket). */
   endStreams(): void {
-    for (const stream of this.streams.keys()) stream.end();
-    this.streams.clear();
+    const streams = [...this.streams.keys()];
+    this.streams.clear(); // first: ending them is not the kubelet dropping them
+    for (const stream of streams) stream.end();
   }
 
   /** The handlers, for `server.addService(proto.DevicePlugin, ...)`. */
@@ -90,7 +125,7 @@ export class DevicePluginService {
   }
 
   private readonly getOptions: grpc.handleUnaryCall<Empty, DevicePluginOptions> = (_call, callback) => {
-    callback(null, this.options);
+    callback(null, this.o.options);
   };
 
   private readonly listAndWatch: grpc.handleServerStreamingCall<Empty, ListAndWatchResponse> = (call) => {
@@ -99,11 +134,11 @@ export class DevicePluginService {
       call.destroy(new Error('listing devices failed'));
       return;
     }
-    this.streams.set(call, '');
-    const forget = () => this.streams.delete(call);
-    call.on('cancelled', forget);
-    call.on('error', forget);
-    call.on('close', forget);
+    this.streams.set(call, { sent: '', registration: this.registration, openedAt: this.o.clock.now() });
+    const ended = () => this.ended(call);
+    call.on('cancelled', ended);
+    call.on('error', ended);
+    call.on('close', ended);
     this.logger.info({ devices: devices.length }, 'kubelet opened ListAndWatch');
     this.send(call, devices, JSON.stringify(devices));
   };
@@ -111,11 +146,22 @@ export class DevicePluginService {
   private send(stream: DeviceStream, devices: Device[], key: string): void {
     try {
       stream.write({ devices });
-      this.streams.set(stream, key);
+      const open = this.streams.get(stream);
+      if (open) open.sent = key;
     } catch (err) {
       this.logger.warn({ err: errorMessage(err) }, 'ListAndWatch write failed; dropping the stream');
-      this.streams.delete(stream);
+      this.ended(stream);
     }
+  }
+
+  /** A stream is over: forget it, and tell if it was the last one of the current registration. */
+  private ended(stream: DeviceStream): void {
+    const open = this.streams.get(stream);
+    if (!open) return; // ended by endStreams(), or already seen
+    this.streams.delete(stream);
+    if (open.registration !== this.registration) return;
+    for (const other of this.streams.values()) if (other.registration === this.registration) return;
+    this.o.onDropped?.(this.o.clock.now() - open.openedAt);
   }
 
   private readonly allocate: grpc.handleUnaryCall<AllocateRequest, AllocateResponse> = (call, callback) => {

@@ -103,9 +103,9 @@ const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 
 /**
  * A kubelet device manager as far as plugins can tell: it serves Registration on `<dir>/kubelet.sock`; on
- * Register it checks the version and the resource name, dials the plugin's endpoint in the same directory,
- * asks for its options and keeps a ListAndWatch stream open; a second registration of a resource replaces
- * the first. `restart()` does what a kubelet restart does to the directory: kubelet.sock goes away, every
+ * Register it checks the version, the resource name and that the endpoint is a file name (no path), dials
+ * the plugin's endpoint in the same directory, asks for its options and keeps a ListAndWatch stream open; a
+ * second registration of a resource replaces the first. `restart()` does what a kubelet restart does to the directory: kubelet.sock goes away, every
  * plugin socket is deleted, and a new kubelet.sock appears.
  *
  * With `podResourcesSocket` it also admits pods as the kubelet's device manager does (`admitPod`, `deletePod`)
@@ -253,6 +253,18 @@ export class TestKubelet {
 
   async stop(): Promise<void> {
     this.shutdown();
+  }
+
+  /**
+   * End the ListAndWatch stream of a resource (of every resource when none is named), kubelet.sock staying as it
+   * is: what a plugin sees when the kubelet stops its endpoint without restarting (kubernetes#121994). Like the
+   * kubelet, it does not dial the plugin again by itself: the resource stays disconnected (its devices
+   * unusable) until the plugin registers again.
+   */
+  dropStreams(resourceName?: string): void {
+    const names = resourceName === undefined ? [...this.endpoints.keys()] : [resourceName];
+    for (const name of names) this.disconnect(name);
+    this.notify();
   }
 
   /** The pods admitted and not deleted, as copies. */
@@ -472,6 +484,8 @@ export class TestKubelet {
     }
     if (!isExtendedResourceName(r.resource_name))
       throw new Error(`invalid extended resource name ${r.resource_name}`);
+    if (!isPlainFileName(r.endpoint))
+      throw new Error(`invalid endpoint ${JSON.stringify(r.endpoint)}: not a file name in ${this.dir}`);
     const client = new grpc.Client(
       unixAddress(join(this.dir, r.endpoint)),
       grpc.credentials.createInsecure(),
@@ -581,6 +595,16 @@ function toPodResources(pod: AdmittedPod): PodResources {
         })),
       })),
   };
+}
+
+/**
+ * The endpoint is, as the API documents it, the name of the plugin's socket in the kubelet's device-plugin
+ * directory (`PATH = path.Join(DevicePluginPath, endpoint)`). The kubelet joins and dials whatever it gets: an
+ * absolute path or one with `..` fails to dial or leaves the directory. This kubelet holds plugins to the
+ * documented contract and refuses anything but a plain file name.
+ */
+function isPlainFileName(endpoint: string): boolean {
+  return endpoint !== '' && endpoint !== '.' && endpoint !== '..' && !/[/\0]/.test(endpoint);
 }
 
 /** Like the kubelet's check: `domain/name`, outside the kubernetes.io namespaces, a qualified name. */

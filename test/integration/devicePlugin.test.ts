@@ -1,15 +1,18 @@
 import { spawn } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { status } from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type {
-  ContainerAllocateRequest,
-  ContainerAllocateResponse,
-  Device,
+import {
+  type ContainerAllocateRequest,
+  type ContainerAllocateResponse,
+  type Device,
+  devicePluginProto,
+  unaryCall,
+  unixAddress,
 } from '../../src/deviceplugin/api.js';
-import { deviceSpec, mount } from '../../src/deviceplugin/convert.js';
+import { deviceSpec, mount, socketFileName } from '../../src/deviceplugin/convert.js';
 import { DevicePluginError } from '../../src/deviceplugin/errors.js';
 import { DevicePluginServer } from '../../src/deviceplugin/server.js';
 import type { PluginDevice } from '../../src/deviceplugin/service.js';
@@ -19,7 +22,7 @@ import { tempDir } from '../helpers/processes.js';
 import { TestKubelet } from '../helpers/testKubelet.js';
 
 const RESOURCE = 'leafbridge.io/front-door-1a2b3c';
-const SOCKET = 'leafbridge-front-door-1a2b3c.sock';
+const SOCKET = socketFileName(RESOURCE);
 
 async function poll(check: () => boolean, ms: number, what: string): Promise<void> {
   const end = Date.now() + ms;
@@ -60,9 +63,9 @@ describe('device plugin ↔ kubelet over the v1beta1 gRPC API', () => {
   let allocated: ContainerAllocateRequest[][];
   const plugins: DevicePluginServer[] = [];
 
-  const startPlugin = async (): Promise<DevicePluginServer> => {
+  const startPlugin = async (pluginDir = dir.path): Promise<DevicePluginServer> => {
     const plugin = new DevicePluginServer({
-      dir: dir.path,
+      dir: pluginDir,
       resourceName: RESOURCE,
       logger: silentLogger(),
       clock: systemClock,
@@ -201,23 +204,23 @@ describe('device plugin ↔ kubelet over the v1beta1 gRPC API', () => {
       throw new DevicePluginError('RESOURCE_EXHAUSTED', 'all 2 slots of front-door-1a2b3c are in use');
     };
     await expect(kubelet.allocate(RESOURCE, ['front-door-1a2b3c-0'])).rejects.toMatchObject({
-      code: status.RESOURCE_EXHAUSTED,
+      code: grpc.status.RESOURCE_EXHAUSTED,
       details: `allocate ${RESOURCE}: all 2 slots of front-door-1a2b3c are in use`,
     });
     allocate = () => {
       throw new Error('claim store unreachable');
     };
     await expect(kubelet.allocate(RESOURCE, ['front-door-1a2b3c-0'])).rejects.toMatchObject({
-      code: status.UNKNOWN,
+      code: grpc.status.UNKNOWN,
       details: `allocate ${RESOURCE}: claim store unreachable`,
     });
     allocate = () => [];
     await expect(kubelet.allocate(RESOURCE, ['front-door-1a2b3c-0'])).rejects.toMatchObject({
-      code: status.INTERNAL,
+      code: grpc.status.INTERNAL,
       details: expect.stringContaining('0 responses for 1 containers'),
     });
     await expect(kubelet.allocate(RESOURCE, ['no-such-slot'], { check: false })).rejects.toMatchObject({
-      code: status.NOT_FOUND,
+      code: grpc.status.NOT_FOUND,
       details: expect.stringContaining('unknown device ids: no-such-slot'),
     });
     expect(allocated).toHaveLength(3);
@@ -284,5 +287,44 @@ describe('device plugin ↔ kubelet over the v1beta1 gRPC API', () => {
     const endpoint = await streaming();
     expect(fileId(stale)).not.toBe(staleId);
     expect(endpoint.updates[0]?.devices).toHaveLength(2);
+  });
+
+  it('refuses to start, with a clear error, in a directory too long for a socket name', async () => {
+    const long = join(dir.path, 'x'.repeat(100 - dir.path.length));
+    mkdirSync(long);
+    await expect(startPlugin(long)).rejects.toMatchObject({
+      code: 'DEVICEPLUGIN_SOCKET_PATH',
+      message: expect.stringMatching(/^the device-plugin directory .* is too long for a unix socket in it/),
+    });
+    expect(plugins.at(-1)?.status()).toMatchObject({ listening: false, registered: false });
+  });
+
+  it('the test kubelet takes the endpoint, as the API documents it, as a file name in its directory only', async () => {
+    await startPlugin();
+    await streaming();
+    const register = async (endpoint: string) => {
+      const client = new grpc.Client(unixAddress(kubelet.socketPath), grpc.credentials.createInsecure());
+      const request = { version: 'v1beta1', endpoint, resource_name: 'leafbridge.io/other' };
+      try {
+        return await unaryCall(client, devicePluginProto().Registration.Register, request, 5000);
+      } finally {
+        client.close();
+      }
+    };
+    for (const endpoint of [
+      join(dir.path, SOCKET),
+      `./${SOCKET}`,
+      `../${SOCKET}`,
+      `sub/${SOCKET}`,
+      '',
+      '..',
+    ]) {
+      await expect(register(endpoint), endpoint).rejects.toMatchObject({
+        details: expect.stringContaining('invalid endpoint'),
+      });
+    }
+    expect(kubelet.plugin('leafbridge.io/other')).toBeUndefined();
+    await expect(register(SOCKET)).resolves.toEqual({});
+    await kubelet.waitFor(() => (kubelet.devices('leafbridge.io/other').length === 2 ? true : undefined));
   });
 });

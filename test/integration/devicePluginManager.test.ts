@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { status } from '@grpc/grpc-js';
@@ -350,6 +350,50 @@ describe('DevicePluginManager: Device objects → device-plugin resources at the
     await streaming([R.serial, R.serialConfig]);
   });
 
+  it('registers again when the kubelet ends a ListAndWatch stream, kubelet.sock unchanged', async () => {
+    const kubeletSock = statSync(kubelet.socketPath);
+    const registrations = (r: string) => kubelet.registrations.filter((x) => x.resource_name === r).length;
+    const dropped = kubelet.plugin(R.serial);
+    kubelet.dropStreams(R.serial);
+    expect(dropped?.connected).toBe(false);
+    await kubelet.waitFor(
+      () => {
+        const p = kubelet.plugin(R.serial);
+        return p !== dropped && p?.connected && p.updates.length > 0 ? p : undefined;
+      },
+      5000,
+      `${R.serial} registered and streaming again`,
+    );
+    expect(registrations(R.serial)).toBe(2);
+    expect(kubelet.registrations).toHaveLength(6); // the other resources kept their streams
+    expect(kubelet.devices(R.serial)).toEqual([{ ID: `${SERIAL}-0`, health: 'Healthy', topology: null }]);
+    const response = await kubelet.allocate(R.serial, [`${SERIAL}-0`]);
+    expect(response.container_responses[0]?.envs?.LEAFBRIDGE_SLOTS).toBe(`${SERIAL}-0`);
+
+    // every stream, twice in a row: each resource registers again each time (the second after a backoff)
+    for (let round = 0; round < 2; round++) {
+      const before = Object.values(R).map((r) => kubelet.plugin(r));
+      kubelet.dropStreams();
+      await kubelet.waitFor(
+        () =>
+          Object.values(R).every((r, i) => {
+            const p = kubelet.plugin(r);
+            return p !== before[i] && p?.connected && p.updates.length > 0;
+          })
+            ? true
+            : undefined,
+        5000,
+        `every resource registered and streaming again (round ${round})`,
+      );
+    }
+    expect(registrations(R.serial)).toBe(4);
+    expect(registrations(R.camConfig)).toBe(3);
+    expect(manager.status().every((s) => s.registered && s.streams === 1)).toBe(true);
+    await kubelet.allocate(R.cam, [`${CAM}-0`]);
+    const now = statSync(kubelet.socketPath);
+    expect([now.ino, now.birthtimeMs]).toEqual([kubeletSock.ino, kubeletSock.birthtimeMs]);
+  });
+
   it('stop() leaves no sockets', async () => {
     expect(sockets(dir.path)).toHaveLength(5);
     await manager.stop();
@@ -407,6 +451,46 @@ describe('DevicePluginManager with CDI on', () => {
       await manager.stop();
       await kubelet.stop();
       dir.remove();
+    }
+  });
+});
+
+describe('DevicePluginManager under a kubelet root as long as MicroK8s’s', () => {
+  const MICROK8S = '/var/snap/microk8s/common/var/lib/kubelet/device-plugins/';
+  const LONG_DEVICE = `${'d'.repeat(56)}-4d5e6f`;
+  const LONG_CONFIG = 'c'.repeat(63);
+
+  it('registers a 63-character device of a 63-character config, and Allocate works', async () => {
+    const tmp = tempDir('lb-dpm-long-');
+    const dir = join(tmp.path, 'x'.repeat(Math.max(1, MICROK8S.length - tmp.path.length - 1)));
+    mkdirSync(dir);
+    expect(`${dir}/`.length).toBeGreaterThanOrEqual(MICROK8S.length);
+    expect([LONG_DEVICE.length, LONG_CONFIG.length]).toEqual([63, 63]);
+    const kubelet = new TestKubelet(dir);
+    await kubelet.start();
+    const registry = new DeviceRegistry();
+    registry.put(device(LONG_DEVICE, LONG_CONFIG, { capacity: 1, properties: { RTSP_URL: 'rtsp://x' } }));
+    const manager = new DevicePluginManager({ registry, node: NODE, dir, logger: silentLogger() });
+    const resources = [`leafbridge.io/${LONG_DEVICE}`, `leafbridge.io/${LONG_CONFIG}`];
+    try {
+      await manager.start();
+      await kubelet.waitFor(
+        () => (resources.every((r) => kubelet.devices(r).length === 1) ? true : undefined),
+        5000,
+        'both resources registered and streaming',
+      );
+      for (const s of manager.status()) expect(Buffer.byteLength(s.socketPath)).toBeLessThanOrEqual(107);
+      const [slot] = slotIds(LONG_DEVICE, 1);
+      const response = await kubelet.allocate(resources[0]!, [slot!]);
+      expect(response.container_responses[0]?.envs).toMatchObject({
+        RTSP_URL: 'rtsp://x',
+        LEAFBRIDGE_DEVICES: LONG_DEVICE,
+        LEAFBRIDGE_SLOTS: slot,
+      });
+    } finally {
+      await manager.stop();
+      await kubelet.stop();
+      tmp.remove();
     }
   });
 });

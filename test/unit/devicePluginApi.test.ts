@@ -136,10 +136,14 @@ describe('device-plugin helpers', () => {
     for (const d of dirs.splice(0)) d.remove();
   });
 
-  it('names sockets after the resource, without our domain, in safe characters', () => {
-    expect(socketFileName('leafbridge.io/front-door-1a2b3c')).toBe('leafbridge-front-door-1a2b3c.sock');
-    expect(socketFileName('leafbridge.io/cameras')).toBe('leafbridge-cameras.sock');
-    expect(socketFileName('example.com/x y')).toBe('leafbridge-example.com_x_y.sock');
+  it('names sockets with a fixed prefix and a hash of the resource name: short, stable, one per resource', () => {
+    const long = `leafbridge.io/${'d'.repeat(63)}`;
+    const names = ['leafbridge.io/front-door-1a2b3c', 'leafbridge.io/cameras', 'example.com/x y', long];
+    for (const n of names) expect(socketFileName(n)).toMatch(/^leafbridge-[0-9a-f]{12}\.sock$/);
+    expect(socketFileName(long)).toBe(socketFileName(`leafbridge.io/${'d'.repeat(63)}`));
+    expect(new Set(names.map(socketFileName)).size).toBe(names.length);
+    // what the kubelet's directory may be: 107 bytes of path, less a slash and these 28 bytes
+    expect(Buffer.byteLength(socketFileName(long))).toBe(28);
   });
 
   it('turns device nodes into DeviceSpecs (same path, rw by default) and mounts into Mounts', () => {
