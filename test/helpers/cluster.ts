@@ -29,7 +29,8 @@ export interface ClusterNode {
  */
 export class TestCluster {
   readonly nodes = new Map<string, ClusterNode>();
-  private readonly shared = tempDir('lb-presence-');
+  /** Where the presence files are (differs per cluster: take it out when comparing objects). */
+  readonly shared = tempDir('lb-presence-');
 
   private constructor(readonly backend: ClusterBackend) {}
 
