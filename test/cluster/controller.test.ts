@@ -88,6 +88,21 @@ describeControlPlane('the broker controller on the real control plane', () => {
     );
     controller = await startController(backend);
 
+    // The apiserver's answer decides: a refused broker shows in the config's BrokersReady, with its message.
+    const rejected = async () => {
+      const config = (await backend.list('discoveryconfigs')).find((o) => o.metadata.name === 'cams');
+      const conditions = (
+        config?.status as { conditions?: { reason?: string; message?: string }[] } | undefined
+      )?.conditions;
+      return conditions?.find((x) => x.reason === 'BrokerRejected')?.message;
+    };
+    await until(
+      async () =>
+        (await byName(backend, 'pods', `${device}-pod`)) !== undefined || (await rejected()) !== undefined,
+      30_000,
+      'the broker pod, or its refusal',
+    );
+    expect(await rejected()).toBeUndefined();
     await until(
       async () => nodeName(await byName(backend, 'pods', `${device}-pod`)) !== undefined,
       30_000,
