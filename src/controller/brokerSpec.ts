@@ -214,21 +214,24 @@ export function renderJob(device: DeviceView, template: Loose, hash: string, nod
 }
 
 /**
- * `spec` with a required node affinity to `nodes` (ANDed into each of its own node selector terms, if it has
- * any) and, unless a container already asks for `resource`, a limit of 1 on the first container: one pod
- * holds one of the device's capacity slots, whatever its number of containers.
+ * `spec` with a required node affinity to `nodes` (at least one) and, unless a container already asks for
+ * `resource`, a limit of 1 on the first container: one pod holds one of the device's capacity slots, whatever
+ * its number of containers. The API server takes a single value in a node field requirement, so each node
+ * gets a node selector term of its own (terms are ORed); each of the spec's own terms, if it has any, is
+ * combined with each node (requirements in a term are ANDed), so its constraints still hold.
  */
 export function injectPodSpec(spec: Loose, resource: string, nodes: string[]): Loose {
   const out = structuredClone(spec);
-  const ours = { key: NODE_NAME_FIELD, operator: 'In', values: [...nodes] };
   const affinity = asRecord(out.affinity) ?? {};
   const nodeAffinity = asRecord(affinity.nodeAffinity) ?? {};
   const required = asRecord(nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution) ?? {};
   const terms = asArray(required.nodeSelectorTerms).map((t) => asRecord(t) ?? {});
-  const merged =
-    terms.length === 0
-      ? [{ matchFields: [ours] }]
-      : terms.map((t) => ({ ...t, matchFields: [...asArray(t.matchFields), ours] }));
+  const merged = (terms.length === 0 ? [{}] : terms).flatMap((t: Loose) =>
+    nodes.map((node) => ({
+      ...t,
+      matchFields: [...asArray(t.matchFields), { key: NODE_NAME_FIELD, operator: 'In', values: [node] }],
+    })),
+  );
   out.affinity = {
     ...affinity,
     nodeAffinity: {

@@ -170,6 +170,13 @@ function brokersReady(config: string) {
   return { brokers: status?.brokers, condition, conditions: status?.conditions ?? [] };
 }
 
+/** The node selector term that allows a pod onto one node (the API server takes one node name per term). */
+const onNode = (node: string) => ({
+  matchFields: [{ key: 'metadata.name', operator: 'In', values: [node] }],
+});
+const termsOf = (spec: PodLike['spec']) =>
+  spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
+
 type PodLike = {
   metadata: KubeObject['metadata'];
   spec: {
@@ -215,14 +222,13 @@ describe('broker controller (test API server, controller in-process)', () => {
         blockOwnerDeletion: true,
       },
     ]);
-    // The config's own term is kept, with the device's nodes ANDed into it.
+    // The config's own term is kept, once per node the device is seen by, that node ANDed into it.
+    const arm64 = { matchExpressions: [{ key: 'arch', operator: 'In', values: ['arm64'] }] };
     expect(
       pod.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms,
     ).toEqual([
-      {
-        matchExpressions: [{ key: 'arch', operator: 'In', values: ['arm64'] }],
-        matchFields: [{ key: 'metadata.name', operator: 'In', values: ['n1', 'n2'] }],
-      },
+      { ...arm64, ...onNode('n1') },
+      { ...arm64, ...onNode('n2') },
     ]);
     // One slot per pod: the first container holds the device, the sidecar nothing.
     expect(pod.spec.containers[0]?.resources?.limits).toEqual({ [RESOURCE('cams-aaaaaa')]: '1' });
@@ -254,6 +260,33 @@ describe('broker controller (test API server, controller in-process)', () => {
       10_000,
       'the device service on port 81',
     );
+  });
+
+  it('gives a device seen by two nodes its broker Pod and Job: one node selector term per node', async () => {
+    await start();
+    seedConfig('cams', { brokerPodSpec: POD_SPEC });
+    seedConfig('plcs', {
+      brokerJobSpec: {
+        template: { spec: { restartPolicy: 'Never', containers: [{ name: 'flash', image: 'x' }] } },
+      },
+    });
+    seedDevice('cams-aaaaaa', 'cams', ['n1', 'n2']);
+    seedDevice('plcs-aaaaaa', 'plcs', ['n1', 'n2']);
+
+    const pod = (await waitFor('the broker pod', () => get('pods', 'cams-aaaaaa-pod'))) as unknown as PodLike;
+    expect(termsOf(pod.spec)).toEqual([onNode('n1'), onNode('n2')]);
+    const job = await waitFor('the broker job', () => get('jobs', 'plcs-aaaaaa-job'));
+    expect(termsOf((job.spec as { template: { spec: PodLike['spec'] } }).template.spec)).toEqual([
+      onNode('n1'),
+      onNode('n2'),
+    ]);
+    for (const config of ['cams', 'plcs']) {
+      await until(
+        () => brokersReady(config).condition?.message?.toString().startsWith('0 of 1 broker') === true,
+        10_000,
+        `${config}: one broker wanted, none rejected`,
+      );
+    }
   });
 
   it('deletes the Pod and Services itself when the Device or config goes (garbage collector off)', async () => {
@@ -316,9 +349,7 @@ describe('broker controller (test API server, controller in-process)', () => {
       const p = get('pods', 'cams-aaaaaa-pod');
       return p && p.metadata.uid !== second.metadata.uid ? p : undefined;
     })) as unknown as PodLike;
-    expect(
-      third.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms,
-    ).toEqual([{ matchFields: [{ key: 'metadata.name', operator: 'In', values: ['n2'] }] }]);
+    expect(termsOf(third.spec)).toEqual([onNode('n2')]);
   });
 
   it('spaces out replacements of a pod that fails again and again (no hot loop)', async () => {

@@ -21,6 +21,17 @@ const device: DeviceView = deviceView({
 } as KubeObject) as DeviceView;
 
 const containers = [{ name: 'a', image: 'x' }];
+const onNode = (node: string) => ({
+  matchFields: [{ key: 'metadata.name', operator: 'In', values: [node] }],
+});
+const termsOf = (spec: Record<string, unknown>) =>
+  (
+    spec as {
+      affinity: {
+        nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: unknown[] } };
+      };
+    }
+  ).affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
 
 describe('brokerPlan (a DiscoveryConfig’s broker fields, untrusted)', () => {
   it('none without broker fields; pod or job otherwise, with a stable hash of the spec', () => {
@@ -120,6 +131,32 @@ describe('rendering', () => {
     expect(
       spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms,
     ).toHaveLength(2);
+  });
+
+  it('allows the pod onto each node through a term of its own: a node field requirement takes one value', () => {
+    const out = injectPodSpec({ containers }, 'leafbridge.io/d', ['n1', 'n2', 'n3']);
+    expect(termsOf(out)).toEqual([onNode('n1'), onNode('n2'), onNode('n3')]);
+    for (const term of termsOf(out) as { matchFields: { values: string[] }[] }[])
+      for (const requirement of term.matchFields) expect(requirement.values).toHaveLength(1);
+  });
+
+  it('combines each of the config’s terms with each node (terms are ORed, requirements in a term ANDed)', () => {
+    const arm = { matchExpressions: [{ key: 'arch', operator: 'In', values: ['arm64'] }] };
+    const notN3 = { matchFields: [{ key: 'metadata.name', operator: 'NotIn', values: ['n3'] }] };
+    const spec = {
+      containers,
+      affinity: {
+        nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [arm, notN3] } },
+      },
+    };
+    const out = injectPodSpec(spec, 'leafbridge.io/d', ['n1', 'n2']);
+    const both = (node: string) => [...notN3.matchFields, ...onNode(node).matchFields];
+    expect(termsOf(out)).toEqual([
+      { ...arm, ...onNode('n1') },
+      { ...arm, ...onNode('n2') },
+      { matchFields: both('n1') },
+      { matchFields: both('n2') },
+    ]);
   });
 
   it('keeps names and label values within 63 characters', () => {
