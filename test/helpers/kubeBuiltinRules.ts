@@ -9,6 +9,7 @@ import { type FieldError, isObject } from './kubeSchema.js';
 
 const DNS1123_LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
 const DNS1123_SUBDOMAIN = `${DNS1123_LABEL}(\\.${DNS1123_LABEL})*`;
+const DNS1035_LABEL = '[a-z]([-a-z0-9]*[a-z0-9])?';
 
 /** apimachinery's RegexError: the message, examples, and the regex. */
 function regexError(msg: string, format: string, ...examples: string[]): string {
@@ -28,6 +29,26 @@ export function dns1123SubdomainErrors(value: string): string[] {
         "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
         DNS1123_SUBDOMAIN,
         'example.com',
+      ),
+    );
+  }
+  return errs;
+}
+
+/**
+ * IsDNS1035Label: the name rule of Services (ValidateServiceName) up to Kubernetes 1.35; 1.36 relaxed it to a
+ * DNS-1123 label by default (RelaxedServiceNameValidation), and this server reports v1.31.
+ */
+export function dns1035LabelErrors(value: string): string[] {
+  const errs: string[] = [];
+  if (value.length > 63) errs.push(maxLenError(63));
+  if (!new RegExp(`^${DNS1035_LABEL}$`).test(value)) {
+    errs.push(
+      regexError(
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character",
+        DNS1035_LABEL,
+        'my-name',
+        'abc-123',
       ),
     );
   }

@@ -1,4 +1,4 @@
-import { podSpecErrors } from './kubeBuiltinRules.js';
+import { dns1035LabelErrors, podSpecErrors } from './kubeBuiltinRules.js';
 import { isObject, type Schema } from './kubeSchema.js';
 import type { ResourceType } from './kubeStore.js';
 
@@ -21,7 +21,7 @@ export function resourceType(
 /**
  * Built-in kinds later issues need (the controller's broker Pods, Jobs and Services, Nodes, leader-election
  * Leases). They get the generic semantics, without the schemas and defaulting of the real types; of the real
- * validation, what the controller's objects meet (kubeBuiltinRules.ts): node affinity.
+ * validation, what the controller's objects meet (kubeBuiltinRules.ts): Service names, node affinity.
  */
 export const BUILTIN_RESOURCES: readonly ResourceType[] = [
   resourceType({
@@ -50,6 +50,7 @@ export const BUILTIN_RESOURCES: readonly ResourceType[] = [
     shortNames: ['svc'],
     categories: ['all'],
     statusSubresource: true,
+    nameErrors: dns1035LabelErrors,
   }),
   resourceType({ group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', shortNames: ['cm'] }),
   resourceType({ group: '', version: 'v1', plural: 'secrets', kind: 'Secret', selectableFields: ['type'] }),

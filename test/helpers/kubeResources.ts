@@ -479,7 +479,7 @@ function checkPreconditions(t: ResourceType, o: KubeObject, p: DeleteOptions['pr
  */
 function admit(t: ResourceType, obj: KubeObject, opts: WriteOptions): string[] {
   const warnings: string[] = [];
-  const errs = [...metadataErrors(obj), ...(t.validate?.(obj) ?? [])];
+  const errs = [...metadataErrors(t, obj), ...(t.validate?.(obj) ?? [])];
   if (t.schema) {
     const pruned = prune(t.schema, obj);
     if (pruned.length > 0 && opts.fieldValidation === 'Strict') {
@@ -495,9 +495,9 @@ function admit(t: ResourceType, obj: KubeObject, opts: WriteOptions): string[] {
   return warnings;
 }
 
-function metadataErrors(obj: KubeObject): FieldError[] {
+function metadataErrors(t: ResourceType, obj: KubeObject): FieldError[] {
   const m = obj.metadata;
-  const errs: FieldError[] = dns1123SubdomainErrors(m.name).map((detail) => ({
+  const errs: FieldError[] = (t.nameErrors ?? dns1123SubdomainErrors)(m.name).map((detail) => ({
     reason: 'FieldValueInvalid',
     field: 'metadata.name',
     message: `Invalid value: ${JSON.stringify(m.name)}: ${detail}`,

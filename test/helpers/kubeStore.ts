@@ -26,6 +26,8 @@ export interface ResourceType {
   schema?: Schema;
   /** Field selectors beyond metadata.name and metadata.namespace (pods: spec.nodeName). */
   selectableFields: string[];
+  /** A built-in kind's name rule (Services: a DNS-1035 label); unset, a DNS-1123 subdomain. */
+  nameErrors?: (name: string) => string[];
   /** A built-in kind's own validation of an object about to be stored (Pods, Jobs: node affinity). */
   validate?: (o: KubeObject) => FieldError[];
 }

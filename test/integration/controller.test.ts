@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { BrokerController, type BrokerControllerOptions } from '../../src/controller/brokerController.js';
+import { configServiceName, deviceServiceName } from '../../src/controller/brokerSpec.js';
 import { builtinHandlers } from '../../src/discovery/handlers.js';
 import { crdManifests } from '../../src/kube/crds.js';
 import { createLogger, silentLogger } from '../../src/util/logger.js';
@@ -287,6 +288,33 @@ describe('broker controller (test API server, controller in-process)', () => {
         `${config}: one broker wanted, none rejected`,
       );
     }
+  });
+
+  it('names the Services of a config whose name starts with a digit as DNS-1035 labels, and deletes them (garbage collector off)', async () => {
+    await start({ gc: false });
+    seedConfig('1cams', {
+      brokerPodSpec: POD_SPEC,
+      deviceService: { ports: [{ port: 80 }] },
+      configService: { ports: [{ port: 1883 }] },
+    });
+    seedDevice('1cams-aaaaaa', '1cams', ['n1']);
+    const names = await waitFor('both services', () => {
+      const found = server().objects('services', NS);
+      return found.length === 2 ? found.map((o) => o.metadata.name).sort() : undefined;
+    });
+    expect(names).toEqual([configServiceName('1cams'), deviceServiceName('1cams-aaaaaa')].sort());
+    for (const name of names) expect(name).toMatch(/^[a-z]([-a-z0-9]*[a-z0-9])?$/);
+    await waitFor('the broker pod', () => get('pods', '1cams-aaaaaa-pod'));
+    await until(
+      () => brokersReady('1cams').condition?.reason === 'BrokersNotRunning',
+      10_000,
+      'the config’s condition, no Service rejected',
+    );
+
+    remove('devices', '1cams-aaaaaa');
+    await until(() => !get('services', deviceServiceName('1cams-aaaaaa')), 10_000, 'the device service gone');
+    remove('discoveryconfigs', '1cams');
+    await until(() => server().objects('services', NS).length === 0, 10_000, 'the config service gone');
   });
 
   it('deletes the Pod and Services itself when the Device or config goes (garbage collector off)', async () => {

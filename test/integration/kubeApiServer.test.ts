@@ -289,6 +289,11 @@ describe('built-in kinds: the real validation that the controller’s objects me
   });
   const pod = (name: string, terms: object[]) =>
     clients.core.createNamespacedPod({ namespace, body: { metadata: { name }, spec: podSpec(terms) } });
+  const service = (name: string) =>
+    clients.core.createNamespacedService({
+      namespace,
+      body: { metadata: { name }, spec: { ports: [{ port: 80 }] } },
+    });
 
   it('a node field selector requirement takes exactly one value: two nodes in one term are 422 (Pods and Jobs), a term per node is fine', async () => {
     const two = statusOf(await failure(pod('two', [byName('n1', 'n2')])));
@@ -344,6 +349,26 @@ describe('built-in kinds: the real validation that the controller’s objects me
       `${at}.matchFields[0].operator: Invalid value: "Exists": not a valid selector operator`,
       `${at}.matchFields[0].key: Invalid value: "metadata.labels": not a valid field selector key`,
     ]);
+  });
+
+  it('a Service name is a DNS-1035 label (a leading digit or a dot is 422); other kinds take DNS-1123 subdomains', async () => {
+    const digit = statusOf(await failure(service('1cam-svc')));
+    expect(digit).toMatchObject({
+      code: 422,
+      reason: 'Invalid',
+      details: { kind: 'Service', name: '1cam-svc' },
+    });
+    expect(digit.message).toBe(
+      `Service "1cam-svc" is invalid: metadata.name: Invalid value: "1cam-svc": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')`,
+    );
+    expect(statusOf(await failure(service('cams.v1-svc'))).code).toBe(422);
+    const long = statusOf(await failure(service(`s${'x'.repeat(63)}`)));
+    expect(long.details?.causes?.map((c) => c.message)).toEqual([
+      `Invalid value: "s${'x'.repeat(63)}": must be no more than 63 characters`,
+    ]);
+    await service('s1cam-svc');
+    await pod('1cam.v1-pod', [byName('n1')]);
+    expect(api.objects('services', namespace).map((s) => s.metadata.name)).toEqual(['s1cam-svc']);
   });
 });
 

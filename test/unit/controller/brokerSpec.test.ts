@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
   brokerPlan,
+  configService,
+  configServiceName,
   deviceResource,
+  deviceService,
+  deviceServiceName,
   injectPodSpec,
   podName,
   renderJob,
@@ -32,6 +36,8 @@ const termsOf = (spec: Record<string, unknown>) =>
       };
     }
   ).affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
+/** What the API server takes as a Service name (ValidateServiceName). */
+const DNS_1035_LABEL = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 describe('brokerPlan (a DiscoveryConfig’s broker fields, untrusted)', () => {
   it('none without broker fields; pod or job otherwise, with a stable hash of the spec', () => {
@@ -194,5 +200,50 @@ describe('rendering', () => {
         blockOwnerDeletion: true,
       }),
     ]);
+  });
+});
+
+describe('Service names (DNS-1035 labels: a letter first, [a-z0-9-], at most 63)', () => {
+  it('keeps every name that already was a DNS-1035 label, shortened ones too', () => {
+    expect(configServiceName('cams')).toBe('cams-svc');
+    expect(deviceServiceName('cams-abc123')).toBe('cams-abc123-svc');
+    const long = `cams-${'x'.repeat(70)}`;
+    // As made before: the first 54 characters, '-', and 8 hex of a sha256 of the whole name.
+    expect(deviceServiceName(long)).toBe(`${`${long}-svc`.slice(0, 54)}-86f210f4`);
+  });
+
+  it.each([
+    ['1cams', '1cams-abc123'],
+    ['9', '9-abc123'],
+    ['cams.v1', 'cams.v1-abc123'],
+    [`1${'x'.repeat(70)}`, `1${'x'.repeat(70)}-abc123`],
+    [`c.${'x'.repeat(70)}`, `c.${'x'.repeat(70)}-abc123`],
+  ])('makes a DNS-1035 label of %j and its devices’ names', (config, device) => {
+    for (const name of [configServiceName(config), deviceServiceName(device)]) {
+      expect(name).toMatch(DNS_1035_LABEL);
+      expect(name.length).toBeLessThanOrEqual(63);
+    }
+    expect(configServiceName(config)).toBe(configServiceName(config));
+    expect(deviceServiceName(device)).not.toBe(configServiceName(config));
+  });
+
+  it('never gives a repaired name that a valid name has, nor two repaired names one name', () => {
+    const repaired = ['1cams', '1cams.x', '1cams-x', 'cams.x', 'cams-x', 's1cams', 'x1cams', 'cams'].map(
+      configServiceName,
+    );
+    expect(new Set(repaired).size).toBe(repaired.length);
+    expect(configServiceName('1cams')).not.toBe(configServiceName('s1cams'));
+    expect(configServiceName('cams.x')).not.toBe(configServiceName('cams-x'));
+    // A name kept as it was ends in -svc; a repaired or shortened one in 8 hex.
+    expect(configServiceName('1cams')).toMatch(/-[0-9a-f]{8}$/);
+  });
+
+  it('renders the Services under those names', () => {
+    const ports = { ports: [{ port: 80 }] };
+    const d = { ...device, name: '1cams-abc123', configName: '1cams' };
+    expect(deviceService(d, ports).metadata.name).toBe(deviceServiceName('1cams-abc123'));
+    const c = configView({ metadata: { name: '1cams', uid: 'u' }, spec: {} }) as ConfigView;
+    expect(configService(c, ports).metadata.name).toBe(configServiceName('1cams'));
+    expect(configService(c, ports).metadata.labels?.['leafbridge.io/config']).toBe('1cams');
   });
 });
