@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { shorten } from '../deviceplugin/slots.js';
+import { shorten, shortHash } from '../deviceplugin/slots.js';
 import { API_GROUP, API_VERSION, type ServicePorts } from '../discovery/types.js';
 import { stableJson } from '../registry/common.js';
 import type { KubeObject, OwnerReference } from './informer.js';
@@ -43,8 +43,24 @@ export type BrokerPlan =
 export const labelValue = (name: string): string => shorten(name, 63);
 export const podName = (device: string): string => shorten(`${device}-pod`, 63);
 export const jobName = (device: string): string => shorten(`${device}-job`, 63);
-export const deviceServiceName = (device: string): string => shorten(`${device}-svc`, 63);
-export const configServiceName = (config: string): string => shorten(`${config}-svc`, 63);
+export const deviceServiceName = (device: string): string => serviceName(`${device}-svc`);
+export const configServiceName = (config: string): string => serviceName(`${config}-svc`);
+
+const DNS_1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+
+/**
+ * `name` as a Service name, which must be a DNS-1035 label (a letter first, then [a-z0-9-], an alphanumeric
+ * last, at most 63): unchanged when it is one. Otherwise (a Device or config name may start with a digit or
+ * hold dots) an `s` before a leading digit, `-` for any other character, cut to 54, then `-` and 8 hex of a
+ * hash of `name`: what `shorten` made of long names before, so no existing Service is renamed. A name made so
+ * ends in 8 hex, never in the `-svc` of one kept as it is, and two of them differ but for a hash collision.
+ */
+export function serviceName(name: string): string {
+  if (name.length <= 63 && DNS_1035_LABEL.test(name)) return name;
+  const label = `${/^[a-z]/.test(name) ? '' : 's'}${name.replace(/[^a-z0-9-]/g, '-')}`;
+  return `${label.slice(0, 54)}-${shortHash(name)}`;
+}
+
 /** The device's own extended resource, as the agents' device plugins name it (src/deviceplugin/manager.ts). */
 export const deviceResource = (device: string): string => `${API_GROUP}/${shorten(device)}`;
 
@@ -214,21 +230,24 @@ export function renderJob(device: DeviceView, template: Loose, hash: string, nod
 }
 
 /**
- * `spec` with a required node affinity to `nodes` (ANDed into each of its own node selector terms, if it has
- * any) and, unless a container already asks for `resource`, a limit of 1 on the first container: one pod
- * holds one of the device's capacity slots, whatever its number of containers.
+ * `spec` with a required node affinity to `nodes` (at least one) and, unless a container already asks for
+ * `resource`, a limit of 1 on the first container: one pod holds one of the device's capacity slots, whatever
+ * its number of containers. The API server takes a single value in a node field requirement, so each node
+ * gets a node selector term of its own (terms are ORed); each of the spec's own terms, if it has any, is
+ * combined with each node (requirements in a term are ANDed), so its constraints still hold.
  */
 export function injectPodSpec(spec: Loose, resource: string, nodes: string[]): Loose {
   const out = structuredClone(spec);
-  const ours = { key: NODE_NAME_FIELD, operator: 'In', values: [...nodes] };
   const affinity = asRecord(out.affinity) ?? {};
   const nodeAffinity = asRecord(affinity.nodeAffinity) ?? {};
   const required = asRecord(nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution) ?? {};
   const terms = asArray(required.nodeSelectorTerms).map((t) => asRecord(t) ?? {});
-  const merged =
-    terms.length === 0
-      ? [{ matchFields: [ours] }]
-      : terms.map((t) => ({ ...t, matchFields: [...asArray(t.matchFields), ours] }));
+  const merged = (terms.length === 0 ? [{}] : terms).flatMap((t: Loose) =>
+    nodes.map((node) => ({
+      ...t,
+      matchFields: [...asArray(t.matchFields), { key: NODE_NAME_FIELD, operator: 'In', values: [node] }],
+    })),
+  );
   out.affinity = {
     ...affinity,
     nodeAffinity: {

@@ -7,7 +7,8 @@ export const MAX_ID = 63;
 const INDEX_ROOM = 5; // '-' + 4 digits
 const HASH_CHARS = 8;
 
-const shortHash = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, HASH_CHARS);
+/** 8 hex of a sha256 of `s`: what `shorten` appends. */
+export const shortHash = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, HASH_CHARS);
 
 /**
  * A name cut to at most `max` characters: unchanged when it fits, else its start, `-`, and 8 hex of a hash of

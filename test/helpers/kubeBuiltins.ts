@@ -1,4 +1,5 @@
-import type { Schema } from './kubeSchema.js';
+import { dns1035LabelErrors, podSpecErrors } from './kubeBuiltinRules.js';
+import { isObject, type Schema } from './kubeSchema.js';
 import type { ResourceType } from './kubeStore.js';
 
 /** A resource type with the usual defaults filled in. */
@@ -19,7 +20,8 @@ export function resourceType(
 
 /**
  * Built-in kinds later issues need (the controller's broker Pods, Jobs and Services, Nodes, leader-election
- * Leases). They get the generic semantics, without the schemas and defaulting of the real types.
+ * Leases). They get the generic semantics, without the schemas and defaulting of the real types; of the real
+ * validation, what the controller's objects meet (kubeBuiltinRules.ts): Service names, node affinity.
  */
 export const BUILTIN_RESOURCES: readonly ResourceType[] = [
   resourceType({
@@ -38,6 +40,7 @@ export const BUILTIN_RESOURCES: readonly ResourceType[] = [
       'status.phase',
       'status.podIP',
     ],
+    validate: (o) => podSpecErrors(o.spec, 'spec'),
   }),
   resourceType({
     group: '',
@@ -47,6 +50,7 @@ export const BUILTIN_RESOURCES: readonly ResourceType[] = [
     shortNames: ['svc'],
     categories: ['all'],
     statusSubresource: true,
+    nameErrors: dns1035LabelErrors,
   }),
   resourceType({ group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', shortNames: ['cm'] }),
   resourceType({ group: '', version: 'v1', plural: 'secrets', kind: 'Secret', selectableFields: ['type'] }),
@@ -76,6 +80,11 @@ export const BUILTIN_RESOURCES: readonly ResourceType[] = [
     kind: 'Job',
     categories: ['all'],
     statusSubresource: true,
+    validate: (o) =>
+      podSpecErrors(
+        isObject(o.spec) && isObject(o.spec.template) ? o.spec.template.spec : undefined,
+        'spec.template.spec',
+      ),
   }),
   resourceType({ group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' }),
   resourceType({

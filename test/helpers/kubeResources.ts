@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
+import { dns1123SubdomainErrors } from './kubeBuiltinRules.js';
 import { jsonPatch, mergePatch } from './kubePatch.js';
 import { applyDefaults, type FieldError, isObject, prune, validate } from './kubeSchema.js';
 import { parseFieldSelector, parseLabelSelector } from './kubeSelectors.js';
@@ -49,7 +50,6 @@ export interface DeleteOptions {
   preconditions?: { uid?: string; resourceVersion?: string };
 }
 
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const LABEL_KEY =
   /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
@@ -473,10 +473,13 @@ function checkPreconditions(t: ResourceType, o: KubeObject, p: DeleteOptions['pr
   }
 }
 
-/** Metadata checks every write gets, then the CRD schema's pruning, defaulting and validation. */
+/**
+ * Metadata checks every write gets, then the CRD schema's pruning, defaulting and validation, or a built-in
+ * kind's own rules.
+ */
 function admit(t: ResourceType, obj: KubeObject, opts: WriteOptions): string[] {
   const warnings: string[] = [];
-  const errs = metadataErrors(obj);
+  const errs = [...metadataErrors(t, obj), ...(t.validate?.(obj) ?? [])];
   if (t.schema) {
     const pruned = prune(t.schema, obj);
     if (pruned.length > 0 && opts.fieldValidation === 'Strict') {
@@ -492,16 +495,13 @@ function admit(t: ResourceType, obj: KubeObject, opts: WriteOptions): string[] {
   return warnings;
 }
 
-function metadataErrors(obj: KubeObject): FieldError[] {
-  const errs: FieldError[] = [];
+function metadataErrors(t: ResourceType, obj: KubeObject): FieldError[] {
   const m = obj.metadata;
-  if (m.name.length > 253 || !DNS_SUBDOMAIN.test(m.name)) {
-    errs.push({
-      reason: 'FieldValueInvalid',
-      field: 'metadata.name',
-      message: `Invalid value: ${JSON.stringify(m.name)}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character`,
-    });
-  }
+  const errs: FieldError[] = (t.nameErrors ?? dns1123SubdomainErrors)(m.name).map((detail) => ({
+    reason: 'FieldValueInvalid',
+    field: 'metadata.name',
+    message: `Invalid value: ${JSON.stringify(m.name)}: ${detail}`,
+  }));
   for (const [k, v] of Object.entries(m.labels ?? {})) {
     if (!LABEL_KEY.test(k))
       errs.push({

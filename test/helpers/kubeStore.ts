@@ -1,4 +1,4 @@
-import type { Schema } from './kubeSchema.js';
+import type { FieldError, Schema } from './kubeSchema.js';
 import type { Selector } from './kubeSelectors.js';
 import { errors } from './kubeStatus.js';
 
@@ -26,6 +26,10 @@ export interface ResourceType {
   schema?: Schema;
   /** Field selectors beyond metadata.name and metadata.namespace (pods: spec.nodeName). */
   selectableFields: string[];
+  /** A built-in kind's name rule (Services: a DNS-1035 label); unset, a DNS-1123 subdomain. */
+  nameErrors?: (name: string) => string[];
+  /** A built-in kind's own validation of an object about to be stored (Pods, Jobs: node affinity). */
+  validate?: (o: KubeObject) => FieldError[];
 }
 
 export interface ObjectMeta {

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { BrokerController, type BrokerControllerOptions } from '../../src/controller/brokerController.js';
+import { configServiceName, deviceServiceName } from '../../src/controller/brokerSpec.js';
 import { builtinHandlers } from '../../src/discovery/handlers.js';
 import { crdManifests } from '../../src/kube/crds.js';
 import { createLogger, silentLogger } from '../../src/util/logger.js';
@@ -170,6 +171,13 @@ function brokersReady(config: string) {
   return { brokers: status?.brokers, condition, conditions: status?.conditions ?? [] };
 }
 
+/** The node selector term that allows a pod onto one node (the API server takes one node name per term). */
+const onNode = (node: string) => ({
+  matchFields: [{ key: 'metadata.name', operator: 'In', values: [node] }],
+});
+const termsOf = (spec: PodLike['spec']) =>
+  spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
+
 type PodLike = {
   metadata: KubeObject['metadata'];
   spec: {
@@ -215,14 +223,13 @@ describe('broker controller (test API server, controller in-process)', () => {
         blockOwnerDeletion: true,
       },
     ]);
-    // The config's own term is kept, with the device's nodes ANDed into it.
+    // The config's own term is kept, once per node the device is seen by, that node ANDed into it.
+    const arm64 = { matchExpressions: [{ key: 'arch', operator: 'In', values: ['arm64'] }] };
     expect(
       pod.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms,
     ).toEqual([
-      {
-        matchExpressions: [{ key: 'arch', operator: 'In', values: ['arm64'] }],
-        matchFields: [{ key: 'metadata.name', operator: 'In', values: ['n1', 'n2'] }],
-      },
+      { ...arm64, ...onNode('n1') },
+      { ...arm64, ...onNode('n2') },
     ]);
     // One slot per pod: the first container holds the device, the sidecar nothing.
     expect(pod.spec.containers[0]?.resources?.limits).toEqual({ [RESOURCE('cams-aaaaaa')]: '1' });
@@ -254,6 +261,60 @@ describe('broker controller (test API server, controller in-process)', () => {
       10_000,
       'the device service on port 81',
     );
+  });
+
+  it('gives a device seen by two nodes its broker Pod and Job: one node selector term per node', async () => {
+    await start();
+    seedConfig('cams', { brokerPodSpec: POD_SPEC });
+    seedConfig('plcs', {
+      brokerJobSpec: {
+        template: { spec: { restartPolicy: 'Never', containers: [{ name: 'flash', image: 'x' }] } },
+      },
+    });
+    seedDevice('cams-aaaaaa', 'cams', ['n1', 'n2']);
+    seedDevice('plcs-aaaaaa', 'plcs', ['n1', 'n2']);
+
+    const pod = (await waitFor('the broker pod', () => get('pods', 'cams-aaaaaa-pod'))) as unknown as PodLike;
+    expect(termsOf(pod.spec)).toEqual([onNode('n1'), onNode('n2')]);
+    const job = await waitFor('the broker job', () => get('jobs', 'plcs-aaaaaa-job'));
+    expect(termsOf((job.spec as { template: { spec: PodLike['spec'] } }).template.spec)).toEqual([
+      onNode('n1'),
+      onNode('n2'),
+    ]);
+    for (const config of ['cams', 'plcs']) {
+      await until(
+        () => brokersReady(config).condition?.message?.toString().startsWith('0 of 1 broker') === true,
+        10_000,
+        `${config}: one broker wanted, none rejected`,
+      );
+    }
+  });
+
+  it('names the Services of a config whose name starts with a digit as DNS-1035 labels, and deletes them (garbage collector off)', async () => {
+    await start({ gc: false });
+    seedConfig('1cams', {
+      brokerPodSpec: POD_SPEC,
+      deviceService: { ports: [{ port: 80 }] },
+      configService: { ports: [{ port: 1883 }] },
+    });
+    seedDevice('1cams-aaaaaa', '1cams', ['n1']);
+    const names = await waitFor('both services', () => {
+      const found = server().objects('services', NS);
+      return found.length === 2 ? found.map((o) => o.metadata.name).sort() : undefined;
+    });
+    expect(names).toEqual([configServiceName('1cams'), deviceServiceName('1cams-aaaaaa')].sort());
+    for (const name of names) expect(name).toMatch(/^[a-z]([-a-z0-9]*[a-z0-9])?$/);
+    await waitFor('the broker pod', () => get('pods', '1cams-aaaaaa-pod'));
+    await until(
+      () => brokersReady('1cams').condition?.reason === 'BrokersNotRunning',
+      10_000,
+      'the config’s condition, no Service rejected',
+    );
+
+    remove('devices', '1cams-aaaaaa');
+    await until(() => !get('services', deviceServiceName('1cams-aaaaaa')), 10_000, 'the device service gone');
+    remove('discoveryconfigs', '1cams');
+    await until(() => server().objects('services', NS).length === 0, 10_000, 'the config service gone');
   });
 
   it('deletes the Pod and Services itself when the Device or config goes (garbage collector off)', async () => {
@@ -316,9 +377,7 @@ describe('broker controller (test API server, controller in-process)', () => {
       const p = get('pods', 'cams-aaaaaa-pod');
       return p && p.metadata.uid !== second.metadata.uid ? p : undefined;
     })) as unknown as PodLike;
-    expect(
-      third.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms,
-    ).toEqual([{ matchFields: [{ key: 'metadata.name', operator: 'In', values: ['n2'] }] }]);
+    expect(termsOf(third.spec)).toEqual([onNode('n2')]);
   });
 
   it('spaces out replacements of a pod that fails again and again (no hot loop)', async () => {

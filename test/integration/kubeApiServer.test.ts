@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ApisApi, KubernetesObjectApi, loadYaml, makeInformer } from '@kubernetes/client-node';
+import { ApisApi, BatchV1Api, KubernetesObjectApi, loadYaml, makeInformer } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { builtinHandlers } from '../../src/discovery/handlers.js';
 import { crdManifests } from '../../src/kube/crds.js';
@@ -271,6 +271,104 @@ describe('objects: create, get, list', () => {
     } finally {
       await bare.close();
     }
+  });
+});
+
+describe('built-in kinds: the real validation that the controller’s objects meet', () => {
+  const REQUIRED = 'spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution';
+  const ONE_VALUE =
+    "Required value: must be only one value when `operator` is 'In' or 'NotIn' for node field selector";
+  const byName = (...values: string[]) => ({
+    matchFields: [{ key: 'metadata.name', operator: 'In', values }],
+  });
+  const podSpec = (terms: object[]) => ({
+    containers: [{ name: 'c', image: 'busybox' }],
+    affinity: {
+      nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: terms } },
+    },
+  });
+  const pod = (name: string, terms: object[]) =>
+    clients.core.createNamespacedPod({ namespace, body: { metadata: { name }, spec: podSpec(terms) } });
+  const service = (name: string) =>
+    clients.core.createNamespacedService({
+      namespace,
+      body: { metadata: { name }, spec: { ports: [{ port: 80 }] } },
+    });
+
+  it('a node field selector requirement takes exactly one value: two nodes in one term are 422 (Pods and Jobs), a term per node is fine', async () => {
+    const two = statusOf(await failure(pod('two', [byName('n1', 'n2')])));
+    expect(two).toMatchObject({ code: 422, reason: 'Invalid', details: { kind: 'Pod', name: 'two' } });
+    expect(two.message).toBe(
+      `Pod "two" is invalid: ${REQUIRED}.nodeSelectorTerms[0].matchFields[0].values: ${ONE_VALUE}`,
+    );
+    expect(two.details?.causes).toEqual([
+      {
+        reason: 'FieldValueRequired',
+        field: `${REQUIRED}.nodeSelectorTerms[0].matchFields[0].values`,
+        message: ONE_VALUE,
+      },
+    ]);
+
+    const batch = clients.kc.makeApiClient(BatchV1Api);
+    const job = statusOf(
+      await failure(
+        batch.createNamespacedJob({
+          namespace,
+          body: {
+            metadata: { name: 'flash' },
+            spec: { template: { spec: { restartPolicy: 'Never', ...podSpec([byName('n1'), byName()]) } } },
+          },
+        }),
+      ),
+    );
+    expect(job.message).toBe(
+      `Job.batch "flash" is invalid: spec.template.${REQUIRED}.nodeSelectorTerms[1].matchFields[0].values: ${ONE_VALUE}`,
+    );
+
+    await pod('per-node', [byName('n1'), byName('n2')]);
+    expect(api.object('pods', namespace, 'per-node')).toBeDefined();
+
+    // The other rules of the same validation: a term is needed; the key, operator and value formats.
+    const none = statusOf(await failure(pod('none', [])));
+    expect(none.details?.causes?.map((c) => `${c.field}: ${c.message}`)).toEqual([
+      `${REQUIRED}.nodeSelectorTerms: Required value: must have at least one node selector term`,
+    ]);
+    const odd = statusOf(
+      await failure(
+        pod('odd', [
+          {
+            matchExpressions: [{ key: 'arch', operator: 'In', values: [] }],
+            matchFields: [{ key: 'metadata.labels', operator: 'Exists' }],
+          },
+        ]),
+      ),
+    );
+    const at = `${REQUIRED}.nodeSelectorTerms[0]`;
+    expect(odd.details?.causes?.map((c) => `${c.field}: ${c.message}`)).toEqual([
+      `${at}.matchExpressions[0].values: Required value: must be specified when \`operator\` is 'In' or 'NotIn'`,
+      `${at}.matchFields[0].operator: Invalid value: "Exists": not a valid selector operator`,
+      `${at}.matchFields[0].key: Invalid value: "metadata.labels": not a valid field selector key`,
+    ]);
+  });
+
+  it('a Service name is a DNS-1035 label (a leading digit or a dot is 422); other kinds take DNS-1123 subdomains', async () => {
+    const digit = statusOf(await failure(service('1cam-svc')));
+    expect(digit).toMatchObject({
+      code: 422,
+      reason: 'Invalid',
+      details: { kind: 'Service', name: '1cam-svc' },
+    });
+    expect(digit.message).toBe(
+      `Service "1cam-svc" is invalid: metadata.name: Invalid value: "1cam-svc": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')`,
+    );
+    expect(statusOf(await failure(service('cams.v1-svc'))).code).toBe(422);
+    const long = statusOf(await failure(service(`s${'x'.repeat(63)}`)));
+    expect(long.details?.causes?.map((c) => c.message)).toEqual([
+      `Invalid value: "s${'x'.repeat(63)}": must be no more than 63 characters`,
+    ]);
+    await service('s1cam-svc');
+    await pod('1cam.v1-pod', [byName('n1')]);
+    expect(api.objects('services', namespace).map((s) => s.metadata.name)).toEqual(['s1cam-svc']);
   });
 });
 

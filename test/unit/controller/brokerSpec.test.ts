@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
   brokerPlan,
+  configService,
+  configServiceName,
   deviceResource,
+  deviceService,
+  deviceServiceName,
   injectPodSpec,
   podName,
   renderJob,
@@ -21,6 +25,19 @@ const device: DeviceView = deviceView({
 } as KubeObject) as DeviceView;
 
 const containers = [{ name: 'a', image: 'x' }];
+const onNode = (node: string) => ({
+  matchFields: [{ key: 'metadata.name', operator: 'In', values: [node] }],
+});
+const termsOf = (spec: Record<string, unknown>) =>
+  (
+    spec as {
+      affinity: {
+        nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: unknown[] } };
+      };
+    }
+  ).affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
+/** What the API server takes as a Service name (ValidateServiceName). */
+const DNS_1035_LABEL = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 describe('brokerPlan (a DiscoveryConfig’s broker fields, untrusted)', () => {
   it('none without broker fields; pod or job otherwise, with a stable hash of the spec', () => {
@@ -122,6 +139,32 @@ describe('rendering', () => {
     ).toHaveLength(2);
   });
 
+  it('allows the pod onto each node through a term of its own: a node field requirement takes one value', () => {
+    const out = injectPodSpec({ containers }, 'leafbridge.io/d', ['n1', 'n2', 'n3']);
+    expect(termsOf(out)).toEqual([onNode('n1'), onNode('n2'), onNode('n3')]);
+    for (const term of termsOf(out) as { matchFields: { values: string[] }[] }[])
+      for (const requirement of term.matchFields) expect(requirement.values).toHaveLength(1);
+  });
+
+  it('combines each of the config’s terms with each node (terms are ORed, requirements in a term ANDed)', () => {
+    const arm = { matchExpressions: [{ key: 'arch', operator: 'In', values: ['arm64'] }] };
+    const notN3 = { matchFields: [{ key: 'metadata.name', operator: 'NotIn', values: ['n3'] }] };
+    const spec = {
+      containers,
+      affinity: {
+        nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [arm, notN3] } },
+      },
+    };
+    const out = injectPodSpec(spec, 'leafbridge.io/d', ['n1', 'n2']);
+    const both = (node: string) => [...notN3.matchFields, ...onNode(node).matchFields];
+    expect(termsOf(out)).toEqual([
+      { ...arm, ...onNode('n1') },
+      { ...arm, ...onNode('n2') },
+      { matchFields: both('n1') },
+      { matchFields: both('n2') },
+    ]);
+  });
+
   it('keeps names and label values within 63 characters', () => {
     const long = `cams-${'x'.repeat(70)}`;
     expect(podName(long)).toHaveLength(63);
@@ -157,5 +200,50 @@ describe('rendering', () => {
         blockOwnerDeletion: true,
       }),
     ]);
+  });
+});
+
+describe('Service names (DNS-1035 labels: a letter first, [a-z0-9-], at most 63)', () => {
+  it('keeps every name that already was a DNS-1035 label, shortened ones too', () => {
+    expect(configServiceName('cams')).toBe('cams-svc');
+    expect(deviceServiceName('cams-abc123')).toBe('cams-abc123-svc');
+    const long = `cams-${'x'.repeat(70)}`;
+    // As made before: the first 54 characters, '-', and 8 hex of a sha256 of the whole name.
+    expect(deviceServiceName(long)).toBe(`${`${long}-svc`.slice(0, 54)}-86f210f4`);
+  });
+
+  it.each([
+    ['1cams', '1cams-abc123'],
+    ['9', '9-abc123'],
+    ['cams.v1', 'cams.v1-abc123'],
+    [`1${'x'.repeat(70)}`, `1${'x'.repeat(70)}-abc123`],
+    [`c.${'x'.repeat(70)}`, `c.${'x'.repeat(70)}-abc123`],
+  ])('makes a DNS-1035 label of %j and its devices’ names', (config, device) => {
+    for (const name of [configServiceName(config), deviceServiceName(device)]) {
+      expect(name).toMatch(DNS_1035_LABEL);
+      expect(name.length).toBeLessThanOrEqual(63);
+    }
+    expect(configServiceName(config)).toBe(configServiceName(config));
+    expect(deviceServiceName(device)).not.toBe(configServiceName(config));
+  });
+
+  it('never gives a repaired name that a valid name has, nor two repaired names one name', () => {
+    const repaired = ['1cams', '1cams.x', '1cams-x', 'cams.x', 'cams-x', 's1cams', 'x1cams', 'cams'].map(
+      configServiceName,
+    );
+    expect(new Set(repaired).size).toBe(repaired.length);
+    expect(configServiceName('1cams')).not.toBe(configServiceName('s1cams'));
+    expect(configServiceName('cams.x')).not.toBe(configServiceName('cams-x'));
+    // A name kept as it was ends in -svc; a repaired or shortened one in 8 hex.
+    expect(configServiceName('1cams')).toMatch(/-[0-9a-f]{8}$/);
+  });
+
+  it('renders the Services under those names', () => {
+    const ports = { ports: [{ port: 80 }] };
+    const d = { ...device, name: '1cams-abc123', configName: '1cams' };
+    expect(deviceService(d, ports).metadata.name).toBe(deviceServiceName('1cams-abc123'));
+    const c = configView({ metadata: { name: '1cams', uid: 'u' }, spec: {} }) as ConfigView;
+    expect(configService(c, ports).metadata.name).toBe(configServiceName('1cams'));
+    expect(configService(c, ports).metadata.labels?.['leafbridge.io/config']).toBe('1cams');
   });
 });
