@@ -345,8 +345,12 @@ describe('broker controller (test API server, controller in-process)', () => {
       10_000,
       'every broker object gone',
     );
-    expect(brokersReady('cams').condition).toBeUndefined();
-    expect(brokersReady('cams').brokers).toBeUndefined();
+    // The config's status is written after its Service is deleted: wait for it too.
+    await until(
+      () => brokersReady('cams').condition === undefined && brokersReady('cams').brokers === undefined,
+      10_000,
+      'the BrokersReady condition and broker counts removed',
+    );
   });
 
   it('deletes the config Service when the config is deleted', async () => {
