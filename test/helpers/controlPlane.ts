@@ -345,7 +345,9 @@ export class ControlPlane {
       req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer in 30 s`)));
       req.on('error', reject);
       if (payload !== undefined) {
+        // Node sends a DELETE body without chunking: without a length the server takes it for no body.
         req.setHeader('content-type', contentType);
+        req.setHeader('content-length', Buffer.byteLength(payload));
         req.end(payload);
       } else req.end();
     });
