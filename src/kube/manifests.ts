@@ -92,7 +92,7 @@ export function manifestsYaml(objects: readonly KubeManifest[], header = ''): st
 }
 
 /** One object as YAML; each RBAC rule with a comment saying what needs it. */
-function toYaml(o: KubeManifest): string {
+export function toYaml(o: KubeManifest): string {
   const doc = new Document(o);
   const component = o.metadata.labels?.['app.kubernetes.io/component'] as Component | undefined;
   if ((o.kind === 'Role' || o.kind === 'ClusterRole') && component && GRANTS[component]) {
@@ -119,8 +119,9 @@ export function packageVersion(): string {
 
 // ------------------------------------------------------------------------------------------ options
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const BROKER_URL = /^mqtts?:\/\/[^\s/?#]+(:\d{1,5})?\/?$/;
+export const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+export const BROKER_URL = /^mqtts?:\/\/[^\s/?#]+(:\d{1,5})?\/?$/;
+export const HUB_REPLICAS = { min: 1, max: 100 } as const;
 
 function optionProblems(o: InstallOptions, handlers: readonly DiscoveryHandler[]): string[] {
   const problems: string[] = [];
@@ -134,8 +135,9 @@ function optionProblems(o: InstallOptions, handlers: readonly DiscoveryHandler[]
   }
   if (o.hub && !BROKER_URL.test(o.hub.brokerUrl))
     problems.push(`hub: ${o.hub.brokerUrl}: must be an mqtt:// or mqtts:// URL`);
-  if (o.hub && !(Number.isInteger(o.hub.replicas) && o.hub.replicas >= 1 && o.hub.replicas <= 100))
-    problems.push(`hub replicas: ${o.hub.replicas}: must be a whole number from 1 to 100`);
+  const { min, max } = HUB_REPLICAS;
+  if (o.hub && !(Number.isInteger(o.hub.replicas) && o.hub.replicas >= min && o.hub.replicas <= max))
+    problems.push(`hub replicas: ${o.hub.replicas}: must be a whole number from ${min} to ${max}`);
   if (!o.devicePluginDir.startsWith('/'))
     problems.push(`devicePluginDir: ${o.devicePluginDir}: must be an absolute path`);
   return problems;
@@ -147,8 +149,20 @@ function optionProblems(o: InstallOptions, handlers: readonly DiscoveryHandler[]
 export const EXAMPLE_CLOUD_BROKER = 'mqtts://mqtt.example.com:8883';
 
 /**
+ * The kubelet's device-plugin directory on distributions with an overlay (deploy/overlays/<name>) and a chart
+ * values file (deploy/helm/leafbridge/values-<name>.yaml). k3s runs its kubelet with the default --root-dir
+ * (/var/lib/kubelet, since k3s v0.10; only rootless k3s moves it under its data dir). MicroK8s, a snap, runs
+ * it with --root-dir=${SNAP_COMMON}/var/lib/kubelet. pod-resources is beside device-plugins on both.
+ */
+export const DISTRIBUTIONS = {
+  k3s: { devicePluginDir: '/var/lib/kubelet/device-plugins' },
+  microk8s: { devicePluginDir: '/var/snap/microk8s/common/var/lib/kubelet/device-plugins' },
+} as const satisfies Record<string, Partial<InstallOptions>>;
+
+/**
  * The generated files of deploy/ (paths relative to it): deploy/agent, deploy/controller (default options),
- * deploy/hub (the example broker, 2 replicas), and the agent config of deploy/overlays/cloud. deploy/crds is
+ * deploy/hub (the example broker, 2 replicas), the agent config of deploy/overlays/cloud, and the kubelet
+ * paths of deploy/overlays/<distribution> (DISTRIBUTIONS). deploy/crds is
  * crdFiles()'s; the kustomization.yaml files of deploy/base and deploy/overlays are written by hand, and the
  * tests render each one with kubectl and compare it with installManifests() for the same options.
  */
@@ -172,7 +186,55 @@ export function deployFiles(handlers: readonly DiscoveryHandler[]): { path: stri
   }
   const cloudConfig = installFiles(handlers, cloud).find((f) => f.file === 'configmap.yaml')!;
   out.push({ path: 'overlays/cloud/agent-config.yaml', text: fileText(cloudConfig.objects) });
+  for (const [name, options] of Object.entries(DISTRIBUTIONS))
+    out.push(...distributionPatches(handlers, name, options));
   return out;
+}
+
+/**
+ * The patches of deploy/overlays/<name> over deploy/base: the agent's ConfigMap whole (a strategic merge),
+ * and the DaemonSet's changed fields as JSON 6902 `replace` operations (a strategic merge cannot move a
+ * volumeMount: mountPath is its merge key). None where the distribution keeps the defaults.
+ */
+function distributionPatches(
+  handlers: readonly DiscoveryHandler[],
+  name: string,
+  options: Partial<InstallOptions>,
+): { path: string; text: string }[] {
+  const base = installManifests(handlers);
+  const changed = installManifests(handlers, options).filter(
+    (o, i) => JSON.stringify(o) !== JSON.stringify(base[i]),
+  );
+  const patches: { path: string; text: string }[] = [];
+  for (const o of changed) {
+    if (o.kind === 'ConfigMap') {
+      patches.push({ path: `overlays/${name}/agent-config.yaml`, text: fileText([o]) });
+    } else if (o.kind === 'DaemonSet') {
+      const ops = replaceOps(
+        base.find((b) => b.kind === 'DaemonSet'),
+        o,
+        '',
+      );
+      patches.push({ path: `overlays/${name}/agent-daemonset.yaml`, text: GENERATED + stringify(ops) });
+    } else throw new Error(`overlays/${name}: ${o.kind} ${o.metadata.name} changed: no patch for it`);
+  }
+  return patches;
+}
+
+/** JSON 6902 `replace` operations from `from` to `to`, which must differ only in scalar values. */
+function replaceOps(
+  from: unknown,
+  to: unknown,
+  path: string,
+): { op: 'replace'; path: string; value: unknown }[] {
+  if (typeof from !== 'object' || from === null || typeof to !== 'object' || to === null)
+    return from === to ? [] : [{ op: 'replace', path, value: to }];
+  const a = from as Record<string, unknown>;
+  const b = to as Record<string, unknown>;
+  if (Array.isArray(a) !== Array.isArray(b) || Object.keys(a).join() !== Object.keys(b).join())
+    throw new Error(`${path || '/'}: the shape differs, not only its values`);
+  const pointer = (key: string) => key.replaceAll('~', '~0').replaceAll('/', '~1');
+  return Object.keys(a).flatMap((k) => replaceOps(a[k], b[k], `${path}/${pointer(k)}`));
 }
 
 const GENERATED =

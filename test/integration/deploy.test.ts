@@ -7,6 +7,7 @@ import { Agent } from '../../src/agent.js';
 import { parseConfig } from '../../src/config/load.js';
 import { builtinHandlers } from '../../src/discovery/handlers.js';
 import {
+  DISTRIBUTIONS,
   EXAMPLE_CLOUD_BROKER,
   type InstallOptions,
   installManifests,
@@ -45,6 +46,8 @@ const RENDERINGS: [string, Partial<InstallOptions>][] = [
     { upstream: EXAMPLE_CLOUD_BROKER, hub: { brokerUrl: EXAMPLE_CLOUD_BROKER, replicas: 2 } },
   ],
   ['overlays/dev', { image: 'leafbridge:dev' }],
+  ['overlays/k3s', DISTRIBUTIONS.k3s],
+  ['overlays/microk8s', DISTRIBUTIONS.microk8s],
 ];
 
 function kustomize(dir: string): KubeManifest[] {
