@@ -1,11 +1,13 @@
 import { afterEach, expect, it } from 'vitest';
+import { getCommand } from '../../src/cli/getCommand.js';
 import { cameraName, TestCluster } from '../helpers/cluster.js';
 import { type ClusterBackend, DoubleBackend, RealBackend } from '../helpers/clusterBackend.js';
 import { INSTALL_NS } from '../helpers/controlPlane.js';
 import type { KubeObject } from '../helpers/kubeStore.js';
+import { tempDir } from '../helpers/processes.js';
 import { describeControlPlane } from '../helpers/realCluster.js';
 import { comparableByName } from '../helpers/snapshot.js';
-import { until } from '../helpers/wait.js';
+import { captureOutput, until } from '../helpers/wait.js';
 
 /**
  * Agents against the real control plane (etcd, kube-apiserver with RBAC, controller-manager with the
@@ -107,4 +109,87 @@ describeControlPlane('agents on the real control plane', () => {
     const double = await sharedCamera(await DoubleBackend.start(INSTALL_NS));
     expect(double).toEqual(real);
   }, 180_000);
+
+  it('nodeSelector against real Node labels; bad details get Valid=False naming the field', async () => {
+    const c = await on(await RealBackend.start(), { n1: { zone: 'a' }, n2: { zone: 'b' } });
+    await c.backend.create(c.cameras('cams', ['c1'], { nodeSelector: { zone: 'a' } }));
+    const bad = c.cameras('broken', ['c1']);
+    (bad.spec.handler.details.devices[0] as { properties: Record<string, string> }).properties = {
+      '1-not-an-env-name': 'x',
+    };
+    await c.backend.create(bad);
+    c.see('n1', ['c1']);
+    c.see('n2', ['c1']);
+    await c.startNode('n1');
+    await c.startNode('n2');
+    await until(async () => (await summary(c)) === 'c1: online [n1]', 20_000, 'only n1 runs cams');
+    await until(
+      async () =>
+        (await configStatus(c, 'broken')).status.conditions?.some(
+          (x) => x.type === 'Valid' && x.status === 'False',
+        ) === true,
+      15_000,
+      'Valid=False on the bad config',
+    );
+    const valid = (await configStatus(c, 'broken')).status.conditions?.find((x) => x.type === 'Valid') as
+      | { reason?: string; message?: string }
+      | undefined;
+    expect(valid?.reason).toBe('InvalidDetails');
+    expect(valid?.message).toContain('spec.handler.details.devices[0].properties');
+  }, 120_000);
+
+  it('a config deleted and created again under its name: the real garbage collector keeps the Devices, now owned by the new uid', async () => {
+    const c = await on(await RealBackend.start(), { n1: {} });
+    await c.backend.create(c.cameras('cams', ['c1', 'c2']));
+    c.see('n1', ['c1', 'c2']);
+    await c.startNode('n1');
+    await until(async () => (await devices(c)).size === 2, 20_000, 'two Devices');
+    await c.backend.remove('discoveryconfigs', 'cams');
+    await c.backend.create(c.cameras('cams', ['c1', 'c2']));
+    const { uid } = await configStatus(c, 'cams');
+    const ownedByNew = async () =>
+      [...(await devices(c)).values()].filter((d) => d.object.metadata.ownerReferences?.[0]?.uid === uid);
+    await until(
+      async () => (await ownedByNew()).length === 2,
+      30_000,
+      'both Devices owned by the new config',
+    );
+    const uids = (await ownedByNew()).map((d) => d.object.metadata.uid).sort();
+    // Stable: the garbage collector does not take them, and the agent does not make them again.
+    await new Promise((r) => setTimeout(r, 5000));
+    expect((await ownedByNew()).map((d) => d.object.metadata.uid).sort()).toEqual(uids);
+  }, 120_000);
+
+  it('leafbridge get and kubectl read the same Devices, with the printer columns', async () => {
+    const backend = await RealBackend.start();
+    const c = await on(backend, { n1: {} });
+    await backend.create(c.cameras('cams', ['c1']));
+    c.see('n1', ['c1']);
+    await c.startNode('n1');
+    await until(async () => (await summary(c)) === 'c1: online [n1]', 20_000, 'the Device');
+    const dir = tempDir('lb-get-real-');
+    try {
+      const kubeconfig = await backend.kubeconfig(dir.path, 'admin');
+      const got = await captureOutput(
+        () => getCommand(['devices', '--kubeconfig', kubeconfig]),
+        20_000,
+        'get',
+      );
+      expect(got.code).toBe(0);
+      expect(got.out).toMatch(new RegExp(`${cameraName('c1')}\\s+cams\\s+debug-echo\\s+true\\s+n1`));
+      const table = await backend.cp.kubectl(['get', 'devices', '-n', backend.namespace]);
+      const [header, row] = table.trim().split('\n');
+      expect(header?.split(/\s+/)).toEqual(['NAME', 'CONFIG', 'HANDLER', 'ONLINE', 'NODES', 'AGE']);
+      // The apiserver prints a list column as JSON (it takes one JSONPath result); `leafbridge get` joins it.
+      expect(row?.split(/\s+/).slice(0, 5)).toEqual([
+        cameraName('c1'),
+        'cams',
+        'debug-echo',
+        'true',
+        '["n1"]',
+      ]);
+    } finally {
+      dir.remove();
+    }
+  }, 120_000);
 });
