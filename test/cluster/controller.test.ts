@@ -126,6 +126,28 @@ describeControlPlane('the broker controller on the real control plane', () => {
       15_000,
       'the config Service',
     );
+    // The agents own Valid, the controller BrokersReady: each writes its own without reverting the other's.
+    const types = async () => {
+      const config = (await backend.list('discoveryconfigs')).find((o) => o.metadata.name === 'cams');
+      return ((config?.status as { conditions?: { type: string }[] } | undefined)?.conditions ?? [])
+        .map((x) => x.type)
+        .sort()
+        .join();
+    };
+    await until(
+      async () => (await types()) === 'BrokersReady,Valid',
+      15_000,
+      'both conditions on the config',
+    );
+    cluster.see('n2', []); // the agents report again; the controller's condition stays
+    await until(
+      async () =>
+        ((await cluster?.deviceList())?.get(device)?.spec as { nodes?: string[] })?.nodes?.join() === 'n1',
+      15_000,
+      'n2 lost the camera',
+    );
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await types()).toBe('BrokersReady,Valid');
   }, 180_000);
 
   it('a Job broker for a device one node sees: the Job controller makes its pod, the scheduler binds it to that node', async () => {
