@@ -21,7 +21,15 @@ module.exports = {
       comment: 'util, config and store never import the layers above them.',
       severity: 'error',
       from: { path: '^src/(util|config|store)/' },
-      to: { path: '^src/(broker|sync|api|cli|agent|discovery)' },
+      to: { path: '^src/(broker|sync|api|cli|agent|discovery|kubeclient)' },
+    },
+    {
+      name: 'kubeclient-stays-low',
+      comment:
+        'The Kubernetes client (connections, errors, list+watch) sits under every caller: it imports only util.',
+      severity: 'error',
+      from: { path: '^src/kubeclient/' },
+      to: { path: '^src/', pathNot: '^src/(kubeclient|util)/' },
     },
     {
       name: 'src-not-tests',

@@ -16,7 +16,8 @@ import { builtinHandlers } from './discovery/handlers.js';
 import { DiscoveryManager } from './discovery/manager.js';
 import { DeviceRegistry } from './discovery/registry.js';
 import type { DiscoveryConfigObject } from './discovery/types.js';
-import { type ClusterConnection, clusterConnection } from './kube/connection.js';
+import { type ClusterConnection, clusterConnection } from './kubeclient/connection.js';
+import type { KubeRest } from './kubeclient/kubeRest.js';
 import type { DiscoveryConfigSource, WritableConfigSource } from './registry/configSource.js';
 import type { DeviceStore } from './registry/deviceStore.js';
 import { LocalConfigStore } from './registry/localConfigs.js';
@@ -336,6 +337,7 @@ export class Agent {
     const socket = this.config.devicePlugins.podResources;
     const logger = child(this.logger, 'deviceplugin');
     let fellBack = false;
+    let podRest: KubeRest | undefined;
     return async () => {
       try {
         const slots = slotsInUse(await listPodResources(socket));
@@ -352,12 +354,12 @@ export class Agent {
           return undefined;
         }
         if (first) logger.warn({ err: errorMessage(err) }, 'PodResources unavailable; using the pod list');
-        const [{ CoreV1Api }, { resourcesRequestedOnNode }] = await Promise.all([
-          import('@kubernetes/client-node'),
+        const [{ KubeRest }, { resourcesRequestedOnNode }] = await Promise.all([
+          import('./kubeclient/kubeRest.js'),
           import('./deviceplugin/podList.js'),
         ]);
-        const api = cluster.kubeConfig.makeApiClient(CoreV1Api);
-        return { resources: await resourcesRequestedOnNode(api, this.config.node) };
+        podRest ??= new KubeRest(cluster.kubeConfig);
+        return { resources: await resourcesRequestedOnNode(podRest, this.config.node) };
       }
     };
   }

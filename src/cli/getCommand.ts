@@ -1,7 +1,9 @@
 import { parseArgs } from 'node:util';
-import type { ConfigurationOptions, RequestContext, ResponseContext } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { API_GROUP, API_VERSION } from '../discovery/types.js';
+import { KubeApiError } from '../kubeclient/kubeApiError.js';
+import type { KubeRest } from '../kubeclient/kubeRest.js';
+import { customPath } from '../kubeclient/paths.js';
 import { errorMessage } from '../util/errors.js';
 
 const RESOURCES = {
@@ -191,74 +193,67 @@ async function fromAgent(r: GetRequest): Promise<Fetched> {
 // ------------------------------------------------------------------------------------------ a cluster
 
 async function fromCluster(r: GetRequest): Promise<Fetched> {
-  // Lazy: the client costs ~70 MB and ~1 s to import, which the agent path must not pay.
-  const k8s = await import('@kubernetes/client-node');
-  const kc = new k8s.KubeConfig();
+  // Lazy: loading a kubeconfig imports client-node, ~70 MB and ~1 s, which the agent path must not pay.
+  const [{ loadKubeConfig }, { KubeRest }] = await Promise.all([
+    import('../kubeclient/connection.js'),
+    import('../kubeclient/kubeRest.js'),
+  ]);
+  let loaded: Awaited<ReturnType<typeof loadKubeConfig>>;
   try {
-    if (typeof r.kubeconfig === 'string') kc.loadFromFile(r.kubeconfig);
-    else kc.loadFromDefault();
+    loaded = await loadKubeConfig(typeof r.kubeconfig === 'string' ? r.kubeconfig : undefined);
   } catch (err) {
     const file = typeof r.kubeconfig === 'string' ? r.kubeconfig : 'the kubeconfig';
     throw new GetError(`error: cannot load ${file}: ${reason(err)}`);
   }
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new GetError('error: the kubeconfig has no current context with a cluster');
-  const namespace = r.namespace ?? (kc.getContextObject(kc.getCurrentContext())?.namespace || 'default');
-  const api = kc.makeApiClient(k8s.CustomObjectsApi);
+  const server = loaded.kubeConfig.getCurrentCluster()?.server;
+  if (!server) throw new GetError('error: the kubeconfig has no current context with a cluster');
+  const namespace = r.namespace ?? loaded.namespace;
+  // Every request of this command shares one deadline (--request-timeout), not a timeout each.
+  const rest = new KubeRest(loaded.kubeConfig, { timeoutMs: 0 });
   const signal = deadline(r);
-  // Every request of this command shares one deadline (client-node has no timeout of its own).
-  const options: ConfigurationOptions = {
-    middleware: [
-      {
-        pre: (ctx: RequestContext) => {
-          ctx.setSignal(signal);
-          return new k8s.Observable(Promise.resolve(ctx));
-        },
-        post: (ctx: ResponseContext) => new k8s.Observable(Promise.resolve(ctx)),
-      },
-    ],
-  };
-  const group = API_GROUP;
-  const version = API_VERSION.slice(API_GROUP.length + 1);
-  const plural = r.resource;
   try {
-    if (r.name) {
-      const object: unknown = await api.getNamespacedCustomObject(
-        { group, version, namespace, plural, name: r.name },
-        options,
-      );
-      return { object, namespace };
-    }
-    const list: unknown[] = [];
-    let next: string | undefined;
-    do {
-      const page: unknown = r.allNamespaces
-        ? await api.listClusterCustomObject(
-            { group, version, plural, labelSelector: r.selector, limit: 500, _continue: next },
-            options,
-          )
-        : await api.listNamespacedCustomObject(
-            { group, version, namespace, plural, labelSelector: r.selector, limit: 500, _continue: next },
-            options,
-          );
-      const items = at(page, 'items');
-      if (!Array.isArray(items)) throw new GetError(`error: ${cluster.server} answered no list`);
-      for (const item of items) list.push(item);
-      const token = at(page, 'metadata', 'continue');
-      // A server that hands back the token it was given would page forever.
-      next = typeof token === 'string' && token !== '' && token !== next ? token : undefined;
-    } while (next);
-    return r.allNamespaces ? { list } : { list, namespace };
+    return await fetchFrom(rest, r, namespace, signal, server);
   } catch (err) {
     if (err instanceof GetError) throw err;
-    if (err instanceof k8s.ApiException) {
-      const text = typeof err.body === 'string' ? err.body : JSON.stringify(err.body);
-      throw serverError(r, err.code, typeof err.body === 'string' ? parseJson(err.body) : err.body, text);
+    if (err instanceof KubeApiError && err.status !== 0) {
+      throw serverError(r, err.status, parseJson(err.body), err.body || err.message);
     }
     throw new GetError(
-      `error: cannot reach the Kubernetes API server at ${cluster.server}: ${reason(err, r, signal)}`,
+      `error: cannot reach the Kubernetes API server at ${server}: ${reason(err, r, signal)}`,
     );
+  } finally {
+    rest.close();
   }
+}
+
+/** The object named, or every page of the list. */
+async function fetchFrom(
+  rest: KubeRest,
+  r: GetRequest,
+  namespace: string,
+  signal: AbortSignal,
+  server: string,
+): Promise<Fetched> {
+  const version = API_VERSION.slice(API_GROUP.length + 1);
+  const resource = { group: API_GROUP, version, namespace, plural: r.resource };
+  if (r.name) {
+    const object = await rest.call({ method: 'GET', path: customPath(resource, r.name), signal });
+    return { object, namespace };
+  }
+  const path = r.allNamespaces ? `/apis/${API_GROUP}/${version}/${r.resource}` : customPath(resource);
+  const list: unknown[] = [];
+  let next: string | undefined;
+  do {
+    const query = { labelSelector: r.selector, limit: 500, continue: next };
+    const page = await rest.call({ method: 'GET', path, query, signal });
+    const items = at(page, 'items');
+    if (!Array.isArray(items)) throw new GetError(`error: ${server} answered no list`);
+    for (const item of items) list.push(item);
+    const token = at(page, 'metadata', 'continue');
+    // A server that hands back the token it was given would page forever.
+    next = typeof token === 'string' && token !== '' && token !== next ? token : undefined;
+  } while (next);
+  return r.allNamespaces ? { list } : { list, namespace };
 }
 
 // ---------------------------------------------------------------------------------------------- errors

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../config/size.js';
-import { clusterConnection } from '../kube/connection.js';
+import { clusterConnection } from '../kubeclient/connection.js';
 import { errorMessage } from '../util/errors.js';
 import { createLogger } from '../util/logger.js';
 

@@ -1,6 +1,8 @@
 import { API_GROUP } from '../discovery/types.js';
+import { isConflict, isNotFound } from '../kubeclient/kubeApiError.js';
+import type { KubeRest } from '../kubeclient/kubeRest.js';
+import { MERGE_PATCH } from '../kubeclient/paths.js';
 import type { KubeObject } from './informer.js';
-import { type KubeRest, statusOf } from './kubeRest.js';
 
 export type Plural = 'pods' | 'jobs' | 'services' | 'devices' | 'discoveryconfigs' | 'nodes';
 
@@ -18,12 +20,6 @@ export function collectionPath(plural: Plural, namespace: string): string {
   return plural === 'nodes'
     ? `${GROUP_PATHS.nodes}/nodes`
     : `${GROUP_PATHS[plural]}/namespaces/${encodeURIComponent(namespace)}/${plural}`;
-}
-
-/** Worth trying again later: no answer, 409, 429, 5xx (and anything that is not an API answer at all). */
-export function transient(err: unknown): boolean {
-  const s = statusOf(err);
-  return s === undefined || s === 0 || s === 409 || s === 429 || s >= 500;
 }
 
 /**
@@ -46,7 +42,7 @@ export class ApiWriter {
     try {
       return await this.rest.call<KubeObject>({ method: 'GET', path: this.path(plural, name) });
     } catch (err) {
-      if (statusOf(err) === 404) return undefined;
+      if (isNotFound(err)) return undefined;
       throw err;
     }
   }
@@ -56,7 +52,7 @@ export class ApiWriter {
     try {
       return await this.rest.call<KubeObject>({ method: 'POST', path: this.path(plural), body });
     } catch (err) {
-      if (statusOf(err) === 409) return 'exists';
+      if (isConflict(err)) return 'exists';
       throw err;
     }
   }
@@ -76,8 +72,7 @@ export class ApiWriter {
     try {
       await this.rest.call({ method: 'DELETE', path: this.path(plural, o.metadata.name), body });
     } catch (err) {
-      const s = statusOf(err);
-      if (s !== 404 && s !== 409) throw err;
+      if (!isNotFound(err) && !isConflict(err)) throw err;
     }
   }
 
@@ -92,7 +87,7 @@ export class ApiWriter {
       method: 'PATCH',
       path: this.path(plural, name, status),
       body: patch,
-      contentType: 'application/merge-patch+json',
+      contentType: MERGE_PATCH,
     });
   }
 }

@@ -1,4 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
+import { KubeRest } from '../kubeclient/kubeRest.js';
 import { stableJson } from '../registry/common.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { child, type Logger } from '../util/logger.js';
@@ -8,7 +9,6 @@ import { reconcileConfig } from './configReconciler.js';
 import { Backoff, type ControllerContext, Problems } from './context.js';
 import { reconcileDevice } from './deviceReconciler.js';
 import { Informer, type InformerEvent, type KubeObject } from './informer.js';
-import { KubeRest } from './kubeRest.js';
 import { NodeHealth } from './nodeHealth.js';
 import { controllerOf, deviceView, podNode } from './objects.js';
 import { type Outcome, WorkQueue } from './workQueue.js';
@@ -68,13 +68,12 @@ export class BrokerController {
     this.logger = child(o.logger, 'controller');
     const clock = o.clock ?? systemClock;
     const backoff = o.backoff ?? { baseMs: 500, maxMs: 30_000 };
-    const rest = new KubeRest(o.kubeConfig, o.requestTimeoutMs ?? 30_000);
+    const rest = new KubeRest(o.kubeConfig, { timeoutMs: o.requestTimeoutMs ?? 30_000 });
     this.rest = rest;
     this.queue = new WorkQueue({ clock, logger: this.logger, backoff, workers: o.workers ?? 4 });
     const informer = (plural: Plural, what: string, labelSelector?: string) =>
       new Informer({
         rest,
-        kubeConfig: o.kubeConfig,
         path: collectionPath(plural, o.namespace),
         ...(labelSelector ? { labelSelector } : {}),
         what,

@@ -1,7 +1,13 @@
 import type { Condition } from '../discovery/types.js';
+import {
+  isConflict,
+  isForbidden,
+  isNotFound,
+  isTransient,
+  KubeApiError,
+} from '../kubeclient/kubeApiError.js';
 import { stableJson } from '../registry/common.js';
 import { errorMessage } from '../util/errors.js';
-import { transient } from './apiWriter.js';
 import {
   type BrokerPlan,
   brokerPlan,
@@ -12,7 +18,6 @@ import {
 } from './brokerSpec.js';
 import type { ControllerContext, Problem } from './context.js';
 import type { KubeObject } from './informer.js';
-import { statusOf } from './kubeRest.js';
 import {
   type ConfigView,
   configView,
@@ -61,9 +66,10 @@ export async function reconcileConfig(ctx: ControllerContext, name: string): Pro
             }
           : await syncService(ctx, svcName, ours, desired, { config: name });
     } catch (err) {
-      if (transient(err)) throw err;
+      // Requeued (the work queue backs off): no answer, 429, 5xx, a conflict, or no API answer at all.
+      if (!(err instanceof KubeApiError) || isTransient(err) || isConflict(err)) throw err;
       serviceProblem = {
-        reason: statusOf(err) === 403 ? 'Forbidden' : 'BrokerRejected',
+        reason: isForbidden(err) ? 'Forbidden' : 'BrokerRejected',
         message: errorMessage(err),
       };
     }
@@ -137,9 +143,8 @@ async function writeStatus(ctx: ControllerContext, config: ConfigView, ours: Our
       );
       return;
     } catch (err) {
-      const status = statusOf(err);
-      if (status === 404) return; // deleted meanwhile
-      if (status !== 409 || attempt >= CONFLICT_RETRIES) throw err;
+      if (isNotFound(err)) return; // deleted meanwhile
+      if (!isConflict(err) || attempt >= CONFLICT_RETRIES) throw err;
       cur = configView(await ctx.writer.get('discoveryconfigs', cur.name));
     }
   }

@@ -1,8 +1,8 @@
 import { mergeConditions } from '../discovery/sighting.js';
 import { API_VERSION } from '../discovery/types.js';
+import { isConflict } from '../kubeclient/kubeApiError.js';
 import type { ControllerContext } from './context.js';
 import type { KubeObject } from './informer.js';
-import { statusOf } from './kubeRest.js';
 import { asArray, asRecord, conditionsOf, type DeviceView } from './objects.js';
 
 const CONFLICT_RETRIES = 4;
@@ -66,7 +66,7 @@ export async function removeNodes(
       if (nodes.length === 0) await markOffline(ctx, cur, remove);
       return;
     } catch (err) {
-      if (statusOf(err) !== 409 || attempt >= CONFLICT_RETRIES) throw err;
+      if (!isConflict(err) || attempt >= CONFLICT_RETRIES) throw err;
       cur = await ctx.writer.get('devices', device.name);
     }
   }
@@ -105,7 +105,7 @@ export async function markOffline(
       ctx.logger.info({ device: cur.metadata.name }, 'device offline: no node left');
       return;
     } catch (err) {
-      if (statusOf(err) !== 409 || attempt >= CONFLICT_RETRIES) throw err;
+      if (!isConflict(err) || attempt >= CONFLICT_RETRIES) throw err;
       cur = await ctx.writer.get('devices', cur.metadata.name);
     }
   }

@@ -1,6 +1,6 @@
 import type { ServicePorts } from '../discovery/types.js';
+import { isConflict, isForbidden, isTransient, KubeApiError } from '../kubeclient/kubeApiError.js';
 import { errorMessage } from '../util/errors.js';
-import { transient } from './apiWriter.js';
 import {
   ANNOTATION_NODES,
   ANNOTATION_SPEC_HASH,
@@ -16,7 +16,6 @@ import {
 import type { ControllerContext, Problem } from './context.js';
 import { markOffline, removeNodes, splitNodes } from './deviceNodes.js';
 import type { KubeObject } from './informer.js';
-import { statusOf } from './kubeRest.js';
 import {
   configView,
   controllerOf,
@@ -84,9 +83,9 @@ async function attempt(step: () => Promise<Problem | undefined>): Promise<Proble
   try {
     return await step();
   } catch (err) {
-    if (transient(err)) throw err;
-    const status = statusOf(err);
-    return { reason: status === 403 ? 'Forbidden' : 'BrokerRejected', message: errorMessage(err) };
+    // Requeued (the work queue backs off): no answer, 429, 5xx, a conflict, or no API answer at all.
+    if (!(err instanceof KubeApiError) || isTransient(err) || isConflict(err)) throw err;
+    return { reason: isForbidden(err) ? 'Forbidden' : 'BrokerRejected', message: errorMessage(err) };
   }
 }
 

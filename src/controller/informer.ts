@@ -1,7 +1,6 @@
-import type { KubeConfig } from '@kubernetes/client-node';
-import { Reflector, type ReflectorEvent } from '../registry/kubeReflector.js';
+import type { KubeRest } from '../kubeclient/kubeRest.js';
+import { Reflector, type ReflectorEvent } from '../kubeclient/reflector.js';
 import type { Logger } from '../util/logger.js';
-import type { KubeRest } from './kubeRest.js';
 
 export interface OwnerReference {
   apiVersion: string;
@@ -36,7 +35,6 @@ export type InformerEvent = ReflectorEvent<KubeObject>;
 
 export interface InformerOptions {
   rest: KubeRest;
-  kubeConfig: KubeConfig;
   /** The collection: `/api/v1/namespaces/default/pods`, `/api/v1/nodes`. */
   path: string;
   labelSelector?: string;
@@ -57,10 +55,8 @@ export interface InformerOptions {
  */
 export class Informer extends Reflector<KubeObject> {
   constructor(o: InformerOptions) {
-    const query = o.labelSelector ? { labelSelector: o.labelSelector } : {};
     super({
-      kubeConfig: o.kubeConfig,
-      list: () => o.rest.call({ method: 'GET', path: o.path, query }),
+      rest: o.rest,
       path: o.path,
       ...(o.labelSelector ? { labelSelector: o.labelSelector } : {}),
       logger: o.logger,

@@ -1,4 +1,4 @@
-import type { CoreV1Api } from '@kubernetes/client-node';
+import type { KubeRest } from '../kubeclient/kubeRest.js';
 import { errorMessage, LeafbridgeError } from '../util/errors.js';
 import { LEAFBRIDGE_RESOURCE_PREFIX } from './podResources.js';
 
@@ -19,13 +19,14 @@ const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
  * Malformed pods are skipped; a failed list is a `PODLIST_UNAVAILABLE`.
  */
 export async function resourcesRequestedOnNode(
-  api: CoreV1Api,
+  rest: KubeRest,
   node: string,
   prefix = LEAFBRIDGE_RESOURCE_PREFIX,
 ): Promise<Set<string>> {
   let items: unknown;
   try {
-    items = (await api.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node}` })).items;
+    const query = { fieldSelector: `spec.nodeName=${node}` };
+    items = (await rest.call<{ items?: unknown }>({ method: 'GET', path: '/api/v1/pods', query })).items;
   } catch (err) {
     throw new LeafbridgeError(
       'PODLIST_UNAVAILABLE',

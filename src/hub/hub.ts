@@ -1,6 +1,8 @@
 import type { IPublishPacket } from 'mqtt';
 import { API_GROUP } from '../discovery/types.js';
-import { customCollection, Reflector, type ReflectorEvent } from '../registry/kubeReflector.js';
+import { KubeRest } from '../kubeclient/kubeRest.js';
+import { customPath } from '../kubeclient/paths.js';
+import { Reflector, type ReflectorEvent } from '../kubeclient/reflector.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { errorMessage, PayloadError } from '../util/errors.js';
 import { child, type Logger } from '../util/logger.js';
@@ -9,7 +11,6 @@ import { DesiredPublisher } from './desired.js';
 import { DeviceIndex, indexed } from './deviceIndex.js';
 import { WriteGovernor } from './governor.js';
 import { HeldStates } from './held.js';
-import { keepAliveCustomObjects } from './kubeApi.js';
 import { type MessageId, messageIdOf, type Origin, parsePresence, parseReport } from './messages.js';
 import { HubLink } from './mqttLink.js';
 import { SeenIds } from './seen.js';
@@ -51,6 +52,7 @@ export class TwinHub {
   private readonly index = new DeviceIndex();
   private readonly seen = new SeenIds();
   private readonly held: HeldStates;
+  private readonly rest: KubeRest;
   private readonly reflector: Reflector<HubDevice>;
   private readonly writer: StatusWriter;
   private readonly desired: DesiredPublisher;
@@ -74,13 +76,14 @@ export class TwinHub {
     this.held = new HeldStates(o.hold ?? HUB_DEFAULTS.hold);
     this.badInput = new LogThrottle(this.clock, 10, 60_000);
     const concurrency = o.concurrency ?? HUB_DEFAULTS.concurrency;
-    const api = keepAliveCustomObjects(o.kubeConfig, concurrency);
+    // One keep-alive connection pool for the watch and every status write (see KubeRest).
+    this.rest = new KubeRest(o.kubeConfig);
     const resource = { group: API_GROUP, version: 'v1alpha1', namespace: o.namespace, plural: 'devices' };
     const backoff = o.backoff ?? HUB_DEFAULTS.backoff;
     const probe = o.probe ?? HUB_DEFAULTS.probe;
     this.reflector = new Reflector<HubDevice>({
-      kubeConfig: o.kubeConfig,
-      ...customCollection(api, resource),
+      rest: this.rest,
+      path: customPath(resource),
       logger: child(o.logger, 'hub:devices'),
       backoff: { baseMs: Math.min(backoff.baseMs, probe.baseMs), maxMs: probe.maxMs },
       what: 'device',
@@ -88,7 +91,7 @@ export class TwinHub {
       emit: (e) => this.onDevice(e),
     });
     this.writer = new StatusWriter({
-      api,
+      rest: this.rest,
       namespace: o.namespace,
       logger: child(o.logger, 'hub:status'),
       metrics: this.counters,
@@ -160,6 +163,7 @@ export class TwinHub {
     await this.writer.drain(drainMs);
     this.writer.close();
     this.reflector.stop();
+    this.rest.close();
     await this.sink?.close();
   }
 

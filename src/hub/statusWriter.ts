@@ -1,21 +1,26 @@
 import { setMaxListeners } from 'node:events';
-import {
-  ApiException,
-  type CustomObjectsApi,
-  PatchStrategy,
-  setHeaderOptions,
-} from '@kubernetes/client-node';
 import { API_GROUP } from '../discovery/types.js';
-import { Reachability, Semaphore } from '../registry/flow.js';
-import { olderThan } from '../registry/kubeReflector.js';
+import {
+  isConflict,
+  isNotFound,
+  isTransient,
+  KubeApiError,
+  noAnswer,
+  statusOf,
+} from '../kubeclient/kubeApiError.js';
+import type { KubeRest } from '../kubeclient/kubeRest.js';
+import { type CustomResource, customPath, MERGE_PATCH } from '../kubeclient/paths.js';
+import { Reachability } from '../kubeclient/reachability.js';
+import { olderThan } from '../kubeclient/reflector.js';
 import { backoffDelay, sleep } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
+import { Semaphore } from '../util/semaphore.js';
 import { fold, type Pending, presenceNewer, reportNewer, statusPatch } from './statusPatch.js';
 import type { HubDevice, HubMetrics } from './types.js';
 
 export interface StatusWriterOptions {
-  api: CustomObjectsApi;
+  rest: KubeRest;
   namespace: string;
   logger: Logger;
   metrics: HubMetrics;
@@ -30,7 +35,6 @@ export interface StatusWriterOptions {
   onRefused: (name: string, err: string) => void;
 }
 
-const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const CONFLICT_RETRIES = 5;
 /** The first change of a quiet Device waits this long (at most an interval) so that a burst is one write. */
 const SETTLE_MS = 100;
@@ -47,7 +51,7 @@ const SETTLE_MS = 100;
  * one write with its newest state.
  */
 export class StatusWriter {
-  private readonly api: CustomObjectsApi;
+  private readonly rest: KubeRest;
   private readonly pending = new Map<string, Pending>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly writing = new Set<string>();
@@ -57,14 +61,14 @@ export class StatusWriter {
   private readonly closing = new AbortController();
   private readonly reachable: Reachability;
   private readonly slots: Semaphore;
-  private readonly resource: { group: string; version: string; namespace: string; plural: string };
+  private readonly resource: CustomResource;
 
   constructor(private readonly o: StatusWriterOptions) {
-    this.api = o.api;
+    this.rest = o.rest;
     setMaxListeners(0, this.closing.signal);
     this.resource = { group: API_GROUP, version: 'v1alpha1', namespace: o.namespace, plural: 'devices' };
     this.reachable = new Reachability(
-      () => this.api.listNamespacedCustomObject({ ...this.resource, limit: 1 }),
+      () => this.rest.call({ method: 'GET', path: customPath(this.resource), query: { limit: 1 } }),
       o.probe,
       this.closing.signal,
       o.logger,
@@ -205,38 +209,36 @@ export class StatusWriter {
         this.lastWrite.set(name, sentAt);
         this.o.metrics.apiWrites++;
         try {
-          const stored = (await this.api.patchNamespacedCustomObjectStatus(
-            {
-              ...this.resource,
-              name,
-              body: { metadata: { resourceVersion: cur.metadata.resourceVersion }, status: patch },
-            },
-            mergePatch,
-          )) as HubDevice;
+          const stored = await this.rest.call<HubDevice>({
+            method: 'PATCH',
+            path: customPath(this.resource, name, 'status'),
+            body: { metadata: { resourceVersion: cur.metadata.resourceVersion }, status: patch },
+            contentType: MERGE_PATCH,
+          });
           this.o.metrics.apiWriteMs += performance.now() - sentAt;
           this.remember(stored);
           if (reportWritten) this.o.metrics.reportedWritten++;
           return 'done';
         } catch (err) {
-          if (codeOf(err) !== 409 || conflicts >= CONFLICT_RETRIES) throw err;
+          if (!isConflict(err) || conflicts >= CONFLICT_RETRIES) throw err;
           this.o.metrics.apiWriteConflicts++;
           await this.reread(name);
         }
       }
     } catch (err) {
-      const code = codeOf(err);
-      if (code === 404) return 'done'; // deleted under us
+      if (isNotFound(err)) return 'done'; // deleted under us
       this.pending.set(name, fold(p, this.pending.get(name)));
-      if (code === undefined) {
+      if (noAnswer(err)) {
         if (this.reachable.lost(errorMessage(err))) {
           this.o.logger.warn({ err: errorMessage(err) }, 'API server unreachable; Device status writes wait');
         }
         return 'unreachable';
       }
       this.o.metrics.apiWriteFailures++;
-      if (code === 409 || code === 429 || code >= 500) return 'retry';
+      // Conflicts beyond CONFLICT_RETRIES are retried after a backoff, like 429 and 5xx.
+      if (isTransient(err) || isConflict(err)) return 'retry';
       this.pending.delete(name); // refused for good (422 and the like): what it held is dropped
-      this.o.onRefused(name, `HTTP ${code}: ${shortBody(err)}`);
+      this.o.onRefused(name, `HTTP ${statusOf(err) ?? '?'}: ${shortBody(err)}`);
       return 'done';
     }
   }
@@ -252,10 +254,10 @@ export class StatusWriter {
 
   private async reread(name: string): Promise<void> {
     try {
-      const o = (await this.api.getNamespacedCustomObject({ ...this.resource, name })) as HubDevice;
+      const o = await this.rest.call<HubDevice>({ method: 'GET', path: customPath(this.resource, name) });
       this.remember(o);
     } catch (err) {
-      if (codeOf(err) !== 404) throw err;
+      if (!isNotFound(err)) throw err;
       this.written.delete(name);
       throw err;
     }
@@ -269,15 +271,7 @@ export class StatusWriter {
   }
 }
 
-function codeOf(err: unknown): number | undefined {
-  return err instanceof ApiException ? (err.code as number) : undefined;
-}
-
+/** What the server said, for the log: its Status message, else the error's. */
 function shortBody(err: unknown): string {
-  const body = err instanceof ApiException ? err.body : undefined;
-  try {
-    const message = (JSON.parse(String(body)) as { message?: unknown }).message;
-    if (typeof message === 'string') return message.slice(0, 300);
-  } catch {}
-  return errorMessage(err).slice(0, 300);
+  return (err instanceof KubeApiError ? err.message : errorMessage(err)).slice(0, 300);
 }

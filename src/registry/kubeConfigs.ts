@@ -1,19 +1,15 @@
-import {
-  ApiException,
-  CoreV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-} from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { API_GROUP, type DiscoveryConfigObject } from '../discovery/types.js';
+import { isConflict, isNotFound, isTransient, shortError } from '../kubeclient/kubeApiError.js';
+import { KubeRest } from '../kubeclient/kubeRest.js';
+import { type CustomResource, customPath, MERGE_PATCH } from '../kubeclient/paths.js';
+import { olderThan, Reflector } from '../kubeclient/reflector.js';
 import type { Db } from '../store/db.js';
 import { backoffDelay, sleep } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import { child, type Logger } from '../util/logger.js';
 import { stableJson } from './common.js';
 import type { ConfigStatusReport, DiscoveryConfigSource } from './configSource.js';
-import { customCollection, olderThan, Reflector } from './kubeReflector.js';
 import { ConfigWatchers, nextStatus, sameStatus } from './localConfigs.js';
 
 export interface KubeConfigSourceOptions {
@@ -39,7 +35,6 @@ type StatusBase = { resourceVersion: string; status: Status };
 const VERSION = 'v1alpha1';
 const CONFIG_KIND = 'DiscoveryConfig';
 const NODE_KIND = 'Node';
-const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 /** 409 Conflicts on one status write re-read and retried in a row before it backs off like other failures. */
 const STATUS_CONFLICT_RETRIES = 5;
 
@@ -57,13 +52,12 @@ const STATUS_CONFLICT_RETRIES = 5;
  * one write is in flight, retried with backoff through outages, dropped when the config is gone (404).
  */
 export class KubeConfigSource implements DiscoveryConfigSource {
-  private readonly custom: CustomObjectsApi;
-  private readonly core: CoreV1Api;
+  private readonly rest: KubeRest;
   private readonly reflector: Reflector<DiscoveryConfigObject>;
   private readonly watchers: ConfigWatchers;
   private readonly logger: Logger;
   private readonly backoff: { baseMs: number; maxMs: number };
-  private readonly resource: { group: string; version: string; namespace: string; plural: string };
+  private readonly resource: CustomResource;
   private readonly closing = new AbortController();
   /** The node's labels; undefined until read (or cached): only configs without a nodeSelector match. */
   private labels: Record<string, string> | undefined;
@@ -80,8 +74,7 @@ export class KubeConfigSource implements DiscoveryConfigSource {
   private readonly statusWritten = new Map<string, StatusBase>();
 
   constructor(private readonly o: KubeConfigSourceOptions) {
-    this.custom = o.kubeConfig.makeApiClient(CustomObjectsApi);
-    this.core = o.kubeConfig.makeApiClient(CoreV1Api);
+    this.rest = new KubeRest(o.kubeConfig);
     this.logger = child(o.logger, 'registry:kube-configs');
     this.watchers = new ConfigWatchers(this.logger);
     this.backoff = o.backoff ?? { baseMs: 500, maxMs: 30_000 };
@@ -92,8 +85,8 @@ export class KubeConfigSource implements DiscoveryConfigSource {
       plural: 'discoveryconfigs',
     };
     this.reflector = new Reflector<DiscoveryConfigObject>({
-      kubeConfig: o.kubeConfig,
-      ...customCollection(this.custom, this.resource),
+      rest: this.rest,
+      path: customPath(this.resource),
       logger: this.logger,
       backoff: this.backoff,
       what: CONFIG_KIND,
@@ -148,6 +141,7 @@ export class KubeConfigSource implements DiscoveryConfigSource {
   async close(): Promise<void> {
     this.closing.abort();
     this.reflector.stop();
+    this.rest.close();
     clearInterval(this.nodeTimer);
     this.watchers.clear();
     this.statusWanted.clear();
@@ -187,10 +181,14 @@ export class KubeConfigSource implements DiscoveryConfigSource {
   private async readNode(): Promise<void> {
     let labels: Record<string, string>;
     try {
-      const node = await this.core.readNode({ name: this.o.node });
+      const path = `/api/v1/nodes/${encodeURIComponent(this.o.node)}`;
+      const node = await this.rest.call<{ metadata?: { labels?: Record<string, string> } }>({
+        method: 'GET',
+        path,
+      });
       labels = node.metadata?.labels ?? {};
     } catch (err) {
-      if (codeOf(err) !== 404) {
+      if (!isNotFound(err)) {
         this.logger.debug({ node: this.o.node, err: shortError(err) }, 'node labels not read');
         return;
       }
@@ -274,8 +272,7 @@ export class KubeConfigSource implements DiscoveryConfigSource {
         this.statusWritten.set(name, await this.patchStatus(name, base, report));
         return;
       } catch (err) {
-        const code = codeOf(err);
-        if (code === 409 && conflicts < STATUS_CONFLICT_RETRIES) {
+        if (isConflict(err) && conflicts < STATUS_CONFLICT_RETRIES) {
           this.logger.debug({ config: name }, 'config status conflict; re-reading');
           // The first conflict re-reads at once; repeated ones back off, with jitter.
           if (conflicts++ > 0) await sleep(Math.random() * backoffDelay(conflicts, 20, 1000), signal);
@@ -296,10 +293,12 @@ export class KubeConfigSource implements DiscoveryConfigSource {
       status: nextStatus(base.status, report),
     };
     const written = normalizeConfig(
-      (await this.custom.patchNamespacedCustomObjectStatus(
-        { ...this.resource, name, body },
-        mergePatch,
-      )) as DiscoveryConfigObject,
+      await this.rest.call<DiscoveryConfigObject>({
+        method: 'PATCH',
+        path: customPath(this.resource, name, 'status'),
+        body,
+        contentType: MERGE_PATCH,
+      }),
     );
     return { resourceVersion: written.metadata.resourceVersion ?? '', status: written.status };
   }
@@ -307,27 +306,24 @@ export class KubeConfigSource implements DiscoveryConfigSource {
   /** The status as the server holds it now; undefined when the config is gone. */
   private async readStatus(name: string): Promise<StatusBase | undefined> {
     try {
-      const config = normalizeConfig(
-        (await this.custom.getNamespacedCustomObjectStatus({
-          ...this.resource,
-          name,
-        })) as DiscoveryConfigObject,
-      );
+      // The object, not its /status: the same status, and `get` on discoveryconfigs is what the agent holds.
+      const path = customPath(this.resource, name);
+      const config = normalizeConfig(await this.rest.call<DiscoveryConfigObject>({ method: 'GET', path }));
       return { resourceVersion: config.metadata.resourceVersion ?? '', status: config.status };
     } catch (err) {
-      if (codeOf(err) === 404) return undefined;
+      if (isNotFound(err)) return undefined;
       throw err;
     }
   }
 
   /** Whether a failed status write is worth another attempt (logged either way). */
   private retryable(name: string, err: unknown, attempt: number): boolean {
-    const code = codeOf(err);
-    if (code === 404) {
+    if (isNotFound(err)) {
       this.logger.debug({ config: name }, 'config gone; its status report is dropped');
       return false;
     }
-    if (!transient(code)) {
+    // Conflicts beyond STATUS_CONFLICT_RETRIES back off like a transient failure.
+    if (!isTransient(err) && !isConflict(err)) {
       this.logger.error({ config: name, err: shortError(err) }, 'config status refused; dropped');
       return false;
     }
@@ -385,18 +381,4 @@ export function normalizeConfig(o: DiscoveryConfigObject): DiscoveryConfigObject
     },
     status: { ...status, conditions: status.conditions ?? [], devices: status.devices ?? 0 },
   };
-}
-
-function codeOf(err: unknown): number | undefined {
-  return err instanceof ApiException ? (err.code as number) : undefined;
-}
-
-/** Worth retrying: no answer at all (connection refused or cut), 409, 429 or 5xx. */
-function transient(code: number | undefined): boolean {
-  return code === undefined || code === 409 || code === 429 || code >= 500;
-}
-
-function shortError(err: unknown): string {
-  const code = codeOf(err);
-  return code === undefined ? errorMessage(err) : `HTTP ${code}`;
 }

@@ -1,7 +1,9 @@
-import { ApiException, type CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { DeviceObject } from '../discovery/types.js';
+import { isNotFound } from '../kubeclient/kubeApiError.js';
+import type { KubeRest } from '../kubeclient/kubeRest.js';
+import { type CustomResource, customPath } from '../kubeclient/paths.js';
+import { Reflector } from '../kubeclient/reflector.js';
 import type { Logger } from '../util/logger.js';
-import { customCollection, Reflector } from './kubeReflector.js';
 
 /** An owner reference as Kubernetes stores it: the uid is required. */
 export type OwnerRef = { apiVersion: string; kind: string; name: string; uid: string };
@@ -12,10 +14,9 @@ interface ConfigMeta {
 }
 
 export interface ConfigOwnersOptions {
-  kubeConfig: KubeConfig;
-  api: CustomObjectsApi;
+  rest: KubeRest;
   /** The Devices' resource; the configs are `discoveryconfigs` beside it. */
-  resource: { group: string; version: string; namespace: string; plural: string };
+  resource: CustomResource;
   logger: Logger;
   backoff: { baseMs: number; maxMs: number };
   /** A config now has this uid under its name (created, or deleted and created again). */
@@ -33,11 +34,13 @@ const CONFIG_KIND = 'DiscoveryConfig';
  */
 export class ConfigOwners {
   private readonly reflector: Reflector<ConfigMeta>;
+  private readonly configs: CustomResource;
 
   constructor(private readonly o: ConfigOwnersOptions) {
+    this.configs = { ...o.resource, plural: 'discoveryconfigs' };
     this.reflector = new Reflector<ConfigMeta>({
-      kubeConfig: o.kubeConfig,
-      ...customCollection(o.api, { ...o.resource, plural: 'discoveryconfigs' }),
+      rest: o.rest,
+      path: customPath(this.configs),
       logger: o.logger,
       backoff: o.backoff,
       what: CONFIG_KIND,
@@ -86,13 +89,11 @@ export class ConfigOwners {
     const known = this.reflector.known.get(name);
     if (known) return known.metadata.uid;
     try {
-      const { resource: r, api } = this.o;
-      const config = (await api.getNamespacedCustomObject({ ...r, plural: 'discoveryconfigs', name })) as {
-        metadata: { uid: string };
-      };
+      const path = customPath(this.configs, name);
+      const config = await this.o.rest.call<{ metadata: { uid: string } }>({ method: 'GET', path });
       return config.metadata.uid;
     } catch (err) {
-      if (err instanceof ApiException && err.code === 404) return undefined;
+      if (isNotFound(err)) return undefined;
       throw err;
     }
   }

@@ -1,20 +1,25 @@
 import { setMaxListeners } from 'node:events';
-import {
-  ApiException,
-  CustomObjectsApi,
-  type KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-} from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { API_GROUP, type DeviceObject } from '../discovery/types.js';
+import {
+  isConflict,
+  isNotFound,
+  isTransient,
+  noAnswer,
+  shortError,
+  statusOf,
+} from '../kubeclient/kubeApiError.js';
+import { KubeRest } from '../kubeclient/kubeRest.js';
+import { type CustomResource, customPath, MERGE_PATCH } from '../kubeclient/paths.js';
+import { Reachability } from '../kubeclient/reachability.js';
 import { backoffDelay, sleep } from '../util/clock.js';
 import { errorMessage, LeafbridgeError } from '../util/errors.js';
 import { child, type Logger } from '../util/logger.js';
+import { Semaphore } from '../util/semaphore.js';
 import { Listeners, mergePatchOf, select, stableJson } from './common.js';
+import { DeviceReflector, normalize } from './deviceReflector.js';
 import type { DeviceStore, DeviceStoreEvent, LabelSelector, UpdateOptions } from './deviceStore.js';
-import { Reachability, Semaphore } from './flow.js';
 import { ConfigOwners, type OwnerRef } from './kubeOwners.js';
-import { DeviceReflector, normalize } from './kubeReflector.js';
 
 export interface KubeDeviceStoreOptions {
   kubeConfig: KubeConfig;
@@ -56,7 +61,6 @@ interface Waiter {
 type Kube = DeviceObject & { metadata: { generation?: number } };
 
 const VERSION = 'v1alpha1';
-const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const SUPERSEDED = Symbol('superseded');
 /** How long a `now` write waits for the creation of a device not yet on the server. */
 const NOW_TIMEOUT_MS = 5_000;
@@ -85,7 +89,7 @@ function after(first: Want, second: Want): Want {
  * created reads with an empty uid and resourceVersion until it has).
  */
 export class KubeDeviceStore implements DeviceStore {
-  private readonly api: CustomObjectsApi;
+  private readonly rest: KubeRest;
   private readonly listeners: Listeners;
   private readonly reflector: DeviceReflector;
   private readonly logger: Logger;
@@ -103,10 +107,10 @@ export class KubeDeviceStore implements DeviceStore {
   private gen = 0;
   private readonly reachable: Reachability;
   private readonly slots: Semaphore;
-  private readonly resource: { group: string; version: string; namespace: string; plural: string };
+  private readonly resource: CustomResource;
 
   constructor(private readonly o: KubeDeviceStoreOptions) {
-    this.api = o.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.rest = new KubeRest(o.kubeConfig);
     setMaxListeners(0, this.closing.signal); // every device waiting out a backoff listens to it
     this.logger = child(o.logger, 'registry:kube');
     this.listeners = new Listeners(this.logger);
@@ -114,8 +118,7 @@ export class KubeDeviceStore implements DeviceStore {
     this.resource = { group: API_GROUP, version: VERSION, namespace: o.namespace, plural: 'devices' };
     const probe = o.probe ?? { baseMs: 250, maxMs: 5000 };
     this.reflector = new DeviceReflector({
-      kubeConfig: o.kubeConfig,
-      api: this.api,
+      rest: this.rest,
       resource: this.resource,
       listeners: this.listeners,
       logger: this.logger,
@@ -123,8 +126,7 @@ export class KubeDeviceStore implements DeviceStore {
       backoff: { baseMs: Math.min(this.backoff.baseMs, probe.baseMs), maxMs: probe.maxMs },
     });
     this.owners = new ConfigOwners({
-      kubeConfig: o.kubeConfig,
-      api: this.api,
+      rest: this.rest,
       resource: this.resource,
       logger: this.logger,
       backoff: this.backoff,
@@ -134,7 +136,7 @@ export class KubeDeviceStore implements DeviceStore {
       if (e.type !== 'DELETED') this.adopt(e.object);
     });
     this.reachable = new Reachability(
-      () => this.api.listNamespacedCustomObject({ ...this.resource, limit: 1 }),
+      () => this.rest.call({ method: 'GET', path: customPath(this.resource), query: { limit: 1 } }),
       probe,
       this.closing.signal,
       this.logger,
@@ -186,6 +188,7 @@ export class KubeDeviceStore implements DeviceStore {
     this.closing.abort();
     this.reflector.stop();
     this.owners.stop();
+    this.rest.close();
     const closed = new LeafbridgeError('STORE_CLOSED', 'the device store is closed');
     for (const list of this.waiters.values()) for (const w of list) w.reject(closed);
     this.waiters.clear();
@@ -345,8 +348,8 @@ export class KubeDeviceStore implements DeviceStore {
     try {
       stored = await this.slots.run(() => this.write(name, mutate));
     } catch (err) {
-      if (!transient(err)) throw err;
-      if (codeOf(err) === undefined) this.reachable.lost(shortError(err));
+      if (!retried(err)) throw err;
+      if (noAnswer(err)) this.reachable.lost(shortError(err));
       throw unreachable(shortError(err));
     }
     if (stored) await this.reflector.seen(name, stored.metadata.resourceVersion);
@@ -372,8 +375,8 @@ export class KubeDeviceStore implements DeviceStore {
         else await this.reflector.gone(name);
         return stored;
       } catch (err) {
-        if (!transient(err)) throw err;
-        if (codeOf(err) === undefined) {
+        if (!retried(err)) throw err;
+        if (noAnswer(err)) {
           // No answer at all: wait with every other write for the one probe to see the server back.
           if (this.reachable.lost(shortError(err))) {
             this.logger.warn({ err: shortError(err) }, 'API server unreachable; device writes queued');
@@ -394,13 +397,13 @@ export class KubeDeviceStore implements DeviceStore {
   private async remove(cur: Kube): Promise<undefined> {
     const name = cur.metadata.name;
     try {
-      await this.api.deleteNamespacedCustomObject({
-        ...this.resource,
-        name,
+      await this.rest.call({
+        method: 'DELETE',
+        path: customPath(this.resource, name),
         body: { preconditions: { resourceVersion: cur.metadata.resourceVersion } },
       });
     } catch (err) {
-      if (codeOf(err) !== 404) throw err;
+      if (!isNotFound(err)) throw err;
     }
     return undefined;
   }
@@ -423,9 +426,9 @@ export class KubeDeviceStore implements DeviceStore {
         if (!sameStatus(cur, want)) cur = await this.patchStatus(cur, want);
         break;
       } catch (err) {
-        const code = codeOf(err);
-        if ((code !== 409 && code !== 404) || conflicts >= limit) throw err;
-        this.logger.debug({ device: name, code }, 'device write conflict; re-reading');
+        // A 404 too: the object was deleted under us (or its CRD is not served yet); re-read and retry.
+        if (!(isConflict(err) || isNotFound(err)) || conflicts >= limit) throw err;
+        this.logger.debug({ device: name, code: statusOf(err) }, 'device write conflict; re-reading');
         // The first conflict re-reads at once (the 409 itself says what to do); repeated ones back off, with
         // full jitter so writers that keep colliding fall out of step.
         if (conflicts > 0)
@@ -438,9 +441,9 @@ export class KubeDeviceStore implements DeviceStore {
 
   private async read(name: string): Promise<Kube | undefined> {
     try {
-      return (await this.api.getNamespacedCustomObject({ ...this.resource, name })) as Kube;
+      return await this.rest.call<Kube>({ method: 'GET', path: customPath(this.resource, name) });
     } catch (err) {
-      if (codeOf(err) === 404) return undefined;
+      if (isNotFound(err)) return undefined;
       throw err;
     }
   }
@@ -456,7 +459,7 @@ export class KubeDeviceStore implements DeviceStore {
       },
       spec: want.spec,
     };
-    return (await this.api.createNamespacedCustomObject({ ...this.resource, body })) as Kube;
+    return await this.rest.call<Kube>({ method: 'POST', path: customPath(this.resource), body });
   }
 
   private async replace(cur: Kube, want: DeviceObject, owners: OwnerRef[]): Promise<Kube> {
@@ -465,11 +468,11 @@ export class KubeDeviceStore implements DeviceStore {
     else delete metadata.ownerReferences;
     // Fields another writer owns (spec.desired, the cloud's) are kept: only ours are replaced.
     const body = { ...cur, metadata, spec: { ...cur.spec, ...want.spec } };
-    return (await this.api.replaceNamespacedCustomObject({
-      ...this.resource,
-      name: want.metadata.name,
+    return await this.rest.call<Kube>({
+      method: 'PUT',
+      path: customPath(this.resource, want.metadata.name),
       body,
-    })) as Kube;
+    });
   }
 
   private async patchStatus(cur: Kube, want: DeviceObject): Promise<Kube> {
@@ -477,10 +480,12 @@ export class KubeDeviceStore implements DeviceStore {
     // as a released slot, becomes null); the resourceVersion makes it conditional (409 if it changed since).
     const status = mergePatchOf(pick(cur.status ?? {}, Object.keys(want.status)), want.status);
     const body = { metadata: { resourceVersion: cur.metadata.resourceVersion }, status };
-    return (await this.api.patchNamespacedCustomObjectStatus(
-      { ...this.resource, name: want.metadata.name, body },
-      mergePatch,
-    )) as Kube;
+    return await this.rest.call<Kube>({
+      method: 'PATCH',
+      path: customPath(this.resource, want.metadata.name, 'status'),
+      body,
+      contentType: MERGE_PATCH,
+    });
   }
 }
 
@@ -507,18 +512,11 @@ function sameStatus(cur: Kube, want: DeviceObject): boolean {
   return stableJson(ownStatus) === stableJson(want.status);
 }
 
-function codeOf(err: unknown): number | undefined {
-  return err instanceof ApiException ? (err.code as number) : undefined;
-}
-
-/** Worth retrying: no answer at all (connection refused or cut), 409, 429 or 5xx. */
-function transient(err: unknown): boolean {
-  if (err instanceof LeafbridgeError) return false;
-  const code = codeOf(err);
-  return code === undefined || code === 404 || code === 409 || code === 429 || code >= 500;
-}
-
-function shortError(err: unknown): string {
-  const code = codeOf(err);
-  return code === undefined ? errorMessage(err) : `HTTP ${code}`;
+/**
+ * Worth retrying: transient (no answer, 429, 5xx), and conflicts beyond `conflictRetries`. A 404 too, beyond
+ * the retries of `write`: the Device resource not served yet (its CRD being established) or a Device deleted
+ * again and again under us; the write lands once it can.
+ */
+function retried(err: unknown): boolean {
+  return isTransient(err) || isConflict(err) || isNotFound(err);
 }

@@ -19,6 +19,7 @@ import {
 } from '../../src/deviceplugin/podResources.js';
 import { DevicePluginServer } from '../../src/deviceplugin/server.js';
 import type { PluginDevice } from '../../src/deviceplugin/service.js';
+import { KubeRest } from '../../src/kubeclient/kubeRest.js';
 import { systemClock } from '../../src/util/clock.js';
 import { LeafbridgeError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/logger.js';
@@ -407,18 +408,19 @@ describe('resourcesRequestedOnNode: the pod-list fallback against the test API s
       spec: { nodeName: 'edge-1', containers: [{ name: 'x', resources: null }, null] },
     });
 
-    const { core } = kubeClients(api);
+    const core = new KubeRest(kubeClients(api).kc);
     const names = await within(resourcesRequestedOnNode(core, 'edge-1'), 5000, 'the pod list');
     expect(names).toEqual(new Set(['leafbridge.io/door-a', 'leafbridge.io/door-b', 'leafbridge.io/door-f']));
     expect(await within(resourcesRequestedOnNode(core, 'edge-3'), 5000, 'the pod list')).toEqual(new Set());
     const listed = api.requests({ resource: 'pods', verb: 'list' });
     expect(listed.at(-1)?.query).toMatchObject({ fieldSelector: 'spec.nodeName=edge-3' });
     expect(listed.at(-1)?.namespace).toBeUndefined();
+    core.close();
   }, 15_000);
 
   it('an unreachable API server is PODLIST_UNAVAILABLE', async () => {
     const gone = await KubeApiServer.start();
-    const { core } = kubeClients(gone);
+    const core = new KubeRest(kubeClients(gone).kc);
     await gone.close();
     const err = await within(rejection(resourcesRequestedOnNode(core, 'edge-1')), 5000, 'the failed list');
     expect(err).toMatchObject({ code: 'PODLIST_UNAVAILABLE' });

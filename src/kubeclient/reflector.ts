@@ -1,9 +1,8 @@
-import { type CustomObjectsApi, type KubeConfig, Watch } from '@kubernetes/client-node';
-import type { DeviceObject } from '../discovery/types.js';
 import { backoffDelay, sleep } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
-import type { Listeners } from './common.js';
+import { isGone } from './kubeApiError.js';
+import type { KubeRest } from './kubeRest.js';
 
 /** What a reflector needs of an object: a name, and the resourceVersion the API server gave it. */
 export interface ReflectedObject {
@@ -20,10 +19,8 @@ export interface ListResponse {
 }
 
 export interface ReflectorOptions<T extends ReflectedObject> {
-  kubeConfig: KubeConfig;
-  /** One list of the whole collection (filtered like the watch). */
-  list: () => Promise<unknown>;
-  /** The collection's path, for the watch: `/apis/leafbridge.io/v1alpha1/namespaces/ns/devices`. */
+  rest: KubeRest;
+  /** The collection's path, listed and watched: `/apis/leafbridge.io/v1alpha1/namespaces/ns/devices`. */
   path: string;
   labelSelector?: string;
   logger: Logger;
@@ -40,28 +37,6 @@ export interface ReflectorOptions<T extends ReflectedObject> {
   beforeList?: () => Promise<void>;
   /** After each list that succeeded (the first, and each re-list after a watch expired or failed). */
   onList?: () => void;
-}
-
-/** The list and watch of one namespaced custom resource collection. */
-export function customCollection(
-  api: CustomObjectsApi,
-  resource: { group: string; version: string; namespace: string; plural: string },
-): { list: () => Promise<unknown>; path: string } {
-  const { group, version, namespace, plural } = resource;
-  return {
-    list: () => api.listNamespacedCustomObject(resource),
-    path: `/apis/${group}/${version}/namespaces/${namespace}/${plural}`,
-  };
-}
-
-/** The options the device store passes (its listeners hear each Device change). */
-export interface DeviceReflectorOptions {
-  kubeConfig: KubeConfig;
-  api: CustomObjectsApi;
-  resource: { group: string; version: string; namespace: string; plural: string };
-  listeners: Listeners;
-  logger: Logger;
-  backoff: { baseMs: number; maxMs: number };
 }
 
 interface Observer {
@@ -172,7 +147,8 @@ export class Reflector<T extends ReflectedObject> {
 
   private async list(): Promise<void> {
     await this.o.beforeList?.();
-    const res = (await this.o.list()) as ListResponse | undefined;
+    const query = this.o.labelSelector ? { labelSelector: this.o.labelSelector } : {};
+    const res = await this.o.rest.call<ListResponse | undefined>({ method: 'GET', path: this.o.path, query });
     if (this.stopping.signal.aborted) return;
     const fresh = new Map<string, T>();
     for (const item of Array.isArray(res?.items) ? res.items : []) {
@@ -191,50 +167,61 @@ export class Reflector<T extends ReflectedObject> {
     this.settle();
   }
 
-  /** One watch request; resolves with the number of events when it ends cleanly, rejects on an error. */
-  private watchOnce(): Promise<number> {
+  /**
+   * One watch request; resolves with the number of events when it ends cleanly, rejects on an error. A
+   * watch refused with 410 Gone (its resourceVersion compacted away) re-lists, like an ERROR event.
+   */
+  private async watchOnce(): Promise<number> {
     let events = 0;
-    return new Promise<number>((resolve, reject) => {
-      const onEvent = (type: string, object: unknown) => {
-        events++;
-        if (type === 'ERROR') {
-          // 410 Gone (compacted) or anything else unexpected: start again from a list.
-          this.o.logger.info(
-            { code: (object as { code?: unknown } | null)?.code },
-            `${this.o.what} watch expired; re-listing`,
-          );
-          this.needList = true;
-          this.watchAbort?.abort();
-          return;
-        }
-        if (type === 'BOOKMARK') {
-          // Nothing changed up to its resourceVersion: the point to resume from, not an object to hand on.
-          const rv = bookmarkVersion(object);
-          if (rv && !olderThan(rv, this.resourceVersion)) this.resourceVersion = rv;
-          this.settle();
-          return;
-        }
-        if (!named(object)) return; // garbage: no object to record
-        const rv = object.metadata.resourceVersion;
-        if (type === 'ADDED' || type === 'MODIFIED') this.observe(this.o.normalize(object as T));
-        else if (type === 'DELETED') this.remove(this.o.normalize(object as T));
-        if (rv) this.resourceVersion = rv;
-        this.settle();
-      };
-      // An error after an ERROR event is the abort above: that watch ended as it should.
-      const done = (err: unknown) => (err && !this.needList ? reject(err) : resolve(events));
-      const params = {
-        resourceVersion: this.resourceVersion,
-        allowWatchBookmarks: true,
-        // The server ends the watch after this: a connection that went half-dead is replaced in time.
-        timeoutSeconds: 300 + Math.floor(Math.random() * 300),
-        ...(this.o.labelSelector ? { labelSelector: this.o.labelSelector } : {}),
-      };
-      new Watch(this.o.kubeConfig).watch(this.o.path, params, onEvent, done).then((controller) => {
-        this.watchAbort = controller;
-        if (this.stopping.signal.aborted) controller.abort();
-      }, reject);
-    });
+    const abort = new AbortController();
+    this.watchAbort = abort;
+    if (this.stopping.signal.aborted) abort.abort();
+    const onEvent = (type: string, object: unknown) => {
+      events++;
+      if (this.handle(type, object)) abort.abort();
+    };
+    const query = {
+      resourceVersion: this.resourceVersion,
+      allowWatchBookmarks: true,
+      // The server ends the watch after this: a connection that went half-dead is replaced in time.
+      timeoutSeconds: 300 + Math.floor(Math.random() * 300),
+      ...(this.o.labelSelector ? { labelSelector: this.o.labelSelector } : {}),
+    };
+    try {
+      await this.o.rest.watch({ path: this.o.path, query, onEvent, signal: abort.signal });
+    } catch (err) {
+      if (!isGone(err)) throw err;
+      this.expired(410);
+    }
+    return events;
+  }
+
+  /** One watch event; true when the watch must end (it expired: re-list). */
+  private handle(type: string, object: unknown): boolean {
+    if (type === 'ERROR') {
+      // 410 Gone (compacted) or anything else unexpected: start again from a list.
+      this.expired((object as { code?: unknown } | null)?.code);
+      return true;
+    }
+    if (type === 'BOOKMARK') {
+      // Nothing changed up to its resourceVersion: the point to resume from, not an object to hand on.
+      const rv = bookmarkVersion(object);
+      if (rv && !olderThan(rv, this.resourceVersion)) this.resourceVersion = rv;
+      this.settle();
+      return false;
+    }
+    if (!named(object)) return false; // garbage: no object to record
+    const rv = object.metadata.resourceVersion;
+    if (type === 'ADDED' || type === 'MODIFIED') this.observe(this.o.normalize(object as T));
+    else if (type === 'DELETED') this.remove(this.o.normalize(object as T));
+    if (rv) this.resourceVersion = rv;
+    this.settle();
+    return false;
+  }
+
+  private expired(code: unknown): void {
+    this.o.logger.info({ code }, `${this.o.what} watch expired; re-listing`);
+    this.needList = true;
   }
 
   private observe(o: T): void {
@@ -279,20 +266,6 @@ function named(o: unknown): o is ReflectedObject {
   return typeof o === 'object' && o !== null && typeof m?.name === 'string' && m.name !== '';
 }
 
-/** The API server's Devices, for the Kubernetes-backed device store. */
-export class DeviceReflector extends Reflector<DeviceObject> {
-  constructor(o: DeviceReflectorOptions) {
-    const { listeners, api, resource, ...rest } = o;
-    super({
-      ...rest,
-      ...customCollection(api, resource),
-      what: 'device',
-      normalize,
-      emit: (e) => listeners.emit({ type: e.type, object: e.object }),
-    });
-  }
-}
-
 /**
  * Whether resourceVersion `a` is older than `b`. Kubernetes calls them opaque; etcd (and the test server)
  * hand out increasing integers, which is what the comparison relies on; anything else compares as "not older".
@@ -301,17 +274,4 @@ export function olderThan(a: string, b: string): boolean {
   const x = Number(a);
   const y = Number(b);
   return Number.isFinite(x) && Number.isFinite(y) && a !== '' && b !== '' && x < y;
-}
-
-/** An object from the API server in the DeviceObject shape (absent lists and status filled in). */
-export function normalize(o: DeviceObject): DeviceObject {
-  return {
-    ...o,
-    metadata: {
-      ...o.metadata,
-      labels: o.metadata.labels ?? {},
-      ownerReferences: o.metadata.ownerReferences ?? [],
-    },
-    status: { ...{ online: false, conditions: [] }, ...(o.status ?? {}) } as DeviceObject['status'],
-  };
 }

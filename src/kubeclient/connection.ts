@@ -16,7 +16,8 @@ export interface ClusterConnection {
  * agent then keeps its objects in its own store). `auto` never falls back to ~/.kube/config: a developer's
  * laptop must not start writing to whatever cluster happens to be current.
  *
- * client-node is imported only here and only when a cluster is configured: it costs ~70 MB.
+ * client-node is imported only in this file (for kubeconfig loading and credentials) and only when a cluster
+ * is configured: it costs ~70 MB. Every request then goes through KubeRest (kubeRest.ts).
  */
 export async function clusterConnection(
   setting: string,
@@ -38,4 +39,17 @@ export async function clusterConnection(
   kubeConfig.loadFromCluster();
   const namespace = readFileSync(`${SERVICE_ACCOUNT}/namespace`, 'utf8').trim() || 'default';
   return { kubeConfig, namespace, source: 'in-cluster service account' };
+}
+
+/**
+ * A kubeconfig as kubectl finds it: `file`, or the usual search ($KUBECONFIG, ~/.kube/config, the in-cluster
+ * service account), with its current context's namespace. For commands a user runs by hand, not the agent.
+ */
+export async function loadKubeConfig(file?: string): Promise<{ kubeConfig: KubeConfig; namespace: string }> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const kubeConfig = new KubeConfig();
+  if (file !== undefined) kubeConfig.loadFromFile(file);
+  else kubeConfig.loadFromDefault();
+  const context = kubeConfig.getContextObject(kubeConfig.getCurrentContext());
+  return { kubeConfig, namespace: context?.namespace || 'default' };
 }

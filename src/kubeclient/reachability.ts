@@ -1,8 +1,6 @@
-import { ApiException } from '@kubernetes/client-node';
 import { backoffDelay, sleep } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
-
-// Flow control for writers to the Kubernetes API (the Device store, the hub's status writer).
+import { noAnswer } from './kubeApiError.js';
 
 /**
  * Whether the API server answers. While it does not, one probe (with backoff and jitter) asks, and every
@@ -46,40 +44,10 @@ export class Reachability {
       try {
         await this.probe();
       } catch (err) {
-        if (!(err instanceof ApiException)) continue; // still no answer
+        if (noAnswer(err)) continue; // still no answer
       }
       this.logger.info({ downMs: Date.now() - started, reason }, 'API server answers again; writing');
       return;
-    }
-  }
-}
-
-/** At most `limit` tasks at once (the limit may change); the others queue in order. */
-export class Semaphore {
-  private active = 0;
-  private readonly queue: (() => void)[] = [];
-
-  constructor(private limit: number) {}
-
-  setLimit(limit: number): void {
-    this.limit = limit;
-    while (this.active < this.limit && this.queue.length > 0) {
-      this.active++;
-      this.queue.shift()?.();
-    }
-  }
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.queue.push(resolve));
-    else this.active++;
-    try {
-      return await task();
-    } finally {
-      this.active--;
-      if (this.active < this.limit && this.queue.length > 0) {
-        this.active++; // handed straight to the next in line
-        this.queue.shift()?.();
-      }
     }
   }
 }
