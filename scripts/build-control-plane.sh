@@ -35,7 +35,7 @@ if ((${#missing[@]} == 0)); then
 fi
 
 mkdir -p "$bin"
-echo "build-control-plane: building ${missing[*]} into $bin (a cold build takes about 15 minutes on 2 cores)" >&2
+echo "build-control-plane: building ${missing[*]} into $bin (a cold build takes 30–45 minutes on 2 cores)" >&2
 start=$SECONDS
 export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false"
 build() { # module-dir output package...

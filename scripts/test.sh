@@ -27,8 +27,11 @@ else
   fi
 fi
 
-echo "== tests (vitest)"
-LEAFBRIDGE_BUILT=1 npx vitest run
+# Two passes: the real control planes of test/cluster/ take much of the 2 cores, so they run after the rest.
+echo "== tests (vitest): unit, contract, integration, interop, e2e"
+LEAFBRIDGE_BUILT=1 npx vitest run --exclude 'test/cluster/**'
+echo "== tests (vitest): test/cluster/, the real Kubernetes control plane"
+LEAFBRIDGE_BUILT=1 npx vitest run test/cluster
 if [[ $real_k8s == skipped ]]; then
   echo "NOTE: the real-Kubernetes suite (test/cluster/) was SKIPPED: this machine has no Go toolchain to build it."
 fi

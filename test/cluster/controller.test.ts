@@ -33,7 +33,7 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) d.remove();
 });
 
-async function startController(backend: RealBackend): Promise<BrokerController> {
+async function startController(backend: RealBackend, nodeGraceMs = 60_000): Promise<BrokerController> {
   const dir = tempDir('lb-ctrl-');
   dirs.push(dir);
   const kubeConfig = new KubeConfig();
@@ -42,7 +42,7 @@ async function startController(backend: RealBackend): Promise<BrokerController> 
     kubeConfig,
     namespace: backend.namespace,
     logger: process.env.CTRL_DEBUG ? createLogger({ level: 'debug' }) : silentLogger(),
-    nodeGraceMs: 60_000,
+    nodeGraceMs,
     backoff: { baseMs: 100, maxMs: 2000 },
   });
   c.start();
@@ -171,5 +171,37 @@ describeControlPlane('the broker controller on the real control plane', () => {
       30_000,
       "the Job's pod bound to n1",
     );
+  }, 180_000);
+
+  it('a node whose kubelet falls silent: the real node-lifecycle controller marks it, and the controller takes it off the Device', async () => {
+    const backend = await RealBackend.start({ nodeMonitorGracePeriod: '10s' });
+    const device = cameraName('c1');
+    cluster = await TestCluster.on(backend);
+    await backend.create(cluster.cameras('cams', ['c1']));
+    cluster.see('n1', ['c1']);
+    cluster.see('n2', ['c1']);
+    await cluster.startNode('n1');
+    await cluster.startNode('n2');
+    const nodesOf = async () =>
+      ((await cluster?.deviceList())?.get(device)?.spec as { nodes?: string[] } | undefined)?.nodes?.join();
+    await until(async () => (await nodesOf()) === 'n1,n2', 20_000, 'the Device seen by both nodes');
+    controller = await startController(backend, 2000);
+    // n2's kubelet dies (its agent goes with it): no more Lease renewals.
+    backend.nodes.silence('n2');
+    await cluster.stopNode('n2');
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(await nodesOf()).toBe('n1,n2'); // an agent that stops leaves its node on the Device
+    const ready = async () => {
+      const node = (await backend.list('nodes')).find((n) => n.metadata.name === 'n2');
+      const conditions = (node?.status as { conditions?: { type: string; status: string }[] } | undefined)
+        ?.conditions;
+      return conditions?.find((x) => x.type === 'Ready')?.status;
+    };
+    await until(
+      async () => (await ready()) === 'Unknown',
+      40_000,
+      'n2 marked Unknown by the node-lifecycle controller',
+    );
+    await until(async () => (await nodesOf()) === 'n1', 20_000, 'n2 taken off the Device');
   }, 180_000);
 });

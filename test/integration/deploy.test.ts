@@ -214,7 +214,7 @@ async function startAgent(c: TestCluster, node: string): Promise<Agent> {
 }
 
 describe("the agent's RBAC, against the requests a running agent makes", () => {
-  it('every request of two agents (devices found, shared, lost, deleted; configs valid and not; a 409) is allowed, and every grant is used', async () => {
+  it('every request of two agents (devices found, shared, lost, deleted; configs valid and not; a 409 on a Device and on a config status) is allowed, and every grant is used', async () => {
     const c = await TestCluster.start({ n1: { zone: 'a' }, n2: {} });
     cluster = c;
     c.api.seed('discoveryconfigs', c.cameras('cams', ['c1']));
@@ -231,9 +231,27 @@ describe("the agent's RBAC, against the requests a running agent makes", () => {
     await startAgent(c, 'n2');
     const nodes = () => (c.devices().get(cameraName('c1'))?.spec as { nodes?: string[] } | undefined)?.nodes;
     await until(() => nodes()?.length === 2, 10_000, 'both nodes on the Device');
+    // Another writer (the controller) changes the config's status between the agent's read and its next status
+    // write: that write conflicts (409), and the agent reads the config again (get) and writes once more.
+    c.api.beforeNext(
+      { verb: 'patch', resource: 'discoveryconfigs', subresource: 'status', name: 'cams' },
+      () => {
+        c.api.resources.patch(
+          c.api.type('discoveryconfigs'),
+          NS,
+          'cams',
+          'application/merge-patch+json',
+          { status: { brokers: { wanted: 0, running: 0 } } },
+          { subresource: 'status' },
+        );
+      },
+    );
     c.see('n1', []);
     c.see('n2', []);
     await until(() => c.devices().size === 0, 15_000, 'deleted after the grace period');
+    const count = () =>
+      (c.api.object('discoveryconfigs', NS, 'cams')?.status as { devices?: number } | undefined)?.devices;
+    await until(() => count() === 0, 10_000, 'the config status written after the conflict');
     await until(() => c.api.requests({ resource: 'pods', verb: 'list' }).length > 0, 5000, 'pod list');
 
     const objects = installManifests(builtinHandlers, { namespace: NS });
