@@ -20,16 +20,16 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { deviceName } from '../src/discovery/naming.js';
 import { type ProfileSummary, summarizeProfile } from './lib/cpuprofile.js';
+import { reportHub } from './lib/hubReport.js';
 import type { BenchOptions } from './lib/options.js';
-import { cpuLine, fmt, printTail, type Row, type Target, table, target, writeResults } from './lib/report.js';
+import { type ApiChoice, type ApiPlan, planApis } from './lib/realApi.js';
+import { fmt } from './lib/report.js';
 import {
   BenchChild,
-  type ChildEvent,
   CpuMeter,
   type CpuSplit,
   freePort,
   lib,
-  machineInfo,
   now,
   round1,
   Scope,
@@ -38,7 +38,7 @@ import {
 } from './lib/util.js';
 
 /** `--steady-s N`: how long the measured window lasts (default PARAMS.steadyS). */
-export type HubBenchOptions = BenchOptions & { steadyS?: number };
+export type HubBenchOptions = BenchOptions & { steadyS?: number; api?: ApiChoice };
 
 const PARAMS = {
   nodes: 500,
@@ -46,14 +46,16 @@ const PARAMS = {
   reportsPerDevicePerS: 1,
   prefix: 'leafbridge',
   intervalMs: 1000,
-  steadyS: 30,
-  warmupS: 10,
+  /** Per load step: edges reporting (each with devicesPerNode devices); ascending, stopped at the first miss. */
+  ladder: [100, 250, 500],
+  steadyS: 20,
+  warmupS: 8,
   peerS: 10,
   sampleEveryMs: 1000,
   /** Devices whose desired twin is written during the steady window (round-robin), and whose reports are timed. */
   sampleDevices: 50,
   desiredEveryMs: 100,
-  drainTimeoutMs: 60_000,
+  drainTimeoutMs: 30_000,
   apiHistoryLimit: 20_000,
   mosquitto: {
     version: 'Debian bookworm mosquitto 2.0.x',
@@ -71,7 +73,7 @@ const PARAMS = {
   peer: 'one mqtt.js MQTT 5 client, QoS 1, plain (non-shared) subscription to {prefix}/+/devices/+/twin/reported',
 };
 
-const TARGETS = { backlogGrowthPct: 1, desiredP99Ms: 1000 };
+export const TARGETS = { backlogGrowthPct: 1, desiredP99Ms: 1000 };
 
 // ------------------------------------------------------------------------------------------- peers
 
@@ -112,7 +114,7 @@ async function startMosquitto(scope: Scope): Promise<{ url: string; pid: number 
 
 // ------------------------------------------------------------------------------------------ phases
 
-interface Sample {
+export interface Sample {
   at: number;
   /** Reports acknowledged by the broker to the edges since publishing started. */
   acked: number;
@@ -131,7 +133,7 @@ interface Sample {
   writeConcurrency: number;
 }
 
-interface PhaseResult {
+export interface PhaseResult {
   seconds: number;
   offeredPerS: number;
   handledPerS: number;
@@ -139,7 +141,11 @@ interface PhaseResult {
   samples: Sample[];
 }
 
-interface HubResult extends PhaseResult {
+export interface HubResult extends PhaseResult {
+  nodes: number;
+  devices: number;
+  /** Devices the hub listed at start (all stored: only `devices` of them report at this step). */
+  listed: number;
   readyMs: number;
   backlogSlopePerS: number;
   backlogGrowthPct: number;
@@ -150,6 +156,10 @@ interface HubResult extends PhaseResult {
   /** After that, until no Device has an unwritten change. */
   writesDrainMs: number | undefined;
   apiWritesPerS: number;
+  /** The hub's status writes in each ~1 s sampling interval of the steady window, per second. */
+  writesPerSecond: Spread;
+  /** Device requests the server answered with a non-2xx code, per second (real kube-apiserver only). */
+  serverFailedPerS: number | undefined;
   serverStatusPatchesPerS: number;
   ceilingPerS: number;
   pendingDevicesMax: number;
@@ -162,7 +172,7 @@ interface HubResult extends PhaseResult {
   profile?: ProfileSummary | string;
 }
 
-interface Stats {
+export interface Stats {
   n: number;
   p50: number | undefined;
   p99: number | undefined;
@@ -233,22 +243,36 @@ async function peerPhase(
   };
 }
 
+/** Where the hub writes: the API server's kubeconfig (the hub's identity on it) and namespace. */
+export interface HubTarget {
+  kubeconfig: string;
+  namespace: string;
+  api: BenchChild;
+  pids: Record<string, number>;
+}
+
 async function hubPhase(
   scope: Scope,
   url: string,
-  kubeconfig: string,
-  api: BenchChild,
+  target: HubTarget,
   edges: BenchChild,
-  pids: Record<string, number>,
-  sampleNames: string[],
+  load: { nodes: number; sampleNames: string[] },
   steadyS: number,
   profile: boolean,
   log: (s: string) => void,
 ): Promise<HubResult> {
+  const { api, pids } = target;
+  const sampleNames = load.sampleNames;
   const worker = new BenchChild('hub', lib('hubWorker.js'));
   scope.add(worker, (c) => c.stop(10_000));
   const ready = await worker.request(
-    { cmd: 'start', brokerUrl: url, kubeconfig, intervalMs: PARAMS.intervalMs },
+    {
+      cmd: 'start',
+      brokerUrl: url,
+      kubeconfig: target.kubeconfig,
+      namespace: target.namespace,
+      intervalMs: PARAMS.intervalMs,
+    },
     'ready',
     120_000,
   );
@@ -256,7 +280,7 @@ async function hubPhase(
     `  hub ready: ${ready.devices} Devices listed in ${fmt(ready.ms as number)} ms; warm-up ${PARAMS.warmupS} s`,
   );
   api.send({ cmd: 'track', names: sampleNames });
-  edges.send({ cmd: 'start', ratePerDevice: PARAMS.reportsPerDevicePerS });
+  edges.send({ cmd: 'start', ratePerDevice: PARAMS.reportsPerDevicePerS, nodes: load.nodes });
   const samples: Sample[] = [];
   const tick = async () => {
     const { metrics: _m, ...s } = await sample(edges, worker);
@@ -335,6 +359,7 @@ async function hubPhase(
     edges.request({ cmd: 'samples' }, 'samples', 10_000),
     api.request({ cmd: 'landed' }, 'landed', 10_000),
   ]);
+  await worker.stop(10_000);
   const steady = samples.slice(steadyFrom);
   const s = (last.at - first.at) / 1000;
   const offeredPerS = (last.acked - first.acked) / s;
@@ -343,8 +368,11 @@ async function hubPhase(
     backlog.map((x) => x.t),
     backlog.map((x) => x.b),
   );
-  const devices = PARAMS.nodes * PARAMS.devicesPerNode;
+  const devices = load.nodes * PARAMS.devicesPerNode;
   return {
+    nodes: load.nodes,
+    devices,
+    listed: ready.devices as number,
     readyMs: ready.ms as number,
     seconds: round1(s),
     offeredPerS,
@@ -359,6 +387,11 @@ async function hubPhase(
     drainMs,
     writesDrainMs,
     apiWritesPerS: (last.apiWrites - first.apiWrites) / s,
+    writesPerSecond: spread(perSecond(steady.map((x) => [x.at, x.apiWrites]))),
+    serverFailedPerS:
+      countsA.failed === undefined
+        ? undefined
+        : ((countsB.failed as number) - (countsA.failed as number)) / s,
     serverStatusPatchesPerS: ((countsB.statusPatches as number) - (countsA.statusPatches as number)) / s,
     ceilingPerS: devices / (PARAMS.intervalMs / 1000),
     pendingDevicesMax: Math.max(...steady.map((x) => x.pendingDevices)),
@@ -398,6 +431,40 @@ function reportLag(
   return { ...stats(lags), missing };
 }
 
+export interface Spread {
+  n: number;
+  median: number | undefined;
+  p10: number | undefined;
+  p90: number | undefined;
+  min: number | undefined;
+  max: number | undefined;
+}
+
+/** Rates between consecutive [time ms, counter] samples, per second. */
+function perSecond(points: [number, number][]): number[] {
+  const out: number[] = [];
+  for (let i = 1; i < points.length; i++) {
+    const [t0, c0] = points[i - 1] as [number, number];
+    const [t1, c1] = points[i] as [number, number];
+    if (t1 > t0) out.push(((c1 - c0) * 1000) / (t1 - t0));
+  }
+  return out;
+}
+
+function spread(values: number[]): Spread {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (p: number) =>
+    sorted[Math.min(sorted.length - 1, Math.max(0, Math.round(p * (sorted.length - 1))))];
+  return {
+    n: sorted.length,
+    median: at(0.5),
+    p10: at(0.1),
+    p90: at(0.9),
+    min: sorted[0],
+    max: sorted[sorted.length - 1],
+  };
+}
+
 function stats(values: number[]): Stats {
   const sorted = [...values].sort((a, b) => a - b);
   const rank = (p: number) => sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)];
@@ -435,149 +502,29 @@ function seedFor(i: number, j: number): { name: string; id: string; node: string
   }
 }
 
-// --------------------------------------------------------------------------------------------- report
-
-interface Figures {
-  devices: number;
-  seedMs?: number;
-  connectMs?: number;
-  peer?: PhaseResult;
-  hub?: HubResult;
-}
-
-function targetsOf(f: Figures): Target[] {
-  const h = f.hub;
-  return [
-    target(
-      'backlog',
-      'backlog growth over the steady window (slope), % of the offered rate',
-      h?.backlogGrowthPct,
-      '<=',
-      TARGETS.backlogGrowthPct,
-      '%',
-    ),
-    target(
-      'apiWrites',
-      `API writes per second, at most one per Device per ${PARAMS.intervalMs} ms interval`,
-      h?.apiWritesPerS,
-      '<=',
-      f.devices / (PARAMS.intervalMs / 1000),
-      'writes/s',
-    ),
-    target(
-      'desired',
-      'desired written on the server → at the edge, p99',
-      h?.desired.p99,
-      '<=',
-      TARGETS.desiredP99Ms,
-      'ms',
-    ),
-  ];
-}
-
-function rows(f: Figures, targets: Target[]): Row[] {
-  const h = f.hub;
-  const p = f.peer;
-  const verdict = (id: string) => {
-    const t = targets.find((x) => x.id === id);
-    return t ? (t.pass ? 'met' : 'MISSED') : '';
-  };
-  const row = (measure: string, a: string, b = '', ratio = '', tgt = '', result = ''): Row => ({
-    measure,
-    leafbridge: a,
-    peer: b,
-    ratio,
-    target: tgt,
-    result,
-  });
-  const ratio = (a: number | undefined, b: number | undefined) =>
-    a === undefined || b === undefined || b === 0 ? '' : `${fmt(a / b, 2)}×`;
-  const ms = (v: number | undefined) => fmt(v, 0);
-  const s = (v: number | undefined) => fmt(v === undefined ? undefined : v / 1000, 2);
-  return [
-    row('(1) reports offered, acked by the broker, msg/s', fmt(h?.offeredPerS), fmt(p?.offeredPerS)),
-    row(
-      '(1) reports handled, msg/s (peer: delivered to a plain subscriber)',
-      fmt(h?.handledPerS),
-      fmt(p?.handledPerS),
-      ratio(h?.handledPerS, p?.handledPerS),
-    ),
-    row(
-      '(2) backlog growth, msg/s (least-squares slope)',
-      fmt(h?.backlogSlopePerS, 1),
-      '',
-      '',
-      `≤ ${TARGETS.backlogGrowthPct}% of offered`,
-      verdict('backlog'),
-    ),
-    row(
-      '(2) backlog at start / end / max of the window, msgs',
-      `${fmt(h?.backlogStart)} / ${fmt(h?.backlogEnd)} / ${fmt(h?.backlogMax)}`,
-    ),
-    row('(2) drain after the edges stop, ms', ms(h?.drainMs)),
-    row('(3) then until every Device is written, ms', ms(h?.writesDrainMs)),
-    row(
-      '(3) API status writes/s (hub count)',
-      fmt(h?.apiWritesPerS),
-      '',
-      '',
-      `≤ ${fmt(h?.ceilingPerS)} (devices/interval)`,
-      verdict('apiWrites'),
-    ),
-    row('(3) PATCH /status seen by the API server, /s', fmt(h?.serverStatusPatchesPerS)),
-    row('(3) Devices with an unwritten change, max', fmt(h?.pendingDevicesMax)),
-    row(
-      '(3) report → Device status, p50 / p99 / max, s',
-      `${s(h?.reportLag.p50)} / ${s(h?.reportLag.p99)} / ${s(h?.reportLag.max)}`,
-    ),
-    row(
-      '(4) desired → edge, p50 / p99 / max, ms',
-      `${ms(h?.desired.p50)} / ${ms(h?.desired.p99)} / ${ms(h?.desired.max)}`,
-      '',
-      '',
-      `p99 ≤ ${TARGETS.desiredP99Ms}`,
-      verdict('desired'),
-    ),
-    row('hub RSS, peak MB (before any profiling)', fmt(h?.peakRssMB, 1)),
-    row('hub heap after a full GC at the end, MB', fmt(h?.liveHeapMB, 1)),
-  ];
-}
-
-function notesOf(f: Figures): string[] {
-  const notes: string[] = [];
-  const h = f.hub;
-  notes.push(
-    `${f.devices} Devices seeded in ${fmt(f.seedMs)} ms; ${PARAMS.nodes} edge connections in ${fmt(f.connectMs)} ms`,
-  );
-  if (f.peer) notes.push(`peer phase (${f.peer.seconds} s): ${cpuLine(f.peer.cpu)}`);
-  if (h) {
-    notes.push(`hub phase (${h.seconds} s steady): ${cpuLine(h.cpu)}`);
-    notes.push(
-      `hub ready (listed + subscribed) in ${fmt(h.readyMs)} ms; report → status lag over ${h.reportLag.n} sampled ` +
-        `reports (${h.reportLag.missing} never stored); desired samples ${h.desired.n} of ${h.desired.written} written`,
-    );
-    const steady = h.samples.filter((x) => x.at >= (h.samples[0]?.at ?? 0) + PARAMS.warmupS * 1000);
-    const conc = steady.map((x) => x.writeConcurrency);
-    const apiCores = h.cpu.cores.api ?? 0;
-    const hubCores = h.cpu.cores.hub ?? 0;
-    notes.push(
-      `write concurrency (the hub's governor) over the window: min ${Math.min(...conc)}, mean ` +
-        `${fmt(conc.reduce((a, b) => a + b, 0) / Math.max(1, conc.length), 1)}, max ${Math.max(...conc)}; ` +
-        `CPU per status write in the test API server ${fmt((1000 * apiCores) / Math.max(1, h.apiWritesPerS), 2)} ms; ` +
-        `hub CPU ${fmt((1e6 * hubCores) / Math.max(1, h.handledPerS), 0)} µs per message handled (writes included)`,
-    );
-    notes.push(`hub counters at the end: ${JSON.stringify(h.metrics)}`);
-  }
-  notes.push(
-    'backlog = reports the broker acknowledged to the edges − reports the hub has taken; its slope over the steady ' +
-      'window says whether the hub keeps up',
-    'the API writes ceiling: one write per Device per coalescing interval (10,000 Devices / 1 s); each device ' +
-      'reports once per interval, so coalescing only saves writes when the API server is slower than that',
-  );
-  return notes;
-}
-
 // ------------------------------------------------------------------------------------------------ run
+
+type Seed = { name: string; id: string; node: string };
+
+/** One API server's ladder: the load steps run, ascending, until the backlog target is missed. */
+export interface ApiRun {
+  api: 'double' | 'real';
+  seedMs?: number;
+  steps: HubResult[];
+  /** Active Devices of the largest step whose backlog growth met the target (undefined: none did). */
+  largestMetDevices?: number;
+  stoppedBecause?: string;
+  error?: string;
+}
+
+export interface Figures {
+  devices: number;
+  apis: ApiPlan;
+  connectMs?: number;
+  /** The broker alone: what it delivers to a plain subscriber at the full load (not a hub: a baseline). */
+  baseline?: PhaseResult;
+  runs: Partial<Record<'double' | 'real', ApiRun>>;
+}
 
 export async function runHub(options: HubBenchOptions): Promise<boolean> {
   const startedAt = new Date();
@@ -585,30 +532,22 @@ export async function runHub(options: HubBenchOptions): Promise<boolean> {
   const log = (s: string) => process.stdout.write(`${s}\n`);
   const errors: Record<string, string> = {};
   const devices = PARAMS.nodes * PARAMS.devicesPerNode;
-  const figures: Figures = { devices };
+  const apis = planApis(options.api);
+  const figures: Figures = { devices, apis, runs: {} };
   log(
-    `hub: ${PARAMS.nodes} edges × ${PARAMS.devicesPerNode} devices, ${PARAMS.reportsPerDevicePerS} report/s each, ` +
-      `${steadyS} s steady`,
+    `hub: up to ${PARAMS.nodes} edges × ${PARAMS.devicesPerNode} devices, ${PARAMS.reportsPerDevicePerS} report/s each; ` +
+      `load steps ${PARAMS.ladder.join(', ')} edges, ${PARAMS.warmupS} s warm-up + ${steadyS} s steady each`,
   );
+  log(`  ${apis.note}`);
+  if (apis.error) errors.api = apis.error;
   const scope = new Scope();
   try {
     const broker = await startMosquitto(scope);
-    const seeds: { name: string; id: string; node: string }[] = [];
+    const seeds: Seed[] = [];
     for (let i = 0; i < PARAMS.nodes; i++)
       for (let j = 0; j < PARAMS.devicesPerNode; j++) seeds.push(seedFor(i, j));
-    const step = Math.floor(seeds.length / PARAMS.sampleDevices);
-    const sampled = Array.from(
-      { length: PARAMS.sampleDevices },
-      (_, k) => seeds[k * step] as (typeof seeds)[0],
-    );
-    const api = scope.add(new BenchChild('api', lib('hubApi.js')), (c) => c.stop(10_000));
-    log(`  seeding ${devices} Devices on the test API server`);
-    const ready: ChildEvent = await api.request(
-      { cmd: 'start', devices: seeds, historyLimit: PARAMS.apiHistoryLimit },
-      'ready',
-      300_000,
-    );
-    figures.seedMs = ready.seedMs as number;
+    const samples = new Map(PARAMS.ladder.map((n) => [n, sampleOf(seeds, n * PARAMS.devicesPerNode)]));
+    const sampledAll = [...new Set([...samples.values()].flat())];
     const edges = scope.add(new BenchChild('edges', lib('hubEdges.js')), (c) => c.stop());
     const connected = await edges.request(
       {
@@ -618,65 +557,104 @@ export async function runHub(options: HubBenchOptions): Promise<boolean> {
         ids: Array.from({ length: PARAMS.nodes }, (_, i) =>
           seeds.slice(i * PARAMS.devicesPerNode, (i + 1) * PARAMS.devicesPerNode).map((d) => d.id),
         ),
-        sample: sampled.map((d) => `${d.node}/${d.id}`),
+        sample: sampledAll.map((d) => `${d.node}/${d.id}`),
       },
       'connected',
       120_000,
     );
     figures.connectMs = connected.ms as number;
-    const pids = { mosquitto: broker.pid, edges: edges.pid, api: api.pid };
-    figures.peer = await peerPhase(scope, broker.url, edges, pids, log);
-    figures.hub = await hubPhase(
+    figures.baseline = await peerPhase(
       scope,
       broker.url,
-      ready.kubeconfig as string,
-      api,
       edges,
-      pids,
-      sampled.map((d) => d.name),
-      steadyS,
-      options.profile !== 'never',
+      { mosquitto: broker.pid, edges: edges.pid },
       log,
     );
+    const ctx = { scope, brokerUrl: broker.url, brokerPid: broker.pid, edges, seeds, samples, steadyS, log };
+    for (const api of ['double', 'real'] as const) {
+      if (!apis[api]) continue;
+      figures.runs[api] = await apiRun(api, ctx, options.profile !== 'never');
+    }
   } catch (err) {
     errors.run = err instanceof Error ? (err.stack ?? err.message) : String(err);
   } finally {
     await scope.close();
   }
-  return report(startedAt, options, steadyS, figures, errors, log);
+  return reportHub({ startedAt, options, steadyS, figures, errors, log, params: PARAMS });
 }
 
-function report(
-  startedAt: Date,
-  options: HubBenchOptions,
-  steadyS: number,
-  figures: Figures,
-  errors: Record<string, string>,
-  log: (s: string) => void,
-): boolean {
-  const targets = targetsOf(figures);
-  const pass = targets.every((t) => t.pass) && Object.keys(errors).length === 0;
-  const text = table(rows(figures, targets));
-  log('');
-  log(text);
-  const notes = notesOf(figures);
-  if (options.reps !== 2) notes.push('--reps is not used: one run');
-  const profile = figures.hub?.profile;
-  const showProfile = profile !== undefined && (options.profile === 'always' || !pass);
-  printTail(log, notes, showProfile ? { 'hub (last third of the steady window)': profile } : {}, errors);
-  if (profile !== undefined && !showProfile) log('  (hub CPU profile taken; in the JSON)');
-  const files = writeResults('hub', startedAt, {
-    machine: machineInfo(),
-    options: { ...options, steadyS },
-    params: PARAMS,
-    targets,
-    pass,
-    results: figures,
-    table: text.split('\n'),
-    notes,
-    ...(Object.keys(errors).length > 0 ? { errors } : {}),
-  });
-  log(`\n  results: ${files.join(', ')}`);
-  log(`hub: ${pass ? 'all targets met' : 'a target missed or a run failed'}`);
-  return pass;
+/** `count` Devices evenly spread over the first `active` seeds: the ones whose reports and desired are timed. */
+function sampleOf(seeds: Seed[], active: number): Seed[] {
+  const step = Math.max(1, Math.floor(active / PARAMS.sampleDevices));
+  return Array.from({ length: Math.min(PARAMS.sampleDevices, active) }, (_, k) => seeds[k * step] as Seed);
+}
+
+interface RunContext {
+  scope: Scope;
+  brokerUrl: string;
+  brokerPid: number;
+  edges: BenchChild;
+  seeds: Seed[];
+  samples: Map<number, Seed[]>;
+  steadyS: number;
+  log: (s: string) => void;
+}
+
+/** One API server: started and seeded with every Device, then the load steps, then stopped. */
+async function apiRun(api: 'double' | 'real', ctx: RunContext, profile: boolean): Promise<ApiRun> {
+  const { log } = ctx;
+  const run: ApiRun = { api, steps: [] };
+  const scope = new Scope();
+  try {
+    const child = new BenchChild(`api-${api}`, lib(api === 'real' ? 'hubRealApi.js' : 'hubApi.js'));
+    scope.add(child, (c) => c.stop(60_000));
+    log(
+      api === 'real'
+        ? `  [real] starting etcd + kube-apiserver (RBAC) + controller-manager + scheduler, applying deploy/, ` +
+            `creating ${ctx.seeds.length} Devices in namespace leafbridge`
+        : `  [double] seeding ${ctx.seeds.length} Devices on the test API server`,
+    );
+    const sampled = [...new Set([...ctx.samples.values()].flat().map((d) => d.name))];
+    const ready = await child.request(
+      { cmd: 'start', devices: ctx.seeds, sampled, historyLimit: PARAMS.apiHistoryLimit },
+      'ready',
+      600_000,
+    );
+    run.seedMs = ready.seedMs as number;
+    log(`  [${api}] ${ctx.seeds.length} Devices stored in ${fmt(run.seedMs)} ms`);
+    const serverPids: Record<string, number> =
+      api === 'real' ? { helper: child.pid, ...(ready.pids as Record<string, number>) } : { api: child.pid };
+    const target: HubTarget = {
+      kubeconfig: ready.kubeconfig as string,
+      namespace: ready.namespace as string,
+      api: child,
+      pids: { mosquitto: ctx.brokerPid, edges: ctx.edges.pid, ...serverPids },
+    };
+    for (const nodes of PARAMS.ladder) {
+      const sample = ctx.samples.get(nodes) ?? [];
+      log(`  [${api}] load step: ${nodes} edges × ${PARAMS.devicesPerNode} devices`);
+      const step = await hubPhase(
+        scope,
+        ctx.brokerUrl,
+        target,
+        ctx.edges,
+        { nodes, sampleNames: sample.map((d) => d.name) },
+        ctx.steadyS,
+        profile && nodes === PARAMS.ladder[PARAMS.ladder.length - 1],
+        log,
+      );
+      run.steps.push(step);
+      if (!(step.backlogGrowthPct <= TARGETS.backlogGrowthPct)) {
+        run.stoppedBecause = `backlog growth ${fmt(step.backlogGrowthPct, 2)}% > ${TARGETS.backlogGrowthPct}% at ${nodes} edges`;
+        break;
+      }
+      run.largestMetDevices = step.devices;
+    }
+  } catch (err) {
+    run.error = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    log(`  [${api}] ERROR ${run.error.split('\n')[0]}`);
+  } finally {
+    await scope.close();
+  }
+  return run;
 }

@@ -17,294 +17,40 @@
 // store's (both servers go down and up together), the other phases one after the other.
 // Everything is in this process, on 127.0.0.1: the test API server (test/helpers/kubeApiServer.ts: the real
 // REST/watch protocol, in memory; every request it answers is in its request log) and the writers.
-import dc from 'node:diagnostics_channel';
-import { setMaxListeners } from 'node:events';
-import type { Socket } from 'node:net';
-import { Writable } from 'node:stream';
-import { isDeepStrictEqual } from 'node:util';
-import {
-  ApiException,
-  CustomObjectsApi,
-  KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-} from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node';
 import { builtinHandlers } from '../src/discovery/handlers.js';
-import { API_GROUP, API_VERSION, type DeviceObject } from '../src/discovery/types.js';
+import { API_VERSION, type DeviceObject } from '../src/discovery/types.js';
 import { crdManifests } from '../src/kube/crds.js';
-import { KubeDeviceStore } from '../src/registry/kubeStore.js';
-import { createLogger } from '../src/util/logger.js';
 import { KubeApiServer, type RequestRecord } from '../test/helpers/kubeApiServer.js';
 import type { BenchOptions } from './lib/options.js';
+import { type ApiChoice, type ApiPlan, planApis } from './lib/realApi.js';
+import { compareTable, realNotes, realTargets } from './lib/registryCompare.js';
+import {
+  CONFIG,
+  Connections,
+  converged,
+  type Diff,
+  deviceObject,
+  diffStored,
+  minimumWrites,
+  NaiveWriter,
+  name,
+  PARAMS,
+  put,
+  storeWriter,
+  TARGETS,
+  type Wanted,
+  waveA,
+  waveB,
+} from './lib/registryKit.js';
 import { fmt, printTail, type Row, type Target, table, target, writeResults } from './lib/report.js';
 import { machineInfo, now, round1, sleep } from './lib/util.js';
+import { REAL, type RealFigures, registryReal } from './registryReal.js';
 
 /** `--outage-s N` on the command line: how long the outage lasts (default PARAMS.outage.defaultS). */
-export type RegistryBenchOptions = BenchOptions & { outageS?: number };
+export type RegistryBenchOptions = BenchOptions & { outageS?: number; api?: ApiChoice };
 
 const NS = 'default';
-const CONFIG = 'cams';
-const T0 = '2026-01-01T00:00:00Z';
-
-const PARAMS = {
-  devices: 1_000,
-  burst: { devices: 200, changes: 10, spanMs: 100, slowMs: 200 },
-  outage: {
-    defaultS: 600,
-    vanish: 100,
-    added: 100,
-    waveA: 'd0100–d0299 status changed as the outage starts',
-    waveB: 'd0200–d0399 and n0050–n0099 status changed half-way through it',
-  },
-  pollMs: 20,
-  timeouts: { steadyMs: 120_000, burstMs: 60_000, convergeMs: 300_000, confirmMs: 60_000 },
-  store: {
-    options: 'KubeDeviceStore defaults (no backoff, probe or concurrency option given), as the agent runs it',
-    logger: 'pino at warn, its lines counted by message',
-  },
-  peer: {
-    retryMs: 1_000,
-    writes:
-      'new Device: POST then merge PATCH /status; status change: merge PATCH /status (no resourceVersion); ' +
-      'vanished: DELETE; each change written, in order per Device; a failed request retried every retryMs',
-  },
-};
-
-const TARGETS = { writesPerBurst: 1, extraWritesAfterOutage: 0, convergeS: 30 };
-
-// ------------------------------------------------------------------------------------------ devices
-
-const name = (prefix: 'd' | 'n', i: number) => `${prefix}${String(i).padStart(4, '0')}`;
-
-/** A Device as the discovery manager builds one (the owner reference without uid, as the store expects). */
-function deviceObject(deviceName: string, online = true, message = 'seen by onvif on edge-1'): DeviceObject {
-  return {
-    apiVersion: API_VERSION,
-    kind: 'Device',
-    metadata: {
-      name: deviceName,
-      namespace: NS,
-      uid: '',
-      creationTimestamp: T0,
-      resourceVersion: '',
-      labels: { 'leafbridge.io/config': CONFIG, 'leafbridge.io/handler': 'onvif' },
-      ownerReferences: [{ apiVersion: API_VERSION, kind: 'DiscoveryConfig', name: CONFIG }],
-    },
-    spec: {
-      id: `urn:uuid:${deviceName}`,
-      configName: CONFIG,
-      handler: 'onvif',
-      shared: true,
-      nodes: ['edge-1'],
-      capacity: 1,
-      properties: { ONVIF_IP: '10.0.0.1' },
-      deviceNodes: [],
-      mounts: [],
-    },
-    status: {
-      online,
-      lastSeen: T0,
-      conditions: [
-        {
-          type: 'Online',
-          status: online ? 'True' : 'False',
-          reason: 'Discovered',
-          message,
-          lastTransitionTime: T0,
-        },
-      ],
-    },
-  };
-}
-
-// ------------------------------------------------------------------------------------------ writers
-
-/** What the phases ask of a writer: the KubeDeviceStore calls this bench uses, and the peer's. */
-interface Writer {
-  upsert(object: DeviceObject): Promise<unknown>;
-  delete(deviceName: string): Promise<unknown>;
-  /** Resolves once every write asked for is confirmed (the store: `pending` is 0). */
-  idle(timeoutMs: number): Promise<boolean>;
-  /** Failed attempts so far that got no answer (server down), as far as they can be seen. */
-  failedAttempts(): number;
-  /** The writer's own log lines, counted (the store only). */
-  log?: LogCounter;
-  close(): Promise<void>;
-}
-
-/** Counts pino's lines by message (the store logs each failed attempt at warn). */
-class LogCounter extends Writable {
-  readonly byMsg = new Map<string, number>();
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
-    for (const line of chunk.toString('utf8').split('\n')) {
-      if (!line) continue;
-      try {
-        const msg = String((JSON.parse(line) as { msg?: unknown }).msg);
-        this.byMsg.set(msg, (this.byMsg.get(msg) ?? 0) + 1);
-      } catch {
-        this.byMsg.set('(unparsed)', (this.byMsg.get('(unparsed)') ?? 0) + 1);
-      }
-    }
-    done();
-  }
-  total(): number {
-    return [...this.byMsg.values()].reduce((a, b) => a + b, 0);
-  }
-}
-
-/**
- * TCP connections this process opens, by server port: made, and refused (the server down). A refused
- * connection never reaches the server's request log, so this is how attempts during the outage are counted.
- */
-class Connections {
-  readonly made = new Map<number, number>();
-  readonly refused = new Map<number, number>();
-  private readonly onSocket = (message: unknown) => {
-    const socket = (message as { socket: Socket }).socket;
-    socket.once('connect', () => bump(this.made, socket.remotePort ?? 0));
-    socket.once('error', (err: NodeJS.ErrnoException & { port?: number }) => {
-      if (err.code === 'ECONNREFUSED') bump(this.refused, err.port ?? 0);
-    });
-  };
-  start(): void {
-    dc.subscribe('net.client.socket', this.onSocket);
-  }
-  stop(): void {
-    dc.unsubscribe('net.client.socket', this.onSocket);
-  }
-}
-
-const bump = (m: Map<number, number>, k: number) => m.set(k, (m.get(k) ?? 0) + 1);
-
-async function until(done: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = now() + timeoutMs;
-  while (!done()) {
-    if (now() > deadline) return false;
-    await sleep(PARAMS.pollMs);
-  }
-  return true;
-}
-
-/** KubeDeviceStore as the agent runs it (its defaults), through start/upsert/delete/pending/close only. */
-async function storeWriter(api: KubeApiServer): Promise<Writer> {
-  const log = new LogCounter();
-  const store = new KubeDeviceStore({
-    kubeConfig: kubeConfigFor(api),
-    namespace: NS,
-    logger: createLogger({ level: 'warn', destination: log }),
-  });
-  await store.start();
-  return {
-    log,
-    upsert: (o) => store.upsert(o),
-    delete: (n) => store.delete(n),
-    idle: (ms) => until(() => store.pending === 0, ms),
-    failedAttempts: () => log.total(),
-    close: () => store.close(),
-  };
-}
-
-const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-const codeOf = (err: unknown) => (err instanceof ApiException ? (err.code as number) : undefined);
-
-/** The peer: one request per change, no coalescing, in order per Device, each retried every `retryMs`. */
-class NaiveWriter implements Writer {
-  private readonly api: CustomObjectsApi;
-  private readonly queues = new Map<string, Promise<void>>();
-  private readonly created = new Set<string>();
-  private readonly closing = new AbortController();
-  private inFlight = 0;
-  private noAnswer = 0;
-  private readonly resource = { group: API_GROUP, version: 'v1alpha1', namespace: NS, plural: 'devices' };
-
-  constructor(
-    server: KubeApiServer,
-    private readonly configUid: string,
-  ) {
-    this.api = kubeConfigFor(server).makeApiClient(CustomObjectsApi);
-    setMaxListeners(0, this.closing.signal);
-  }
-
-  upsert(o: DeviceObject): Promise<void> {
-    const n = o.metadata.name;
-    return this.queue(n, async () => {
-      if (!this.created.has(n)) {
-        await this.retry(() => this.create(o));
-        this.created.add(n);
-      }
-      await this.retry(() => this.patchStatus(o));
-    });
-  }
-
-  delete(n: string): Promise<void> {
-    return this.queue(n, async () => {
-      await this.retry(() => this.remove(n));
-      this.created.delete(n);
-    });
-  }
-
-  idle(timeoutMs: number): Promise<boolean> {
-    return until(() => this.inFlight === 0, timeoutMs);
-  }
-
-  failedAttempts(): number {
-    return this.noAnswer;
-  }
-
-  async close(): Promise<void> {
-    this.closing.abort();
-  }
-
-  private queue(n: string, op: () => Promise<void>): Promise<void> {
-    this.inFlight++;
-    const next = (this.queues.get(n) ?? Promise.resolve()).then(op).finally(() => this.inFlight--);
-    this.queues.set(
-      n,
-      next.catch(() => {}),
-    );
-    return next;
-  }
-
-  private async retry(request: () => Promise<unknown>): Promise<void> {
-    for (;;) {
-      if (this.closing.signal.aborted) throw new Error('closed');
-      try {
-        await request();
-        return;
-      } catch (err) {
-        if (codeOf(err) === undefined) this.noAnswer++;
-        await sleep(PARAMS.peer.retryMs);
-      }
-    }
-  }
-
-  private async create(o: DeviceObject): Promise<void> {
-    const ownerReferences = o.metadata.ownerReferences.map((r) => ({ ...r, uid: this.configUid }));
-    const metadata = { name: o.metadata.name, labels: o.metadata.labels, ownerReferences };
-    const body = { apiVersion: o.apiVersion, kind: o.kind, metadata, spec: o.spec };
-    try {
-      await this.api.createNamespacedCustomObject({ ...this.resource, body });
-    } catch (err) {
-      if (codeOf(err) !== 409) throw err; // AlreadyExists: an earlier try landed, its answer was lost
-    }
-  }
-
-  private async patchStatus(o: DeviceObject): Promise<void> {
-    const body = { status: o.status };
-    await this.api.patchNamespacedCustomObjectStatus(
-      { ...this.resource, name: o.metadata.name, body },
-      mergePatch,
-    );
-  }
-
-  private async remove(n: string): Promise<void> {
-    try {
-      await this.api.deleteNamespacedCustomObject({ ...this.resource, name: n });
-    } catch (err) {
-      if (codeOf(err) !== 404) throw err;
-    }
-  }
-}
 
 function kubeConfigFor(api: KubeApiServer): KubeConfig {
   const kc = new KubeConfig();
@@ -314,14 +60,9 @@ function kubeConfigFor(api: KubeApiServer): KubeConfig {
 
 // ---------------------------------------------------------------------------------- one side's world
 
-interface Side {
+interface Side extends Wanted {
   label: 'leafbridge' | 'peer';
   api: KubeApiServer;
-  writer: Writer;
-  /** The wanted state: what the server must end up holding. */
-  truth: Map<string, DeviceObject>;
-  /** Every write promise, so none is left unhandled when the writer closes. */
-  calls: Promise<unknown>[];
 }
 
 async function startSide(label: Side['label']): Promise<Side> {
@@ -332,22 +73,10 @@ async function startSide(label: Side['label']): Promise<Side> {
     metadata: { name: CONFIG, namespace: NS },
     spec: { handler: { name: 'onvif', details: { interface: 'eth1' } } },
   });
-  const writer = label === 'leafbridge' ? await storeWriter(api) : new NaiveWriter(api, config.metadata.uid);
+  const kc = kubeConfigFor(api);
+  const writer =
+    label === 'leafbridge' ? await storeWriter(kc, NS) : new NaiveWriter(kc, NS, config.metadata.uid);
   return { label, api, writer, truth: new Map(), calls: [] };
-}
-
-function put(side: Side, o: DeviceObject): Promise<unknown> {
-  side.truth.set(o.metadata.name, o);
-  const p = side.writer.upsert(o);
-  side.calls.push(p.catch(() => {}));
-  return p;
-}
-
-function remove(side: Side, deviceName: string): Promise<unknown> {
-  side.truth.delete(deviceName);
-  const p = side.writer.delete(deviceName);
-  side.calls.push(p.catch(() => {}));
-  return p;
 }
 
 const WRITES = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
@@ -370,35 +99,9 @@ function writesByDevice(api: KubeApiServer): Map<string, number> {
   return out;
 }
 
-interface Diff {
-  missing: number;
-  extra: number;
-  stale: number;
-}
-
-/** The server's stored Devices against the wanted state (read in its storage, not copied, not logged). */
-function diff(side: Side): Diff {
-  const stored = side.api.store.all(side.api.type('devices'), NS);
-  let stale = 0;
-  let extra = 0;
-  for (const o of stored) {
-    const want = side.truth.get(o.metadata.name);
-    if (!want) extra++;
-    else if (
-      !isDeepStrictEqual(o.status, want.status) ||
-      !isDeepStrictEqual(o.spec, want.spec) ||
-      !isDeepStrictEqual(o.metadata.labels ?? {}, want.metadata.labels)
-    )
-      stale++;
-  }
-  return { missing: side.truth.size - (stored.length - extra), extra, stale };
-}
-
-const converged = (d: Diff) => d.missing === 0 && d.extra === 0 && d.stale === 0;
-
 // ------------------------------------------------------------------------------------- (1) steady state
 
-interface Steady {
+export interface Steady {
   ms: number | undefined;
   writes: number;
   writesPerDevice: number;
@@ -426,7 +129,7 @@ async function steady(side: Side): Promise<Steady> {
 
 // --------------------------------------------------------------------------------------- (2) bursts
 
-interface Burst {
+export interface Burst {
   slowMs: number;
   /** From the first change to the last one asked for. */
   issuedMs: number;
@@ -480,7 +183,7 @@ async function burst(side: Side, round: number, slowMs: number): Promise<Burst> 
 
 // --------------------------------------------------------------------------------------- (3) outage
 
-interface Outage {
+export interface Outage {
   outageS: number;
   changes: number;
   /** Write requests the fewest that could bring the server from its state at down() to the wanted one. */
@@ -504,39 +207,12 @@ interface Outage {
   logged?: Record<string, number>;
 }
 
-/** Write requests each Device needs: create + status for a new one, one per changed part, a delete. */
-function minimumWrites(
-  before: Map<string, DeviceObject>,
-  truth: Map<string, DeviceObject>,
-): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const [n, want] of truth) {
-    const had = before.get(n);
-    if (!had) out.set(n, 2);
-    else
-      out.set(
-        n,
-        (isDeepStrictEqual(had.spec, want.spec) ? 0 : 1) +
-          (isDeepStrictEqual(had.status, want.status) ? 0 : 1),
-      );
-  }
-  for (const n of before.keys()) if (!truth.has(n)) out.set(n, 1);
-  return out;
-}
-
-/** The truth changes the outage brings: wave A at its start, wave B half-way. Returns the changes made. */
-function waveA(side: Side): number {
-  const { vanish, added } = PARAMS.outage;
-  for (let i = 0; i < vanish; i++) remove(side, name('d', i));
-  for (let i = 0; i < added; i++) put(side, deviceObject(name('n', i), true, 'new during the outage'));
-  for (let i = 100; i < 300; i++) put(side, deviceObject(name('d', i), false, 'outage wave A'));
-  return vanish + added + 200;
-}
-
-function waveB(side: Side): number {
-  for (let i = 200; i < 400; i++) put(side, deviceObject(name('d', i), i % 2 === 0, 'outage wave B'));
-  for (let i = 50; i < 100; i++) put(side, deviceObject(name('n', i), false, 'outage wave B'));
-  return 250;
+/** The server's stored Devices against the wanted state (read in its storage, not copied, not logged). */
+function diff(side: Side): Diff {
+  return diffStored(
+    side.api.store.all(side.api.type('devices'), NS) as unknown as DeviceObject[],
+    side.truth,
+  );
 }
 
 interface Watching {
@@ -667,7 +343,7 @@ function outageResult(side: Side, outageS: number, before: Before, after: After)
 
 // --------------------------------------------------------------------------------------------- report
 
-interface Figures {
+export interface Figures {
   steady: Partial<Record<Side['label'], Steady>>;
   bursts: Partial<Record<Side['label'], Burst[]>>;
   outage: Partial<Record<Side['label'], Outage>>;
@@ -829,26 +505,47 @@ const split = (r: Record<string, number>) =>
 
 export async function runRegistry(options: RegistryBenchOptions): Promise<boolean> {
   const startedAt = new Date();
+  const machineAtStart = machineInfo();
   const outageS = options.outageS ?? PARAMS.outage.defaultS;
+  const realOutageS = Math.min(outageS, REAL.maxOutageS);
   const log = (s: string) => process.stdout.write(`${s}\n`);
   const errors: Record<string, string> = {};
+  const apis = planApis(options.api);
+  if (apis.error) errors.api = apis.error;
   const figures: Figures = { steady: {}, bursts: {}, outage: {} };
   log(
-    `registry: ${PARAMS.devices} Devices, bursts of ${PARAMS.burst.changes} × ${PARAMS.burst.devices}, ${outageS} s outage`,
+    `registry: ${PARAMS.devices} Devices, bursts of ${PARAMS.burst.changes} × ${PARAMS.burst.devices}, ` +
+      `${outageS} s outage (double)${apis.real ? `, ${realOutageS} s (real)` : ''}`,
   );
-  const sides: Side[] = [];
+  log(`  ${apis.note}`);
   const connections = new Connections();
   connections.start();
+  if (apis.double) await runDouble(figures, outageS, connections, errors, log);
+  const real = apis.real ? await registryReal(realOutageS, log) : undefined;
+  if (real?.error) errors.real = real.error;
+  connections.stop();
+  return report({ startedAt, machineAtStart, options, outageS, apis, figures, real, errors, log });
+}
+
+/** The three phases against two test doubles, one per writer (their outages at once). */
+async function runDouble(
+  figures: Figures,
+  outageS: number,
+  connections: Connections,
+  errors: Record<string, string>,
+  log: (s: string) => void,
+): Promise<void> {
+  const sides: Side[] = [];
   try {
     sides.push(await startSide('leafbridge'), await startSide('peer'));
     for (const side of sides) {
-      log(`  (1) ${side.label}: creating ${PARAMS.devices} Devices`);
+      log(`  (1) [double] ${side.label}: creating ${PARAMS.devices} Devices`);
       figures.steady[side.label] = await steady(side);
     }
     let round = 0;
     for (const slowMs of [0, PARAMS.burst.slowMs])
       for (const side of sides) {
-        log(`  (2) ${side.label}: burst, server +${slowMs} ms per request`);
+        log(`  (2) [double] ${side.label}: burst, server +${slowMs} ms per request`);
         const done = figures.bursts[side.label] ?? [];
         done.push(await burst(side, ++round, slowMs));
         figures.bursts[side.label] = done;
@@ -858,42 +555,59 @@ export async function runRegistry(options: RegistryBenchOptions): Promise<boolea
       figures.outage[s.label] = results[i];
     });
   } catch (err) {
-    errors.run = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    errors.double = err instanceof Error ? (err.stack ?? err.message) : String(err);
   } finally {
     for (const s of sides) {
       await s.writer.close();
       await Promise.all(s.calls);
       await s.api.close();
     }
-    connections.stop();
   }
-  return report(startedAt, options, outageS, figures, errors, log);
 }
 
-function report(
-  startedAt: Date,
-  options: RegistryBenchOptions,
-  outageS: number,
-  figures: Figures,
-  errors: Record<string, string>,
-  log: (s: string) => void,
-): boolean {
-  const targets = targetsOf(figures);
-  const text = table(rows(figures, targets));
-  log('');
-  log(text);
-  const notes = notesOf(figures);
+interface ReportInput {
+  startedAt: Date;
+  machineAtStart: ReturnType<typeof machineInfo>;
+  options: RegistryBenchOptions;
+  outageS: number;
+  apis: ApiPlan;
+  figures: Figures;
+  real: RealFigures | undefined;
+  errors: Record<string, string>;
+  log: (s: string) => void;
+}
+
+function report(input: ReportInput): boolean {
+  const { startedAt, machineAtStart, options, outageS, apis, figures, real, errors, log } = input;
+  const targets = [...(apis.double ? targetsOf(figures) : []), ...(real ? realTargets(real) : [])];
+  const text = apis.double ? table(rows(figures, targets)) : '';
+  const compared = compareTable(figures, real, targets);
+  if (text) {
+    log('\ntest double, in detail ("peer" = the bench-local naive writer: a baseline, not a peer product)');
+    log(text);
+  }
+  log(
+    '\nside by side: leafbridge (KubeDeviceStore) and the naive baseline, test double and real kube-apiserver',
+  );
+  log(compared);
+  const notes = [apis.note, ...(apis.double ? notesOf(figures) : []), ...(real ? realNotes(real) : [])];
+  notes.push(
+    'one run of each phase per writer and server (no best-of-N, no median over runs): spreads are not available ' +
+      'for these figures; the burst and outage ones are counts, not timings, except the times to converge',
+    `machine: 2 cores shared with other work (load average at start ${machineAtStart.loadavg.join(' / ')})`,
+  );
   if (options.reps !== 2) notes.push('--reps is not used: one run (the outage phase is long)');
   printTail(log, notes, {}, errors);
   const pass = targets.every((t) => t.pass) && Object.keys(errors).length === 0;
   const files = writeResults('registry', startedAt, {
     machine: { ...machineInfo() },
+    machineAtStart,
     options: { ...options, outageS },
-    params: PARAMS,
+    params: { ...PARAMS, real: REAL },
     targets,
     pass,
-    results: figures,
-    table: text.split('\n'),
+    results: { double: apis.double ? figures : undefined, real },
+    table: [...text.split('\n'), '', ...compared.split('\n')],
     notes,
     ...(Object.keys(errors).length > 0 ? { errors } : {}),
   });

@@ -1,4 +1,4 @@
-// `npm run bench -- [NAME] [--profile | --no-profile] [--reps=N] [--outage-s N]`: runs one benchmark, or all of them
+// `npm run bench -- [NAME] [--profile | --no-profile] [--reps=N] [--outage-s N] [--api real|double|both]`: runs one benchmark, or all of them
 // without a NAME.
 // Exit status: 0 every target met, 1 a target missed or a run failed, 2 usage.
 
@@ -6,6 +6,7 @@ import { runDevicePlugin } from './deviceplugin.js';
 import { runDiscovery } from './discovery.js';
 import { type HubBenchOptions, runHub } from './hub.js';
 import type { BenchOptions } from './lib/options.js';
+import type { ApiChoice } from './lib/realApi.js';
 import { type RegistryBenchOptions, runRegistry } from './registry.js';
 import { runSync } from './sync.js';
 
@@ -27,7 +28,11 @@ const USAGE = `usage: npm run bench -- [${Object.keys(BENCHES).join('|')}] [--pr
   --no-profile   never profile
   --reps=N       runs of each measured pair, interleaved, best kept (default 2)
   --outage-s N   registry: how long the API server stays down (default 600, the issue's 10 minutes)
-  --steady-s N   hub: how long the measured steady window lasts (default 30)
+  --steady-s N   hub: how long each load step's steady window lasts (default 20)
+  --api real|double|both
+                 hub, registry: which Kubernetes API server to run against: the real control plane (etcd +
+                 kube-apiserver, binaries from scripts/build-control-plane.sh), the test double, or both side by
+                 side (default: both when the binaries exist, else the double, saying the real one was skipped)
 `;
 
 /** `--outage-s N` becomes `--outage-s=N`, so its value is not taken for a benchmark's name. */
@@ -35,7 +40,8 @@ function joinValues(argv: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
-    if ((a === '--outage-s' || a === '--steady-s') && i + 1 < argv.length) out.push(`${a}=${argv[++i]}`);
+    if ((a === '--outage-s' || a === '--steady-s' || a === '--api') && i + 1 < argv.length)
+      out.push(`${a}=${argv[++i]}`);
     else out.push(a);
   }
   return out;
@@ -50,9 +56,11 @@ async function main(args: string[]): Promise<number> {
     const reps = /^--reps=(\d+)$/.exec(f);
     const outage = /^--outage-s=(\d+(?:\.\d+)?)$/.exec(f);
     const steady = /^--steady-s=(\d+(?:\.\d+)?)$/.exec(f);
+    const api = /^--api=(real|double|both)$/.exec(f);
     if (reps && Number(reps[1]) >= 1) options.reps = Number(reps[1]);
     else if (outage && Number(outage[1]) > 0) options.outageS = Number(outage[1]);
     else if (steady && Number(steady[1]) > 0) options.steadyS = Number(steady[1]);
+    else if (api) options.api = api[1] as ApiChoice;
     else if (f === '--profile') options.profile = 'always';
     else if (f === '--no-profile') options.profile = 'never';
     else if (f === '--help' || f === '-h') {

@@ -1,7 +1,7 @@
 // The test API server (test/helpers/kubeApiServer.ts: the Kubernetes REST/watch protocol, in memory) in a
 // process of its own for `npm run bench -- hub`, with the bench's Devices seeded. Forked with an IPC channel.
-//   {cmd:'start', devices: [{name, id, node}], historyLimit}   -> {ev:'ready', kubeconfig, seedMs}
-//   {cmd:'track', names}                     -> records when each of these Devices' status.reported.$version changes
+//   {cmd:'start', devices: [{name, id, node}], historyLimit}   -> {ev:'ready', kubeconfig, namespace, seedMs}
+//   {cmd:'track', names}                     -> (first call only) records when each of these Devices' status.reported.$version changes
 //   {cmd:'desired', names, everyMs}          -> writes spec.desired {$version, setAt} round-robin over `names`
 //   {cmd:'desired-stop'}                     -> {ev:'desired-stopped', written}
 //   {cmd:'counts'}                           -> {ev:'counts', statusPatches, otherWrites, reads, at}
@@ -28,6 +28,7 @@ interface Seed {
 let api: KubeApiServer | undefined;
 let desiredTimer: NodeJS.Timeout | undefined;
 let desiredWritten = 0;
+let tracking = false;
 const counted = { statusPatches: 0, otherWrites: 0, reads: 0 };
 const landed = new Map<string, [number, number][]>();
 
@@ -80,11 +81,13 @@ async function start(devices: Seed[], historyLimit: number): Promise<void> {
     );
   }
   server.clearLog();
-  process.send?.({ ev: 'ready', kubeconfig: server.kubeconfig(NS), seedMs: now() - started });
+  process.send?.({ ev: 'ready', kubeconfig: server.kubeconfig(NS), namespace: NS, seedMs: now() - started });
 }
 
 /** Records, per tracked Device, each new status.reported.$version with the time the server stored it. */
 function track(names: string[]): void {
+  if (tracking) return; // once: the hub phase asks again at each load step
+  tracking = true;
   const server = api as KubeApiServer;
   const wanted = new Set(names);
   server.resources.watch(
@@ -109,6 +112,7 @@ function desired(names: string[], everyMs: number): void {
   const t = server.type('devices');
   const versions = new Map<string, number>();
   let i = 0;
+  desiredWritten = 0;
   desiredTimer = setInterval(() => {
     const name = names[i++ % names.length] as string;
     const version = (versions.get(name) ?? 0) + 1;

@@ -3,8 +3,9 @@
 // twin/reported`, QoS 1, the whole twin with `$version`, user property `lb-msg-id` = `{epoch}-{seq}`), and
 // subscribed to its desired twins (`{prefix}/{node}/devices/+/twin/desired`) like the bridge. Forked with IPC.
 //   {cmd:'connect', url, prefix, ids, sample}  -> {ev:'connected', clients, ms}; node i is `edge-{i}`, its devices ids[i]
-//   {cmd:'start', ratePerDevice}   -> every device reports `ratePerDevice` times a second, nodes spread over the
-//                                     second; counts and samples restart from zero
+//   {cmd:'start', ratePerDevice, nodes?} -> every device of the first `nodes` edges (default all) reports
+//                                     `ratePerDevice` times a second, nodes spread over the second; counts and
+//                                     samples restart from zero
 //   {cmd:'stop'}                   -> {ev:'stopped', published, acked}
 //   {cmd:'counts'}                 -> {ev:'counts', published, acked, errors, desired, at}
 //   {cmd:'samples'}                -> {ev:'samples', desiredMs: [...], reports: {device: [[version, at], ...]}}
@@ -85,18 +86,19 @@ function onDesired(payload: Buffer): void {
 }
 
 /** Starts publishing; counts and samples start again from zero. */
-function start(ratePerDevice: number): void {
+function start(ratePerDevice: number, active = nodes.length): void {
   Object.assign(counts, { published: 0, acked: 0, errors: 0, desired: 0 });
   desiredMs.length = 0;
   reports.clear();
   const period = 1000 / ratePerDevice;
   const t0 = now();
-  nodes.forEach((n, i) => {
-    n.due = t0 + (period * i) / nodes.length; // spread over the period
+  const publishing = nodes.slice(0, active);
+  publishing.forEach((n, i) => {
+    n.due = t0 + (period * i) / publishing.length; // spread over the period
   });
   const tick = () => {
     const t = now();
-    for (const n of nodes) {
+    for (const n of publishing) {
       while (n.due <= t) {
         publishNode(n, t);
         n.due += period;
@@ -137,7 +139,7 @@ process.on('message', (m: { cmd: string } & Record<string, unknown>) => {
         connect(m as never).catch(childFatal);
         break;
       case 'start':
-        start(m.ratePerDevice as number);
+        start(m.ratePerDevice as number, m.nodes as number | undefined);
         break;
       case 'stop':
         if (timer) clearInterval(timer);

@@ -1,6 +1,6 @@
 // The twin hub (src/hub/) in a process of its own for `npm run bench -- hub`, or in its place the peer: a plain
 // mqtt.js subscriber that only counts what the broker delivers. Forked with an IPC channel.
-//   {cmd:'start', brokerUrl, kubeconfig, intervalMs}  -> {ev:'ready', devices, ms}
+//   {cmd:'start', brokerUrl, kubeconfig, namespace, intervalMs} -> {ev:'ready', devices, ms}
 //   {cmd:'plain', brokerUrl, filter}                   -> {ev:'ready'}; then counts messages on `filter`
 //   {cmd:'metrics'}                                    -> {ev:'metrics', metrics, at}
 //   {cmd:'gc'}                                         -> {ev:'gc', heapUsedMB} after a full collection
@@ -26,14 +26,19 @@ let session: Session | undefined;
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
 
-async function start(m: { brokerUrl: string; kubeconfig: string; intervalMs: number }): Promise<void> {
+async function start(m: {
+  brokerUrl: string;
+  kubeconfig: string;
+  namespace?: string;
+  intervalMs: number;
+}): Promise<void> {
   const started = now();
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromString(m.kubeconfig);
   hub = new TwinHub({
     brokerUrl: m.brokerUrl,
     kubeConfig,
-    namespace: 'default',
+    namespace: m.namespace ?? 'default',
     intervalMs: m.intervalMs,
     logger: createLogger({ level: 'warn' }),
   });

@@ -59,6 +59,27 @@ export function table(rows: Row[]): string {
   return [line(header), rule, ...rows.map(line)].join('\n');
 }
 
+/** A plain-text table of any columns: the first column left-aligned, the others right-aligned. */
+export function grid(header: string[], rows: string[][]): string {
+  const all = [header, ...rows];
+  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) =>
+    widths
+      .map((w, i) => (i === 0 ? (r[i] ?? '').padEnd(w) : (r[i] ?? '').padStart(w)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+/** "median [p10–p90]" of a spread. */
+export function medianSpread(
+  s: { median?: number; p10?: number; p90?: number } | undefined,
+  digits = 0,
+): string {
+  if (!s || s.median === undefined) return 'n/a';
+  return `${fmt(s.median, digits)} [${fmt(s.p10, digits)}–${fmt(s.p90, digits)}]`;
+}
+
 export function fmt(n: number | undefined, digits = 0): string {
   if (n === undefined || !Number.isFinite(n)) return 'n/a';
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });

@@ -1,12 +1,20 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
 
-export const ROOT = resolve(import.meta.dirname, '../..');
+/** The repository root: the nearest folder up with a package.json (this file also runs built, from dist/test/helpers). */
+export const ROOT = repositoryRoot(resolve(import.meta.dirname, '../..'));
+
+function repositoryRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) return from;
+  }
+}
 export const CLI = join(ROOT, 'bin/leafbridge.js');
 
 export function tempDir(prefix = 'lb-test-'): { path: string; remove(): void } {
