@@ -6,7 +6,7 @@ import { LiveFeed, withRuntimeConditions } from './api/liveFeed.js';
 import { createMetrics } from './api/metrics.js';
 import { twinsApi } from './api/twinsApi.js';
 import { Authorizer } from './broker/auth.js';
-import { EdgeBroker } from './broker/edgeBroker.js';
+import { EdgeBroker, REFUSAL_REASONS } from './broker/edgeBroker.js';
 import type { AgentConfig, HostPort } from './config/load.js';
 import { DevicePluginManager, type SlotUsage } from './deviceplugin/manager.js';
 import { listPodResources, slotsInUse } from './deviceplugin/podResources.js';
@@ -24,6 +24,7 @@ import { LocalConfigStore } from './registry/localConfigs.js';
 import { LocalDeviceStore } from './registry/localStore.js';
 import { type Db, openDb } from './store/db.js';
 import { Outbox } from './store/outbox.js';
+import { WriteHealth } from './store/writeHealth.js';
 import { UpstreamBridge } from './sync/bridge.js';
 import { CommandStore } from './sync/commands.js';
 import { SyncEngine } from './sync/engine.js';
@@ -50,14 +51,9 @@ export class Agent {
   private outbox?: Outbox;
   /** The dashboard's samples and event stream (GET /api/v1/events). */
   private live?: LiveFeed;
-  private readonly refused: Record<string, number> = {
-    connect: 0,
-    publish: 0,
-    subscribe: 0,
-    rate: 0,
-    payload: 0,
-    'outbox-full': 0,
-  };
+  private readonly refused: Record<string, number> = Object.fromEntries(REFUSAL_REASONS.map((r) => [r, 0]));
+  /** Whether the store can write (a full disk makes the agent not ready). */
+  private writeHealth?: WriteHealth;
   private discovery?: DiscoveryManager;
   private devicePlugins?: DevicePluginManager;
   private slotClaims?: StoreSlotClaims;
@@ -84,14 +80,23 @@ export class Agent {
     const { config, logger } = this;
     const db = openDb(config.dataDir, config.store);
     this.db = db;
-    const outbox = config.upstream ? new Outbox(db, config.outbox, child(logger, 'sync:outbox')) : undefined;
+    const clock = this.deps.clock ?? systemClock;
+    const writeHealth = new WriteHealth({ db, logger: child(logger, 'store'), clock });
+    this.writeHealth = writeHealth;
+    const outbox = config.upstream
+      ? new Outbox(db, config.outbox, child(logger, 'sync:outbox'), writeHealth)
+      : undefined;
     this.outbox = outbox;
     const broker: EdgeBroker = new EdgeBroker({
       db,
       logger: child(logger, 'broker'),
       authorizer: new Authorizer(config.auth),
       ingest: (identity, clientId, packet): Promise<void> => {
-        const done = engine.ingest(identity, clientId, packet);
+        // Twins and commands write outside the outbox: their storage failures count for readiness too.
+        const done = engine.ingest(identity, clientId, packet).catch((err: unknown) => {
+          writeHealth.failed(err);
+          throw err;
+        });
         const observe = this.live?.observe; // set only while a dashboard page is open
         if (observe)
           done.then(
@@ -102,6 +107,8 @@ export class Agent {
       },
       maxPacketSize: config.broker.maxPacketSize,
       rateLimit: config.broker.rateLimit,
+      refusalLogIntervalMs: Math.max(100, config.broker.refusalLogIntervalMs),
+      clock,
     });
     const twins = new TwinStore(db);
     const engine: SyncEngine = new SyncEngine({
@@ -144,7 +151,6 @@ export class Agent {
       },
     });
     const handlers = this.deps.handlers ?? builtinHandlers;
-    const clock = this.deps.clock ?? systemClock;
     const { devices, configs, writable } = await this.objectStores(db, handlers, clock);
     this.devices = devices;
     this.configSource = configs;
@@ -214,6 +220,7 @@ export class Agent {
     this.engine?.stop();
     await this.broker?.stop();
     this.outbox?.close();
+    this.writeHealth?.stop();
     this.db?.close();
     this.db = undefined;
     this.logger.info('agent stopped');
@@ -365,9 +372,17 @@ export class Agent {
   }
 
   private readiness(): { ready: boolean; details: Record<string, unknown> } {
+    const unwritable = this.writeHealth?.state;
     return {
-      ready: this.addresses !== undefined && this.db !== undefined,
+      ready: this.addresses !== undefined && this.db !== undefined && unwritable === undefined,
       details: {
+        store: unwritable
+          ? {
+              writable: false,
+              reason: `the store cannot write (${unwritable.code}): ${unwritable.message}`,
+              since: new Date(unwritable.since).toISOString(),
+            }
+          : { writable: true },
         upstream: this.bridge ? (this.bridge.connected ? 'connected' : 'disconnected') : 'none',
         outboxMessages: this.outbox?.messages ?? 0,
       },

@@ -3,8 +3,11 @@ import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type S
 import type { HostPort } from '../config/load.js';
 import type { Db } from '../store/db.js';
 import { OutboxFullError } from '../store/outbox.js';
-import { errorMessage } from '../util/errors.js';
+import { storageFailure } from '../store/writeHealth.js';
+import { type Clock, systemClock } from '../util/clock.js';
+import { errorMessage, PayloadError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
+import { RepeatLog } from '../util/repeatLog.js';
 import type { Authorizer, Identity } from './auth.js';
 import { SqlitePersistence } from './persistence.js';
 import { TokenBucket } from './rateLimit.js';
@@ -19,9 +22,22 @@ export interface EdgeBrokerOptions {
   ingest: Ingest;
   maxPacketSize: number;
   rateLimit: { messagesPerSecond: number; burst: number };
+  /** Refusals are logged once per client and reason, then summed once per this interval (default a minute). */
+  refusalLogIntervalMs?: number;
+  clock?: Clock;
 }
 
-export type RefusalReason = 'connect' | 'publish' | 'subscribe' | 'rate' | 'payload' | 'outbox-full';
+export const REFUSAL_REASONS = [
+  'connect',
+  'publish',
+  'subscribe',
+  'rate',
+  'payload',
+  'outbox-full',
+  'storage',
+  'internal',
+] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 export interface EdgeBrokerEvents {
   /** A client subscribed (after the ACL): the sync layer delivers pending commands then. */
@@ -54,10 +70,16 @@ export class EdgeBroker {
   private readonly identities = new WeakMap<Client, Identity>();
   private readonly buckets = new WeakMap<Client, TokenBucket>();
   private readonly logger: Logger;
+  private readonly refusalLog: RepeatLog;
   events: EdgeBrokerEvents = {};
 
   constructor(private readonly options: EdgeBrokerOptions) {
     this.logger = options.logger;
+    this.refusalLog = new RepeatLog({
+      logger: options.logger,
+      clock: options.clock ?? systemClock,
+      intervalMs: options.refusalLogIntervalMs ?? 60_000,
+    });
   }
 
   get connectedClients(): number {
@@ -86,7 +108,13 @@ export class EdgeBroker {
       this.logger.debug({ clientId: client?.id, err: err.message }, 'client error');
     });
     aedes.on('connectionError', (client: Client, err: Error) => {
-      this.logger.warn({ clientId: client?.id, err: err.message }, 'connection refused or broken');
+      // Logged like refusals: a client reconnecting in a loop would otherwise write a line per attempt.
+      this.refusalLog.warn(
+        `${client?.id}\0connection`,
+        { clientId: client?.id },
+        { clientId: client?.id, err: err.message },
+        'connection refused or broken',
+      );
     });
     const server = createServer((socket) => {
       this.sockets.add(socket);
@@ -122,6 +150,23 @@ export class EdgeBroker {
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
     for (const s of this.sockets) s.destroy();
     await closed;
+    this.refusalLog.flush();
+  }
+
+  /** Counted every time (metrics); logged once per client and reason, then as a sum per interval. */
+  private refuse(
+    reason: RefusalReason,
+    clientId: string | undefined,
+    details: Record<string, unknown>,
+    msg: string,
+  ) {
+    this.events.onRefused?.(reason);
+    this.refusalLog.warn(
+      `${clientId}\0${reason}`,
+      { clientId, reason },
+      { clientId, reason, ...details },
+      msg,
+    );
   }
 
   private authenticate(
@@ -140,8 +185,7 @@ export class EdgeBroker {
           );
           return done(null, true);
         }
-        this.logger.warn({ clientId: client.id, username, reason: result.reason }, 'CONNECT refused');
-        this.events.onRefused?.('connect');
+        this.refuse('connect', client.id, { username, cause: result.reason }, 'CONNECT refused');
         const code = result.reason === 'anonymous-refused' ? 5 : 4;
         done(Object.assign(new RefusedError(result.reason, code), { returnCode: code }), false);
       },
@@ -163,20 +207,17 @@ export class EdgeBroker {
     }
     const identity = this.identities.get(client);
     if (!identity || !this.options.authorizer.canPublish(identity, packet.topic)) {
-      this.logger.warn(
-        { clientId: client.id, topic: packet.topic },
+      this.refuse(
+        'publish',
+        client.id,
+        { topic: packet.topic },
         'PUBLISH refused: not allowed for this client',
       );
-      this.events.onRefused?.('publish');
       done(new RefusedError('not authorized for this topic'));
       return;
     }
     if (!this.buckets.get(client)?.take()) {
-      this.logger.warn(
-        { clientId: client.id, topic: packet.topic },
-        'PUBLISH refused: client over its rate limit',
-      );
-      this.events.onRefused?.('rate');
+      this.refuse('rate', client.id, { topic: packet.topic }, 'PUBLISH refused: client over its rate limit');
       // MQTT 5 clients get a refusal per message; 3.1.1 clients, which have none, are disconnected.
       done(new RefusedError('message rate too high'));
       return;
@@ -184,11 +225,13 @@ export class EdgeBroker {
     this.options.ingest(identity, client.id, packet).then(
       () => done(),
       (err: unknown) => {
-        this.logger.warn(
-          { clientId: client.id, topic: packet.topic, err: errorMessage(err) },
-          'PUBLISH refused',
+        const reason = ingestRefusal(err);
+        this.refuse(
+          reason,
+          client.id,
+          { topic: packet.topic, err: errorMessage(err) },
+          refusalMessage[reason],
         );
-        this.events.onRefused?.(err instanceof OutboxFullError ? 'outbox-full' : 'payload');
         done(new RefusedError(errorMessage(err)));
       },
     );
@@ -204,13 +247,31 @@ export class EdgeBroker {
       done(null, sub);
       return;
     }
-    this.logger.warn(
-      { clientId: client.id, topic: sub.topic },
+    this.refuse(
+      'subscribe',
+      client.id,
+      { topic: sub.topic },
       'SUBSCRIBE refused: not allowed for this client',
     );
-    this.events.onRefused?.('subscribe');
     done(null, null);
   }
 }
+
+/** Why the sync layer refused a PUBLISH: the device's fault (payload), or the agent's (full, storage, internal). */
+type IngestRefusal = Extract<RefusalReason, 'outbox-full' | 'storage' | 'payload' | 'internal'>;
+
+function ingestRefusal(err: unknown): IngestRefusal {
+  if (err instanceof OutboxFullError) return 'outbox-full';
+  if (storageFailure(err)) return 'storage';
+  if (err instanceof PayloadError) return 'payload';
+  return 'internal';
+}
+
+const refusalMessage: Record<IngestRefusal, string> = {
+  'outbox-full': 'PUBLISH refused: outbox full',
+  storage: 'PUBLISH refused: the store cannot write',
+  payload: 'PUBLISH refused: invalid payload',
+  internal: 'PUBLISH refused: internal error',
+};
 
 export type { AedesPublishPacket };

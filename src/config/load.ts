@@ -34,6 +34,7 @@ export interface AgentConfig {
     listen: HostPort;
     maxPacketSize: number;
     rateLimit: { messagesPerSecond: number; burst: number };
+    refusalLogIntervalMs: number;
   };
   http: { listen: HostPort };
   upstream?: UpstreamConfig;
@@ -132,6 +133,7 @@ function normalise(raw: RawAgentConfig, baseDir: string, problems: string[]): Ag
       listen: listen('broker.listen', raw.broker.listen),
       maxPacketSize: size('broker.maxPacketSize', raw.broker.maxPacketSize),
       rateLimit: raw.broker.rateLimit,
+      refusalLogIntervalMs: duration('broker.refusalLogInterval', raw.broker.refusalLogInterval),
     },
     http: { listen: listen('http.listen', raw.http.listen) },
     ...(raw.upstream ? { upstream: normaliseUpstream(raw, baseDir, problems, duration) } : {}),

@@ -200,6 +200,10 @@ export const AgentConfigSchema = T.Object(
           },
           { default: {}, additionalProperties: false },
         ),
+        refusalLogInterval: Duration(
+          'refusals (ACL, rate, payload, storage) are logged once per client and reason, then summed this often',
+          '1m',
+        ),
       },
       { default: {}, additionalProperties: false },
     ),

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { LeafbridgeError } from '../util/errors.js';
+import { errorMessage, LeafbridgeError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { type Db, metaValue } from './db.js';
+import type { WriteHealth } from './writeHealth.js';
 
 /** MQTT 5 properties that travel with a message upstream. */
 export interface MessageProps {
@@ -57,6 +58,7 @@ interface Row {
 }
 
 const ENTRY_OVERHEAD = 64;
+const ACK_RETRY_MS = 500;
 
 /**
  * The durable outbox: a bounded FIFO in SQLite. `append` resolves once the message is committed (group
@@ -91,6 +93,8 @@ export class Outbox {
     db: Db,
     private readonly options: OutboxOptions,
     private readonly logger: Logger,
+    /** Told of every commit and failed write, so readiness follows whether the store can write. */
+    private readonly health?: Pick<WriteHealth, 'succeeded' | 'failed'>,
   ) {
     this.epoch = metaValue(db, 'outbox.epoch', () => randomBytes(6).toString('hex'));
     this.statements = {
@@ -222,10 +226,15 @@ export class Outbox {
     try {
       added = this.writeBatch(batch, Date.now());
     } catch (err) {
-      const e = new LeafbridgeError('OUTBOX_WRITE', 'outbox write failed', { cause: err });
+      this.health?.failed(err);
+      this.resync();
+      const e = new LeafbridgeError('OUTBOX_WRITE', `outbox write failed: ${errorMessage(err)}`, {
+        cause: err,
+      });
       for (const p of batch) p.reject(e);
       return;
     }
+    this.health?.succeeded();
     this.count += batch.length;
     for (const p of batch) this.size += p.bytes;
     this.extendTail(added);
@@ -275,12 +284,35 @@ export class Outbox {
     }
   }
 
+  /** After a rolled-back transaction: totals from the table, and the bridge served from it (not memory). */
+  private resync(): void {
+    const totals = this.statements.totals.get() as { n: number; b: number };
+    this.count = totals.n;
+    this.size = totals.b;
+    this.tailValid = false;
+    this.tail = [];
+    this.tailHead = 0;
+    this.tailSize = 0;
+  }
+
   private flushAcks(): void {
     this.ackScheduled = false;
     if (this.closed) return;
     const seqs = this.acks.sort((a, b) => a - b);
     this.acks = [];
-    this.removeRuns(seqs);
+    try {
+      this.removeRuns(seqs);
+    } catch (err) {
+      // A full disk fails deletes too (WAL): keep the acks and try again later; the entries stay until then.
+      this.health?.failed(err);
+      this.resync();
+      this.acks = seqs.concat(this.acks);
+      this.logger.debug({ err: errorMessage(err), acks: seqs.length }, 'outbox delete failed; retrying');
+      this.ackScheduled = true;
+      setTimeout(() => this.flushAcks(), ACK_RETRY_MS).unref();
+      return;
+    }
+    this.health?.succeeded();
   }
 
   /** Inside the write transaction: room made by the overflow policy, then every pending message inserted. */

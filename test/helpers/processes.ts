@@ -107,11 +107,20 @@ export interface AgentProcess {
   stdout: string[];
 }
 
-/** Writes `config` as YAML into `dir` and starts `leafbridge agent` on it; resolves once it is listening. */
-export async function startAgent(dir: string, config: Record<string, unknown>): Promise<AgentProcess> {
+/**
+ * Writes `config` as YAML into `dir` and starts `leafbridge agent` on it; resolves once it is listening.
+ * `wrap` prefixes the command line (e.g. `unshare` for a mount of the agent's own).
+ */
+export async function startAgent(
+  dir: string,
+  config: Record<string, unknown>,
+  options: { wrap?: (argv: string[]) => string[] } = {},
+): Promise<AgentProcess> {
   const file = join(dir, 'agent.yaml');
   writeFileSync(file, stringify(config));
-  const child = spawn(process.execPath, [CLI, 'agent', '--config', file], {
+  const argv = [process.execPath, CLI, 'agent', '--config', file];
+  const [command, ...args] = options.wrap ? options.wrap(argv) : argv;
+  const child = spawn(command as string, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, LEAFBRIDGE_LOG_LEVEL: 'info' },
   });

@@ -55,6 +55,7 @@ describe('bad input is refused and contained; the agent stays up and other devic
           listen: '127.0.0.1:0',
           maxPacketSize: '64KiB',
           rateLimit: { messagesPerSecond: 200, burst: 400 },
+          refusalLogInterval: '1s',
         },
       }),
     );
@@ -157,6 +158,44 @@ describe('bad input is refused and contained; the agent stays up and other devic
     flooder4.end(true);
     expect(await metric(http, 'leafbridge_broker_refused_total{reason="rate"}')).toBeGreaterThan(2000);
     await Promise.all([calm.endAsync(), flooder.endAsync(), sub.client.endAsync()]);
+    await stillServing();
+  });
+
+  it('a client publishing where its ACL forbids: every refusal counted, a handful of log lines for 5,000', async () => {
+    const forbidden = await connect(edgeUrl, { clientId: 'nosy' });
+    const codes = await within(
+      Promise.all(
+        Array.from({ length: 5000 }, (_, i) =>
+          forbidden.publishAsync(`devices/other-${i % 7}/twin/desired`, 'x', { qos: 1 }).then(
+            () => 0,
+            (err: { code?: number }) => err.code ?? -1,
+          ),
+        ),
+      ),
+      20_000,
+      'every PUBACK of the forbidden flood',
+    );
+    await forbidden.endAsync();
+    expect(codes.every((c) => c === 0x87)).toBe(true);
+    expect(await metric(http, 'leafbridge_broker_refused_total{reason="publish"}')).toBe(5000);
+    const lines = () =>
+      agent.stdout
+        .join('')
+        .split('\n')
+        .filter((l) => l.includes('"clientId":"nosy"'))
+        .map((l) => JSON.parse(l) as { msg: string; reason: string; repeated?: number });
+    // Logged at once, then summed each interval (1 s here, a minute by default): the sums add up to the count.
+    await until(
+      () => lines().reduce((sum, l) => sum + (l.repeated ?? 1), 0) === 5000,
+      5000,
+      'every refusal summed in the log',
+    );
+    expect(lines().length).toBeLessThanOrEqual(6);
+    expect(lines()[0]).toMatchObject({
+      reason: 'publish',
+      msg: 'PUBLISH refused: not allowed for this client',
+    });
+    console.log(`5000 forbidden publishes: ${lines().length} log lines`);
     await stillServing();
   });
 

@@ -1,3 +1,4 @@
+import { rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { agentConfig } from '../helpers/agentConfig.js';
@@ -5,9 +6,12 @@ import { analyse, readJournal, startLeafStream } from '../helpers/leafStream.js'
 import { connect, metric, until } from '../helpers/mqtt.js';
 import { freePort, startAgent, stopProcess, tempDir, UpstreamBroker } from '../helpers/processes.js';
 import { SilentProxy } from '../helpers/proxy.js';
+import { smallDisk, smallDiskSupport } from '../helpers/smallDisk.js';
 
 const DEVICES = 20;
 const PER_DEVICE = 1000;
+const SMALL_DISK = smallDiskSupport();
+if ('skip' in SMALL_DISK) console.warn(`faults (e) skipped: ${SMALL_DISK.skip}`);
 
 describe('faults, counted at the upstream side', () => {
   const cleanups: (() => Promise<unknown> | unknown)[] = [];
@@ -209,4 +213,102 @@ describe('faults, counted at the upstream side', () => {
     expect(await metric(http, 'leafbridge_outbox_messages')).toBe(50);
     expect(agent.stdout.join('')).toContain('outbox full: messages dropped');
   });
+
+  it.skipIf('skip' in SMALL_DISK)(
+    '(e) the disk fills: PUBACK 0x87, not ready with the reason, few log lines; space back: all delivered, ready, accepting',
+    async () => {
+      if ('skip' in SMALL_DISK) return;
+      const dir = workspace();
+      const disk = smallDisk(SMALL_DISK.kind, 8 * 1024 * 1024);
+      cleanups.push(() => disk.release()); // after the agent has stopped (cleanups run in reverse)
+      const journal = join(dir, 'journal.tsv'); // on the large disk, not the full one
+      const upstream = new UpstreamBroker(journal);
+      cleanups.push(() => upstream.kill());
+      const upstreamPort = await freePort(); // the cloud is away while the disk fills: everything stays stored
+      const agent = await startAgent(
+        dir,
+        agentConfig(join(disk.path, 'data'), `mqtt://127.0.0.1:${upstreamPort}`, {
+          broker: { listen: '127.0.0.1:0', refusalLogInterval: '1s' },
+        }),
+        { wrap: disk.wrap },
+      );
+      cleanups.push(() => stopProcess(agent.child));
+      const http = `http://127.0.0.1:${agent.http.port}`;
+      const mount = disk.hostPath(agent.child.pid);
+      const leaf = await connect(`mqtt://127.0.0.1:${agent.broker.port}`, { clientId: 'dev-0' });
+      cleanups.push(() => leaf.endAsync(true));
+      const publish = (n: number) =>
+        leaf
+          .publishAsync('devices/dev-0/telemetry/t', JSON.stringify({ d: 0, n, pad: 'x'.repeat(900) }), {
+            qos: 1,
+          })
+          .then(
+            () => 0,
+            (err: { code?: number }) => err.code ?? -1,
+          );
+
+      // Fill: a file takes all but 256 KiB, then the outbox the rest.
+      const fs = statfsSync(mount);
+      writeFileSync(join(mount, 'filler'), Buffer.alloc(Math.max(0, fs.bavail * fs.bsize - 256 * 1024)));
+      const stored: number[] = [];
+      let n = 0;
+      let code = 0;
+      for (; n < 5000 && code === 0; n++) {
+        code = await publish(n);
+        if (code === 0) stored.push(n);
+      }
+      expect(code).toBe(0x87);
+      expect(stored.length).toBeGreaterThan(0);
+      const ready = await fetch(`${http}/readyz`);
+      const body = (await ready.json()) as { status: string; store: { writable: boolean; reason: string } };
+      expect(ready.status).toBe(503);
+      expect(body.status).toBe('not ready');
+      expect(body.store).toMatchObject({ writable: false });
+      expect(body.store.reason).toMatch(/SQLITE_FULL|ENOSPC|IOERR/);
+      // The device keeps trying: every refusal counted as storage, a handful of lines for all of them.
+      const more = await Promise.all(Array.from({ length: 300 }, (_, i) => publish(100_000 + i)));
+      expect(more.filter((c) => c === 0x87).length).toBeGreaterThan(290); // (a write may squeeze into freed pages)
+      for (const [i, c] of more.entries()) if (c === 0) stored.push(100_000 + i);
+      const refused = await metric(http, 'leafbridge_broker_refused_total{reason="storage"}');
+      expect(refused).toBe(1 + more.filter((c) => c === 0x87).length);
+      expect(await metric(http, 'leafbridge_broker_refused_total{reason="payload"}')).toBe(0);
+      const storageLines = () =>
+        agent.stdout
+          .join('')
+          .split('\n')
+          .filter((l) => l.includes('PUBLISH refused: the store cannot write'))
+          .map((l) => JSON.parse(l) as { repeated?: number });
+      await until(
+        () => storageLines().reduce((sum, l) => sum + (l.repeated ?? 1), 0) === refused,
+        5000,
+        'every refusal summed in the log',
+      );
+      expect(storageLines().length).toBeLessThanOrEqual(5);
+      expect((await fetch(`${http}/healthz`)).status).toBe(200);
+
+      // Space back, the cloud back: ready again without a device's write, every stored message upstream.
+      rmSync(join(mount, 'filler'));
+      await until(async () => (await fetch(`${http}/readyz`)).status === 200, 5000, 'ready again');
+      await upstream.start(upstreamPort);
+      await until(() => readJournal(journal).length >= stored.length, 20_000, 'the stored messages upstream');
+      expect([...new Set(readJournal(journal).map((e) => e.n))]).toEqual(stored);
+      expect(await publish(200_000)).toBe(0);
+      await until(
+        () => readJournal(journal).some((e) => e.n === 200_000),
+        10_000,
+        'a message accepted after the disk was freed, upstream',
+      );
+      await until(
+        async () => (await metric(http, 'leafbridge_outbox_messages')) === 0,
+        10_000,
+        'outbox drained',
+      );
+      const after = (await (await fetch(`${http}/readyz`)).json()) as { status: string; store: unknown };
+      expect(after).toMatchObject({ status: 'ok', store: { writable: true } });
+      console.log(
+        `(e) ${disk.kind}: ${stored.length} stored, ${refused} refused (storage), ${storageLines().length} log lines for them`,
+      );
+    },
+    60_000,
+  );
 });
