@@ -1,4 +1,5 @@
-import MemoryPersistence from 'aedes-persistence/asyncPersistence.js';
+import { Readable } from 'node:stream';
+import MemoryPersistence, { Packet } from 'aedes-persistence/asyncPersistence.js';
 import type { Db } from '../store/db.js';
 
 // The aedes packet and client shapes this store touches. aedes types these loosely; we keep ours narrow.
@@ -19,13 +20,27 @@ interface SubscriptionLike {
   [key: string]: unknown;
 }
 
+interface QueuedPacket {
+  rowId: number;
+  packet: StoredPacket;
+}
+
+const EMPTY = Buffer.alloc(0);
+
 /**
- * Durable aedes persistence: aedes' in-memory persistence does the matching, and every change is written
- * through to SQLite, from which the state is loaded at start. Retained messages, persistent sessions'
- * subscriptions, their queued QoS 1/2 messages, in-flight QoS 2 packets and wills survive a restart.
+ * Durable aedes persistence: aedes' in-memory persistence does the matching (retained, subscriptions,
+ * wills), and every change is written through to SQLite, from which the state is loaded at start. The
+ * outgoing queue and the incoming QoS 2 packets are kept here, each entry tied to its row, so memory and
+ * SQLite cannot drift apart. Retained messages, persistent sessions' subscriptions, their queued and
+ * in-flight QoS 1/2 messages (PUBREL state included), incoming QoS 2 packets and wills survive a restart.
+ * The rules are aedes-persistence's (asyncPersistence.js); its abstract suite runs against this class.
  */
 export class SqlitePersistence extends MemoryPersistence {
   private readonly q;
+  /** Per client, the queued and in-flight packets in order, each with its row in broker_outgoing. */
+  private readonly outgoing = new Map<string, QueuedPacket[]>();
+  /** Per client, the QoS 2 packets received and not yet released, by message id. */
+  private readonly incoming = new Map<string, Map<number, StoredPacket>>();
 
   constructor(private readonly db: Db) {
     super();
@@ -43,18 +58,12 @@ export class SqlitePersistence extends MemoryPersistence {
         `INSERT INTO broker_outgoing (client_id, broker_id, broker_counter, message_id, packet, payload)
          VALUES (?, ?, ?, ?, ?, ?)`,
       ),
-      updOutByCounter: db.prepare(
-        'UPDATE broker_outgoing SET message_id = ? WHERE client_id = ? AND broker_id = ? AND broker_counter = ?',
+      setOutMessageId: db.prepare('UPDATE broker_outgoing SET message_id = ? WHERE id = ?'),
+      replaceOut: db.prepare(
+        `UPDATE broker_outgoing SET broker_id = ?, broker_counter = ?, message_id = ?, packet = ?, payload = ?
+         WHERE id = ?`,
       ),
-      updOutByMessageId: db.prepare(
-        `UPDATE broker_outgoing SET broker_id = ?, broker_counter = ?, packet = ?, payload = ?
-         WHERE id = (SELECT id FROM broker_outgoing WHERE client_id = ? AND message_id = ? ORDER BY id LIMIT 1)`,
-      ),
-      delOut: db.prepare(
-        `DELETE FROM broker_outgoing
-         WHERE id = (SELECT id FROM broker_outgoing WHERE client_id = ? AND message_id = ? ORDER BY id LIMIT 1)`,
-      ),
-      delOutClient: db.prepare('DELETE FROM broker_outgoing WHERE client_id = ?'),
+      delOut: db.prepare('DELETE FROM broker_outgoing WHERE id = ?'),
       putIn: db.prepare(
         'INSERT OR REPLACE INTO broker_incoming (client_id, message_id, packet, payload) VALUES (?, ?, ?, ?)',
       ),
@@ -88,14 +97,20 @@ export class SqlitePersistence extends MemoryPersistence {
     }
     for (const [id, list] of subs) await super.addSubscriptions({ id } as never, list as never);
     type OutRow = PacketRow & { client_id: string };
-    for (const r of rows<OutRow>('SELECT client_id, packet, payload FROM broker_outgoing ORDER BY id')) {
-      await super.outgoingEnqueueCombi([{ clientId: r.client_id }] as never, decode(r) as never);
+    type QueueRow = OutRow & { id: number; message_id: number | null };
+    // Packets as they were, message ids included: an in-flight PUBLISH is resent with its id, a PUBREL stays one.
+    for (const r of rows<QueueRow>(
+      'SELECT id, client_id, message_id, packet, payload FROM broker_outgoing ORDER BY id',
+    )) {
+      const packet = decode(r);
+      if (r.message_id !== null) packet.messageId = r.message_id;
+      this.queue(r.client_id).push({ rowId: r.id, packet });
     }
     type InRow = OutRow & { message_id: number };
     for (const r of rows<InRow>('SELECT client_id, message_id, packet, payload FROM broker_incoming')) {
       const packet = decode(r);
       packet.messageId = r.message_id;
-      await super.incomingStorePacket({ id: r.client_id } as never, packet as never);
+      this.incomingOf(r.client_id).set(r.message_id, packet);
     }
     for (const r of rows<OutRow>('SELECT client_id, packet, payload FROM broker_wills')) {
       const will = decode(r);
@@ -126,73 +141,124 @@ export class SqlitePersistence extends MemoryPersistence {
   }
 
   override async cleanSubscriptions(client: ClientLike): Promise<void> {
-    this.db.transaction(() => {
-      this.q.delSubs.run(client.id);
-      this.q.delOutClient.run(client.id);
-    })();
+    // Like aedes' in-memory persistence, the outgoing queue stays: aedes clears it message by message.
+    this.q.delSubs.run(client.id);
     await super.cleanSubscriptions(client as never);
   }
 
   override async outgoingEnqueueCombi(subs: { clientId: string }[], packet: StoredPacket): Promise<void> {
     if (subs.length === 0) return;
-    const json = encode(packet);
     this.db.transaction(() => {
       for (const s of subs) {
-        this.q.putOut.run(
+        // A queued copy, as aedes' in-memory persistence makes: same broker id and counter, no message id yet.
+        const queued = new Packet(packet) as unknown as StoredPacket;
+        const row = this.q.putOut.run(
           s.clientId,
-          packet.brokerId ?? null,
-          packet.brokerCounter ?? null,
+          queued.brokerId ?? null,
+          queued.brokerCounter ?? null,
           null,
-          json,
-          packet.payload,
+          encode(queued),
+          queued.payload,
         );
+        this.queue(s.clientId).push({ rowId: Number(row.lastInsertRowid), packet: queued });
       }
     })();
-    await super.outgoingEnqueueCombi(subs as never, packet as never);
   }
 
   override async outgoingEnqueue(sub: { clientId: string }, packet: StoredPacket): Promise<void> {
     await this.outgoingEnqueueCombi([sub], packet);
   }
 
+  /**
+   * aedes' rule, kept exactly: the first queued packet from the same broker with the same counter gets the
+   * message id; else the first from another broker with the same message id is replaced (a PUBREL replaces
+   * its PUBLISH, a redelivered packet its old copy).
+   */
   override async outgoingUpdate(client: ClientLike, packet: StoredPacket): Promise<void> {
-    const updated = this.q.updOutByCounter.run(
-      packet.messageId ?? null,
-      client.id,
-      packet.brokerId ?? null,
-      packet.brokerCounter ?? null,
-    );
-    if (updated.changes === 0) {
-      this.q.updOutByMessageId.run(
-        packet.brokerId ?? null,
-        packet.brokerCounter ?? null,
-        encode(packet),
-        packet.payload,
-        client.id,
-        packet.messageId ?? null,
-      );
+    const queue = this.queue(client.id);
+    for (const [i, item] of queue.entries()) {
+      const queued = item.packet;
+      if (queued.brokerId === packet.brokerId) {
+        if (queued.brokerCounter !== packet.brokerCounter) continue;
+        queued.messageId = packet.messageId;
+        this.q.setOutMessageId.run(packet.messageId ?? null, item.rowId);
+        return;
+      }
+      if (queued.messageId === packet.messageId) {
+        queue[i] = { rowId: item.rowId, packet };
+        this.q.replaceOut.run(
+          packet.brokerId ?? null,
+          packet.brokerCounter ?? null,
+          packet.messageId ?? null,
+          encode(packet),
+          packet.payload ?? EMPTY,
+          item.rowId,
+        );
+        return;
+      }
     }
-    await super.outgoingUpdate(client as never, packet as never);
+    throw new Error('no such packet');
   }
 
-  override async outgoingClearMessageId(client: ClientLike, packet: StoredPacket): Promise<StoredPacket> {
-    this.q.delOut.run(client.id, packet.messageId ?? null);
-    return (await super.outgoingClearMessageId(client as never, packet as never)) as unknown as StoredPacket;
+  override async outgoingClearMessageId(
+    client: ClientLike,
+    packet: StoredPacket,
+  ): Promise<StoredPacket | undefined> {
+    const queue = this.queue(client.id);
+    const i = queue.findIndex((item) => item.packet.messageId === packet.messageId);
+    const item = queue[i];
+    if (!item) return undefined;
+    queue.splice(i, 1);
+    this.q.delOut.run(item.rowId);
+    return item.packet;
+  }
+
+  override outgoingStream(client: ClientLike): Readable {
+    // A snapshot of copies: aedes updates and clears the queue while it streams it, and what a reader does
+    // to a streamed packet must not change the queue behind SQLite's back.
+    return Readable.from(this.queue(client.id).map((item) => ({ ...item.packet })));
   }
 
   override async incomingStorePacket(client: ClientLike, packet: StoredPacket): Promise<void> {
-    this.q.putIn.run(client.id, packet.messageId ?? 0, encode(packet), packet.payload);
-    await super.incomingStorePacket(client as never, packet as never);
+    const stored = new Packet(packet) as unknown as StoredPacket;
+    stored.messageId = packet.messageId;
+    this.q.putIn.run(client.id, packet.messageId ?? 0, encode(stored), stored.payload);
+    this.incomingOf(client.id).set(packet.messageId ?? 0, stored);
+  }
+
+  override async incomingGetPacket(client: ClientLike, packet: StoredPacket): Promise<StoredPacket> {
+    const stored = this.incoming.get(client.id)?.get(packet.messageId ?? 0);
+    if (!stored) throw new Error('no such packet');
+    return stored;
   }
 
   override async incomingDelPacket(client: ClientLike, packet: StoredPacket): Promise<void> {
+    const store = this.incoming.get(client.id);
+    if (!store?.delete(packet.messageId ?? 0)) throw new Error('no such packet');
     this.q.delIn.run(client.id, packet.messageId ?? 0);
-    await super.incomingDelPacket(client as never, packet as never);
   }
 
   override async cleanIncoming(client: ClientLike): Promise<void> {
     this.q.delInClient.run(client.id);
-    await super.cleanIncoming(client as never);
+    this.incoming.delete(client.id);
+  }
+
+  private queue(clientId: string): QueuedPacket[] {
+    let queue = this.outgoing.get(clientId);
+    if (!queue) {
+      queue = [];
+      this.outgoing.set(clientId, queue);
+    }
+    return queue;
+  }
+
+  private incomingOf(clientId: string): Map<number, StoredPacket> {
+    let store = this.incoming.get(clientId);
+    if (!store) {
+      store = new Map();
+      this.incoming.set(clientId, store);
+    }
+    return store;
   }
 
   override async putWill(client: ClientLike, packet: StoredPacket): Promise<void> {
@@ -216,7 +282,8 @@ function decode(row: { packet: string; payload: Buffer }): StoredPacket {
   const packet = JSON.parse(row.packet, (_key, value: unknown) =>
     isSerializedBuffer(value) ? Buffer.from(value.data) : value,
   ) as StoredPacket;
-  packet.payload = row.payload;
+  // A PUBREL has no payload; the column holds an empty one.
+  if (packet.cmd === undefined || packet.cmd === 'publish') packet.payload = row.payload;
   return packet;
 }
 
