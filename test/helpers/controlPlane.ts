@@ -289,20 +289,25 @@ export class ControlPlane {
 
   // ------------------------------------------------------------------------------------------ talking to it
 
-  /** One request as the cluster admin (client certificate in group system:masters). */
-  request(
+  /**
+   * One request as the cluster admin (client certificate in group system:masters). A 429 is waited out as
+   * clients do (a new CRD answers "storage is (re)initializing" until its watch cache is ready), up to 30 s.
+   */
+  async request(
     method: string,
     path: string,
     body?: unknown,
     contentType = 'application/json',
   ): Promise<ApiAnswer> {
-    return this.requestAs(
-      { cert: this.certs.adminCert, key: this.certs.adminKey },
-      method,
-      path,
-      body,
-      contentType,
-    );
+    const admin = { cert: this.certs.adminCert, key: this.certs.adminKey };
+    const end = Date.now() + 30_000;
+    for (;;) {
+      const answer = await this.requestAs(admin, method, path, body, contentType);
+      if (answer.status !== 429 || Date.now() > end) return answer;
+      const after =
+        (answer.body as { details?: { retryAfterSeconds?: number } }).details?.retryAfterSeconds ?? 1;
+      await new Promise((r) => setTimeout(r, Math.min(after, 5) * 1000));
+    }
   }
 
   /** One request with a bearer token (a service account's, say). */
