@@ -97,7 +97,7 @@ describe('faults, counted at a persistent-session subscriber on the edge', () =>
 
   // Skipped: it loses a message about one run in four (seen: dev-1/209, the PUBLISH in flight at the agent's
   // SIGKILL, with the broker dropping the resumed subscriber's connection once). Unskip with the fix.
-  it.skip('(f) subscriber and agent SIGKILLed mid-stream, both restarted: every accepted QoS 1 message arrives (order per device reported)', {
+  it.skip('(f) subscriber and agent SIGKILLed mid-stream, both restarted: every accepted QoS 1 message arrives (order per device reported) — SKIPPED: a known loss, about 1 run in 4 (issue 18 stays open)', {
     timeout: 90_000,
   }, async () => {
     const dir = tempDir();
