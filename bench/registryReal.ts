@@ -119,7 +119,7 @@ export async function registryReal(outageS: number, log: (s: string) => void): P
     backend = await RealBackend.start();
     world = {
       backend,
-      admin: new AdminClient(backend.cp, 8),
+      admin: new AdminClient(backend.cp),
     };
     const kc = new KubeConfigClass();
     kc.loadFromFile(await backend.kubeconfig(dir.path, 'agent'));
@@ -289,7 +289,7 @@ async function realOutage(
   await starting;
   const idle = await side.writer.idle(PARAMS.timeouts.confirmMs);
   const confirmedMs = idle ? round1(now() - restartAt) : undefined;
-  world.admin = new AdminClient(cp, 8);
+  world.admin = new AdminClient(cp);
   // The restarted apiserver's counters start from zero: everything in them came after the restart.
   const after = await requestTotals(world.admin);
   const writes = sumOf(after, isDeviceWrite);

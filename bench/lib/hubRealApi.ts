@@ -40,7 +40,7 @@ const dir = tempDir('lb-bench-hub-real-');
 
 async function start(devices: Seed[], sampled: string[]): Promise<void> {
   backend = await RealBackend.start();
-  const client = new AdminClient(backend.cp, 32);
+  const client = new AdminClient(backend.cp);
   admin = client;
   const marked = new Set(sampled);
   const started = now();

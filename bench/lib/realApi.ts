@@ -3,7 +3,7 @@
 // keep-alive HTTPS client, kube-apiserver's own request counters (it keeps no request log, unlike the test
 // double), the Devices as etcd stores them, and the control plane's process ids for CPU accounting.
 import { readdirSync, readFileSync } from 'node:fs';
-import { Agent, request as httpsRequest } from 'node:https';
+import { request as httpsRequest } from 'node:https';
 import { type ControlPlane, controlPlaneBin } from '../../test/helpers/controlPlane.js';
 
 export const API_CHOICES = ['real', 'double', 'both'] as const;
@@ -43,44 +43,18 @@ export interface Answer {
   body: unknown;
 }
 
-/** The cluster admin's client, keep-alive (ControlPlane.request makes a new TLS connection per request). */
+/** The cluster admin's client: requests through ControlPlane's kept-alive connections, watches on their own. */
 export class AdminClient {
-  private readonly agent: Agent;
   private readonly tls: { ca: Buffer; cert: Buffer; key: Buffer };
 
-  constructor(
-    private readonly cp: ControlPlane,
-    maxSockets = 32,
-  ) {
-    this.agent = new Agent({ keepAlive: true, maxSockets });
+  constructor(private readonly cp: ControlPlane) {
     const c = cp.certs;
     this.tls = { ca: readFileSync(c.caCert), cert: readFileSync(c.adminCert), key: readFileSync(c.adminKey) };
   }
 
+  /** One request as the admin, its answer as it is (429s included: the bench counts them). */
   request(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<Answer> {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const url = new URL(path, this.cp.url);
-    return new Promise((resolve, reject) => {
-      const req = httpsRequest(url, { method, agent: this.agent, ...this.tls, timeout: 30_000 }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let parsed: unknown = text;
-          try {
-            parsed = JSON.parse(text);
-          } catch {}
-          resolve({ status: res.statusCode ?? 0, body: parsed });
-        });
-      });
-      req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer in 30 s`)));
-      req.on('error', reject);
-      if (payload !== undefined) {
-        req.setHeader('content-type', contentType);
-        req.setHeader('content-length', Buffer.byteLength(payload));
-        req.end(payload);
-      } else req.end();
-    });
+    return this.cp.requestOnce(method, path, body, contentType);
   }
 
   /** A watch (its own connection): each event's object to `onEvent`; resolves when the stream ends. */
@@ -110,7 +84,7 @@ export class AdminClient {
   }
 
   close(): void {
-    this.agent.destroy();
+    // (the connections are the control plane's; it closes them)
   }
 }
 
