@@ -85,8 +85,9 @@ function waitExit(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
 }
 
 /**
- * A mosquitto broker on 127.0.0.1 with persistence off, started from a config file in a temp dir. It cannot
- * bind port 0 and report it, so the port is picked with freePort() and kept for restarts.
+ * A mosquitto broker on 127.0.0.1, started from a config file in a temp dir. It cannot bind port 0 and report
+ * it, so the port is picked with freePort() and kept for restarts. Persistence is off unless `persistent`:
+ * then sessions and their queued messages (unbounded) are saved on SIGTERM and restored on the next start.
  */
 export class Mosquitto {
   port = 0;
@@ -94,6 +95,8 @@ export class Mosquitto {
   readonly log: string[] = [];
   private child?: ChildProcess;
   private readonly dir = tempDir('lb-mosquitto-');
+
+  constructor(private readonly options: { persistent?: boolean } = {}) {}
 
   async start(port = this.port): Promise<number> {
     const { broker } = requireMosquitto();
@@ -104,7 +107,9 @@ export class Mosquitto {
       [
         `listener ${this.port} 127.0.0.1`,
         'allow_anonymous true',
-        'persistence false',
+        ...(this.options.persistent
+          ? ['persistence true', `persistence_location ${this.dir.path}/`, 'max_queued_messages 0']
+          : ['persistence false']),
         'log_dest stderr',
         'log_type error',
         'log_type warning',
