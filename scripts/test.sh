@@ -31,7 +31,8 @@ fi
 echo "== tests (vitest): unit, contract, integration, interop, e2e"
 LEAFBRIDGE_BUILT=1 npx vitest run --exclude 'test/cluster/**'
 echo "== tests (vitest): test/cluster/, the real Kubernetes control plane"
-LEAFBRIDGE_BUILT=1 npx vitest run test/cluster
+# One file at a time: each starts its own control plane (etcd, apiserver, controller-manager, scheduler).
+LEAFBRIDGE_BUILT=1 npx vitest run --no-file-parallelism test/cluster
 if [[ $real_k8s == skipped ]]; then
   echo "NOTE: the real-Kubernetes suite (test/cluster/) was SKIPPED: this machine has no Go toolchain to build it."
 fi

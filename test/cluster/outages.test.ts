@@ -62,7 +62,14 @@ describeControlPlane('outages of the real control plane', () => {
 
     // c1 and c3 vanished with the server down and are past their grace: deleted, not left offline.
     const truth = 'c2: online [n1],c4: online [n2],c5: online [n1],c6: online [n2]';
-    await until(async () => (await summary(c)) === truth, 30_000, 'the truth after the restart');
+    let last = '';
+    const settled = async () => {
+      last = await summary(c);
+      return last === truth;
+    };
+    await until(settled, 60_000, 'the truth after the restart').catch((err: Error) => {
+      throw new Error(`${err.message}; last seen: ${last}`);
+    });
     const after = await c.deviceList();
     for (const id of ['c2', 'c4'])
       expect(after.get(cameraName(id))?.metadata.uid).toBe(uids.get(cameraName(id)));
