@@ -3,6 +3,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { API_GROUP, type DeviceObject } from '../discovery/types.js';
 import {
   isConflict,
+  isForbidden,
   isNotFound,
   isTransient,
   noAnswer,
@@ -515,8 +516,10 @@ function sameStatus(cur: Kube, want: DeviceObject): boolean {
 /**
  * Worth retrying: transient (no answer, 429, 5xx), and conflicts beyond `conflictRetries`. A 404 too, beyond
  * the retries of `write`: the Device resource not served yet (its CRD being established) or a Device deleted
- * again and again under us; the write lands once it can.
+ * again and again under us; the write lands once it can. And 401/403: a kube-apiserver that has just
+ * restarted can refuse a service account until its token and RBAC caches are filled, and an operator can
+ * fix a Role; a queued write waits that out with backoff instead of losing the Device.
  */
 function retried(err: unknown): boolean {
-  return isTransient(err) || isConflict(err) || isNotFound(err);
+  return isTransient(err) || isConflict(err) || isNotFound(err) || isForbidden(err);
 }
