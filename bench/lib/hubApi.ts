@@ -8,22 +8,14 @@
 //   {cmd:'landed'}                           -> {ev:'landed', landed: {name: [[version, at], ...]}}
 //   {cmd:'close'}                            -> closes the server and exits
 import { builtinHandlers } from '../../src/discovery/handlers.js';
-import { API_VERSION } from '../../src/discovery/types.js';
 import { crdManifests } from '../../src/kube/crds.js';
 import { KubeApiServer } from '../../test/helpers/kubeApiServer.js';
+import { type Seed, seedDevice, seedStatus } from './hubSeed.js';
 import { childFatal, exitWithParent, now } from './util.js';
 
 exitWithParent();
 
 const NS = 'default';
-const CONFIG = 'sensors';
-const T0 = '2026-01-01T00:00:00Z';
-
-interface Seed {
-  name: string;
-  id: string;
-  node: string;
-}
 
 let api: KubeApiServer | undefined;
 let desiredTimer: NodeJS.Timeout | undefined;
@@ -42,41 +34,13 @@ async function start(devices: Seed[], historyLimit: number): Promise<void> {
   const started = now();
   const t = server.type('devices');
   for (const d of devices) {
-    server.seed('devices', {
-      apiVersion: API_VERSION,
-      kind: 'Device',
-      metadata: { name: d.name, namespace: NS, labels: { 'leafbridge.io/config': CONFIG } },
-      spec: {
-        id: d.id,
-        configName: CONFIG,
-        handler: 'mqtt',
-        shared: false,
-        nodes: [d.node],
-        capacity: 1,
-        properties: { MQTT_DEVICE_ID: d.id },
-        deviceNodes: [],
-        mounts: [],
-      },
-    });
-    const status = {
-      online: true,
-      lastSeen: T0,
-      conditions: [
-        {
-          type: 'Online',
-          status: 'True',
-          reason: 'Discovered',
-          message: `seen by mqtt from ${d.node}`,
-          lastTransitionTime: T0,
-        },
-      ],
-    };
+    server.seed('devices', seedDevice(d, NS));
     server.resources.patch(
       t,
       NS,
       d.name,
       'application/merge-patch+json',
-      { status },
+      { status: seedStatus(d) },
       { subresource: 'status' },
     );
   }

@@ -13,22 +13,14 @@
 //   {cmd:'close'}                  -> stops the control plane and exits
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { API_VERSION } from '../../src/discovery/types.js';
 import { RealBackend } from '../../test/helpers/clusterBackend.js';
+import { type Seed, seedDevice, seedStatus } from './hubSeed.js';
 import { AdminClient, childPids, eachLimit, requestTotals, sumOf } from './realApi.js';
 import { now, tempDir } from './util.js';
 
 const NS = 'leafbridge';
-const CONFIG = 'sensors';
-const T0 = '2026-01-01T00:00:00Z';
 const SAMPLED_LABEL = 'bench.leafbridge.io/sampled';
 const DEVICES = `/apis/leafbridge.io/v1alpha1/namespaces/${NS}/devices`;
-
-interface Seed {
-  name: string;
-  id: string;
-  node: string;
-}
 
 let backend: RealBackend | undefined;
 let admin: AdminClient | undefined;
@@ -46,45 +38,14 @@ async function start(devices: Seed[], sampled: string[]): Promise<void> {
   const started = now();
   // As the agents write them: a create (status ignored: the CRD has a status subresource), then the status.
   await eachLimit(devices, 32, async (d) => {
-    const labels = {
-      'leafbridge.io/config': CONFIG,
-      ...(marked.has(d.name) ? { [SAMPLED_LABEL]: 'true' } : {}),
-    };
-    const created = await client.request('POST', DEVICES, {
-      apiVersion: API_VERSION,
-      kind: 'Device',
-      metadata: { name: d.name, namespace: NS, labels },
-      spec: {
-        id: d.id,
-        configName: CONFIG,
-        handler: 'mqtt',
-        shared: false,
-        nodes: [d.node],
-        capacity: 1,
-        properties: { MQTT_DEVICE_ID: d.id },
-        deviceNodes: [],
-        mounts: [],
-      },
-    });
+    const labels: Record<string, string> = marked.has(d.name) ? { [SAMPLED_LABEL]: 'true' } : {};
+    const created = await client.request('POST', DEVICES, seedDevice(d, NS, labels));
     if (created.status !== 201)
       throw new Error(`create ${d.name}: ${created.status} ${JSON.stringify(created.body)}`);
-    const status = {
-      online: true,
-      lastSeen: T0,
-      conditions: [
-        {
-          type: 'Online',
-          status: 'True',
-          reason: 'Discovered',
-          message: `seen by mqtt from ${d.node}`,
-          lastTransitionTime: T0,
-        },
-      ],
-    };
     const patched = await client.request(
       'PATCH',
       `${DEVICES}/${d.name}/status`,
-      { status },
+      { status: seedStatus(d) },
       'application/merge-patch+json',
     );
     if (patched.status !== 200) throw new Error(`status ${d.name}: ${patched.status}`);

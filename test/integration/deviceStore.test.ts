@@ -230,6 +230,16 @@ describe('KubeDeviceStore against the test API server', () => {
     expect(api.requests({ verb: 'get', resource: 'devices', name: 'cams-conflict' })).toHaveLength(1);
   });
 
+  it('a 401 and a 403 on create (a restarted apiserver whose caches are not filled yet) are retried: the Device lands', async () => {
+    api.clearLog();
+    api.failNext(1, 401, { verb: 'create', resource: 'devices' });
+    api.failNext(1, 403, { verb: 'create', resource: 'devices' });
+    await store.upsert(device('cams-refused'));
+    expect(api.object('devices', 'default', 'cams-refused')).toBeDefined();
+    const creates = api.requests({ verb: 'create', resource: 'devices' }).map((r) => r.status);
+    expect(creates).toEqual([401, 403, 201]);
+  });
+
   it('a real conflict (another writer changed the object) re-reads and keeps the other writer’s fields', async () => {
     await store.upsert(device('cams-shared'));
     // Another writer (the cloud hub) sets spec.desired right before the store writes: the store's cached
