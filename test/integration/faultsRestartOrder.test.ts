@@ -5,6 +5,7 @@ import { agentConfig } from '../helpers/agentConfig.js';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { metric, until } from '../helpers/mqtt.js';
 import { type AgentProcess, freePort, startAgent, stopProcess, tempDir } from '../helpers/processes.js';
+import { SilentProxy } from '../helpers/proxy.js';
 
 // Issue 13 point 1: order per device through an agent restart that happens while the upstream is away.
 // The leaves are mqtt.js, not Debian's python3-paho-mqtt 1.6.1: after a reconnect Paho resets its in-flight
@@ -12,6 +13,12 @@ import { type AgentProcess, freePort, startAgent, stopProcess, tempDir } from '.
 // messages it still holds (unacknowledged or queued while the agent was down); the agent receives and keeps
 // that order. That was the reordering reported in the issue; a client that keeps its own order gets it kept
 // end to end, as here.
+//
+// The upstream goes away behind a TCP proxy (connections cut, new ones refused), not by stopping mosquitto:
+// Debian's mosquitto 2.0.11 itself loses QoS 1 messages it has already PUBACKed when it is stopped with SIGTERM
+// while a persistent subscriber lags (the last few it took before exiting never reach that subscriber after
+// the restart; reproduced without leafbridge, see docs/testing.md). From the agent's side both look the same:
+// the link drops and connecting is refused until the path is back.
 const DEVICES = 10;
 const PER_DEVICE = 500;
 const GAP_MS = 4;
@@ -23,7 +30,7 @@ interface Arrival {
   n: number;
 }
 
-/** A cloud-side subscriber with a persistent session, so what mosquitto queued while it reconnects is kept. */
+/** A cloud-side subscriber with a persistent session. */
 function cloudSubscriber(url: string, arrivals: Arrival[]): Promise<MqttClient> {
   const client = mqtt.connect(url, {
     clientId: 'cloud-order',
@@ -108,19 +115,23 @@ describe('faults: order per device through an agent restart (mosquitto upstream,
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  it('upstream stopped, agent SIGKILLed with a backlog and restarted, upstream back: first arrivals in order', async () => {
+  it('upstream unreachable, agent SIGKILLed with a backlog and restarted, upstream back: first arrivals in order', async () => {
     const dir = tempDir();
     cleanups.push(() => dir.remove());
-    const cloud = new Mosquitto({ persistent: true });
+    const cloud = new Mosquitto();
     cleanups.push(() => cloud.stop());
     await cloud.start();
     const arrivals: Arrival[] = [];
     const sub = await cloudSubscriber(cloud.url, arrivals);
     cleanups.push(() => sub.endAsync(true));
 
+    const link = new SilentProxy(() => ({ host: '127.0.0.1', port: cloud.port }));
+    cleanups.push(() => link.stop());
+    await link.start();
+
     // The leaves reconnect to the restarted agent, so its broker keeps one port; the rest binds port 0.
     const brokerPort = await freePort();
-    const config = agentConfig(join(dir.path, 'agent'), cloud.url, {
+    const config = agentConfig(join(dir.path, 'agent'), `mqtt://127.0.0.1:${link.port}`, {
       broker: { listen: `127.0.0.1:${brokerPort}` },
     });
     let agent: AgentProcess = await startAgent(dir.path, config);
@@ -129,14 +140,14 @@ describe('faults: order per device through an agent restart (mosquitto upstream,
     cleanups.push(() => leaves.stop());
 
     await until(() => arrivals.length >= 500, 20_000, 'messages arriving upstream');
-    await cloud.kill('SIGTERM'); // a real stop; its persistence keeps the subscriber's session
+    link.cut(); // the upstream is gone: the link drops, and connecting is refused
     const http = () => `http://127.0.0.1:${agent.http.port}`;
     await until(async () => (await metric(http(), 'leafbridge_outbox_messages')) >= 800, 20_000, 'a backlog');
     await stopProcess(agent.child, 'SIGKILL');
     const ackedAtKill = leaves.total();
     agent = await startAgent(dir.path, config);
     await until(() => leaves.total() >= ackedAtKill + 300, 20_000, 'leaves publishing after the restart');
-    await cloud.start();
+    link.heal();
     await leaves.done;
 
     // Waited for, then asserted, so that a failure lists what is missing.
