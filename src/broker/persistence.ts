@@ -25,6 +25,95 @@ interface QueuedPacket {
   packet: StoredPacket;
 }
 
+/** MQTT packet identifiers run from 1 to 65535. */
+const MAX_MESSAGE_ID = 65535;
+
+const identity = (p: StoredPacket) => `${p.brokerId}\0${p.brokerCounter}`;
+const hasMessageId = (p: StoredPacket) => p.messageId !== undefined && p.messageId !== null;
+
+/**
+ * One client's outgoing queue: the queued and in-flight packets in order, each with its row, indexed by the
+ * publication they carry (broker id and counter) and counting the message ids in use.
+ */
+class OutgoingQueue {
+  readonly items: QueuedPacket[] = [];
+  private readonly byIdentity = new Map<string, QueuedPacket>();
+  private readonly idsInUse = new Map<number, number>();
+
+  push(item: QueuedPacket): void {
+    this.items.push(item);
+    this.index(item);
+  }
+
+  /** The queued PUBLISH of this publication (the first, should a client hold two copies). */
+  find(packet: StoredPacket): QueuedPacket | undefined {
+    const item = this.byIdentity.get(identity(packet));
+    if (item) return item;
+    return this.items.find(
+      (i) => i.packet.brokerId === packet.brokerId && i.packet.brokerCounter === packet.brokerCounter,
+    );
+  }
+
+  indexOfMessageId(messageId: number): number {
+    return this.items.findIndex((i) => i.packet.messageId === messageId);
+  }
+
+  setMessageId(item: QueuedPacket, messageId: number | undefined): void {
+    this.countId(item.packet, -1);
+    item.packet.messageId = messageId;
+    this.countId(item.packet, 1);
+  }
+
+  replace(item: QueuedPacket, packet: StoredPacket): void {
+    const i = this.items.indexOf(item);
+    this.unindex(item);
+    const replaced = { rowId: item.rowId, packet };
+    this.items[i] = replaced;
+    this.index(replaced);
+  }
+
+  remove(item: QueuedPacket): void {
+    this.items.splice(this.items.indexOf(item), 1);
+    this.unindex(item);
+  }
+
+  /** Whether another queued packet than `item` carries this message id. */
+  takenByOther(messageId: number, item: QueuedPacket): boolean {
+    const uses = this.idsInUse.get(messageId) ?? 0;
+    return uses - (item.packet.messageId === messageId ? 1 : 0) > 0;
+  }
+
+  /** The first message id after `from` (wrapping after 65535) that no queued packet carries. */
+  freeMessageIdAfter(from: number): number {
+    let id = from;
+    for (let tries = 0; tries < MAX_MESSAGE_ID; tries++) {
+      id = id >= MAX_MESSAGE_ID ? 1 : id + 1;
+      if (!this.idsInUse.has(id)) return id;
+    }
+    throw new Error('no free message id: 65535 packets in flight');
+  }
+
+  private index(item: QueuedPacket): void {
+    if (item.packet.cmd !== 'pubrel' && !this.byIdentity.has(identity(item.packet)))
+      this.byIdentity.set(identity(item.packet), item);
+    this.countId(item.packet, 1);
+  }
+
+  private unindex(item: QueuedPacket): void {
+    const key = identity(item.packet);
+    if (this.byIdentity.get(key) === item) this.byIdentity.delete(key);
+    this.countId(item.packet, -1);
+  }
+
+  private countId(packet: StoredPacket, delta: number): void {
+    if (!hasMessageId(packet)) return;
+    const id = packet.messageId as number;
+    const uses = (this.idsInUse.get(id) ?? 0) + delta;
+    if (uses > 0) this.idsInUse.set(id, uses);
+    else this.idsInUse.delete(id);
+  }
+}
+
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -38,7 +127,7 @@ const EMPTY = Buffer.alloc(0);
 export class SqlitePersistence extends MemoryPersistence {
   private readonly q;
   /** Per client, the queued and in-flight packets in order, each with its row in broker_outgoing. */
-  private readonly outgoing = new Map<string, QueuedPacket[]>();
+  private readonly outgoing = new Map<string, OutgoingQueue>();
   /** Per client, the QoS 2 packets received and not yet released, by message id. */
   private readonly incoming = new Map<string, Map<number, StoredPacket>>();
 
@@ -170,45 +259,50 @@ export class SqlitePersistence extends MemoryPersistence {
   }
 
   /**
-   * aedes' rule, kept exactly: the first queued packet from the same broker with the same counter gets the
-   * message id; else the first from another broker with the same message id is replaced (a PUBREL replaces
-   * its PUBLISH, a redelivered packet its old copy).
+   * A PUBLISH going out to the client gets its message id: the queued packet of the same publication (broker id
+   * and counter) takes it. A PUBREL replaces the PUBLISH with its message id.
+   *
+   * Message ids stay unique among a client's queued packets. aedes numbers a connection's packets from a random
+   * start, while packets in flight when an earlier connection ended keep their ids (MQTT-4.4.0-1); a new packet
+   * can draw an id already in use. aedes' in-memory rule would then let the new packet replace the old one in the
+   * queue, or one PUBACK clear the wrong packet, and a message stayed queued undelivered until the next
+   * reconnect. So a packet whose id is taken gets the next free one here; aedes writes the very packet object
+   * it hands over, so the id changed here is the one on the wire.
    */
   override async outgoingUpdate(client: ClientLike, packet: StoredPacket): Promise<void> {
     const queue = this.queue(client.id);
-    for (const [i, item] of queue.entries()) {
-      const queued = item.packet;
-      if (queued.brokerId === packet.brokerId) {
-        if (queued.brokerCounter !== packet.brokerCounter) continue;
-        queued.messageId = packet.messageId;
-        this.q.setOutMessageId.run(packet.messageId ?? null, item.rowId);
-        return;
-      }
-      if (queued.messageId === packet.messageId) {
-        queue[i] = { rowId: item.rowId, packet };
-        this.q.replaceOut.run(
-          packet.brokerId ?? null,
-          packet.brokerCounter ?? null,
-          packet.messageId ?? null,
-          encode(packet),
-          packet.payload ?? EMPTY,
-          item.rowId,
-        );
-        return;
-      }
+    if (packet.cmd === 'pubrel') {
+      const item = queue.items[queue.indexOfMessageId(packet.messageId as number)];
+      if (!item) throw new Error('no such packet');
+      queue.replace(item, packet);
+      this.q.replaceOut.run(null, null, packet.messageId ?? null, encode(packet), EMPTY, item.rowId);
+      return;
     }
-    throw new Error('no such packet');
+    const item = queue.find(packet);
+    if (!item) throw new Error('no such packet');
+    if (hasMessageId(packet) && queue.takenByOther(packet.messageId as number, item))
+      packet.messageId = queue.freeMessageIdAfter(packet.messageId as number);
+    if (item.packet.messageId === packet.messageId) return;
+    queue.setMessageId(item, packet.messageId);
+    this.q.setOutMessageId.run(packet.messageId ?? null, item.rowId);
   }
 
+  /**
+   * The client acknowledged (or aedes dropped) a packet: remove it by its message id, or, for a packet that
+   * never got one (aedes clears undelivered duplicates too), by its publication.
+   */
   override async outgoingClearMessageId(
     client: ClientLike,
     packet: StoredPacket,
   ): Promise<StoredPacket | undefined> {
     const queue = this.queue(client.id);
-    const i = queue.findIndex((item) => item.packet.messageId === packet.messageId);
-    const item = queue[i];
+    const item = hasMessageId(packet)
+      ? queue.items[queue.indexOfMessageId(packet.messageId as number)]
+      : packet.brokerId !== undefined
+        ? queue.find(packet)
+        : undefined;
     if (!item) return undefined;
-    queue.splice(i, 1);
+    queue.remove(item);
     this.q.delOut.run(item.rowId);
     return item.packet;
   }
@@ -216,7 +310,7 @@ export class SqlitePersistence extends MemoryPersistence {
   override outgoingStream(client: ClientLike): Readable {
     // A snapshot of copies: aedes updates and clears the queue while it streams it, and what a reader does
     // to a streamed packet must not change the queue behind SQLite's back.
-    return Readable.from(this.queue(client.id).map((item) => ({ ...item.packet })));
+    return Readable.from(this.queue(client.id).items.map((item) => ({ ...item.packet })));
   }
 
   override async incomingStorePacket(client: ClientLike, packet: StoredPacket): Promise<void> {
@@ -243,10 +337,10 @@ export class SqlitePersistence extends MemoryPersistence {
     this.incoming.delete(client.id);
   }
 
-  private queue(clientId: string): QueuedPacket[] {
+  private queue(clientId: string): OutgoingQueue {
     let queue = this.outgoing.get(clientId);
     if (!queue) {
-      queue = [];
+      queue = new OutgoingQueue();
       this.outgoing.set(clientId, queue);
     }
     return queue;

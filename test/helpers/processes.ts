@@ -22,41 +22,90 @@ export function tempDir(prefix = 'lb-test-'): { path: string; remove(): void } {
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
-/** Resolves with the first stdout JSON line for which `pick` returns a value; rejects on exit or timeout. */
+/**
+ * A child's stdout as JSON lines, read once for its whole life: lines that came in one chunk are all kept, so
+ * waiting for one line and then another never loses the second.
+ */
+class LineFeed {
+  /** Lines not yet taken by a waiter, oldest first. */
+  private readonly unread: Record<string, unknown>[] = [];
+  private readonly waiters = new Set<() => void>();
+  exited = false;
+
+  constructor(child: ChildProcess) {
+    this.exited = child.exitCode !== null || child.signalCode !== null;
+    const rl = createInterface({ input: child.stdout! });
+    rl.on('line', (line) => {
+      try {
+        this.unread.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        return;
+      }
+      for (const w of this.waiters) w();
+    });
+    child.once('exit', () => {
+      this.exited = true;
+      for (const w of this.waiters) w();
+    });
+  }
+
+  /** Takes the lines up to and including the first for which `pick` returns a value, and returns that value. */
+  take<T>(pick: (line: Record<string, unknown>) => T | undefined): T | undefined {
+    for (let i = 0; i < this.unread.length; i++) {
+      const value = pick(this.unread[i] as Record<string, unknown>);
+      if (value !== undefined) {
+        this.unread.splice(0, i + 1);
+        return value;
+      }
+    }
+    this.unread.length = 0; // read and not wanted, as a reader of the stream would have passed them by
+    return undefined;
+  }
+
+  onChange(listener: () => void): () => void {
+    this.waiters.add(listener);
+    return () => this.waiters.delete(listener);
+  }
+}
+
+const feeds = new WeakMap<ChildProcess, LineFeed>();
+
+/**
+ * Resolves with the first stdout JSON line, among those not taken by an earlier call for this child, for which
+ * `pick` returns a value; rejects on exit or timeout.
+ */
 export function waitForLine<T>(
   child: ChildProcess,
   pick: (line: Record<string, unknown>) => T | undefined,
   ms = 15_000,
 ): Promise<T> {
+  let feed = feeds.get(child);
+  if (!feed) {
+    feed = new LineFeed(child);
+    feeds.set(child, feed);
+  }
+  const lines = feed;
   return new Promise((resolvePromise, reject) => {
-    const rl = createInterface({ input: child.stdout! });
-    const timer = setTimeout(() => fail(new Error(`no expected line within ${ms} ms`)), ms);
-    const onExit = (code: number | null) =>
-      fail(new Error(`process exited (${code}) before the expected line`));
-    function done() {
-      clearTimeout(timer);
-      rl.close(); // (this pauses the stream; keep it flowing so the process never blocks on a full pipe)
-      child.stdout?.resume();
-      child.off('exit', onExit);
-    }
-    function fail(err: Error) {
-      done();
-      reject(err);
-    }
-    rl.on('line', (line) => {
-      let parsed: Record<string, unknown>;
-      try {
-        parsed = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        return;
-      }
-      const value = pick(parsed);
+    const check = () => {
+      const value = lines.take(pick);
       if (value !== undefined) {
-        done();
+        stop();
         resolvePromise(value);
+      } else if (lines.exited) {
+        stop();
+        reject(new Error(`process exited (${child.exitCode ?? child.signalCode}) before the expected line`));
       }
-    });
-    child.once('exit', onExit);
+    };
+    const timer = setTimeout(() => {
+      stop();
+      reject(new Error(`no expected line within ${ms} ms`));
+    }, ms);
+    const unsubscribe = lines.onChange(check);
+    function stop() {
+      clearTimeout(timer);
+      unsubscribe();
+    }
+    check();
   });
 }
 
