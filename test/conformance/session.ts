@@ -30,10 +30,12 @@ export function useBrokers(): (name: BrokerName) => Target {
 /**
  * Per describe block (one broker, one protocol version): `scope(case)` gives the case a topic prefix and client
  * ids of its own (at most 23 characters, the length every broker must accept), and connects as the full user.
+ * Its connections are closed after each case, or after the block with `closeAfter: 'all'`.
  */
-export function useScope(broker: () => Target, version: Version) {
+export function useScope(broker: () => Target, version: Version, closeAfter: 'each' | 'all' = 'each') {
   const open: RawClient[] = [];
-  afterEach(async () => {
+  // Concurrent cases (describe.concurrent) must not close each other's connections: those close at the end.
+  (closeAfter === 'each' ? afterEach : afterAll)(async () => {
     await Promise.all(open.splice(0).map((c) => c.destroy()));
   });
   return (name: string) => {

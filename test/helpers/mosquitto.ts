@@ -323,7 +323,21 @@ export function mosquittoPub(
   input?: string,
   ms = 10_000,
 ): Promise<PubResult> {
-  const { pub: bin } = requireMosquitto();
+  return runClient(requireMosquitto().pub, o, args, input, ms);
+}
+
+/** Runs `mosquitto_sub` once (give it `-C`, `-W` or `-E` so it ends); resolves when it exits. */
+export function mosquittoSubOnce(o: ClientOptions, args: string[], ms = 10_000): Promise<PubResult> {
+  return runClient(requireMosquitto().sub, o, args, undefined, ms);
+}
+
+function runClient(
+  bin: string,
+  o: ClientOptions,
+  args: string[],
+  input: string | undefined,
+  ms: number,
+): Promise<PubResult> {
   const child = track(spawn(bin, [...clientArgs(o), ...args], { stdio: ['pipe', 'pipe', 'pipe'] }));
   let stdout = '';
   let stderr = '';
@@ -340,7 +354,8 @@ export function mosquittoPub(
       stderr += `\n(killed after ${ms} ms)`;
       child.kill('SIGKILL');
     }, ms);
-    child.once('exit', (code) => {
+    // 'close', not 'exit': after 'exit' its last output may still be in the pipes.
+    child.once('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
