@@ -3,7 +3,7 @@
 import { Readable } from 'node:stream';
 import type { AedesPublishPacket, Client } from 'aedes';
 import { generate } from 'mqtt-packet';
-import { filterCovers } from './auth.js';
+import { topicMatches } from '../sync/topics.js';
 import { SqlitePersistence } from './persistence.js';
 
 /** What aedes keeps per subscription of a client (its `subscriptions` map, by filter). */
@@ -28,28 +28,39 @@ type DeliveringClient = Client & { subscriptions: Record<string, ClientSubscript
 export function shapeDelivery(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
   const dollar = packet.topic.startsWith('$'); // not matched by a filter that starts with a wildcard
   const matching = Object.entries((client as DeliveringClient).subscriptions ?? {})
-    .filter(([filter]) => !(dollar && /^[+#]/.test(filter)) && filterCovers(filter, packet.topic))
+    .filter(([filter]) => !(dollar && /^[+#]/.test(filter)) && topicMatches(filter, packet.topic))
     .map(([, sub]) => sub);
   const highest = Math.max(0, ...matching.map((s) => s.qos));
   if (packet.qos > 0 && highest > 0 && highest < packet.qos) packet.qos = highest as 1 | 2;
-  const identifiers = [...new Set(matching.flatMap((s) => (s.si === undefined ? [] : [s.si])))].sort(
-    (a, b) => a - b,
-  );
-  if (identifiers.length > 1) {
-    packet.properties = {
-      ...packet.properties,
-      subscriptionIdentifier: identifiers,
-    } as typeof packet.properties;
+  const identifiers = [...new Set(matching.flatMap((s) => (s.si === undefined ? [] : [s.si])))];
+  if (identifiers.length > 0) {
+    identifiers.sort((a, b) => a - b);
+    const subscriptionIdentifier = identifiers.length === 1 ? identifiers[0] : identifiers;
+    packet.properties = { ...packet.properties, subscriptionIdentifier } as typeof packet.properties;
   }
   const limit = client.maximumPacketSize;
   return limit !== undefined && wireSize(packet, client.version) > limit ? null : packet;
 }
 
-/** The size of the PUBLISH as it would go to the client (a message id counted where it will get one). */
-function wireSize(packet: AedesPublishPacket, version: number | undefined): number {
-  const publish = { ...packet, messageId: packet.qos > 0 ? 1 : undefined };
-  return generate(publish as Parameters<typeof generate>[0], { protocolVersion: version ?? 4 }).length;
+/**
+ * The size of the PUBLISH as it would go to the client (a message id counted where it will get one): its
+ * header written without the payload, then the payload's length added, so a large payload is not copied.
+ */
+export function wireSize(packet: AedesPublishPacket, version: number | undefined): number {
+  const head = generate(
+    { ...packet, payload: EMPTY, messageId: packet.qos > 0 ? 1 : undefined } as Parameters<
+      typeof generate
+    >[0],
+    { protocolVersion: version ?? 4 },
+  );
+  let lengthBytes = 1;
+  while (((head[lengthBytes] ?? 0) & 0x80) !== 0) lengthBytes++;
+  const remaining = head.length - 1 - lengthBytes + Buffer.byteLength(packet.payload ?? EMPTY);
+  return 1 + varintBytes(remaining) + remaining;
 }
+
+const EMPTY = Buffer.alloc(0);
+const varintBytes = (n: number) => (n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4);
 
 /**
  * The SQLite persistence, with resent PUBLISHes marked DUP ([MQTT-3.3.1-1]): aedes 2.0.0-beta.1 resends a
