@@ -9,7 +9,7 @@ packages=(
   iproute2                      # network namespaces for multicast tests
   util-linux                    # unshare
   chromium                      # headless browser for the dashboard test (test/e2e, through playwright-core)
-  python3-paho-mqtt             # an independent MQTT client (run with /usr/bin/python3): test/interop/pahoSessions
+  python3-paho-mqtt             # an independent MQTT client (run with /usr/bin/python3): test/interop/pahoSessions, test/conformance
   ffmpeg                        # the camera-broker example grabs frames with it; ffprobe checks them
   gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good  # an RTSP source for it
 )

@@ -9,7 +9,7 @@ import { errorMessage, PayloadError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { RepeatLog } from '../util/repeatLog.js';
 import type { Authorizer, Identity } from './auth.js';
-import { SqlitePersistence } from './persistence.js';
+import { EdgePersistence, shapeDelivery } from './delivery.js';
 import { TokenBucket } from './rateLimit.js';
 
 /** What the broker hands the sync layer for every accepted device PUBLISH; a rejection refuses the PUBLISH. */
@@ -26,6 +26,9 @@ export interface EdgeBrokerOptions {
   refusalLogIntervalMs?: number;
   clock?: Clock;
 }
+
+/** Topic aliases a client may set (MQTT 5); mosquitto's default. */
+const TOPIC_ALIAS_MAXIMUM = 10;
 
 export const REFUSAL_REASONS = [
   'connect',
@@ -88,8 +91,10 @@ export class EdgeBroker {
 
   async start(listen: HostPort): Promise<HostPort> {
     const aedes = await Aedes.createBroker({
-      persistence: new SqlitePersistence(this.options.db),
+      persistence: new EdgePersistence(this.options.db),
       maximumPacketSize: this.options.maxPacketSize,
+      authorizeForward: shapeDelivery,
+      topicAliasMaximum: TOPIC_ALIAS_MAXIMUM,
       authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
       authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
       authorizeSubscribe: (client, sub, done) => this.authorizeSubscribe(client, sub, done),

@@ -1,6 +1,6 @@
 // Debian's mosquitto broker and its command-line clients (mosquitto_pub, mosquitto_sub) as real peers.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { accessSync, constants, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { accessSync, chmodSync, constants, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -23,6 +23,7 @@ export function which(name: string): string | undefined {
 export const MOSQUITTO = which('mosquitto');
 export const MOSQUITTO_PUB = which('mosquitto_pub');
 export const MOSQUITTO_SUB = which('mosquitto_sub');
+const MOSQUITTO_PASSWD = which('mosquitto_passwd');
 const STDBUF = which('stdbuf');
 
 /** Throws with the fix when the Debian packages are missing (scripts/install-test-deps.sh installs them). */
@@ -84,10 +85,25 @@ function waitExit(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   });
 }
 
+/** A mosquitto user: its password and its ACL lines (`topic readwrite FILTER`, …). */
+export interface MosquittoUser {
+  username: string;
+  password: string;
+  acl: string[];
+}
+
+export interface MosquittoOptions {
+  /** Sessions and their queued messages (unbounded) saved on SIGTERM and restored on the next start. */
+  persistent?: boolean;
+  /** With users, anonymous clients are refused and each user gets only its ACL. */
+  users?: MosquittoUser[];
+  /** More mosquitto.conf lines (for the listener: they follow it). */
+  extra?: string[];
+}
+
 /**
  * A mosquitto broker on 127.0.0.1, started from a config file in a temp dir. It cannot bind port 0 and report
- * it, so the port is picked with freePort() and kept for restarts. Persistence is off unless `persistent`:
- * then sessions and their queued messages (unbounded) are saved on SIGTERM and restored on the next start.
+ * it, so the port is picked with freePort() and kept for restarts. Persistence is off unless `persistent`.
  */
 export class Mosquitto {
   port = 0;
@@ -96,7 +112,7 @@ export class Mosquitto {
   private child?: ChildProcess;
   private readonly dir = tempDir('lb-mosquitto-');
 
-  constructor(private readonly options: { persistent?: boolean } = {}) {}
+  constructor(private readonly options: MosquittoOptions = {}) {}
 
   async start(port = this.port): Promise<number> {
     const { broker } = requireMosquitto();
@@ -106,7 +122,8 @@ export class Mosquitto {
       file,
       [
         `listener ${this.port} 127.0.0.1`,
-        'allow_anonymous true',
+        ...this.accessLines(),
+        ...(this.options.extra ?? []),
         ...(this.options.persistent
           ? ['persistence true', `persistence_location ${this.dir.path}/`, 'max_queued_messages 0']
           : ['persistence false']),
@@ -135,6 +152,22 @@ export class Mosquitto {
 
   get url(): string {
     return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  /** `allow_anonymous true`, or a password file and an ACL file for the configured users. */
+  private accessLines(): string[] {
+    const users = this.options.users;
+    if (!users?.length) return ['allow_anonymous true'];
+    if (!MOSQUITTO_PASSWD) throw new Error('mosquitto_passwd is missing: run scripts/install-test-deps.sh');
+    const passwords = join(this.dir.path, 'passwords');
+    const acl = join(this.dir.path, 'acl');
+    writeFileSync(passwords, '');
+    for (const u of users) execFileSync(MOSQUITTO_PASSWD, ['-b', passwords, u.username, u.password]);
+    writeFileSync(acl, users.flatMap((u) => [`user ${u.username}`, ...u.acl, '']).join('\n'));
+    // Started as root, mosquitto reads them as its own user (mosquitto): test credentials, readable to all.
+    chmodSync(this.dir.path, 0o755);
+    for (const f of [passwords, acl]) chmodSync(f, 0o644);
+    return ['allow_anonymous false', `password_file ${passwords}`, `acl_file ${acl}`];
   }
 
   get running(): boolean {
@@ -290,7 +323,21 @@ export function mosquittoPub(
   input?: string,
   ms = 10_000,
 ): Promise<PubResult> {
-  const { pub: bin } = requireMosquitto();
+  return runClient(requireMosquitto().pub, o, args, input, ms);
+}
+
+/** Runs `mosquitto_sub` once (give it `-C`, `-W` or `-E` so it ends); resolves when it exits. */
+export function mosquittoSubOnce(o: ClientOptions, args: string[], ms = 10_000): Promise<PubResult> {
+  return runClient(requireMosquitto().sub, o, args, undefined, ms);
+}
+
+function runClient(
+  bin: string,
+  o: ClientOptions,
+  args: string[],
+  input: string | undefined,
+  ms: number,
+): Promise<PubResult> {
   const child = track(spawn(bin, [...clientArgs(o), ...args], { stdio: ['pipe', 'pipe', 'pipe'] }));
   let stdout = '';
   let stderr = '';
@@ -307,7 +354,8 @@ export function mosquittoPub(
       stderr += `\n(killed after ${ms} ms)`;
       child.kill('SIGKILL');
     }, ms);
-    child.once('exit', (code) => {
+    // 'close', not 'exit': after 'exit' its last output may still be in the pipes.
+    child.once('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
