@@ -21,13 +21,15 @@ const OWN = `leafbridge.io/${CAM}`;
 
 const RELEASE = { interval: '200ms', grace: '500ms' };
 
-async function twoNodesOneCamera(): Promise<TestCluster> {
+/** Both agents in this process, or (`n1AsProcess`) n1's as a process of its own, which a test can kill. */
+async function twoNodesOneCamera(n1AsProcess = false): Promise<TestCluster> {
   const c = await TestCluster.start();
   cluster = c;
   c.api.seed('discoveryconfigs', c.cameras('cams', ['c1'], { capacity: 2 }));
   c.see('n1', ['c1']);
   c.see('n2', ['c1']);
-  await c.startNode('n1', { kubelet: true, release: RELEASE });
+  if (n1AsProcess) await c.startNodeProcess('n1', { kubelet: true, release: RELEASE });
+  else await c.startNode('n1', { kubelet: true, release: RELEASE });
   await c.startNode('n2', { kubelet: true, release: RELEASE });
   // The Device is on the server with both nodes, and the agents' writes have settled.
   await until(
@@ -166,14 +168,18 @@ describe('slots of a shared camera across two nodes', () => {
     );
   }, 60_000);
 
-  it('claims survive an agent restart; the kubelet allocating the same slot again (node reboot) is no conflict', async () => {
-    const c = await twoNodesOneCamera();
-    const a = await c.kubelet('n1').admitPod(pod('a'));
-    const [sa] = a.containers[0]?.devices[OWN] ?? [];
-    await c.stopNode('n1');
-    const restarted = performance.now();
-    await c.startNode('n1', { kubelet: true, release: RELEASE });
+  it('claims survive an agent killed with SIGKILL; the kubelet allocating the same slot again (node reboot) is no conflict', async () => {
+    const c = await twoNodesOneCamera(true);
     const kubelet = c.kubelet('n1');
+    const a = await kubelet.admitPod(pod('a'));
+    const b = await kubelet.admitPod(pod('b'));
+    const [sa] = a.containers[0]?.devices[OWN] ?? [];
+    const [sb] = b.containers[0]?.devices[OWN] ?? [];
+    expect(Object.keys(slotsOnServer(c)).sort()).toEqual([sa, sb].sort());
+    await c.killNode('n1'); // no shutdown code runs
+    kubelet.deletePod('default', 'b'); // while the agent is gone
+    const restarted = performance.now();
+    await c.startNodeProcess('n1', { kubelet: true, release: RELEASE });
     await kubelet.waitFor(
       () => {
         const p = kubelet.plugin(OWN);
@@ -184,18 +190,17 @@ describe('slots of a shared camera across two nodes', () => {
       10_000,
       'n1 registered again',
     );
-    // The pod still runs: its claim stays (past the release grace), and n2 still may not use that slot.
-    await new Promise((r) => setTimeout(r, 1500));
+    // The restarted agent reconciles its claims with the pods the kubelet reports: b's slot goes (so the
+    // release pass has run, past its grace) ...
+    await until(() => slotsOnServer(c)[sb as string] === undefined, 5000, "the deleted pod's slot released");
+    await until(() => health(c, 'n2').includes(`${sb}:Healthy`), 2000, `${sb} free on n2`);
+    // ... and a's stays: its pod still runs, so n2 still may not use that slot.
     expect(slotsOnServer(c)[sa as string]).toMatchObject({ node: 'n1', resource: OWN });
-    expect(
-      c
-        .kubelet('n2')
-        .devices(OWN)
-        .find((d) => d.ID === sa)?.health,
-    ).toBe('Unhealthy');
+    expect(health(c, 'n2')).toContain(`${sa}:Unhealthy`);
     // After a node reboot the kubelet calls Allocate again for the slot it had (Akri #801): no conflict.
     const again = await kubelet.allocate(OWN, [sa as string], { check: false });
     expect(again.container_responses[0]?.envs).toMatchObject({ LEAFBRIDGE_SLOTS: sa });
+    expect(slotsOnServer(c)[sa as string]).toMatchObject({ node: 'n1', resource: OWN });
   }, 60_000);
 
   it('a pod deleted while its agent was down: its slot is released when the agent starts again', async () => {
