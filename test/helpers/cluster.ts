@@ -150,6 +150,18 @@ export class TestCluster {
     if (node) node.agent = undefined;
   }
 
+  /** Device writes node `name`'s agent has queued or in flight (its store's `pending`, or its metric). */
+  async pendingWrites(name: string): Promise<number> {
+    const node = this.nodes.get(name);
+    if (node?.agent) return (node.agent.devices as { pending?: number } | undefined)?.pending ?? 0;
+    if (!node?.process) throw new Error(`node ${name} has no agent running`);
+    const { host, port } = node.process.http;
+    const text = await (await fetch(`http://${host}:${port}/metrics`)).text();
+    const m = /^leafbridge_device_writes_pending (\d+)$/m.exec(text);
+    if (!m) throw new Error('leafbridge_device_writes_pending not in the metrics');
+    return Number(m[1]);
+  }
+
   kubelet(name: string): TestKubelet {
     const k = this.nodes.get(name)?.kubelet;
     if (!k) throw new Error(`node ${name} has no test kubelet`);

@@ -40,7 +40,11 @@ async function twoNodesOneCamera(n1AsProcess = false): Promise<TestCluster> {
     10_000,
     'one Device on the server, seen by both nodes',
   );
-  await new Promise((r) => setTimeout(r, 1500));
+  await until(
+    async () => (await c.pendingWrites('n1')) === 0 && (await c.pendingWrites('n2')) === 0,
+    10_000,
+    'both agents to have written everything',
+  );
   for (const n of ['n1', 'n2']) {
     await c.kubelet(n).waitFor(
       () =>
@@ -121,12 +125,13 @@ describe('slots of a shared camera across two nodes', () => {
     expect(c.api.writes('devices')).toBe(0);
     expect(Object.keys(slotsOnServer(c)).sort()).toEqual([`${CAM}-0`, `${CAM}-1`]);
 
-    // Pods that run keep their claims past the release grace (PodResources lists them) ...
-    await new Promise((r) => setTimeout(r, 1500));
-    expect(Object.keys(slotsOnServer(c)).sort()).toEqual([`${CAM}-0`, `${CAM}-1`]);
-    // ... and a pod that is gone gives its slot back: free on the other node too.
+    // A pod that is gone gives its slot back, once its claim is past the release grace; a pod that runs
+    // keeps its claim (PodResources lists it), though it is past that grace too by then.
+    const graceOver = Date.parse(slotsOnServer(c)[sa as string]?.since ?? '') + 500;
+    await until(() => Date.now() > graceOver, 2000, "a's claim past the release grace");
     c.kubelet('n2').deletePod('default', 'b');
     await until(() => slotsOnServer(c)[sb] === undefined, 5000, 'slot of the deleted pod released');
+    expect(slotsOnServer(c)[sa as string]).toMatchObject({ node: 'n1', resource: OWN });
     await until(
       () =>
         c
@@ -209,7 +214,8 @@ describe('slots of a shared camera across two nodes', () => {
     const [sa] = a.containers[0]?.devices[OWN] ?? [];
     await c.stopNode('n1');
     c.kubelet('n1').deletePod('default', 'a');
-    await new Promise((r) => setTimeout(r, 600)); // the claim is older than the release grace
+    const graceOver = Date.parse(slotsOnServer(c)[sa as string]?.since ?? '') + 500;
+    await until(() => Date.now() > graceOver, 2000, 'the claim past the release grace');
     expect(slotsOnServer(c)[sa as string]).toMatchObject({ node: 'n1' });
     await c.startNode('n1', { kubelet: true, release: RELEASE });
     await until(() => slotsOnServer(c)[sa as string] === undefined, 5000, 'released at start');
