@@ -8,15 +8,24 @@ import { agentConfig } from './agentConfig.js';
 import { type ClusterBackend, DoubleBackend } from './clusterBackend.js';
 import type { KubeApiServer } from './kubeApiServer.js';
 import type { KubeObject } from './kubeStore.js';
-import { tempDir } from './processes.js';
+import { type AgentProcess, startAgent, stopProcess, tempDir } from './processes.js';
 import { TestKubelet } from './testKubelet.js';
 
 export const NS = 'default';
+
+export interface NodeOptions {
+  grace?: string;
+  kubelet?: boolean;
+  release?: { interval: string; grace: string };
+  logger?: Logger;
+}
 
 export interface ClusterNode {
   name: string;
   dir: { path: string; remove(): void };
   agent?: Agent;
+  /** The agent as a process of its own (the built CLI), when started with `process: true`. */
+  process?: AgentProcess;
   /** The node's test kubelet, when started with `kubelet: true`. */
   kubelet?: TestKubelet;
 }
@@ -87,15 +96,29 @@ export class TestCluster {
    * Starts (or restarts, keeping its data dir and kubelet) the agent of node `name`. With `kubelet`, the node
    * gets a test kubelet in its own device-plugin directory, started before the agent.
    */
-  async startNode(
-    name: string,
-    options: {
-      grace?: string;
-      kubelet?: boolean;
-      release?: { interval: string; grace: string };
-      logger?: Logger;
-    } = {},
-  ): Promise<Agent> {
+  async startNode(name: string, options: NodeOptions = {}): Promise<Agent> {
+    const { node, config } = await this.prepareNode(name, options);
+    const agent = new Agent(parseConfig(config), options.logger ?? silentLogger());
+    await agent.start();
+    node.agent = agent;
+    return agent;
+  }
+
+  /** As startNode, but the agent runs as a process of its own (the built CLI), so a test can kill it. */
+  async startNodeProcess(name: string, options: Omit<NodeOptions, 'logger'> = {}): Promise<AgentProcess> {
+    const { node, config } = await this.prepareNode(name, options);
+    node.process = await startAgent(node.dir.path, config);
+    return node.process;
+  }
+
+  /** Kills node `name`'s agent process with SIGKILL: no shutdown code runs. */
+  async killNode(name: string): Promise<void> {
+    const node = this.nodes.get(name);
+    if (node?.process) await stopProcess(node.process.child, 'SIGKILL');
+    if (node) node.process = undefined;
+  }
+
+  private async prepareNode(name: string, options: NodeOptions) {
     const node = this.nodes.get(name) ?? { name, dir: tempDir(`lb-${name}-`) };
     this.nodes.set(name, node);
     const plugins = join(node.dir.path, 'device-plugins');
@@ -118,16 +141,25 @@ export class TestCluster {
       discovery: { gracePeriod: options.grace ?? '20s' },
       ...(node.kubelet ? { devicePlugins } : {}),
     });
-    const agent = new Agent(parseConfig(config), options.logger ?? silentLogger());
-    await agent.start();
-    node.agent = agent;
-    return agent;
+    return { node, config };
   }
 
   async stopNode(name: string): Promise<void> {
     const node = this.nodes.get(name);
     await node?.agent?.stop();
     if (node) node.agent = undefined;
+  }
+
+  /** Device writes node `name`'s agent has queued or in flight (its store's `pending`, or its metric). */
+  async pendingWrites(name: string): Promise<number> {
+    const node = this.nodes.get(name);
+    if (node?.agent) return (node.agent.devices as { pending?: number } | undefined)?.pending ?? 0;
+    if (!node?.process) throw new Error(`node ${name} has no agent running`);
+    const { host, port } = node.process.http;
+    const text = await (await fetch(`http://${host}:${port}/metrics`)).text();
+    const m = /^leafbridge_device_writes_pending (\d+)$/m.exec(text);
+    if (!m) throw new Error('leafbridge_device_writes_pending not in the metrics');
+    return Number(m[1]);
   }
 
   kubelet(name: string): TestKubelet {
@@ -149,6 +181,7 @@ export class TestCluster {
   async close(): Promise<void> {
     for (const n of this.nodes.values()) {
       await n.agent?.stop();
+      if (n.process) await stopProcess(n.process.child, 'SIGKILL');
       await n.kubelet?.stop();
       n.dir.remove();
     }

@@ -160,8 +160,7 @@ describe('agents on two nodes, one cluster', () => {
     server.seed('discoveryconfigs', cameras('cams', ids));
     see('n1', ['c1', 'c2', 'c3']);
     see('n2', ['c1', 'c4']);
-    await startNode('n1');
-    await startNode('n2');
+    const agents = [await startNode('n1'), await startNode('n2')];
     const before = ['c1: online [n1,n2]', 'c2: online [n1]', 'c3: online [n1]', 'c4: online [n2]'];
     await until(() => summary().join() === before.join(), 10_000, 'the starting devices');
     const uids = new Map([...serverDevices()].map(([n, d]) => [n, d.uid]));
@@ -178,6 +177,7 @@ describe('agents on two nodes, one cluster', () => {
     await new Promise((r) => setTimeout(r, Math.max(0, 60_000 - (Date.now() - downAt))));
     expect(summary()).toEqual(before); // the server saw nothing of it
 
+    server.clearLog();
     await server.up();
     const upAt = Date.now();
     const truth = [
@@ -193,6 +193,35 @@ describe('agents on two nodes, one cluster', () => {
     // Updated, not recreated; no duplicates (one object per name by construction, so count by device id).
     for (const id of ['c2', 'c3', 'c4']) expect(serverDevices().get(cam(id))?.uid).toBe(uids.get(cam(id)));
     expect(server.objects('devices', NS)).toHaveLength(5);
+
+    // One write per changed Device and node (Kubernetes takes the spec and the status in two requests):
+    // counted once both agents have nothing left to write.
+    await until(
+      () => agents.every((a) => (a.devices as { pending?: number }).pending === 0),
+      10_000,
+      'both agents to have written everything',
+    );
+    const after = server
+      .requests({ resource: 'devices' })
+      .filter((r) => !['get', 'list', 'watch'].includes(r.verb));
+    const ok = (id: string) =>
+      after
+        .filter((r) => r.name === cam(id) && r.status < 300)
+        .map((r) => `${r.verb}${r.subresource ? `/${r.subresource}` : ''}`)
+        .sort();
+    expect(after.filter((r) => r.verb === 'create').map((r) => r.status)).toEqual([201, 201]); // c5, c6
+    expect(ok('c5')).toEqual(['patch/status']);
+    expect(ok('c6')).toEqual(['patch/status']);
+    expect(ok('c2')).toEqual(['patch/status', 'update']); // nodes [], offline
+    expect(ok('c3')).toEqual([]); // unchanged
+    expect(ok('c4')).toEqual([]);
+    // c1, on both nodes: the first node to write takes itself off (update, status), the other one finds
+    // itself the last and deletes it; at most one of them meets a conflict on the way.
+    const c1 = ok('c1');
+    expect(c1.filter((v) => v === 'delete')).toHaveLength(1);
+    expect(c1.filter((v) => v === 'update').length).toBeLessThanOrEqual(1);
+    expect(c1.filter((v) => v === 'patch/status').length).toBeLessThanOrEqual(1);
+    expect(after.filter((r) => r.status >= 300).length).toBeLessThanOrEqual(1);
   }, 120_000);
 
   it('an agent restarted while the API server is down resumes discovery from its cache, and catches up afterwards', async () => {

@@ -82,6 +82,14 @@ const camera2 = () =>
 const ids = (name: string, n: number) => Array.from({ length: n }, (_, i) => `${name}-${i}`);
 const health = (kubelet: TestKubelet, resource: string) =>
   Object.fromEntries(kubelet.devices(resource).map((d) => [d.ID, d.health]));
+const fileId = (path: string) => {
+  try {
+    const s = statSync(path);
+    return `${s.ino}:${s.birthtimeMs}`;
+  } catch {
+    return undefined;
+  }
+};
 const sockets = (dir: string) => readdirSync(dir).filter((f) => f !== 'kubelet.sock');
 
 describe('DevicePluginManager: Device objects → device-plugin resources at the kubelet', () => {
@@ -392,6 +400,47 @@ describe('DevicePluginManager: Device objects → device-plugin resources at the
     await kubelet.allocate(R.cam, [`${CAM}-0`]);
     const now = statSync(kubelet.socketPath);
     expect([now.ino, now.birthtimeMs]).toEqual([kubeletSock.ino, kubeletSock.birthtimeMs]);
+  });
+
+  it('a kubelet restart that deletes every socket: each of many resources listens again, registers again and streams', async () => {
+    // 12 more cameras: 17 resources, each with its own socket and registration, all in one directory.
+    const more = Array.from({ length: 12 }, (_, i) => `cams-${String(i).padStart(6, '0')}`);
+    for (const name of more) registry.put(device(name, 'cams', { capacity: 1 }));
+    const resources = [...Object.values(R), ...more.map((n) => `leafbridge.io/${n}`)];
+    await streaming(resources);
+    const files = () => new Map(manager.status().map((s) => [s.resourceName, fileId(s.socketPath)]));
+    const before = files();
+    expect(before.size).toBe(17);
+    const endpoints = resources.map((r) => kubelet.plugin(r));
+    const registered = kubelet.registrations.length;
+
+    await kubelet.restart();
+    await kubelet.waitFor(
+      () =>
+        resources.every((r, i) => {
+          const p = kubelet.plugin(r);
+          return p !== endpoints[i] && p?.connected && p.updates.length > 0;
+        })
+          ? true
+          : undefined,
+      10_000,
+      'every resource registered and streaming again',
+    );
+    // Each resource registered with the new kubelet (a socket the kubelet deleted after we listened again
+    // costs one more registration: the stream on it ends).
+    const again = new Set(kubelet.registrations.slice(registered).map((x) => x.resource_name));
+    expect([...again].sort()).toEqual([...resources].sort());
+    const after = files();
+    for (const [resource, id] of after) {
+      expect(id, resource).toBeDefined();
+      expect(id, resource).not.toBe(before.get(resource)); // a new socket: the kubelet deleted the old one
+    }
+    expect(manager.status().every((s) => s.registered && s.registrations >= 2 && s.streams === 1)).toBe(true);
+    expect(health(kubelet, R.cam)).toEqual({ [`${CAM}-0`]: 'Healthy', [`${CAM}-1`]: 'Healthy' });
+    for (const name of more) {
+      const response = await kubelet.allocate(`leafbridge.io/${name}`, [`${name}-0`]);
+      expect(response.container_responses[0]?.envs?.LEAFBRIDGE_SLOTS).toBe(`${name}-0`);
+    }
   });
 
   it('stop() leaves no sockets', async () => {

@@ -124,28 +124,31 @@ describe('KubeDeviceStore against the test API server', () => {
     return new Map([...objects].map((o) => [o.metadata.name, [o.spec, o.status]]));
   }
 
-  it('API server down while 20 devices are upserted and some deleted: after up() the server matches within 10 s, no duplicates', async () => {
-    const before = await Promise.all([0, 1, 2, 3].map((i) => store.upsert(device(`cams-old00${i}`))));
+  it('API server down while 20 devices are upserted and some deleted: after up() the server matches within 10 s, one write per changed Device', async () => {
+    const before = await Promise.all([0, 1, 2, 3, 4].map((i) => store.upsert(device(`cams-old00${i}`))));
     const wanted = new Map<string, DeviceObject>();
     await api.down();
     const writes: Promise<unknown>[] = [];
+    const upsert = (d: DeviceObject) => {
+      wanted.set(d.metadata.name, d);
+      writes.push(store.upsert(d));
+    };
     for (let i = 0; i < 20; i++) {
-      const d = device(`cams-new${String(i).padStart(3, '0')}`, 'cams', { message: `change ${i}` });
-      wanted.set(d.metadata.name, d);
-      writes.push(store.upsert(d));
+      upsert(device(`cams-new${String(i).padStart(3, '0')}`, 'cams', { message: `change ${i}` }));
     }
-    for (const i of [0, 1]) {
-      const d = device(`cams-old00${i}`, 'cams', { online: false });
-      wanted.set(d.metadata.name, d);
-      writes.push(store.upsert(d));
-    }
+    for (const i of [0, 1]) upsert(device(`cams-old00${i}`, 'cams', { online: false }));
+    upsert(device('cams-old004')); // unchanged: costs nothing
     for (const name of ['cams-old002', 'cams-old003', 'cams-new005', 'cams-new006']) {
       wanted.delete(name);
       writes.push(store.delete(name));
     }
     // Through the outage the store answers from its wanted state.
     expect((await store.list()).map((d) => d.metadata.name)).toEqual([...wanted.keys()].sort());
-    await new Promise((r) => setTimeout(r, 2000));
+    await new Promise((r) => setTimeout(r, 2000)); // the outage lasts; the first attempts have failed
+    // Changed again after the store found the server gone: still one write each.
+    upsert(device('cams-old000', 'cams', { online: false, message: 'again' }));
+    upsert(device('cams-new000', 'cams', { message: 'change 0, again' }));
+    api.clearLog();
     await api.up();
     const upAt = Date.now();
     await until(
@@ -165,6 +168,30 @@ describe('KubeDeviceStore against the test API server', () => {
       expect(api.object('devices', 'default', old.metadata.name)?.metadata.uid).toBe(old.metadata.uid);
     }
     expect(store.pending).toBe(0);
+
+    // The writes after up(), per Device: a new Device is created and its status written (the status
+    // subresource); a changed one gets one status write, a deleted one one delete; a Device created and
+    // deleted during the outage, or upserted unchanged, costs nothing.
+    const made = api.requests({ resource: 'devices', verb: 'create' });
+    expect(made.map((r) => r.status)).toEqual(Array(18).fill(201));
+    const perDevice = new Map<string, string[]>();
+    for (const r of api.requests({ resource: 'devices' })) {
+      if (!['update', 'patch', 'delete'].includes(r.verb)) continue;
+      const list = perDevice.get(r.name ?? '') ?? [];
+      list.push(`${r.verb}${r.subresource ? `/${r.subresource}` : ''} ${r.status}`);
+      perDevice.set(r.name ?? '', list);
+    }
+    const expected = new Map<string, string[]>([
+      ['cams-old000', ['patch/status 200']],
+      ['cams-old001', ['patch/status 200']],
+      ['cams-old002', ['delete 200']],
+      ['cams-old003', ['delete 200']],
+    ]);
+    for (let i = 0; i < 20; i++) {
+      if (i !== 5 && i !== 6) expected.set(`cams-new${String(i).padStart(3, '0')}`, ['patch/status 200']);
+    }
+    expect(new Map([...perDevice].sort())).toEqual(new Map([...expected].sort()));
+    expect(api.writes('devices')).toBe(18 + 18 + 2 + 2);
   });
 
   it('a burst of 50 upserts of one device while the server is slow costs a handful of writes; the last state wins', async () => {

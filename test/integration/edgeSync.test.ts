@@ -46,6 +46,8 @@ describe('leaf → agent → upstream, and back', () => {
   });
 
   it('stores a desired twin from upstream and serves it retained, with a delta, to a device connecting later', async () => {
+    // An observer on the edge broker (not the device) sees what the agent publishes as it happens.
+    const observer = await collect(edge.url, 'devices/+/twin/desired', { clientId: 'observer-desired' });
     const cloud = await connect(upstream.url);
     await cloud.publishAsync(
       'leafbridge/edge-1/devices/t1/twin/desired',
@@ -61,7 +63,18 @@ describe('leaf → agent → upstream, and back', () => {
       json({ $version: 2, mode: 'old' }),
       { qos: 1 },
     );
-    await new Promise((r) => setTimeout(r, 300));
+    // A marker after both: once it is at the edge, so are they (one upstream session, in order).
+    await cloud.publishAsync('leafbridge/edge-1/devices/mark1/twin/desired', json({ $version: 1 }), {
+      qos: 1,
+    });
+    await until(
+      () => observer.messages.some((m) => m.topic === 'devices/mark1/twin/desired'),
+      5000,
+      'the marker at the edge',
+    );
+    const t1 = observer.messages.filter((m) => m.topic === 'devices/t1/twin/desired');
+    expect(t1.map((m) => JSON.parse(m.payload.toString()))).toEqual([{ mode: 'eco', rate: 5, $version: 3 }]);
+    // The device connects only now.
     const device = await collect(edge.url, 'devices/t1/twin/+', { clientId: 't1' });
     await until(() => device.messages.length >= 2, 5000, 'desired and delta');
     const desired = device.messages.find((m) => m.topic === 'devices/t1/twin/desired');
@@ -77,17 +90,21 @@ describe('leaf → agent → upstream, and back', () => {
       rate: 5,
       $version: 3,
     });
-    await Promise.all([cloud.endAsync(), device.client.endAsync()]);
+    await Promise.all([cloud.endAsync(), device.client.endAsync(), observer.client.endAsync()]);
   });
 
   it('keeps a command for an offline device, delivers it when it subscribes, and sends the result up', async () => {
     const cloud = await collect(upstream.url, 'leafbridge/edge-1/devices/c1/commands/+/result');
+    const observer = await collect(edge.url, 'devices/+/commands/+', { clientId: 'observer-commands' });
     const correlationData = Buffer.from('req-42');
     await cloud.client.publishAsync('leafbridge/edge-1/devices/c1/commands/reboot', json({ delay: 1 }), {
       qos: 1,
       properties: { correlationData },
     });
-    await new Promise((r) => setTimeout(r, 300));
+    // The command is at the edge (published there while nobody of c1 listens) before the device connects:
+    // what c1 gets below, the agent kept for it.
+    await until(() => observer.messages.length >= 1, 5000, 'the command at the edge');
+    await observer.client.endAsync();
     const device = await connect(edge.url, { clientId: 'c1' });
     const got: { payload: string; correlation?: Buffer; responseTopic?: string }[] = [];
     device.on('message', (_t, payload, packet) => {

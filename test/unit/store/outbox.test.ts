@@ -1,8 +1,13 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDb } from '../../../src/store/db.js';
 import { Outbox, OutboxFullError } from '../../../src/store/outbox.js';
 import { silentLogger } from '../../../src/util/logger.js';
-import { tempDir } from '../../helpers/processes.js';
+import { ROOT, tempDir } from '../../helpers/processes.js';
+import { until } from '../../helpers/wait.js';
+
+const WRITER = join(ROOT, 'test/helpers/outboxWriter.mjs');
 
 const msg = (device: string, n: number, size = 10) => ({
   device,
@@ -37,9 +42,18 @@ describe('Outbox', () => {
     expect(outbox.messages).toBe(500);
     expect((db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n).toBe(500);
     const taken = [...outbox.take(200), ...outbox.take(1000)];
-    expect(taken.map((e) => e.seq)).toEqual([...taken.map((e) => e.seq)].sort((a, b) => a - b));
-    expect(taken).toHaveLength(500);
-    expect(new Set(taken.map((e) => e.msgId)).size).toBe(500);
+    // Exactly what was appended, in append order, each with its seq and the id made of it.
+    expect(taken.map((e) => [e.device, e.topic, e.payload])).toEqual(
+      Array.from({ length: 500 }, (_, i) => {
+        const m = msg(`d${i % 5}`, i);
+        return [m.device, m.topic, m.payload];
+      }),
+    );
+    const seqs = taken.map((e) => e.seq);
+    expect(seqs).toEqual(Array.from({ length: 500 }, (_, i) => (seqs[0] as number) + i));
+    const epoch = taken[0]?.msgId.split('-')[0];
+    expect(epoch).toMatch(/^[0-9a-f]{12}$/);
+    expect(taken.map((e) => e.msgId)).toEqual(seqs.map((q) => `${epoch}-${q}`));
   });
 
   it('deletes only acked entries; rewind hands out the rest again, same ids', async () => {
@@ -64,7 +78,7 @@ describe('Outbox', () => {
     expect(outbox.take(10).map((e) => e.payload[0])).toEqual([1, 2]);
   });
 
-  it('keeps entries and their ids across a reopen (crash-safe after commit)', async () => {
+  it('keeps entries and their ids across a clean reopen', async () => {
     const dir = tempDir();
     const a = open({}, dir);
     await Promise.all([1, 2, 3].map((i) => a.outbox.append(msg('d1', i))));
@@ -74,6 +88,34 @@ describe('Outbox', () => {
     const b = open({}, dir);
     expect(b.outbox.messages).toBe(3);
     expect(b.outbox.take(10).map((e) => e.msgId)).toEqual(ids);
+  });
+
+  it('crash-safe after commit: a writer killed with SIGKILL mid-stream loses nothing it had committed', async () => {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    const child = spawn(process.execPath, [WRITER, dir.path], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const committed: [string, number][] = [];
+    let buffered = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const l of lines)
+        committed.push(...(JSON.parse(l) as { committed: [string, number][] }).committed);
+    });
+    await until(() => committed.length >= 300, 10_000, 'the writer to commit 300 messages');
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL'); // while it is appending its next turns
+    await exited;
+
+    const { outbox } = open({}, dir);
+    const kept = outbox.take(100_000);
+    // Every message reported committed is there, first, in order, with its id and payload; what follows
+    // (turns committed after the last report) continues the sequence with no gap.
+    expect(kept.slice(0, committed.length).map((e) => [e.msgId, e.payload[0]])).toEqual(committed);
+    const seqs = kept.map((e) => e.seq);
+    expect(seqs).toEqual(Array.from({ length: kept.length }, (_, i) => (seqs[0] as number) + i));
+    expect(kept.length % 10).toBe(0); // whole turns only: a turn is one transaction
   });
 
   it('drop-oldest: stays within maxBytes, drops the oldest, counts every drop', async () => {
