@@ -28,7 +28,9 @@ delete process.env.XDG_CONFIG_HOME;
 
 const SERIAL = { name: 'serialNumber', path: '/Objects/1:Plant/1:SerialNumber' };
 const MODEL = { name: 'model', path: '/Objects/1:Plant/1:Model' };
-const byId = (devices: DiscoveredDevice[], id: string) => devices.find((d) => d.id === id);
+const byUri = (devices: DiscoveredDevice[], uri: string) =>
+  devices.find((d) => d.properties.OPCUA_APPLICATION_URI === uri);
+const uris = (devices: DiscoveredDevice[]) => devices.map((d) => d.properties.OPCUA_APPLICATION_URI);
 
 describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
   const logs = captureLogs();
@@ -74,7 +76,7 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
     await probe.stop();
     expect(devices).toEqual([
       {
-        id: 'urn:leafbridge:plc:line1',
+        id: `urn:leafbridge:plc:line1|${line1.endpointUrl}`,
         properties: {
           OPCUA_DISCOVERY_URL: line1.endpointUrl,
           OPCUA_ENDPOINT_URL: line1.endpointUrl,
@@ -101,12 +103,12 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
     const probe = new DiscoveryProbe({ discoveryUrls: [lds.endpointUrl] }, logger);
     const { devices } = await probe.waitFor((d) => d.length === 2, 8_000);
     await probe.stop();
-    expect(ids(devices)).toEqual(['urn:leafbridge:plc:line1', 'urn:leafbridge:plc:line2']);
-    const first = byId(devices, 'urn:leafbridge:plc:line1');
+    expect(uris(devices)).toEqual(['urn:leafbridge:plc:line1', 'urn:leafbridge:plc:line2']);
+    const first = byUri(devices, 'urn:leafbridge:plc:line1');
     expect(first?.properties.OPCUA_DISCOVERY_URL).toBe(lds.endpointUrl);
     expect(first?.properties.OPCUA_ENDPOINT_URL).toBe(line1.endpointUrl);
     expect(first?.conditions).toBeUndefined();
-    const secureOnly = byId(devices, 'urn:leafbridge:plc:line2');
+    const secureOnly = byUri(devices, 'urn:leafbridge:plc:line2');
     expect(secureOnly?.properties.OPCUA_ENDPOINT_URL).toBeUndefined();
     expect(secureOnly?.conditions).toEqual([
       {
@@ -132,8 +134,8 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
       exclude.waitFor(() => true, 8_000),
     ]);
     await Promise.all([include.stop(), exclude.stop()]);
-    expect(ids(included.devices)).toEqual(['urn:leafbridge:plc:line2']);
-    expect(ids(excluded.devices)).toEqual(['urn:leafbridge:plc:line1']);
+    expect(uris(included.devices)).toEqual(['urn:leafbridge:plc:line2']);
+    expect(uris(excluded.devices)).toEqual(['urn:leafbridge:plc:line1']);
   }, 15_000);
 
   it('selects the SignAndEncrypt Basic256Sha256 endpoint of a trusted server and reads in a secure session', async () => {
@@ -151,8 +153,8 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
     );
     const { devices } = await probe.waitFor((d) => d.length === 2, 10_000);
     await probe.stop();
-    expect(byId(devices, 'urn:leafbridge:plc:line2')).toEqual({
-      id: 'urn:leafbridge:plc:line2',
+    expect(byUri(devices, 'urn:leafbridge:plc:line2')).toEqual({
+      id: `urn:leafbridge:plc:line2|${line2.endpointUrl}`,
       properties: {
         OPCUA_DISCOVERY_URL: lds.endpointUrl,
         OPCUA_ENDPOINT_URL: line2.endpointUrl,
@@ -164,7 +166,7 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
       },
     });
     // line1 offers SignAndEncrypt too, but its certificate is in no trust list: listed, with the reason.
-    const untrusted = byId(devices, 'urn:leafbridge:plc:line1');
+    const untrusted = byUri(devices, 'urn:leafbridge:plc:line1');
     expect(untrusted?.conditions?.[0]).toMatchObject({ type: 'ServerCertificateTrusted', status: 'False' });
     expect(untrusted?.properties.OPCUA_SERIAL_NUMBER).toBeUndefined();
     // The client certificate went to the PKI folder we gave, and stays there.
@@ -181,7 +183,7 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
     );
     const first = await probe.waitFor(() => true, 5_000);
     await probe.stop();
-    expect(ids(first.devices)).toEqual(['urn:leafbridge:plc:line1']);
+    expect(uris(first.devices)).toEqual(['urn:leafbridge:plc:line1']);
     expect(first.at).toBeLessThan(3_000);
     const warnings = logs.entries().filter((e) => e.level === 40);
     expect(warnings).toContainEqual(expect.objectContaining({ url: hanging.url, code: 'OPCUA_TIMEOUT' }));
@@ -238,6 +240,33 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
     expect(goneW.at - stopAtW).toBeLessThan(2_000);
     expect(gone.at - stopAt).toBeLessThan(2_000);
   }, 20_000);
+
+  it('keeps each server id whether or not another server shares its applicationUri', async () => {
+    const shared = 'urn:vendor:plc-library-default';
+    const [a, b] = await Promise.all(
+      ['clone-a', 'clone-b'].map((name) =>
+        startPlcStub({ applicationName: name, applicationUri: shared, logger }),
+      ),
+    );
+    const probe = new DiscoveryProbe(
+      { discoveryUrls: [a!.endpointUrl, b!.endpointUrl], pollIntervalMs: 500 },
+      logger,
+    );
+    try {
+      const both = await probe.waitFor((d) => d.length === 2, 8_000);
+      const idOf = (devices: DiscoveredDevice[], url: string) =>
+        devices.find((d) => d.properties.OPCUA_ENDPOINT_URL === url)?.id;
+      const idA = idOf(both.devices, a!.endpointUrl);
+      expect(idA).toBe(`${shared}|${a!.endpointUrl}`);
+      expect(idOf(both.devices, b!.endpointUrl)).toBe(`${shared}|${b!.endpointUrl}`);
+      const seen = probe.seen();
+      await b!.stop();
+      const alone = await probe.waitFor((d) => d.length === 1, 5_000, seen);
+      expect(ids(alone.devices)).toEqual([idA]);
+    } finally {
+      await Promise.all([probe.stop(), a!.stop(), b!.stop().catch(() => {})]);
+    }
+  }, 25_000);
 
   it('writes nothing under ~/.config (node-opcua default certificate folders)', () => {
     expect(homedir()).toBe(home);
