@@ -41,11 +41,15 @@ function startHandler(details: Partial<OnvifDetails> = {}) {
   return { ctx, recorder };
 }
 
-async function startStub(options: Partial<CameraStubOptions> & { uuid: string }): Promise<CameraStub> {
+/** A stub announcing `urn:uuid:<uuid>`, or the address `announce` makes of it (the forms real cameras use). */
+async function startStub(
+  options: Partial<CameraStubOptions> & { uuid: string; announce?: (uuid: string) => string },
+): Promise<CameraStub> {
+  const { announce = (uuid: string) => `urn:uuid:${uuid}`, ...rest } = options;
   const stub = await startCameraStub({
     multicastInterface: '127.0.0.1',
-    ...options,
-    uuid: `urn:uuid:${options.uuid}`,
+    ...rest,
+    uuid: announce(options.uuid),
   });
   let stopped = false;
   cleanups.push(() => (stopped ? undefined : stub.stop()));
@@ -299,6 +303,52 @@ describe('ONVIF discovery: credentials', () => {
     expect(condition).toMatchObject({ type: 'Authenticated', status: 'False', reason: 'NotAuthorized' });
     expect(condition?.message).toMatch(/no credentials are configured/);
   }, 5_000);
+});
+
+describe('ONVIF discovery: uuid forms', () => {
+  it('gives one id to every form of a uuid a camera announces, and matches filters and credentials in any form', async () => {
+    const prefix = uuidPrefix();
+    const forms: [string, (uuid: string) => string][] = [
+      ['urn:uuid:', (u) => `urn:uuid:${u}`],
+      ['URN:UUID: upper case', (u) => `URN:UUID:${u.toUpperCase()}`],
+      ['uuid: without urn:', (u) => `uuid:${u}`],
+      ['bare upper case', (u) => u.toUpperCase()],
+      ['braces', (u) => `urn:uuid:{${u}}`],
+    ];
+    const uuids = forms.map((_, i) => uuidOf(prefix, i + 1));
+    await Promise.all(
+      forms.map(([, announce], i) =>
+        startStub({
+          uuid: uuids[i]!,
+          announce,
+          credentials: { username: 'admin', password: `pw-${i}` },
+        }),
+      ),
+    );
+    // The config names each camera in yet another form than the one it announces.
+    const configForms = [(u: string) => u, (u: string) => `uuid:${u}`, (u: string) => u.toUpperCase()];
+    const named = (i: number) => configForms[i % configForms.length]!(uuids[i]!);
+    const { recorder } = startHandler({
+      filters: { uuids: { action: 'include', items: uuids.map((_, i) => named(i)) } },
+      credentials: {
+        devices: Object.fromEntries(
+          uuids.map((_, i) => [named(i), { username: 'admin', password: `pw-${i}` }]),
+        ),
+      },
+    });
+    const found = await recorder.waitFor(
+      (d) => withPrefix(d, prefix).length === forms.length,
+      2_000,
+      'a camera in every form',
+    );
+    const devices = withPrefix(found.devices, prefix);
+    expect(ids(devices)).toEqual([...uuids].sort());
+    for (const device of devices) {
+      expect(device.conditions).toBeUndefined();
+      expect(device.properties[OnvifProperty.uuid]).toBe(device.id);
+      expect(device.properties[OnvifProperty.model]).toBeDefined();
+    }
+  }, 25_000);
 });
 
 const mib = 1024 * 1024;

@@ -139,7 +139,11 @@ describe('devices', () => {
   it('gives each server an id of its own, the same whether or not another server shares its applicationUri', () => {
     const other = 'opc.tcp://127.0.0.2:4840';
     const sibling = found({ serverUrl: other, endpoint: endpoint({ endpointUrl: other }) });
-    const together = toDevices([found(), sibling, found({ application: app({ applicationUri: 'urn:plc:2' }) })]);
+    const together = toDevices([
+      found(),
+      sibling,
+      found({ application: app({ applicationUri: 'urn:plc:2' }) }),
+    ]);
     expect(together.map((d) => d.id)).toEqual([
       'urn:plc:1|opc.tcp://127.0.0.1:4840',
       'urn:plc:1|opc.tcp://127.0.0.2:4840',
