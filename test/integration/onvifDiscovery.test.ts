@@ -178,6 +178,49 @@ describe('ONVIF discovery: retries', () => {
   }, 5_000);
 });
 
+describe('ONVIF discovery: logs', () => {
+  it('logs a camera that cannot be read once at error, not on every retry, and its recovery once', async () => {
+    const prefix = uuidPrefix();
+    const uuid = uuidOf(prefix, 1);
+    const port = await closedPort();
+    const url = `http://127.0.0.1:${port}/onvif/device_service`;
+    const { recorder, ctx } = startHandler();
+    await recorder.waitFor(() => true, 2_000, 'the first list');
+    const sender = await loopbackSender();
+    cleanups.push(() => sender.close());
+    const about = (level?: number) =>
+      ctx.logs.filter((l) => l.id === uuid && (level === undefined || l.level === level));
+    const failures = () =>
+      about().filter((l) => /(cannot|could not) be read: [^(]*$/.test(String(l.msg)) && !l.stack);
+    // Announced again and again (as each probe round would), it is read (and fails) each time.
+    for (let i = 0; i < 4 && failures().length < 3; i++) {
+      await sender.send(helloXml(uuid, url));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    await waitUntil(() => failures().length >= 3, 5_000, 'three failed reads');
+    expect(about(50)).toHaveLength(1);
+    expect(about(50)[0]).toMatchObject({ reason: 'ConnectionFailed', url });
+    // It comes up: one line says so, and the failure is not logged again.
+    await startStub({ uuid, httpPort: port, model: 'Late' });
+    await sender.send(helloXml(uuid, url));
+    await recorder.waitFor(
+      (d) => withPrefix(d, prefix)[0]?.properties[OnvifProperty.model] === 'Late',
+      1_000,
+      'the camera, read',
+    );
+    expect(about(30).filter((l) => l.msg === 'camera can be read again')).toHaveLength(1);
+    expect(about(50)).toHaveLength(1);
+  }, 30_000);
+});
+
+async function waitUntil(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 describe('ONVIF discovery: filters', () => {
   it('includes and excludes by uuid and by CIDR', async () => {
     const prefix = uuidPrefix();
