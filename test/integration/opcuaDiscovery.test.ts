@@ -1,6 +1,7 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { simulatePlc } from '../../firmware-stubs/plc/cli.js';
 import {
@@ -26,6 +27,7 @@ const home = mkdtempSync(join(tmpdir(), 'leafbridge-opcua-home-'));
 process.env.HOME = home;
 delete process.env.XDG_CONFIG_HOME;
 
+const ROOT = resolve(import.meta.dirname, '../..');
 const SERIAL = { name: 'serialNumber', path: '/Objects/1:Plant/1:SerialNumber' };
 const MODEL = { name: 'model', path: '/Objects/1:Plant/1:Model' };
 const byUri = (devices: DiscoveredDevice[], uri: string) =>
@@ -267,6 +269,55 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
       await Promise.all([probe.stop(), a!.stop(), b!.stop().catch(() => {})]);
     }
   }, 25_000);
+
+  it('a PLC stub says so (log, state, exit status) when a discovery server without encryption refuses it', async () => {
+    const plain = await startDiscoveryServer({ securityModes: ['None'], logger });
+    const stubLogs = captureLogs();
+    const plc = await startPlcStub({
+      applicationName: 'refused',
+      discoveryServerEndpointUrl: plain.endpointUrl,
+      logger: stubLogs.logger,
+    });
+    try {
+      expect(await plc.waitForRegistration(10_000)).toBe(false);
+      expect(plc.registration()).toEqual({
+        state: 'failed',
+        reason: expect.stringMatching(/does not list this server/),
+      });
+      expect(plain.registeredServers()).toEqual([]);
+      const errors = stubLogs.entries().filter((e) => e.level === 50);
+      expect(errors).toEqual([
+        expect.objectContaining({
+          msg: 'registration with the discovery server failed',
+          discoveryServer: plain.endpointUrl,
+        }),
+      ]);
+      // The command line: an error that names the reason, and exit status 1.
+      await expect(
+        simulatePlc(['--name', 'refused-cli', '--lds', plain.endpointUrl], logger),
+      ).rejects.toThrow(
+        /not registered with the discovery server .*refused-cli: the discovery server does not list/,
+      );
+      const cli = spawnSync(
+        process.execPath,
+        [
+          join(ROOT, 'bin/leafbridge.js'),
+          'simulate',
+          'plc',
+          '--name',
+          'refused-bin',
+          '--lds',
+          plain.endpointUrl,
+        ],
+        { encoding: 'utf8', timeout: 30_000, env: { ...process.env, HOME: home } },
+      );
+      expect(cli.status, cli.stderr).toBe(1);
+      expect(cli.stderr).toMatch(/not registered with the discovery server/);
+    } finally {
+      await plc.stop();
+      await plain.stop();
+    }
+  }, 60_000);
 
   it('writes nothing under ~/.config (node-opcua default certificate folders)', () => {
     expect(homedir()).toBe(home);
