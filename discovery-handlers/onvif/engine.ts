@@ -287,8 +287,14 @@ export function targetOf(endpoint: Endpoint, options: Pick<OnvifOptions, 'bound'
   const onLink = urls.find((u) => cidrContains(options.bound.subnet, u.hostname));
   const chosen = onLink ?? urls[0];
   if (!chosen) return undefined;
+  const id = normalizeUuid(endpoint.address);
+  const former = endpoint.address
+    .trim()
+    .replace(/^urn:uuid:/i, '')
+    .toLowerCase();
   return {
-    id: normalizeUuid(endpoint.address),
+    id,
+    ...(former !== id && { formerId: former }),
     deviceServiceUrl: chosen.href,
     ipAddress: /^\d+\.\d+\.\d+\.\d+$/.test(chosen.hostname) ? chosen.hostname : undefined,
     scopes: endpoint.scopes,

@@ -41,6 +41,8 @@ export const OnvifCondition = {
 export interface CameraTarget {
   /** Normalized uuid: the device id. */
   id: string;
+  /** The id versions before the `uuid:` and brace forms were normalized gave it, when different. */
+  formerId?: string;
   deviceServiceUrl: string;
   ipAddress: string | undefined;
   scopes: string[];
@@ -130,7 +132,11 @@ export function buildDevice(
   facts: CameraFacts,
   failure?: QueryFailure,
 ): DiscoveredDevice {
-  const device: DiscoveredDevice = { id: target.id, properties: buildProperties(target, facts) };
+  const device: DiscoveredDevice = {
+    id: target.id,
+    ...(target.formerId !== undefined && { formerIds: [target.formerId] }),
+    properties: buildProperties(target, facts),
+  };
   if (failure) device.conditions = [failureCondition(failure)];
   return device;
 }

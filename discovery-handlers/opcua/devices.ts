@@ -64,5 +64,11 @@ function toDevice(f: FoundServer): DiscoveredDevice {
     properties[Property.securityMode] = f.endpoint.securityMode;
     properties[Property.securityPolicy] = f.endpoint.securityPolicy;
   }
-  return { id: serverId(f), properties, ...(f.conditions.length > 0 && { conditions: f.conditions }) };
+  return {
+    id: serverId(f),
+    // Before the endpoint was always part of the id, a server alone with its URI had the bare URI.
+    formerIds: [uri],
+    properties,
+    ...(f.conditions.length > 0 && { conditions: f.conditions }),
+  };
 }

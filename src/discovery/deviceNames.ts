@@ -32,15 +32,36 @@ export class DeviceNames {
     if (id !== undefined && this.given.get(id) === name) this.given.delete(id);
   }
 
-  /** The device's name; undefined (logged) only if every alternative is held by another id. */
-  nameFor(id: string, shared: boolean, logger: Logger): string | undefined {
+  /**
+   * The device's name; undefined (logged) only if every alternative is held by another id. A Device stored
+   * under one of `formerIds` (and not yet taken by another device) is adopted: its name is the device's.
+   */
+  nameFor(
+    id: string,
+    shared: boolean,
+    logger: Logger,
+    formerIds: readonly string[] = [],
+  ): string | undefined {
     const known = this.given.get(id);
     if (known !== undefined && this.holders.get(known) === id) return known;
-    const name = this.resolve(id, shared ? undefined : this.node, logger);
+    const node = shared ? undefined : this.node;
+    const name = this.adopt(formerIds, node) ?? this.resolve(id, node, logger);
     if (name === undefined) return undefined;
     this.given.set(id, name);
     this.holders.set(name, id);
     return name;
+  }
+
+  private adopt(formerIds: readonly string[], node: string | undefined): string | undefined {
+    for (const former of formerIds) {
+      const names = [
+        legacyDeviceName(this.configName, former, node),
+        deviceName(this.configName, former, node),
+      ];
+      const held = names.find((name) => this.holders.get(name) === former);
+      if (held !== undefined) return held;
+    }
+    return undefined;
   }
 
   private resolve(id: string, node: string | undefined, logger: Logger): string | undefined {

@@ -222,7 +222,7 @@ export class DiscoveryManager {
         );
         continue;
       }
-      const name = run.names.nameFor(found.id, shared, logger);
+      const name = run.names.nameFor(found.id, shared, logger, found.formerIds);
       if (name === undefined) continue;
       seen.add(name);
       this.upsert(name, config, handler, found, shared);
@@ -486,6 +486,11 @@ function condition(
 function deviceProblem(d: DiscoveredDevice | undefined): string | undefined {
   if (!d || typeof d.id !== 'string' || d.id.length === 0) return 'no id';
   if (d.id.length > MAX_ID_LENGTH) return `id longer than ${MAX_ID_LENGTH}`;
+  if (
+    d.formerIds !== undefined &&
+    !(Array.isArray(d.formerIds) && d.formerIds.every((f) => typeof f === 'string'))
+  )
+    return 'formerIds is not a list of strings';
   if (typeof d.properties !== 'object' || d.properties === null) return 'no properties';
   const entries = Object.entries(d.properties);
   if (entries.length > MAX_PROPERTIES) return `more than ${MAX_PROPERTIES} properties`;

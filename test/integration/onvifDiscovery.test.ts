@@ -386,6 +386,11 @@ describe('ONVIF discovery: uuid forms', () => {
     );
     const devices = withPrefix(found.devices, prefix);
     expect(ids(devices)).toEqual([...uuids].sort());
+    // Devices stored under the id older versions gave (`uuid:…` kept its prefix) are adopted by the new one.
+    const byId = new Map(devices.map((d) => [d.id, d]));
+    expect(byId.get(uuids[0]!)?.formerIds).toBeUndefined();
+    expect(byId.get(uuids[2]!)?.formerIds).toEqual([`uuid:${uuids[2]}`]);
+    expect(byId.get(uuids[4]!)?.formerIds).toEqual([`{${uuids[4]}}`]);
     for (const device of devices) {
       expect(device.conditions).toBeUndefined();
       expect(device.properties[OnvifProperty.uuid]).toBe(device.id);

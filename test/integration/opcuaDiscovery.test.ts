@@ -79,6 +79,7 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
     expect(devices).toEqual([
       {
         id: `urn:leafbridge:plc:line1|${line1.endpointUrl}`,
+        formerIds: ['urn:leafbridge:plc:line1'],
         properties: {
           OPCUA_DISCOVERY_URL: line1.endpointUrl,
           OPCUA_ENDPOINT_URL: line1.endpointUrl,
@@ -157,6 +158,7 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
     await probe.stop();
     expect(byUri(devices, 'urn:leafbridge:plc:line2')).toEqual({
       id: `urn:leafbridge:plc:line2|${line2.endpointUrl}`,
+      formerIds: ['urn:leafbridge:plc:line2'],
       properties: {
         OPCUA_DISCOVERY_URL: lds.endpointUrl,
         OPCUA_ENDPOINT_URL: line2.endpointUrl,

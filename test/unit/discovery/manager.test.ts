@@ -298,6 +298,23 @@ describe('DiscoveryManager', () => {
       expect((await store.get(legacy))?.spec.properties).toEqual({ SITE: 'lab', ID: 'uuid-1' });
     });
 
+    it('a device whose id changed (formerIds) keeps the stored Device; a second claimant of that id does not', async () => {
+      const store = new MemoryDeviceStore(new DeviceRegistry(), systemClock);
+      const legacy = legacyDeviceName('front', 'urn:plc:1', undefined);
+      const { uid } = (await store.upsert(stored(legacy, 'urn:plc:1'))).metadata;
+      const plcs = scriptedHandler('cams', true);
+      const { m, registry } = manager([plcs.handler], 300, 'n1', store);
+      m.sync([config('front', 'cams')]);
+      const a = 'urn:plc:1|opc.tcp://10.0.0.1:4840';
+      const b = 'urn:plc:1|opc.tcp://10.0.0.2:4840';
+      plcs.push([dev(a, { formerIds: ['urn:plc:1'] }), dev(b, { formerIds: ['urn:plc:1'] })]);
+      await until(() => registry.list().length === 2, 2000, 'both listed');
+      await until(async () => (await store.get(legacy))?.spec.id === a, 2000, 'the stored Device, adopted');
+      expect((await store.get(legacy))?.metadata.uid).toBe(uid);
+      expect((await store.get(deviceName('front', b, undefined)))?.spec.id).toBe(b);
+      expect((await store.list()).map((d) => d.spec.id).sort()).toEqual([a, b]);
+    });
+
     it('never takes over a name another id holds (a hash collision): logs it once and takes the next alternative', async () => {
       const store = new MemoryDeviceStore(new DeviceRegistry(), systemClock);
       const taken = deviceName('front', 'uuid-1', undefined);
