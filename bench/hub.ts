@@ -486,8 +486,8 @@ function leastSquaresSlope(xs: number[], ys: number[]): number {
 }
 
 /**
- * Device `j` of edge `i`. Device names carry 6 hex digits of a hash (src/discovery/naming.ts): among 10,000
- * Devices of one config a few collide, so a colliding id gets a suffix (the edges use the same ids).
+ * Device `j` of edge `i`. Device names carry 16 hex digits of a hash (src/discovery/naming.ts); should two
+ * ids still share a name, the second gets a suffix (the edges use the same ids).
  */
 const taken = new Set<string>();
 const deviceId = (i: number, j: number, k: number) => (k === 0 ? `n${i}-s${j}` : `n${i}-s${j}-${k}`);

@@ -113,7 +113,8 @@ export class OnvifDiscovery {
       this.ctx.logger.info({ id: camera.target.id }, 'camera silent for three probe rounds, dropped');
       removed = true;
     }
-    for (const camera of this.table.all()) if (camera.failed && !camera.query) this.scheduleQuery(camera);
+    for (const camera of this.table.all())
+      if (camera.failure !== undefined && !camera.query) this.scheduleQuery(camera);
     if (first || removed) this.feed.notify();
     this.timer = this.ctx.clock.setTimeout(() => void this.probeRound(false), this.options.probeIntervalMs);
   }
@@ -188,7 +189,7 @@ export class OnvifDiscovery {
   /** A camera that could not be read is read again when it announces itself, at most once per probe window. */
   private retryDue(camera: TrackedCamera): boolean {
     const gap = this.ctx.clock.now() - camera.queriedAt;
-    return camera.failed && !camera.query && gap >= this.options.probeTimeoutMs;
+    return camera.failure !== undefined && !camera.query && gap >= this.options.probeTimeoutMs;
   }
 
   private rejectWhileFull(id: string): void {
@@ -238,19 +239,36 @@ export class OnvifDiscovery {
     if (!this.current(camera, generation)) return;
     camera.query = undefined;
     camera.queriedAt = this.ctx.clock.now();
-    camera.failed = result.failure !== undefined;
+    this.logOutcome(camera, result.failure);
     camera.device = buildDevice(target, result.facts, result.failure);
     camera.visible = passesDeviceFilters(this.options.filters, result.facts);
-    if (result.failure) this.logFailure(target, result.failure);
     this.feed.notify();
   }
 
-  private logFailure(target: CameraTarget, failure: QueryFailure): void {
+  /**
+   * Changes of state only: the first failure and a change of reason at error, the recovery at info. The same
+   * failure again (a camera retried on every announcement) goes to debug.
+   */
+  private logOutcome(camera: TrackedCamera, failure: QueryFailure | undefined): void {
+    const { target } = camera;
+    const fields = { id: target.id, url: target.deviceServiceUrl };
+    const before = camera.failure;
+    camera.failure = failure?.code;
+    if (!failure) {
+      if (before !== undefined) this.ctx.logger.info({ ...fields, was: before }, 'camera can be read again');
+      return;
+    }
+    if (failure.code === before) {
+      this.ctx.logger.debug(
+        { ...fields, reason: failure.code },
+        `camera still cannot be read: ${failure.message}`,
+      );
+      return;
+    }
     const err =
       failure.error instanceof Error ? failure.error : new OnvifError(failure.code, failure.message);
     logError(this.ctx.logger, `camera could not be read: ${failure.message}`, err, {
-      id: target.id,
-      url: target.deviceServiceUrl,
+      ...fields,
       reason: failure.code,
     });
   }
@@ -269,8 +287,14 @@ export function targetOf(endpoint: Endpoint, options: Pick<OnvifOptions, 'bound'
   const onLink = urls.find((u) => cidrContains(options.bound.subnet, u.hostname));
   const chosen = onLink ?? urls[0];
   if (!chosen) return undefined;
+  const id = normalizeUuid(endpoint.address);
+  const former = endpoint.address
+    .trim()
+    .replace(/^urn:uuid:/i, '')
+    .toLowerCase();
   return {
-    id: normalizeUuid(endpoint.address),
+    id,
+    ...(former !== id && { formerId: former }),
     deviceServiceUrl: chosen.href,
     ipAddress: /^\d+\.\d+\.\d+\.\d+$/.test(chosen.hostname) ? chosen.hostname : undefined,
     scopes: endpoint.scopes,

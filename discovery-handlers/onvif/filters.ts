@@ -25,11 +25,15 @@ export function cidrContains(cidr: Cidr, address: string): boolean {
   return ip !== undefined && (ip & cidr.mask) >>> 0 === cidr.network;
 }
 
-/** `urn:uuid:ABC…` and `abc…` are the same camera. */
+/**
+ * One camera, however its uuid is written: `urn:uuid:…` (WS-Discovery's and RFC 4122's form; the URN prefix is
+ * case-insensitive), `uuid:…` (many cameras), `{…}` (Microsoft's GUID form), bare, upper or lower case.
+ */
 export function normalizeUuid(value: string): string {
   return value
     .trim()
-    .replace(/^urn:uuid:/i, '')
+    .replace(/^(?:urn:)?uuid:/i, '')
+    .replace(/^\{([^{}]*)\}$/, '$1')
     .toLowerCase();
 }
 

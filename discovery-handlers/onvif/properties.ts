@@ -10,7 +10,7 @@ import { normalizeMac } from './filters.js';
 export const OnvifProperty = {
   /** Device service URL from the camera's XAddrs, e.g. http://192.168.1.20/onvif/device_service. */
   deviceServiceUrl: 'ONVIF_DEVICE_SERVICE_URL',
-  /** The camera's endpoint uuid, without urn:uuid:, lower case (also the device id). */
+  /** The camera's endpoint uuid, bare (no urn:uuid:, uuid: or braces), lower case (also the device id). */
   uuid: 'ONVIF_DEVICE_UUID',
   /** IPv4 address (the host of the device service URL). */
   ipAddress: 'ONVIF_DEVICE_IP_ADDRESS',
@@ -41,6 +41,8 @@ export const OnvifCondition = {
 export interface CameraTarget {
   /** Normalized uuid: the device id. */
   id: string;
+  /** The id versions before the `uuid:` and brace forms were normalized gave it, when different. */
+  formerId?: string;
   deviceServiceUrl: string;
   ipAddress: string | undefined;
   scopes: string[];
@@ -130,7 +132,11 @@ export function buildDevice(
   facts: CameraFacts,
   failure?: QueryFailure,
 ): DiscoveredDevice {
-  const device: DiscoveredDevice = { id: target.id, properties: buildProperties(target, facts) };
+  const device: DiscoveredDevice = {
+    id: target.id,
+    ...(target.formerId !== undefined && { formerIds: [target.formerId] }),
+    properties: buildProperties(target, facts),
+  };
   if (failure) device.conditions = [failureCondition(failure)];
   return device;
 }

@@ -96,7 +96,7 @@ export const OnvifDetailsSchema = Type.Object(
           devices: Type.Optional(
             Type.Record(Type.String(), CredentialsSchema, {
               description:
-                'Per-camera credentials, keyed by uuid (with or without urn:uuid:) or IPv4 address.',
+                'Per-camera credentials, keyed by uuid (in any form: bare, uuid:, urn:uuid:, braces, any case) or IPv4 address.',
             }),
           ),
         },
@@ -115,7 +115,10 @@ export const OnvifDetailsSchema = Type.Object(
             'scopes (an item matches a scope it equals or prefixes)',
             Type.String({ minLength: 1 }),
           ),
-          uuids: filter('uuid (with or without urn:uuid:)', Type.String({ minLength: 1 })),
+          uuids: filter(
+            'uuid (in any form: bare, uuid:, urn:uuid:, braces, any case)',
+            Type.String({ minLength: 1 }),
+          ),
           manufacturers: filter('manufacturer (case-insensitive)', Type.String({ minLength: 1 })),
           models: filter('model (case-insensitive)', Type.String({ minLength: 1 })),
         },

@@ -12,7 +12,8 @@ export interface TrackedCamera {
   device?: DiscoveredDevice;
   /** False when a MAC, manufacturer or model filter rejected it. */
   visible: boolean;
-  failed: boolean;
+  /** Why the last query failed (its reason code); undefined when it succeeded or none has ended yet. */
+  failure?: string;
   /** When the last query ended (clock ms); failed cameras are retried on announcement, not more often. */
   queriedAt: number;
   query?: AbortController;
@@ -49,7 +50,6 @@ export class CameraTable {
         generation: 0,
         queriedAt: 0,
         visible: true,
-        failed: false,
       });
       return 'new';
     }

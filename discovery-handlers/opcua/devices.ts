@@ -27,7 +27,7 @@ export function browsePathProperty(name: string): string {
 export function dedupe(found: readonly FoundServer[]): FoundServer[] {
   const seen = new Set<string>();
   return found.filter((f) => {
-    const key = `${f.application.applicationUri}\n${f.endpoint?.endpointUrl ?? f.serverUrl}`;
+    const key = serverId(f);
     if (seen.has(key)) return false;
     seen.add(key);
     return true;
@@ -35,22 +35,22 @@ export function dedupe(found: readonly FoundServer[]): FoundServer[] {
 }
 
 /**
- * Devices sorted by id. The id is the applicationUri; when two different servers share one applicationUri (a
- * cloned configuration), each id gets `|<endpoint URL>` so that both stay listed.
+ * Devices sorted by id. The id is `<applicationUri>|<endpoint URL>` (the server's URL when no endpoint was
+ * selected), for every server: many PLCs ship one library-default applicationUri, and an id that took the
+ * endpoint only when a sibling with the same URI was present would change whenever that sibling came or went.
  */
 export function toDevices(found: readonly FoundServer[]): DiscoveredDevice[] {
-  const unique = dedupe(found);
-  const perUri = new Map<string, number>();
-  for (const f of unique) {
-    const uri = f.application.applicationUri;
-    perUri.set(uri, (perUri.get(uri) ?? 0) + 1);
-  }
-  return unique
-    .map((f) => toDevice(f, (perUri.get(f.application.applicationUri) ?? 0) > 1))
+  return dedupe(found)
+    .map(toDevice)
     .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
-function toDevice(f: FoundServer, ambiguous: boolean): DiscoveredDevice {
+/** One server's id: a function of that server alone. */
+export function serverId(f: FoundServer): string {
+  return `${f.application.applicationUri}|${f.endpoint?.endpointUrl ?? f.serverUrl}`;
+}
+
+function toDevice(f: FoundServer): DiscoveredDevice {
   const uri = f.application.applicationUri;
   const properties: Record<string, string> = {};
   for (const [name, value] of Object.entries(f.values)) properties[browsePathProperty(name)] = value;
@@ -64,6 +64,11 @@ function toDevice(f: FoundServer, ambiguous: boolean): DiscoveredDevice {
     properties[Property.securityMode] = f.endpoint.securityMode;
     properties[Property.securityPolicy] = f.endpoint.securityPolicy;
   }
-  const id = ambiguous ? `${uri}|${f.endpoint?.endpointUrl ?? f.serverUrl}` : uri;
-  return { id, properties, ...(f.conditions.length > 0 && { conditions: f.conditions }) };
+  return {
+    id: serverId(f),
+    // Before the endpoint was always part of the id, a server alone with its URI had the bare URI.
+    formerIds: [uri],
+    properties,
+    ...(f.conditions.length > 0 && { conditions: f.conditions }),
+  };
 }

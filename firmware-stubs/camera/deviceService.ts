@@ -1,4 +1,10 @@
-import { type CameraModel, deviceServiceUrl, mediaServiceUrl } from './model.js';
+import {
+  type CameraModel,
+  deviceServiceUrl,
+  gatewayOf,
+  imagingServiceUrl,
+  mediaServiceUrl,
+} from './model.js';
 import { el, ns } from './soap.js';
 import type { XmlElement } from './xml.js';
 
@@ -37,6 +43,7 @@ function capabilities(model: CameraModel): string {
     `<tt:Media>${el('tt:XAddr', mediaServiceUrl(model))}<tt:StreamingCapabilities>` +
     `${el('tt:RTPMulticast', false)}${el('tt:RTP_TCP', true)}${el('tt:RTP_RTSP_TCP', true)}` +
     '</tt:StreamingCapabilities></tt:Media>' +
+    `<tt:Imaging>${el('tt:XAddr', imagingServiceUrl(model))}</tt:Imaging>` +
     '</tds:Capabilities></tds:GetCapabilitiesResponse>'
   );
 }
@@ -53,6 +60,7 @@ function services(model: CameraModel): string {
     '<tds:GetServicesResponse>' +
     service(ns.tds, deviceServiceUrl(model), 2, 60) +
     service(ns.trt, mediaServiceUrl(model), 2, 60) +
+    service(ns.timg, imagingServiceUrl(model), 2, 60) +
     '</tds:GetServicesResponse>'
   );
 }
@@ -68,6 +76,29 @@ function networkInterfaces(model: CameraModel): string {
   );
 }
 
+/** One IPv4 server address, as GetDNS and GetNTP report it. */
+const manualServer = (tag: string, address: string) =>
+  `<tt:${tag}>${el('tt:Type', 'IPv4')}${el('tt:IPv4Address', address)}</tt:${tag}>`;
+
+function defaultGateway(model: CameraModel): string {
+  return `<tds:GetNetworkDefaultGatewayResponse><tds:NetworkGateway>${el('tt:IPv4Address', gatewayOf(model.address))}</tds:NetworkGateway></tds:GetNetworkDefaultGatewayResponse>`;
+}
+
+function dns(model: CameraModel): string {
+  return `<tds:GetDNSResponse><tds:DNSInformation>${el('tt:FromDHCP', false)}${manualServer('DNSManual', gatewayOf(model.address))}</tds:DNSInformation></tds:GetDNSResponse>`;
+}
+
+function ntp(model: CameraModel): string {
+  return `<tds:GetNTPResponse><tds:NTPInformation>${el('tt:FromDHCP', false)}${manualServer('NTPManual', gatewayOf(model.address))}</tds:NTPInformation></tds:GetNTPResponse>`;
+}
+
+function networkProtocols(model: CameraModel): string {
+  const protocol = (name: string, port: number) =>
+    `<tds:NetworkProtocols>${el('tt:Name', name)}${el('tt:Enabled', true)}${el('tt:Port', port)}</tds:NetworkProtocols>`;
+  const rtspPort = Number(new URL(model.streamUri('x')).port || 554);
+  return `<tds:GetNetworkProtocolsResponse>${protocol('HTTP', model.port)}${protocol('RTSP', rtspPort)}</tds:GetNetworkProtocolsResponse>`;
+}
+
 function hostname(model: CameraModel): string {
   return `<tds:GetHostnameResponse><tds:HostnameInformation>${el('tt:FromDHCP', false)}${el('tt:Name', model.hostname)}</tds:HostnameInformation></tds:GetHostnameResponse>`;
 }
@@ -79,15 +110,31 @@ function scopes(model: CameraModel): string {
   return `<tds:GetScopesResponse>${items.join('')}</tds:GetScopesResponse>`;
 }
 
-/** The device service. GetSystemDateAndTime is the one operation allowed without credentials. */
+/** The device service. Only the PRE_AUTH operations (below) are allowed without credentials. */
 export const deviceOperations: Record<string, Operation> = {
   GetSystemDateAndTime: systemDateAndTime,
   GetDeviceInformation: deviceInformation,
   GetCapabilities: capabilities,
   GetServices: services,
   GetNetworkInterfaces: networkInterfaces,
+  GetNetworkDefaultGateway: defaultGateway,
+  GetDNS: dns,
+  GetNTP: ntp,
+  GetNetworkProtocols: networkProtocols,
   GetHostname: hostname,
   GetScopes: scopes,
 };
 
-export const unauthenticatedOperations: ReadonlySet<string> = new Set(['GetSystemDateAndTime']);
+/**
+ * ONVIF Core's PRE_AUTH access class: "the service shall not require user authentication". Clients rely on
+ * it (the `onvif` npm client's connect() reads GetServices or GetCapabilities before it has checked the clock).
+ */
+export const unauthenticatedOperations: ReadonlySet<string> = new Set([
+  'GetSystemDateAndTime',
+  'GetServices',
+  'GetServiceCapabilities',
+  'GetCapabilities',
+  'GetHostname',
+  'GetWsdlUrl',
+  'GetEndpointReference',
+]);

@@ -7,13 +7,21 @@ export const ns = {
   dn: 'http://www.onvif.org/ver10/network/wsdl',
   tds: 'http://www.onvif.org/ver10/device/wsdl',
   trt: 'http://www.onvif.org/ver10/media/wsdl',
+  timg: 'http://www.onvif.org/ver20/imaging/wsdl',
   tt: 'http://www.onvif.org/ver10/schema',
   ter: 'http://www.onvif.org/ver10/error',
   wsse: 'http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd',
   wsu: 'http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd',
 } as const;
 
-const declarations = Object.entries({ s: ns.soap, tds: ns.tds, trt: ns.trt, tt: ns.tt, ter: ns.ter })
+const declarations = Object.entries({
+  s: ns.soap,
+  tds: ns.tds,
+  trt: ns.trt,
+  timg: ns.timg,
+  tt: ns.tt,
+  ter: ns.ter,
+})
   .map(([prefix, uri]) => `xmlns:${prefix}="${uri}"`)
   .join(' ');
 

@@ -2,8 +2,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Logger } from '../../src/util/logger.js';
 import { AuthResult, verifyUsernameToken } from './auth.js';
 import { deviceOperations, type Operation, unauthenticatedOperations } from './deviceService.js';
+import { imagingOperations } from './imagingService.js';
 import { mediaOperations, NoProfileError } from './mediaService.js';
 import type { CameraModel } from './model.js';
+import { serveSnapshot, snapshotPath } from './snapshot.js';
 import { soapFault, soapResponse } from './soap.js';
 import { at, firstChildName, parseXml } from './xml.js';
 
@@ -12,6 +14,7 @@ export const defaultMaxRequestBytes = 1_048_576;
 const services: Record<string, Record<string, Operation>> = {
   '/onvif/device_service': deviceOperations,
   '/onvif/media_service': mediaOperations,
+  '/onvif/imaging_service': imagingOperations,
 };
 
 interface Reply {
@@ -110,6 +113,11 @@ export function createSoapServer(
   maxBytes = defaultMaxRequestBytes,
 ): Server {
   return createServer((req, res) => {
+    if ((req.url ?? '').split('?')[0] === snapshotPath) {
+      const status = serveSnapshot(model, req, res);
+      logger.debug({ url: req.url, status }, 'snapshot request');
+      return;
+    }
     handle(model, maxBytes, req, res)
       .then((reply) => {
         logger.debug({ url: req.url, operation: reply.operation, status: reply.status }, 'soap request');

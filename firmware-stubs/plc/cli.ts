@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { ConfigError } from '../../src/util/errors.js';
+import { ConfigError, LeafbridgeError } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import { type PlcSecurity, type PlcStub, startPlcStub } from './plcStub.js';
 
@@ -9,7 +9,8 @@ export const PLC_USAGE = `leafbridge simulate plc [--port N] [--count N] [--name
   --count     how many PLCs (default 1); names get -1, -2, ... when more than one
   --name      application name (default plc); the applicationUri is urn:leafbridge:plc:<name>
   --host      address to listen on and to advertise (default 127.0.0.1)
-  --lds       register with this Local Discovery Server
+  --lds       register with this Local Discovery Server; fails (exit 1) when it does not list the PLCs
+              within 15 s (it refused them, or cannot be reached)
   --security  endpoints to offer (default None,SignAndEncrypt: SignAndEncrypt is with Basic256Sha256)`;
 
 export interface PlcSimulation {
@@ -53,7 +54,27 @@ export async function simulatePlc(argv: string[], logger: Logger): Promise<PlcSi
     await stop();
     throw failed.reason;
   }
+  if (flags.lds !== undefined) await requireRegistration(stubs, flags.lds, stop);
   return { stubs, stop };
+}
+
+const REGISTRATION_WAIT_MS = 15_000;
+
+/** Every stub listed by the discovery server, or all stopped and an error that says why not. */
+async function requireRegistration(stubs: PlcStub[], lds: string, stop: () => Promise<void>): Promise<void> {
+  const registered = await Promise.all(stubs.map((s) => s.waitForRegistration(REGISTRATION_WAIT_MS)));
+  const problems = stubs
+    .filter((_, i) => !registered[i])
+    .map((s) => {
+      const reason = s.registration()?.reason ?? `no answer within ${REGISTRATION_WAIT_MS / 1000} s`;
+      return `${s.applicationName}: ${reason}`;
+    });
+  if (problems.length === 0) return;
+  await stop();
+  throw new LeafbridgeError(
+    'PLC_REGISTRATION',
+    `not registered with the discovery server ${lds}: ${problems.join('; ')}`,
+  );
 }
 
 export function parsePlcFlags(argv: string[]): PlcFlags {

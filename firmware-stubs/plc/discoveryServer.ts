@@ -16,6 +16,11 @@ export interface DiscoveryServerOptions {
   /** The address to listen on and to put in the endpoint URL; default 127.0.0.1. */
   host?: string;
   applicationUri?: string;
+  /**
+   * Endpoints to offer; default both. With `['None']` it is a discovery server without encryption, which
+   * can list servers but never accept a registration (registrations need a signed channel).
+   */
+  securityModes?: readonly ('None' | 'SignAndEncrypt')[];
   /** Default a temporary folder removed on stop. */
   pkiDir?: string;
   logger: Logger;
@@ -51,7 +56,7 @@ export async function startDiscoveryServer(options: DiscoveryServerOptions): Pro
       },
       serverCertificateManager: pki.server,
     },
-    { port: options.port ?? 0, host },
+    { port: options.port ?? 0, host, securityModes: options.securityModes ?? ['None', 'SignAndEncrypt'] },
     options.logger,
   );
   try {
@@ -77,6 +82,7 @@ export async function startDiscoveryServer(options: DiscoveryServerOptions): Pro
 interface Listen {
   port: number;
   host: string;
+  securityModes: readonly ('None' | 'SignAndEncrypt')[];
 }
 
 function localDiscoveryServerClass(opcua: Opcua) {
@@ -103,8 +109,10 @@ function localDiscoveryServerClass(opcua: Opcua) {
       endpoint.addStandardEndpointDescriptions({
         hostname: listen.host,
         allowAnonymous: true,
-        securityModes: [opcua.MessageSecurityMode.None, opcua.MessageSecurityMode.SignAndEncrypt],
-        securityPolicies: [opcua.SecurityPolicy.None, opcua.SecurityPolicy.Basic256Sha256],
+        securityModes: listen.securityModes.map((m) => opcua.MessageSecurityMode[m]),
+        securityPolicies: listen.securityModes.map((m) =>
+          m === 'None' ? opcua.SecurityPolicy.None : opcua.SecurityPolicy.Basic256Sha256,
+        ),
         userTokenTypes: [],
         disableDiscovery: true,
       });

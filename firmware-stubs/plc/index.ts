@@ -6,3 +6,4 @@ export {
 } from './discoveryServer.js';
 export { PLANT_TICK_MS, type PlcIdentity } from './plantModel.js';
 export { PlcSecurity, type PlcStub, type PlcStubOptions, startPlcStub } from './plcStub.js';
+export { RegistrationState, type RegistrationStatus } from './registration.js';

@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import type { OPCUAServer, OPCUAServerOptions } from 'node-opcua';
 import { type Clock, systemClock } from '../../src/util/clock.js';
 import { errorMessage, LeafbridgeError } from '../../src/util/errors.js';
@@ -7,6 +6,7 @@ import { derToPem } from './certificatePem.js';
 import { loadOpcua, type Opcua } from './opcuaModule.js';
 import { openStubPki, type StubPki } from './pki.js';
 import { buildPlant, type PlcIdentity } from './plantModel.js';
+import { type RegistrationStatus, RegistrationWatch } from './registration.js';
 
 /** The endpoints a simulated PLC offers: no security, and/or SignAndEncrypt with Basic256Sha256. */
 export const PlcSecurity = { None: 'None', SignAndEncrypt: 'SignAndEncrypt' } as const;
@@ -40,8 +40,13 @@ export interface PlcStub {
   applicationName: string;
   /** The server certificate, for a client's trust list. */
   certificatePem: string;
-  /** True once the stub is registered with its discovery server; false if not within `timeoutMs`. */
+  /**
+   * True once the discovery server lists the stub; false when registration failed (logged at error, and in
+   * `registration()`) or is still pending after `timeoutMs`.
+   */
   waitForRegistration(timeoutMs: number): Promise<boolean>;
+  /** Registration with the discovery server as that server sees it; undefined without one. */
+  registration(): RegistrationStatus | undefined;
   stop(): Promise<void>;
 }
 
@@ -52,7 +57,10 @@ export async function startPlcStub(options: PlcStubOptions): Promise<PlcStub> {
   const applicationUri = options.applicationUri ?? `urn:leafbridge:plc:${slug(applicationName)}`;
   const pki = await openStubPki(opcua, options.pkiDir, 'plc');
   const server = new opcua.OPCUAServer(serverOptions(opcua, options, pki, applicationName, applicationUri));
-  const registered = watchRegistration(server);
+  const registration =
+    options.discoveryServerEndpointUrl === undefined
+      ? undefined
+      : new RegistrationWatch(opcua, server, pki, options.discoveryServerEndpointUrl, options.logger);
   const clock = options.clock ?? systemClock;
   let stopPlant = () => {};
   try {
@@ -74,8 +82,10 @@ export async function startPlcStub(options: PlcStubOptions): Promise<PlcStub> {
     applicationUri,
     applicationName,
     certificatePem: derToPem(server.getCertificate()),
-    waitForRegistration: (timeoutMs) => registered(timeoutMs),
+    waitForRegistration: async (timeoutMs) => (await registration?.wait(timeoutMs)) ?? false,
+    registration: () => registration?.current(),
     stop: once_(async () => {
+      await registration?.close();
       stopPlant();
       await shutdownQuietly(server, options.logger);
       await pki.dispose();
@@ -130,24 +140,6 @@ function identityOf(options: PlcStubOptions, applicationName: string): PlcIdenti
   return {
     serialNumber: options.identity?.serialNumber ?? `SN-${slug(applicationName).toUpperCase()}`,
     model: options.identity?.model ?? 'LB-PLC-1',
-  };
-}
-
-/** Registration with an LDS runs in the background in node-opcua; this lets a caller wait for it. */
-function watchRegistration(server: OPCUAServer): (timeoutMs: number) => Promise<boolean> {
-  let registered = false;
-  server.on('serverRegistered', () => {
-    registered = true;
-  });
-  return async (timeoutMs) => {
-    if (registered) return true;
-    const signal = AbortSignal.timeout(timeoutMs);
-    try {
-      await once(server, 'serverRegistered', { signal });
-      return true;
-    } catch {
-      return registered;
-    }
   };
 }
 

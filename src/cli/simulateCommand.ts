@@ -27,7 +27,8 @@ export async function simulateCommand(argv: string[]): Promise<number> {
     running = await simulate(rest, logger);
   } catch (err) {
     process.stderr.write(`simulate ${kind}: ${(err as Error).message}\n`);
-    return 2;
+    // 2 for bad flags, 1 for a simulator that started but could not do its job (a refused registration).
+    return (err as { code?: string }).code === 'PLC_REGISTRATION' ? 1 : 2;
   }
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);

@@ -28,6 +28,11 @@ export interface DeviceCondition {
 export interface DiscoveredDevice {
   /** Stable across restarts and rediscovery (a UUID, a serial number, an endpoint URL). */
   id: string;
+  /**
+   * Ids an earlier version of the handler gave this device. A Device stored under one keeps its name (and
+   * the pods that hold it) and takes the new id, instead of being replaced by a new Device.
+   */
+  formerIds?: string[];
   /** Handed to pods as environment variables; string values only. */
   properties: Record<string, string>;
   deviceNodes?: DeviceNode[];

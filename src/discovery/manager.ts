@@ -4,8 +4,8 @@ import { backoffDelay, type Clock, sleep } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import { child, type Logger } from '../util/logger.js';
 import { detailsProblems, resolvedDetails } from './configs.js';
+import { DeviceNames } from './deviceNames.js';
 import type { DiscoveredDevice, DiscoveryHandler } from './handler.js';
-import { deviceName } from './naming.js';
 import type { DeviceRegistry } from './registry.js';
 import { mergeConditions, withSighting } from './sighting.js';
 import { API_VERSION, type Condition, type DeviceObject, type DiscoveryConfigObject } from './types.js';
@@ -38,6 +38,8 @@ interface Run {
   valid: Condition;
   /** The handler has yielded its first list: from then on, what it does not list, this node does not see. */
   listed: boolean;
+  /** The names of this config's Devices, stored and to come: which name a found device gets. */
+  names: DeviceNames;
   abort: AbortController;
   done: Promise<void>;
 }
@@ -65,6 +67,8 @@ export class DiscoveryManager {
     this.unwatch = o.store.watch((e) => {
       const run = this.runs.get(e.object.spec?.configName ?? '');
       if (!run) return;
+      if (e.type === 'DELETED') run.names.forget(e.object.metadata.name);
+      else run.names.note(e.object.metadata.name, e.object.spec.id);
       this.reconcile(run, e.object.metadata.name, e.type === 'DELETED' ? undefined : e.object);
       this.scheduleStatus(run);
     });
@@ -136,6 +140,7 @@ export class DiscoveryManager {
       local: [],
       valid,
       listed: false,
+      names: new DeviceNames(name, this.o.node),
       abort,
       done: Promise.resolve(),
     };
@@ -171,6 +176,7 @@ export class DiscoveryManager {
     const config = run.config;
     const logger = child(this.o.logger, `discovery:${handler.name}`).child({ config: config.metadata.name });
     const details = resolvedDetails(handler, config.spec.handler.details);
+    await this.loadNames(run, logger);
     let attempt = 0;
     while (!signal.aborted) {
       try {
@@ -216,7 +222,8 @@ export class DiscoveryManager {
         );
         continue;
       }
-      const name = deviceName(config.metadata.name, found.id, shared ? undefined : this.o.node);
+      const name = run.names.nameFor(found.id, shared, logger, found.formerIds);
+      if (name === undefined) continue;
       seen.add(name);
       this.upsert(name, config, handler, found, shared);
     }
@@ -234,6 +241,19 @@ export class DiscoveryManager {
         .catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'device store list failed'));
     }
     this.scheduleStatus(run);
+  }
+
+  /**
+   * The names this config's Devices have in the store before the handler's first list: a Device named by the
+   * older 6-digit scheme keeps its name (its pods hold it), and a name held by another id is not taken.
+   */
+  private async loadNames(run: Run, logger: Logger): Promise<void> {
+    try {
+      const stored = await this.o.store.list({ 'leafbridge.io/config': run.config.metadata.name });
+      for (const d of stored) run.names.note(d.metadata.name, d.spec.id);
+    } catch (err) {
+      logger.warn({ err: errorMessage(err) }, 'device store list failed; naming without it');
+    }
   }
 
   private upsert(
@@ -466,6 +486,11 @@ function condition(
 function deviceProblem(d: DiscoveredDevice | undefined): string | undefined {
   if (!d || typeof d.id !== 'string' || d.id.length === 0) return 'no id';
   if (d.id.length > MAX_ID_LENGTH) return `id longer than ${MAX_ID_LENGTH}`;
+  if (
+    d.formerIds !== undefined &&
+    !(Array.isArray(d.formerIds) && d.formerIds.every((f) => typeof f === 'string'))
+  )
+    return 'formerIds is not a list of strings';
   if (typeof d.properties !== 'object' || d.properties === null) return 'no properties';
   const entries = Object.entries(d.properties);
   if (entries.length > MAX_PROPERTIES) return `more than ${MAX_PROPERTIES} properties`;

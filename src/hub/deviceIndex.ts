@@ -1,4 +1,4 @@
-import { deviceName } from '../discovery/naming.js';
+import { isNameOf } from '../discovery/naming.js';
 import type { HubDevice } from './types.js';
 
 /** The parts of a Device the index works with, checked (a Device on the server may be malformed). */
@@ -88,7 +88,7 @@ export class DeviceIndex {
       const d = this.byName.get(name) as IndexedDevice;
       if (
         d.nodes.includes(node) ||
-        (!d.shared && (this.home.get(name) === node || deviceName(d.configName, id, node) === name))
+        (!d.shared && (this.home.get(name) === node || isNameOf(name, d.configName, id, node)))
       ) {
         out.push(name);
         if (!d.shared) this.home.set(name, node);

@@ -93,7 +93,8 @@ function deviceCrd(): CustomResourceDefinition {
     plural: 'devices',
     shortNames: ['dev', 'lbdev'],
     description: 'A leaf device found by a leafbridge agent, offered to pods as an extended resource.',
-    // <config>-<6 hex>; 63 at most, so the name fits a label value and the resource name leafbridge.io/<name>.
+    // <config>-<16 hex> (src/discovery/naming.ts); 63 at most, so the name fits a label value and the resource
+    // name leafbridge.io/<name>.
     name: { type: 'string', maxLength: 63 },
     spec: toStructural(DeviceSpecSchema, 'spec'),
     status: toStructural(DeviceStatusSchema, 'status'),

@@ -223,7 +223,7 @@ describe('leafbridge demo: the dashboard in headless Chromium', () => {
     };
     for (const row of rows) {
       expect(row.config).toBe(configOf[row.handler as keyof typeof configOf]);
-      expect(row.name).toMatch(new RegExp(`^${row.config}-[0-9a-f]{6}$`));
+      expect(row.name).toMatch(new RegExp(`^${row.config}-[0-9a-f]{16}$`));
       expect(row.online).toBe('● online');
     }
     if (!HAS_SOCAT)

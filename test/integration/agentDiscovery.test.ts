@@ -55,7 +55,7 @@ describe('the agent runs its DiscoveryConfigs and serves Device objects', () => 
     await until(async () => (await devices()).some((d) => d.status.online), 2000, 'device online');
     const listedMs = Date.now() - appeared;
     const [device] = await devices();
-    expect(device?.metadata.name).toMatch(/^thermo-[0-9a-f]{6}$/);
+    expect(device?.metadata.name).toMatch(/^thermo-[0-9a-f]{16}$/);
     expect(device?.spec).toMatchObject({
       configName: 'thermo',
       handler: 'serial',

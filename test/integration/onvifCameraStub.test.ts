@@ -113,13 +113,15 @@ describe('camera stub: SOAP over HTTP', () => {
     }
   }, 5_000);
 
-  it('demands a valid PasswordDigest for everything but GetSystemDateAndTime', async () => {
+  it('demands a valid PasswordDigest for everything but the PRE_AUTH operations', async () => {
     const camera = await stub({ credentials: { username: 'admin', password: 's3cret' } });
     const url = camera.deviceServiceUrl;
     const info = '<tds:GetDeviceInformation/>';
     const notAuthorized = /<s:Subcode><s:Value>ter:NotAuthorized<\/s:Value>/;
 
-    expect((await post(url, envelope('<tds:GetSystemDateAndTime/>'))).status).toBe(200);
+    // ONVIF Core's PRE_AUTH operations answer anyone.
+    for (const op of ['GetSystemDateAndTime', 'GetCapabilities', 'GetServices', 'GetHostname'])
+      expect((await post(url, envelope(`<tds:${op}/>`))).status).toBe(200);
     const bare = await post(url, envelope(info));
     expect(bare.status).toBe(400);
     expect(bare.body).toMatch(notAuthorized);

@@ -41,11 +41,15 @@ function startHandler(details: Partial<OnvifDetails> = {}) {
   return { ctx, recorder };
 }
 
-async function startStub(options: Partial<CameraStubOptions> & { uuid: string }): Promise<CameraStub> {
+/** A stub announcing `urn:uuid:<uuid>`, or the address `announce` makes of it (the forms real cameras use). */
+async function startStub(
+  options: Partial<CameraStubOptions> & { uuid: string; announce?: (uuid: string) => string },
+): Promise<CameraStub> {
+  const { announce = (uuid: string) => `urn:uuid:${uuid}`, ...rest } = options;
   const stub = await startCameraStub({
     multicastInterface: '127.0.0.1',
-    ...options,
-    uuid: `urn:uuid:${options.uuid}`,
+    ...rest,
+    uuid: announce(options.uuid),
   });
   let stopped = false;
   cleanups.push(() => (stopped ? undefined : stub.stop()));
@@ -174,6 +178,49 @@ describe('ONVIF discovery: retries', () => {
   }, 5_000);
 });
 
+describe('ONVIF discovery: logs', () => {
+  it('logs a camera that cannot be read once at error, not on every retry, and its recovery once', async () => {
+    const prefix = uuidPrefix();
+    const uuid = uuidOf(prefix, 1);
+    const port = await closedPort();
+    const url = `http://127.0.0.1:${port}/onvif/device_service`;
+    const { recorder, ctx } = startHandler();
+    await recorder.waitFor(() => true, 2_000, 'the first list');
+    const sender = await loopbackSender();
+    cleanups.push(() => sender.close());
+    const about = (level?: number) =>
+      ctx.logs.filter((l) => l.id === uuid && (level === undefined || l.level === level));
+    const failures = () =>
+      about().filter((l) => /(cannot|could not) be read: [^(]*$/.test(String(l.msg)) && !l.stack);
+    // Announced again and again (as each probe round would), it is read (and fails) each time.
+    for (let i = 0; i < 4 && failures().length < 3; i++) {
+      await sender.send(helloXml(uuid, url));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    await waitUntil(() => failures().length >= 3, 5_000, 'three failed reads');
+    expect(about(50)).toHaveLength(1);
+    expect(about(50)[0]).toMatchObject({ reason: 'ConnectionFailed', url });
+    // It comes up: one line says so, and the failure is not logged again.
+    await startStub({ uuid, httpPort: port, model: 'Late' });
+    await sender.send(helloXml(uuid, url));
+    await recorder.waitFor(
+      (d) => withPrefix(d, prefix)[0]?.properties[OnvifProperty.model] === 'Late',
+      1_000,
+      'the camera, read',
+    );
+    expect(about(30).filter((l) => l.msg === 'camera can be read again')).toHaveLength(1);
+    expect(about(50)).toHaveLength(1);
+  }, 30_000);
+});
+
+async function waitUntil(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 describe('ONVIF discovery: filters', () => {
   it('includes and excludes by uuid and by CIDR', async () => {
     const prefix = uuidPrefix();
@@ -299,6 +346,57 @@ describe('ONVIF discovery: credentials', () => {
     expect(condition).toMatchObject({ type: 'Authenticated', status: 'False', reason: 'NotAuthorized' });
     expect(condition?.message).toMatch(/no credentials are configured/);
   }, 5_000);
+});
+
+describe('ONVIF discovery: uuid forms', () => {
+  it('gives one id to every form of a uuid a camera announces, and matches filters and credentials in any form', async () => {
+    const prefix = uuidPrefix();
+    const forms: [string, (uuid: string) => string][] = [
+      ['urn:uuid:', (u) => `urn:uuid:${u}`],
+      ['URN:UUID: upper case', (u) => `URN:UUID:${u.toUpperCase()}`],
+      ['uuid: without urn:', (u) => `uuid:${u}`],
+      ['bare upper case', (u) => u.toUpperCase()],
+      ['braces', (u) => `urn:uuid:{${u}}`],
+    ];
+    const uuids = forms.map((_, i) => uuidOf(prefix, i + 1));
+    await Promise.all(
+      forms.map(([, announce], i) =>
+        startStub({
+          uuid: uuids[i]!,
+          announce,
+          credentials: { username: 'admin', password: `pw-${i}` },
+        }),
+      ),
+    );
+    // The config names each camera in yet another form than the one it announces.
+    const configForms = [(u: string) => u, (u: string) => `uuid:${u}`, (u: string) => u.toUpperCase()];
+    const named = (i: number) => configForms[i % configForms.length]!(uuids[i]!);
+    const { recorder } = startHandler({
+      filters: { uuids: { action: 'include', items: uuids.map((_, i) => named(i)) } },
+      credentials: {
+        devices: Object.fromEntries(
+          uuids.map((_, i) => [named(i), { username: 'admin', password: `pw-${i}` }]),
+        ),
+      },
+    });
+    const found = await recorder.waitFor(
+      (d) => withPrefix(d, prefix).length === forms.length,
+      2_000,
+      'a camera in every form',
+    );
+    const devices = withPrefix(found.devices, prefix);
+    expect(ids(devices)).toEqual([...uuids].sort());
+    // Devices stored under the id older versions gave (`uuid:…` kept its prefix) are adopted by the new one.
+    const byId = new Map(devices.map((d) => [d.id, d]));
+    expect(byId.get(uuids[0]!)?.formerIds).toBeUndefined();
+    expect(byId.get(uuids[2]!)?.formerIds).toEqual([`uuid:${uuids[2]}`]);
+    expect(byId.get(uuids[4]!)?.formerIds).toEqual([`{${uuids[4]}}`]);
+    for (const device of devices) {
+      expect(device.conditions).toBeUndefined();
+      expect(device.properties[OnvifProperty.uuid]).toBe(device.id);
+      expect(device.properties[OnvifProperty.model]).toBeDefined();
+    }
+  }, 25_000);
 });
 
 const mib = 1024 * 1024;

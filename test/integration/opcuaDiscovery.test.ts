@@ -1,6 +1,7 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { simulatePlc } from '../../firmware-stubs/plc/cli.js';
 import {
@@ -26,9 +27,12 @@ const home = mkdtempSync(join(tmpdir(), 'leafbridge-opcua-home-'));
 process.env.HOME = home;
 delete process.env.XDG_CONFIG_HOME;
 
+const ROOT = resolve(import.meta.dirname, '../..');
 const SERIAL = { name: 'serialNumber', path: '/Objects/1:Plant/1:SerialNumber' };
 const MODEL = { name: 'model', path: '/Objects/1:Plant/1:Model' };
-const byId = (devices: DiscoveredDevice[], id: string) => devices.find((d) => d.id === id);
+const byUri = (devices: DiscoveredDevice[], uri: string) =>
+  devices.find((d) => d.properties.OPCUA_APPLICATION_URI === uri);
+const uris = (devices: DiscoveredDevice[]) => devices.map((d) => d.properties.OPCUA_APPLICATION_URI);
 
 describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
   const logs = captureLogs();
@@ -74,7 +78,8 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
     await probe.stop();
     expect(devices).toEqual([
       {
-        id: 'urn:leafbridge:plc:line1',
+        id: `urn:leafbridge:plc:line1|${line1.endpointUrl}`,
+        formerIds: ['urn:leafbridge:plc:line1'],
         properties: {
           OPCUA_DISCOVERY_URL: line1.endpointUrl,
           OPCUA_ENDPOINT_URL: line1.endpointUrl,
@@ -101,12 +106,12 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
     const probe = new DiscoveryProbe({ discoveryUrls: [lds.endpointUrl] }, logger);
     const { devices } = await probe.waitFor((d) => d.length === 2, 8_000);
     await probe.stop();
-    expect(ids(devices)).toEqual(['urn:leafbridge:plc:line1', 'urn:leafbridge:plc:line2']);
-    const first = byId(devices, 'urn:leafbridge:plc:line1');
+    expect(uris(devices)).toEqual(['urn:leafbridge:plc:line1', 'urn:leafbridge:plc:line2']);
+    const first = byUri(devices, 'urn:leafbridge:plc:line1');
     expect(first?.properties.OPCUA_DISCOVERY_URL).toBe(lds.endpointUrl);
     expect(first?.properties.OPCUA_ENDPOINT_URL).toBe(line1.endpointUrl);
     expect(first?.conditions).toBeUndefined();
-    const secureOnly = byId(devices, 'urn:leafbridge:plc:line2');
+    const secureOnly = byUri(devices, 'urn:leafbridge:plc:line2');
     expect(secureOnly?.properties.OPCUA_ENDPOINT_URL).toBeUndefined();
     expect(secureOnly?.conditions).toEqual([
       {
@@ -132,8 +137,8 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
       exclude.waitFor(() => true, 8_000),
     ]);
     await Promise.all([include.stop(), exclude.stop()]);
-    expect(ids(included.devices)).toEqual(['urn:leafbridge:plc:line2']);
-    expect(ids(excluded.devices)).toEqual(['urn:leafbridge:plc:line1']);
+    expect(uris(included.devices)).toEqual(['urn:leafbridge:plc:line2']);
+    expect(uris(excluded.devices)).toEqual(['urn:leafbridge:plc:line1']);
   }, 15_000);
 
   it('selects the SignAndEncrypt Basic256Sha256 endpoint of a trusted server and reads in a secure session', async () => {
@@ -151,8 +156,9 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
     );
     const { devices } = await probe.waitFor((d) => d.length === 2, 10_000);
     await probe.stop();
-    expect(byId(devices, 'urn:leafbridge:plc:line2')).toEqual({
-      id: 'urn:leafbridge:plc:line2',
+    expect(byUri(devices, 'urn:leafbridge:plc:line2')).toEqual({
+      id: `urn:leafbridge:plc:line2|${line2.endpointUrl}`,
+      formerIds: ['urn:leafbridge:plc:line2'],
       properties: {
         OPCUA_DISCOVERY_URL: lds.endpointUrl,
         OPCUA_ENDPOINT_URL: line2.endpointUrl,
@@ -164,7 +170,7 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
       },
     });
     // line1 offers SignAndEncrypt too, but its certificate is in no trust list: listed, with the reason.
-    const untrusted = byId(devices, 'urn:leafbridge:plc:line1');
+    const untrusted = byUri(devices, 'urn:leafbridge:plc:line1');
     expect(untrusted?.conditions?.[0]).toMatchObject({ type: 'ServerCertificateTrusted', status: 'False' });
     expect(untrusted?.properties.OPCUA_SERIAL_NUMBER).toBeUndefined();
     // The client certificate went to the PKI folder we gave, and stays there.
@@ -181,7 +187,7 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
     );
     const first = await probe.waitFor(() => true, 5_000);
     await probe.stop();
-    expect(ids(first.devices)).toEqual(['urn:leafbridge:plc:line1']);
+    expect(uris(first.devices)).toEqual(['urn:leafbridge:plc:line1']);
     expect(first.at).toBeLessThan(3_000);
     const warnings = logs.entries().filter((e) => e.level === 40);
     expect(warnings).toContainEqual(expect.objectContaining({ url: hanging.url, code: 'OPCUA_TIMEOUT' }));
@@ -238,6 +244,82 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
     expect(goneW.at - stopAtW).toBeLessThan(2_000);
     expect(gone.at - stopAt).toBeLessThan(2_000);
   }, 20_000);
+
+  it('keeps each server id whether or not another server shares its applicationUri', async () => {
+    const shared = 'urn:vendor:plc-library-default';
+    const [a, b] = await Promise.all(
+      ['clone-a', 'clone-b'].map((name) =>
+        startPlcStub({ applicationName: name, applicationUri: shared, logger }),
+      ),
+    );
+    const probe = new DiscoveryProbe(
+      { discoveryUrls: [a!.endpointUrl, b!.endpointUrl], pollIntervalMs: 500 },
+      logger,
+    );
+    try {
+      const both = await probe.waitFor((d) => d.length === 2, 8_000);
+      const idOf = (devices: DiscoveredDevice[], url: string) =>
+        devices.find((d) => d.properties.OPCUA_ENDPOINT_URL === url)?.id;
+      const idA = idOf(both.devices, a!.endpointUrl);
+      expect(idA).toBe(`${shared}|${a!.endpointUrl}`);
+      expect(idOf(both.devices, b!.endpointUrl)).toBe(`${shared}|${b!.endpointUrl}`);
+      const seen = probe.seen();
+      await b!.stop();
+      const alone = await probe.waitFor((d) => d.length === 1, 5_000, seen);
+      expect(ids(alone.devices)).toEqual([idA]);
+    } finally {
+      await Promise.all([probe.stop(), a!.stop(), b!.stop().catch(() => {})]);
+    }
+  }, 25_000);
+
+  it('a PLC stub says so (log, state, exit status) when a discovery server without encryption refuses it', async () => {
+    const plain = await startDiscoveryServer({ securityModes: ['None'], logger });
+    const stubLogs = captureLogs();
+    const plc = await startPlcStub({
+      applicationName: 'refused',
+      discoveryServerEndpointUrl: plain.endpointUrl,
+      logger: stubLogs.logger,
+    });
+    try {
+      expect(await plc.waitForRegistration(10_000)).toBe(false);
+      expect(plc.registration()).toEqual({
+        state: 'failed',
+        reason: expect.stringMatching(/does not list this server/),
+      });
+      expect(plain.registeredServers()).toEqual([]);
+      const errors = stubLogs.entries().filter((e) => e.level === 50);
+      expect(errors).toEqual([
+        expect.objectContaining({
+          msg: 'registration with the discovery server failed',
+          discoveryServer: plain.endpointUrl,
+        }),
+      ]);
+      // The command line: an error that names the reason, and exit status 1.
+      await expect(
+        simulatePlc(['--name', 'refused-cli', '--lds', plain.endpointUrl], logger),
+      ).rejects.toThrow(
+        /not registered with the discovery server .*refused-cli: the discovery server does not list/,
+      );
+      const cli = spawnSync(
+        process.execPath,
+        [
+          join(ROOT, 'bin/leafbridge.js'),
+          'simulate',
+          'plc',
+          '--name',
+          'refused-bin',
+          '--lds',
+          plain.endpointUrl,
+        ],
+        { encoding: 'utf8', timeout: 30_000, env: { ...process.env, HOME: home } },
+      );
+      expect(cli.status, cli.stderr).toBe(1);
+      expect(cli.stderr).toMatch(/not registered with the discovery server/);
+    } finally {
+      await plc.stop();
+      await plain.stop();
+    }
+  }, 60_000);
 
   it('writes nothing under ~/.config (node-opcua default certificate folders)', () => {
     expect(homedir()).toBe(home);

@@ -1,5 +1,6 @@
 /**
- * Debian's onvif-util (libonvif 1.4) reads the camera stub: device information, profiles, stream URIs.
+ * Debian's onvif-util (libonvif 1.4) reads the camera stub: device information, profiles, stream URIs, and the
+ * Profile S settings (video encoder options and configuration, imaging settings and options, network).
  *
  * onvif-util always finds a camera by WS-Discovery first, even when given its address, and sends that
  * probe unpinned with multicast loop off. So it never runs on the host: the test makes a user+network
@@ -64,6 +65,8 @@ trap 'kill $stub 2>/dev/null || true' EXIT
 for i in $(seq 1 100); do grep -q READY "$STUB_LOG" && break; sleep 0.1; done
 echo "=== right password"
 printf 'get rtsp\\nget rtsp 1\\nget profiles\\nquit\\n' | timeout 10 onvif-util -u admin -p secret 10.213.0.1 || echo "exit $?"
+echo "=== settings"
+printf 'get video options\\nget video 1\\nget imaging\\nget imaging options\\nget network\\nquit\\n' | timeout 10 onvif-util -u admin -p secret 10.213.0.1 || echo "exit $?"
 echo "=== wrong password"
 printf 'quit\\n' | timeout 10 onvif-util -u admin -p wrong 10.213.0.1 || echo "exit $?"
 kill $stub
@@ -73,7 +76,7 @@ trap - EXIT
 
 describe('onvif-util reads the camera stub', () => {
   it.skipIf(skipReason !== undefined)(
-    `device information and stream URIs, inside a namespace${skipReason ? ` (skipped: ${skipReason})` : ''}`,
+    `device information, stream URIs, video, imaging and network settings, inside a namespace${skipReason ? ` (skipped: ${skipReason})` : ''}`,
     () => {
       const stubLog = `/tmp/leafbridge-onvif-interop-${process.pid}.log`;
       const run = spawnSync('unshare', ['-rn', 'bash', '-c', script], {
@@ -88,7 +91,8 @@ describe('onvif-util reads the camera stub', () => {
         },
       });
       rmSync(stubLog, { force: true });
-      const [right = '', wrong = ''] = run.stdout.split('=== wrong password');
+      const [readings = '', wrong = ''] = run.stdout.split('=== wrong password');
+      const [right = '', settings = ''] = readings.split('=== settings');
       const context = `stdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
       expect(run.status, context).toBe(0);
 
@@ -99,6 +103,20 @@ describe('onvif-util reads the camera stub', () => {
       expect(right, context).toContain('rtsp://10.213.0.1:8554/main_token');
       expect(right, context).toContain('rtsp://10.213.0.1:8554/sub_token');
       expect(right, context).toMatch(/Token 0: main_token\s+Token 1: sub_token/);
+
+      // Profile S settings: video encoder options and configuration, imaging, network.
+      expect(settings, context).not.toContain('ERROR');
+      expect(settings, context).toMatch(/Available Resolutions\s+1920 x 1080\s+640 x 360/);
+      expect(settings, context).toMatch(/Max Frame Rate: 25/);
+      expect(settings, context).toMatch(/Max Bit Rate: \d+/);
+      expect(settings, context).toMatch(
+        /Resolution: 640 x 360\s+Frame Rate: 25\s+Gov Length: 50\s+Bit Rate:\s+512/,
+      );
+      expect(settings, context).toMatch(/Brightness: 50\s+Contrast:\s+50\s+Saturation: 50\s+Sharpness:\s+50/);
+      expect(settings, context).toMatch(/Min Brightness: 0\s+Max Brightness: 100/);
+      expect(settings, context).toMatch(
+        /IP Address: 10\.213\.0\.1\s+Gateway:\s+10\.213\.0\.254\s+DNS:\s+10\.213\.0\.254/,
+      );
 
       expect(wrong, context).toContain('found host: 10.213.0.1');
       expect(wrong, context).toContain('ERROR: get device information - ter:NotAuthorized');

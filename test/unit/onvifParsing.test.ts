@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { OnvifError } from '../../discovery-handlers/onvif/errors.js';
 import {
   cidrContains,
+  normalizeUuid,
   parseCidr,
   passesAnnouncementFilters,
   passesDeviceFilters,
@@ -91,6 +92,22 @@ describe('filters', () => {
     expect(parseCidr('10.0.0.1')).toEqual({ network: 0x0a000001, mask: 0xffffffff });
     expect(parseCidr('0.0.0.0/0')).toEqual({ network: 0, mask: 0 });
     expect(parseCidr('300.1.1.1/8')).toBeUndefined();
+  });
+
+  it('normalises every form of a uuid to the bare lower-case one', () => {
+    const bare = '5a1e0c3e-0b7d-4c8e-9a8f-0123456789ab';
+    const forms = [
+      bare,
+      bare.toUpperCase(),
+      `urn:uuid:${bare}`,
+      `URN:UUID:${bare.toUpperCase()}`,
+      `uuid:${bare}`,
+      `UUID:${bare}`,
+      `{${bare}}`,
+      `urn:uuid:{${bare.toUpperCase()}}`,
+      ` urn:uuid:${bare}\n`,
+    ];
+    expect(forms.map(normalizeUuid)).toEqual(forms.map(() => bare));
   });
 
   it('applies announcement filters: uuid (any form), CIDR, scope prefixes', () => {

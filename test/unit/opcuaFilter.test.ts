@@ -132,22 +132,25 @@ describe('devices', () => {
   it('lists a server found twice (discovery server and directly) once, as the first discovery URL found it', () => {
     const devices = toDevices([found(), found({ discoveryUrl: 'opc.tcp://127.0.0.1:4840' })]);
     expect(devices).toHaveLength(1);
-    expect(devices[0]?.id).toBe('urn:plc:1');
+    expect(devices[0]?.id).toBe('urn:plc:1|opc.tcp://127.0.0.1:4840');
     expect(devices[0]?.properties.OPCUA_DISCOVERY_URL).toBe('opc.tcp://lds:4840');
   });
 
-  it('adds the endpoint to the id only when two servers share an applicationUri', () => {
+  it('gives each server an id of its own, the same whether or not another server shares its applicationUri', () => {
     const other = 'opc.tcp://127.0.0.2:4840';
-    const devices = toDevices([
+    const sibling = found({ serverUrl: other, endpoint: endpoint({ endpointUrl: other }) });
+    const together = toDevices([
       found(),
-      found({ serverUrl: other, endpoint: endpoint({ endpointUrl: other }) }),
+      sibling,
       found({ application: app({ applicationUri: 'urn:plc:2' }) }),
     ]);
-    expect(devices.map((d) => d.id)).toEqual([
+    expect(together.map((d) => d.id)).toEqual([
       'urn:plc:1|opc.tcp://127.0.0.1:4840',
       'urn:plc:1|opc.tcp://127.0.0.2:4840',
-      'urn:plc:2',
+      'urn:plc:2|opc.tcp://127.0.0.1:4840',
     ]);
+    expect(toDevices([found()]).map((d) => d.id)).toEqual(['urn:plc:1|opc.tcp://127.0.0.1:4840']);
+    expect(toDevices([sibling]).map((d) => d.id)).toEqual(['urn:plc:1|opc.tcp://127.0.0.2:4840']);
   });
 
   it('leaves out endpoint and security properties when no endpoint was selected', () => {

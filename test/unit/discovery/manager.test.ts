@@ -1,13 +1,15 @@
+import { Writable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import { afterEach, describe, expect, it } from 'vitest';
 import { toConfigObject } from '../../../src/discovery/configs.js';
 import type { DiscoveredDevice, DiscoveryHandler } from '../../../src/discovery/handler.js';
 import { DiscoveryManager } from '../../../src/discovery/manager.js';
-import { deviceName } from '../../../src/discovery/naming.js';
+import { deviceName, legacyDeviceName } from '../../../src/discovery/naming.js';
 import { DeviceRegistry } from '../../../src/discovery/registry.js';
+import type { DeviceObject } from '../../../src/discovery/types.js';
 import { MemoryDeviceStore } from '../../../src/registry/memoryStore.js';
 import { systemClock } from '../../../src/util/clock.js';
-import { silentLogger } from '../../../src/util/logger.js';
+import { createLogger, type Logger, silentLogger } from '../../../src/util/logger.js';
 import { until } from '../../helpers/mqtt.js';
 
 /** A handler the test drives: each `push` is the full device list the handler yields next. */
@@ -63,6 +65,7 @@ describe('DiscoveryManager', () => {
     gracePeriodMs = 300,
     node = 'n1',
     store = new MemoryDeviceStore(new DeviceRegistry(), systemClock),
+    logger: Logger = silentLogger(),
   ) {
     const registry = new DeviceRegistry();
     const m = new DiscoveryManager({
@@ -71,7 +74,7 @@ describe('DiscoveryManager', () => {
       handlers,
       registry,
       store,
-      logger: silentLogger(),
+      logger,
       clock: systemClock,
       gracePeriodMs,
     });
@@ -98,7 +101,7 @@ describe('DiscoveryManager', () => {
     await until(() => registry.list().length === 1, 2000, 'device listed');
     const d = registry.list()[0]!;
     expect(d.metadata.name).toBe(deviceName('front', 'uuid-1', undefined));
-    expect(d.metadata.name).toMatch(/^front-[0-9a-f]{6}$/);
+    expect(d.metadata.name).toMatch(/^front-[0-9a-f]{16}$/);
     expect(d.spec).toMatchObject({
       id: 'uuid-1',
       configName: 'front',
@@ -208,6 +211,130 @@ describe('DiscoveryManager', () => {
     ]);
     await until(() => registry.list().length === 1, 2000, 'the good one');
     expect(registry.list()[0]!.spec.id).toBe('ok');
+  });
+
+  describe('Device names', () => {
+    /** A Device as an older agent stored it, under `name`. */
+    const stored = (name: string, id: string): DeviceObject => ({
+      apiVersion: 'leafbridge.io/v1alpha1',
+      kind: 'Device',
+      metadata: {
+        name,
+        namespace: 'default',
+        uid: `uid-${name}`,
+        creationTimestamp: new Date().toISOString(),
+        resourceVersion: '0',
+        labels: { 'leafbridge.io/config': 'front', 'leafbridge.io/handler': 'cams' },
+        ownerReferences: [{ apiVersion: 'leafbridge.io/v1alpha1', kind: 'DiscoveryConfig', name: 'front' }],
+      },
+      spec: {
+        id,
+        configName: 'front',
+        handler: 'cams',
+        shared: true,
+        nodes: ['n1'],
+        capacity: 1,
+        properties: {},
+        deviceNodes: [],
+        mounts: [],
+      },
+      status: { online: true, lastSeen: new Date().toISOString(), conditions: [] },
+    });
+    function logCapture() {
+      const lines: Record<string, unknown>[] = [];
+      const destination = new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l));
+          cb();
+        },
+      });
+      return { logger: createLogger({ level: 'info', destination }), lines };
+    }
+
+    it('keeps two ids apart whose 6-digit names collide (echo-454 and echo-2540 both hash to front-66ef85)', async () => {
+      expect(legacyDeviceName('front', 'echo-454', undefined)).toBe(
+        legacyDeviceName('front', 'echo-2540', undefined),
+      );
+      const cams = scriptedHandler('cams', true);
+      const { m, registry, store } = manager([cams.handler]);
+      m.sync([config('front', 'cams')]);
+      cams.push([dev('echo-454'), dev('echo-2540')]);
+      await until(async () => (await store.list()).length === 2, 2000, 'two Devices');
+      expect(
+        registry
+          .list()
+          .map((d) => d.spec.id)
+          .sort(),
+      ).toEqual(['echo-2540', 'echo-454']);
+    });
+
+    it('5,000 devices in one config are 5,000 Devices (the 6-digit names lost one of them)', async () => {
+      const echo = scriptedHandler('echo', true);
+      const { m, registry, store } = manager([echo.handler]);
+      m.sync([config('front', 'echo')]);
+      echo.push(Array.from({ length: 5_000 }, (_, i) => dev(`echo-${i}`)));
+      await until(() => registry.list().length >= 4_999, 10_000, 'the devices');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(registry.list()).toHaveLength(5_000);
+      expect(await store.list()).toHaveLength(5_000);
+    }, 20_000);
+
+    it('a Device stored under its 6-digit name keeps it, and is not created again under the new one', async () => {
+      const store = new MemoryDeviceStore(new DeviceRegistry(), systemClock);
+      const legacy = legacyDeviceName('front', 'uuid-1', undefined);
+      const { uid } = await store.upsert(stored(legacy, 'uuid-1')).then((d) => d.metadata);
+      const cams = scriptedHandler('cams', true);
+      const { m, registry } = manager([cams.handler], 300, 'n1', store);
+      m.sync([config('front', 'cams')]);
+      cams.push([dev('uuid-1'), dev('uuid-2')]);
+      await until(() => registry.list().length === 2, 2000, 'both listed');
+      const names = registry.list().map((d) => d.metadata.name);
+      expect(names).toContain(legacy);
+      expect(names).toContain(deviceName('front', 'uuid-2', undefined));
+      await new Promise((r) => setTimeout(r, 100));
+      const all = await store.list();
+      expect(all.map((d) => d.metadata.name).sort()).toEqual([...names].sort());
+      expect((await store.get(legacy))?.metadata.uid).toBe(uid);
+      expect((await store.get(legacy))?.spec.properties).toEqual({ SITE: 'lab', ID: 'uuid-1' });
+    });
+
+    it('a device whose id changed (formerIds) keeps the stored Device; a second claimant of that id does not', async () => {
+      const store = new MemoryDeviceStore(new DeviceRegistry(), systemClock);
+      const legacy = legacyDeviceName('front', 'urn:plc:1', undefined);
+      const { uid } = (await store.upsert(stored(legacy, 'urn:plc:1'))).metadata;
+      const plcs = scriptedHandler('cams', true);
+      const { m, registry } = manager([plcs.handler], 300, 'n1', store);
+      m.sync([config('front', 'cams')]);
+      const a = 'urn:plc:1|opc.tcp://10.0.0.1:4840';
+      const b = 'urn:plc:1|opc.tcp://10.0.0.2:4840';
+      plcs.push([dev(a, { formerIds: ['urn:plc:1'] }), dev(b, { formerIds: ['urn:plc:1'] })]);
+      await until(() => registry.list().length === 2, 2000, 'both listed');
+      await until(async () => (await store.get(legacy))?.spec.id === a, 2000, 'the stored Device, adopted');
+      expect((await store.get(legacy))?.metadata.uid).toBe(uid);
+      expect((await store.get(deviceName('front', b, undefined)))?.spec.id).toBe(b);
+      expect((await store.list()).map((d) => d.spec.id).sort()).toEqual([a, b]);
+    });
+
+    it('never takes over a name another id holds (a hash collision): logs it once and takes the next alternative', async () => {
+      const store = new MemoryDeviceStore(new DeviceRegistry(), systemClock);
+      const taken = deviceName('front', 'uuid-1', undefined);
+      await store.upsert(stored(taken, 'someone-else'));
+      const { logger, lines } = logCapture();
+      const cams = scriptedHandler('cams', true);
+      const { m, registry } = manager([cams.handler], 300, 'n1', store, logger);
+      m.sync([config('front', 'cams')]);
+      cams.push([dev('uuid-1')]);
+      cams.push([dev('uuid-1', { properties: { ID: 'again' } })]);
+      await until(() => registry.list()[0]?.spec.properties.ID === 'again', 2000, 'the second list');
+      const mine = registry.list()[0]!;
+      expect(mine.metadata.name).toBe(deviceName('front', 'uuid-1', undefined, 1));
+      expect(mine.metadata.name).not.toBe(taken);
+      expect((await store.get(taken))?.spec.id).toBe('someone-else');
+      const collisions = lines.filter((l) => String(l.msg).startsWith('Device name collision'));
+      expect(collisions).toEqual([
+        expect.objectContaining({ level: 50, id: 'uuid-1', heldBy: 'someone-else' }),
+      ]);
+    });
   });
 
   describe('the shared view (the device store), two nodes', () => {
