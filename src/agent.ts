@@ -2,8 +2,10 @@ import { existsSync } from 'node:fs';
 import { dashboardRoutes } from './api/dashboard.js';
 import { devicesApi } from './api/devicesApi.js';
 import { HttpApi, type Route } from './api/http.js';
+import { HttpAuth } from './api/httpAuth.js';
 import { LiveFeed, withRuntimeConditions } from './api/liveFeed.js';
 import { createMetrics } from './api/metrics.js';
+import { TokenFile } from './api/tokenFile.js';
 import { twinsApi } from './api/twinsApi.js';
 import { Authorizer } from './broker/auth.js';
 import { EdgeBroker, REFUSAL_REASONS } from './broker/edgeBroker.js';
@@ -172,6 +174,7 @@ export class Agent {
     this.live = live;
     this.http = new HttpApi({
       logger: child(logger, 'api'),
+      auth: await this.httpAuth(),
       metrics,
       ready: () => this.readiness(),
       routes: {
@@ -308,6 +311,35 @@ export class Agent {
       logger,
     });
     return { devices, configs, writable: false };
+  }
+
+  /** Who may use the HTTP API: the tokens file, and in a cluster the API server's reviews (RBAC). */
+  private async httpAuth(): Promise<HttpAuth> {
+    const { auth } = this.config.http;
+    const logger = child(this.logger, 'api:auth');
+    let tokens: TokenFile | undefined;
+    if (auth.tokensFile) {
+      tokens = new TokenFile(auth.tokensFile, logger);
+      tokens.load();
+    }
+    let cluster: ConstructorParameters<typeof HttpAuth>[0]['cluster'];
+    if (this.cluster) {
+      const [{ KubeRest }, { AccessReviews }] = await Promise.all([
+        import('./kubeclient/kubeRest.js'),
+        import('./kubeclient/accessReview.js'),
+      ]);
+      const rest = new KubeRest(this.cluster.kubeConfig, { timeoutMs: 10_000 });
+      cluster = { reviews: new AccessReviews(rest), namespace: this.namespace };
+    }
+    if (!tokens && !cluster && auth.anonymous === 'none')
+      logger.warn('no http.auth.tokensFile and no cluster: the HTTP API answers only /healthz and /readyz');
+    return new HttpAuth({
+      logger,
+      anonymous: auth.anonymous,
+      cacheTtlMs: auth.cacheTtlMs,
+      ...(tokens ? { tokens } : {}),
+      ...(cluster ? { cluster } : {}),
+    });
   }
 
   /** Device-plugin resources for the kubelet, when this node has a kubelet device-plugin directory. */

@@ -36,7 +36,10 @@ export interface AgentConfig {
     rateLimit: { messagesPerSecond: number; burst: number };
     refusalLogIntervalMs: number;
   };
-  http: { listen: HostPort };
+  http: {
+    listen: HostPort;
+    auth: { tokensFile?: string; anonymous: 'none' | 'read-only' | 'read-write'; cacheTtlMs: number };
+  };
   upstream?: UpstreamConfig;
   outbox: { maxBytes: number; overflow: 'drop-oldest' | 'reject-new' };
   store: { synchronous: 'normal' | 'full' };
@@ -135,7 +138,14 @@ function normalise(raw: RawAgentConfig, baseDir: string, problems: string[]): Ag
       rateLimit: raw.broker.rateLimit,
       refusalLogIntervalMs: duration('broker.refusalLogInterval', raw.broker.refusalLogInterval),
     },
-    http: { listen: listen('http.listen', raw.http.listen) },
+    http: {
+      listen: listen('http.listen', raw.http.listen),
+      auth: {
+        ...(raw.http.auth.tokensFile ? { tokensFile: resolve(baseDir, raw.http.auth.tokensFile) } : {}),
+        anonymous: raw.http.auth.anonymous,
+        cacheTtlMs: duration('http.auth.cacheTtl', raw.http.auth.cacheTtl),
+      },
+    },
     ...(raw.upstream ? { upstream: normaliseUpstream(raw, baseDir, problems, duration) } : {}),
     outbox: { maxBytes: size('outbox.maxBytes', raw.outbox.maxBytes), overflow: raw.outbox.overflow },
     store: raw.store,

@@ -64,6 +64,18 @@ export const GRANTS: Record<Component, { namespaced: Grant[]; cluster: Grant[] }
         verbs: ['list'],
         why: "fallback for releasing device slots when the kubelet's PodResources socket does not answer: the pods of its node, all namespaces (fieldSelector spec.nodeName, which RBAC cannot enforce)",
       },
+      {
+        apiGroup: 'authentication.k8s.io',
+        resources: ['tokenreviews'],
+        verbs: ['create'],
+        why: "whose bearer token a request to the agent's HTTP API carries (as the kubelet and kube-rbac-proxy ask)",
+      },
+      {
+        apiGroup: 'authorization.k8s.io',
+        resources: ['subjectaccessreviews'],
+        verbs: ['create'],
+        why: "whether that user's RBAC allows the verb on the leafbridge.io resource (or /metrics) the request wants",
+      },
     ],
   },
   controller: {
