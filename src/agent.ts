@@ -165,6 +165,7 @@ export class Agent {
       logger,
       clock,
       gracePeriodMs: config.discovery.gracePeriodMs,
+      probeWritePaths: config.discovery.probeWritePaths,
       onConfigStatus: (name, status) => configs.reportStatus(name, status),
     });
     this.discovery = discovery;

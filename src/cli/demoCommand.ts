@@ -110,7 +110,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
     if (up.status === 'rejected') throw up.reason;
     if (started.status === 'rejected') throw started.reason;
     const devices = started.value;
-    const fileConfigs = [...devices.started.map((d) => d.config), echoConfig()];
+    const fileConfigs = {
+      configs: [...devices.started.map((d) => d.config), echoConfig()],
+      probeWritePaths: devices.started.flatMap((d) => d.probeWritePaths ?? []),
+    };
     const token = demoToken(dataDir);
     const { agent, notes } = await startAgent(values, dataDir, upstream.port, fileConfigs, logger);
     running.push(() => agent.stop());
@@ -186,7 +189,7 @@ function demoConfig(
   dataDir: string,
   ports: { broker: number; http: number },
   upstreamPort: number,
-  configs: DiscoveryConfigEntry[],
+  files: { configs: DiscoveryConfigEntry[]; probeWritePaths: string[] },
 ) {
   return parseConfig({
     node: 'demo',
@@ -199,8 +202,8 @@ function demoConfig(
     // Never a real kubelet's: the demo registers no device plugins, even on a Kubernetes node.
     devicePlugins: { dir: join(dataDir, 'no-kubelet') },
     // A device of an earlier run (a serial pty of another number) goes soon.
-    discovery: { gracePeriod: '30s' },
-    discoveryConfigs: [...configs, mqttSensorsConfig(`mqtt://127.0.0.1:${ports.broker}`)],
+    discovery: { gracePeriod: '30s', probeWritePaths: files.probeWritePaths },
+    discoveryConfigs: [...files.configs, mqttSensorsConfig(`mqtt://127.0.0.1:${ports.broker}`)],
   });
 }
 
@@ -212,7 +215,7 @@ async function startAgent(
   values: DemoFlags,
   dataDir: string,
   upstreamPort: number,
-  configs: DiscoveryConfigEntry[],
+  files: { configs: DiscoveryConfigEntry[]; probeWritePaths: string[] },
   logger: Logger,
 ): Promise<{ agent: Agent & { addresses: NonNullable<Agent['addresses']> }; notes: string[] }> {
   const notes: string[] = [];
@@ -221,7 +224,7 @@ async function startAgent(
       broker: await usablePort(Number(values['broker-port']), 'edge broker', notes),
       http: await usablePort(Number(values['http-port']), 'dashboard and HTTP API', notes),
     };
-    const agent = new Agent(demoConfig(dataDir, ports, upstreamPort, configs), logger);
+    const agent = new Agent(demoConfig(dataDir, ports, upstreamPort, files), logger);
     try {
       await agent.start();
       return { agent: agent as Agent & { addresses: NonNullable<Agent['addresses']> }, notes };

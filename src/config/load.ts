@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { normalize, resolve } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
 import { parseDocument } from 'yaml';
 import { ConfigError, errorMessage } from '../util/errors.js';
@@ -53,7 +53,7 @@ export interface AgentConfig {
     releaseIntervalMs: number;
     releaseGraceMs: number;
   };
-  discovery: { gracePeriodMs: number };
+  discovery: { gracePeriodMs: number; probeWritePaths: string[] };
   discoveryConfigs: RawAgentConfig['discoveryConfigs'];
   kubernetes: string;
 }
@@ -159,7 +159,10 @@ function normalise(raw: RawAgentConfig, baseDir: string, problems: string[]): Ag
       releaseIntervalMs: duration('devicePlugins.releaseInterval', raw.devicePlugins.releaseInterval),
       releaseGraceMs: duration('devicePlugins.releaseGrace', raw.devicePlugins.releaseGrace),
     },
-    discovery: { gracePeriodMs: duration('discovery.gracePeriod', raw.discovery.gracePeriod) },
+    discovery: {
+      gracePeriodMs: duration('discovery.gracePeriod', raw.discovery.gracePeriod),
+      probeWritePaths: raw.discovery.probeWritePaths.map((p) => normalize(p)),
+    },
     discoveryConfigs: raw.discoveryConfigs,
     kubernetes: raw.kubernetes,
   };

@@ -368,6 +368,11 @@ export const AgentConfigSchema = T.Object(
           'how long a vanished device stays (offline) before its Device is deleted',
           '5m',
         ),
+        probeWritePaths: T.Array(T.String({ pattern: '^/', ...msg('must be an absolute path prefix') }), {
+          default: ['/dev/ttyUSB', '/dev/ttyACM'],
+          description:
+            'device files a serial probe may write to, as prefixes of their real path (symlinks resolved); a DiscoveryConfig cannot widen this',
+        }),
       },
       { default: {}, additionalProperties: false },
     ),

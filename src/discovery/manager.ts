@@ -22,6 +22,8 @@ export interface DiscoveryManagerOptions {
   clock: Clock;
   /** How long a vanished device stays, offline, before its Device is deleted. */
   gracePeriodMs: number;
+  /** Prefixes of the device files handlers may write to (serial probes); see DiscoveryContext. */
+  probeWritePaths?: readonly string[];
   /** A config's cluster-wide status changed (its Valid condition, its device count). */
   onConfigStatus?: (name: string, status: { conditions: Condition[]; devices?: number }) => void;
 }
@@ -179,6 +181,7 @@ export class DiscoveryManager {
           node: this.o.node,
           clock: this.o.clock,
           signal,
+          ...(this.o.probeWritePaths ? { probeWritePaths: this.o.probeWritePaths } : {}),
         })) {
           if (signal.aborted) break;
           attempt = 0;
