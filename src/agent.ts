@@ -1,4 +1,6 @@
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { dashboardRoutes } from './api/dashboard.js';
 import { devicesApi } from './api/devicesApi.js';
 import { HttpApi, type Route } from './api/http.js';
@@ -32,8 +34,9 @@ import { CommandStore } from './sync/commands.js';
 import { SyncEngine } from './sync/engine.js';
 import { TwinStore } from './sync/twins.js';
 import { type Clock, systemClock } from './util/clock.js';
-import { errorMessage } from './util/errors.js';
+import { errorMessage, LeafbridgeError } from './util/errors.js';
 import { child, type Logger } from './util/logger.js';
+import type { SecretReader } from './util/secretRef.js';
 
 export interface AgentAddresses {
   broker: HostPort;
@@ -166,6 +169,7 @@ export class Agent {
       clock,
       gracePeriodMs: config.discovery.gracePeriodMs,
       probeWritePaths: config.discovery.probeWritePaths,
+      readSecret: await this.secretReader(),
       onConfigStatus: (name, status) => configs.reportStatus(name, status),
     });
     this.discovery = discovery;
@@ -312,6 +316,33 @@ export class Agent {
       logger,
     });
     return { devices, configs, writable: false };
+  }
+
+  /**
+   * Where `{secretKeyRef: {name, key}}` in handler details is read: the Secret of the agent's namespace in a
+   * cluster, else the file secrets.dir/NAME/KEY. Errors name the Secret and key, never a value.
+   */
+  private async secretReader(): Promise<SecretReader> {
+    const cluster = this.cluster;
+    if (!cluster) {
+      const dir = this.config.secrets.dir;
+      return async ({ name, key }) => {
+        try {
+          return (await readFile(join(dir, name, key), 'utf8')).replace(/\r?\n$/, '');
+        } catch (err) {
+          throw new LeafbridgeError(
+            'SECRET_UNREADABLE',
+            `secret ${name}/${key}: cannot read it under ${dir} (${(err as { code?: string }).code ?? 'error'})`,
+          );
+        }
+      };
+    }
+    const [{ KubeRest }, { readSecretKey }] = await Promise.all([
+      import('./kubeclient/kubeRest.js'),
+      import('./kubeclient/secrets.js'),
+    ]);
+    const rest = new KubeRest(cluster.kubeConfig, { timeoutMs: 10_000 });
+    return (ref) => readSecretKey(rest, this.namespace, ref);
   }
 
   /** Who may use the HTTP API: the tokens file, and in a cluster the API server's reviews (RBAC). */

@@ -54,6 +54,7 @@ export interface AgentConfig {
     releaseGraceMs: number;
   };
   discovery: { gracePeriodMs: number; probeWritePaths: string[] };
+  secrets: { dir: string };
   discoveryConfigs: RawAgentConfig['discoveryConfigs'];
   kubernetes: string;
 }
@@ -163,6 +164,7 @@ function normalise(raw: RawAgentConfig, baseDir: string, problems: string[]): Ag
       gracePeriodMs: duration('discovery.gracePeriod', raw.discovery.gracePeriod),
       probeWritePaths: raw.discovery.probeWritePaths.map((p) => normalize(p)),
     },
+    secrets: { dir: resolve(baseDir, raw.secrets.dir) },
     discoveryConfigs: raw.discoveryConfigs,
     kubernetes: raw.kubernetes,
   };

@@ -376,6 +376,17 @@ export const AgentConfigSchema = T.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    secrets: T.Object(
+      {
+        dir: T.String({
+          minLength: 1,
+          default: '/etc/leafbridge/secrets',
+          description:
+            "standalone: where `{secretKeyRef: {name, key}}` in handler details is read, as the file DIR/NAME/KEY (the layout of a mounted Secret); in a cluster the Secret NAME of the agent's namespace is read instead",
+        }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     discoveryConfigs: T.Array(DiscoveryConfigEntrySchema, {
       default: [],
       description:

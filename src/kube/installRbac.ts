@@ -50,6 +50,12 @@ export const GRANTS: Record<Component, { namespaced: Grant[]; cluster: Grant[] }
         verbs: ['patch'],
         why: 'online, lastSeen, slot claims (merge patch with a resourceVersion precondition)',
       },
+      {
+        apiGroup: '',
+        resources: ['secrets'],
+        verbs: ['get'],
+        why: "passwords that DiscoveryConfigs reference ({secretKeyRef: {name, key}}), in the install's namespace only: keep no other Secrets there",
+      },
     ],
     cluster: [
       {

@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Agent } from '../../src/agent.js';
 import { parseConfig } from '../../src/config/load.js';
+import { loadKubeConfig } from '../../src/kubeclient/connection.js';
+import { KubeRest } from '../../src/kubeclient/kubeRest.js';
+import { readSecretKey } from '../../src/kubeclient/secrets.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { ControlPlane, INSTALL_NS } from '../helpers/controlPlane.js';
@@ -95,6 +98,7 @@ describeControlPlane(
     let cp: ControlPlane;
     let agent: Agent;
     let base: string;
+    let agentKubeconfig: string;
     const tokens: Record<string, string> = {};
 
     const call = async (method: string, path: string, token?: string, body?: unknown) => {
@@ -120,6 +124,7 @@ describeControlPlane(
       await cp.kubectl(['apply', '-f', '-'], USERS_YAML);
       for (const name of ['viewer', 'editor', 'nobody', 'scraper']) tokens[name] = await cp.token(name);
       const kubeconfig = await cp.writeKubeconfig(dir.path, { serviceAccount: 'leafbridge-agent' });
+      agentKubeconfig = kubeconfig;
       const config = parseConfig(
         agentConfig(`${dir.path}/data`, undefined, {
           kubernetes: kubeconfig,
@@ -211,6 +216,43 @@ describeControlPlane(
         'refused',
       );
       expect(Date.now() - revoked).toBeLessThan((TTL_S + 5) * 1000);
+    });
+
+    it('the install lets the agent read the Secrets of its namespace that configs name, and no others', async () => {
+      await cp.kubectl([
+        '-n',
+        NS,
+        'create',
+        'secret',
+        'generic',
+        'cams',
+        '--from-literal=password=from-a-secret',
+      ]);
+      await cp.kubectl(['create', 'namespace', 'elsewhere']);
+      await cp.kubectl([
+        '-n',
+        'elsewhere',
+        'create',
+        'secret',
+        'generic',
+        'cams',
+        '--from-literal=password=x',
+      ]);
+      const { kubeConfig } = await loadKubeConfig(agentKubeconfig);
+      const rest = new KubeRest(kubeConfig);
+      try {
+        expect(await readSecretKey(rest, NS, { name: 'cams', key: 'password' })).toBe('from-a-secret');
+        await expect(readSecretKey(rest, NS, { name: 'cams', key: 'nope' })).rejects.toThrow(
+          `secret ${NS}/cams has no key nope`,
+        );
+        await expect(
+          readSecretKey(rest, 'elsewhere', { name: 'cams', key: 'password' }),
+        ).rejects.toMatchObject({
+          status: 403,
+        });
+      } finally {
+        rest.close();
+      }
     });
   },
 );

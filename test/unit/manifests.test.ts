@@ -320,6 +320,8 @@ const AGENT_CALLS: Record<string, string[]> = {
   'src/registry/kubeConfigs.ts GET': ['/nodes get', `${LB}/discoveryconfigs get`],
   'src/registry/kubeConfigs.ts PATCH': [`${LB}/discoveryconfigs/status patch`],
   'src/deviceplugin/podList.ts GET': ['/pods list'],
+  // Passwords DiscoveryConfigs reference, read when a handler starts.
+  'src/kubeclient/secrets.ts GET': ['/secrets get'],
   // Requests to the agent's HTTP API: whose token, and may they.
   'src/kubeclient/accessReview.ts POST': [
     'authentication.k8s.io/tokenreviews create',
