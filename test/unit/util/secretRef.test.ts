@@ -37,3 +37,27 @@ describe('<field>SecretRef in handler details', () => {
     );
   });
 });
+
+describe('inline passwords in DiscoveryConfigs', () => {
+  it('are refused by the agent with a pointer to passwordSecretRef; a reference is accepted', async () => {
+    const { detailsProblems } = await import('../../../src/discovery/configs.js');
+    const { builtinHandlers } = await import('../../../src/discovery/handlers.js');
+    const onvif = builtinHandlers.find((h) => h.name === 'onvif')!;
+    const mqtt = builtinHandlers.find((h) => h.name === 'mqtt')!;
+    expect(
+      detailsProblems(onvif, {
+        interface: 'lo',
+        credentials: { default: { username: 'a', password: 'pw' } },
+      }),
+    ).toEqual([
+      '.credentials.default.password: an inline password is refused; give passwordSecretRef: {name, key} (docs/security.md)',
+    ]);
+    expect(detailsProblems(mqtt, { username: 'u', password: 'pw' })).toHaveLength(1);
+    expect(
+      detailsProblems(onvif, {
+        interface: 'lo',
+        credentials: { default: { username: 'a', passwordSecretRef: { name: 'cams', key: 'pw' } } },
+      }),
+    ).toEqual([]);
+  });
+});
