@@ -156,7 +156,7 @@ function agentConfig(dataDir: string, handler: HandlerName, prepared: Prepared):
     dataDir,
     log: { level: PARAMS.agent.logLevel },
     broker: { listen: brokerListen },
-    http: { listen: '127.0.0.1:0' },
+    http: { listen: '127.0.0.1:0', auth: { anonymous: 'read-write' } }, // loopback only: the bench measures, not guards
     auth: { allowAnonymous: true, users },
     kubernetes: 'off',
     discovery: { gracePeriod: PARAMS.gracePeriod },

@@ -92,7 +92,7 @@ function agentConfig(dataDir: string, upstreamUrl: string): Record<string, unkno
     dataDir,
     log: { level: a.logLevel },
     broker: { listen: '127.0.0.1:0', rateLimit: a.rateLimit },
-    http: { listen: '127.0.0.1:0' },
+    http: { listen: '127.0.0.1:0', auth: { anonymous: 'read-write' } }, // loopback only: the bench measures, not guards
     upstream: {
       url: upstreamUrl,
       protocolVersion: a.upstreamProtocolVersion,

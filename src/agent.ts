@@ -1,9 +1,13 @@
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { dashboardRoutes } from './api/dashboard.js';
 import { devicesApi } from './api/devicesApi.js';
 import { HttpApi, type Route } from './api/http.js';
+import { HttpAuth } from './api/httpAuth.js';
 import { LiveFeed, withRuntimeConditions } from './api/liveFeed.js';
 import { createMetrics } from './api/metrics.js';
+import { TokenFile } from './api/tokenFile.js';
 import { twinsApi } from './api/twinsApi.js';
 import { Authorizer } from './broker/auth.js';
 import { EdgeBroker, REFUSAL_REASONS } from './broker/edgeBroker.js';
@@ -30,8 +34,9 @@ import { CommandStore } from './sync/commands.js';
 import { SyncEngine } from './sync/engine.js';
 import { TwinStore } from './sync/twins.js';
 import { type Clock, systemClock } from './util/clock.js';
-import { errorMessage } from './util/errors.js';
+import { errorMessage, LeafbridgeError } from './util/errors.js';
 import { child, type Logger } from './util/logger.js';
+import type { SecretReader } from './util/secretRef.js';
 
 export interface AgentAddresses {
   broker: HostPort;
@@ -163,6 +168,8 @@ export class Agent {
       logger,
       clock,
       gracePeriodMs: config.discovery.gracePeriodMs,
+      probeWritePaths: config.discovery.probeWritePaths,
+      readSecret: await this.secretReader(),
       onConfigStatus: (name, status) => configs.reportStatus(name, status),
     });
     this.discovery = discovery;
@@ -172,6 +179,7 @@ export class Agent {
     this.live = live;
     this.http = new HttpApi({
       logger: child(logger, 'api'),
+      auth: await this.httpAuth(),
       metrics,
       ready: () => this.readiness(),
       routes: {
@@ -308,6 +316,62 @@ export class Agent {
       logger,
     });
     return { devices, configs, writable: false };
+  }
+
+  /**
+   * Where `{secretKeyRef: {name, key}}` in handler details is read: the Secret of the agent's namespace in a
+   * cluster, else the file secrets.dir/NAME/KEY. Errors name the Secret and key, never a value.
+   */
+  private async secretReader(): Promise<SecretReader> {
+    const cluster = this.cluster;
+    if (!cluster) {
+      const dir = this.config.secrets.dir;
+      return async ({ name, key }) => {
+        try {
+          return (await readFile(join(dir, name, key), 'utf8')).replace(/\r?\n$/, '');
+        } catch (err) {
+          throw new LeafbridgeError(
+            'SECRET_UNREADABLE',
+            `secret ${name}/${key}: cannot read it under ${dir} (${(err as { code?: string }).code ?? 'error'})`,
+          );
+        }
+      };
+    }
+    const [{ KubeRest }, { readSecretKey }] = await Promise.all([
+      import('./kubeclient/kubeRest.js'),
+      import('./kubeclient/secrets.js'),
+    ]);
+    const rest = new KubeRest(cluster.kubeConfig, { timeoutMs: 10_000 });
+    return (ref) => readSecretKey(rest, this.namespace, ref);
+  }
+
+  /** Who may use the HTTP API: the tokens file, and in a cluster the API server's reviews (RBAC). */
+  private async httpAuth(): Promise<HttpAuth> {
+    const { auth } = this.config.http;
+    const logger = child(this.logger, 'api:auth');
+    let tokens: TokenFile | undefined;
+    if (auth.tokensFile) {
+      tokens = new TokenFile(auth.tokensFile, logger);
+      tokens.load();
+    }
+    let cluster: ConstructorParameters<typeof HttpAuth>[0]['cluster'];
+    if (this.cluster) {
+      const [{ KubeRest }, { AccessReviews }] = await Promise.all([
+        import('./kubeclient/kubeRest.js'),
+        import('./kubeclient/accessReview.js'),
+      ]);
+      const rest = new KubeRest(this.cluster.kubeConfig, { timeoutMs: 10_000 });
+      cluster = { reviews: new AccessReviews(rest), namespace: this.namespace };
+    }
+    if (!tokens && !cluster && auth.anonymous === 'none')
+      logger.warn('no http.auth.tokensFile and no cluster: the HTTP API answers only /healthz and /readyz');
+    return new HttpAuth({
+      logger,
+      anonymous: auth.anonymous,
+      cacheTtlMs: auth.cacheTtlMs,
+      ...(tokens ? { tokens } : {}),
+      ...(cluster ? { cluster } : {}),
+    });
   }
 
   /** Device-plugin resources for the kubelet, when this node has a kubelet device-plugin directory. */

@@ -1,11 +1,15 @@
+import { LinearRegex } from '../../src/util/linearRegex.js';
 import type { MqttDetails } from './schema.js';
 
-/** A glob-ish id pattern: `*` matches any run of characters, `?` one character, the rest is literal. */
-export function idPattern(glob: string): RegExp {
+/**
+ * A glob-ish id pattern: `*` matches any run of characters, `?` one character, the rest is literal. Matched
+ * in linear time: a config's `*a*a*a*b` against a long id must not backtrack.
+ */
+export function idPattern(glob: string): LinearRegex {
   const source = [...glob]
     .map((ch) => (ch === '*' ? '.*' : ch === '?' ? '.' : ch.replace(/[\\^$.+()[\]{}|]/g, '\\$&')))
     .join('');
-  return new RegExp(`^${source}$`, 's');
+  return LinearRegex.compile(`^${source}$`, { dotAll: true });
 }
 
 export type IdFilter = (id: string) => boolean;

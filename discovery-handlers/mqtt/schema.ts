@@ -1,4 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox';
+import { secretRefField } from '../../src/util/secretRef.js';
 
 export const mqttDefaults = {
   brokerUrl: 'mqtt://127.0.0.1:1883',
@@ -65,9 +66,10 @@ export const MqttDetailsSchema = Type.Object(
     password: Type.Optional(
       Type.String({
         maxLength: 1_024,
-        description: 'Password for the broker. Never logged or handed to pods.',
+        description: 'Password for the broker. Never logged or handed to pods. Prefer passwordSecretRef.',
       }),
     ),
+    passwordSecretRef: secretRefField('password'),
     topicPrefix: Type.Optional(
       Type.String({
         minLength: 1,

@@ -9,6 +9,7 @@ import {
   type OnvifFilters,
   onvifDefaults,
 } from './schema.js';
+import type { Credentials } from './soapEnvelope.js';
 
 /** Details with every default applied and the interface resolved. */
 export interface OnvifOptions {
@@ -20,7 +21,7 @@ export interface OnvifOptions {
   maxDevices: number;
   maxConcurrentQueries: number;
   filters: OnvifFilters | undefined;
-  credentialsFor: (camera: { uuid: string; ipAddress: string | undefined }) => OnvifCredentials | undefined;
+  credentialsFor: (camera: { uuid: string; ipAddress: string | undefined }) => Credentials | undefined;
 }
 
 /** Checks details against the schema (every problem with its path) and fills in the defaults. */
@@ -43,8 +44,12 @@ export function resolveOptions(details: OnvifDetails): OnvifOptions {
 }
 
 function credentialLookup(config: OnvifDetails['credentials']): OnvifOptions['credentialsFor'] {
-  const byKey = new Map<string, OnvifCredentials>();
-  for (const [key, value] of Object.entries(config?.devices ?? {})) byKey.set(normalizeUuid(key), value);
+  // A passwordSecretRef was read into password by the agent before discovery started.
+  const plain = (c: OnvifCredentials): Credentials => ({ username: c.username, password: c.password ?? '' });
+  const byKey = new Map<string, Credentials>();
+  for (const [key, value] of Object.entries(config?.devices ?? {}))
+    byKey.set(normalizeUuid(key), plain(value));
+  const fallback = config?.default && plain(config.default);
   return ({ uuid, ipAddress }) =>
-    byKey.get(normalizeUuid(uuid)) ?? (ipAddress ? byKey.get(ipAddress) : undefined) ?? config?.default;
+    byKey.get(normalizeUuid(uuid)) ?? (ipAddress ? byKey.get(ipAddress) : undefined) ?? fallback;
 }

@@ -1,4 +1,5 @@
 import { type Static, type TString, Type } from '@sinclair/typebox';
+import { secretRefField } from '../../src/util/secretRef.js';
 
 export const onvifDefaults = {
   probeIntervalMs: 60_000,
@@ -31,10 +32,13 @@ function credentials(description: string) {
   return Type.Object(
     {
       username: Type.String({ minLength: 1, maxLength: 256, description: 'ONVIF user name.' }),
-      password: Type.String({
-        maxLength: 1_024,
-        description: 'ONVIF password (sent only as a WS-Security digest).',
-      }),
+      password: Type.Optional(
+        Type.String({
+          maxLength: 1_024,
+          description: 'ONVIF password (sent only as a WS-Security digest); prefer passwordSecretRef.',
+        }),
+      ),
+      passwordSecretRef: secretRefField('password'),
     },
     { additionalProperties: false, description },
   );

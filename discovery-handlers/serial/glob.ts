@@ -1,5 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { LinearRegex } from '../../src/util/linearRegex.js';
 
 const wildcard = /[*?[]/;
 
@@ -7,8 +8,11 @@ export function hasWildcard(segment: string): boolean {
   return wildcard.test(segment);
 }
 
-/** A shell-style pattern for one path segment (`*`, `?`, `[abc]`, `[!abc]`, `[a-z]`) as a RegExp. */
-export function segmentRegExp(segment: string): RegExp {
+/**
+ * A shell-style pattern for one path segment (`*`, `?`, `[abc]`, `[!abc]`, `[a-z]`), matched in linear time
+ * (a config's `*a*a*a*b` against a long name must not backtrack).
+ */
+export function segmentRegExp(segment: string): LinearRegex {
   let source = '';
   for (let i = 0; i < segment.length; i++) {
     const ch = segment[i] as string;
@@ -23,7 +27,7 @@ export function segmentRegExp(segment: string): RegExp {
       }
     } else source += ch.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
   }
-  return new RegExp(`^${source}$`);
+  return LinearRegex.compile(`^${source}$`);
 }
 
 function classSource(body: string): string {

@@ -1,4 +1,9 @@
-import type { DiscoveredDevice, DiscoveryContext, DiscoveryHandler } from '../../src/discovery/handler.js';
+import {
+  DEFAULT_PROBE_WRITE_PATHS,
+  type DiscoveredDevice,
+  type DiscoveryContext,
+  type DiscoveryHandler,
+} from '../../src/discovery/handler.js';
 import { backoffDelay } from '../../src/util/clock.js';
 import { type Logger, logError } from '../../src/util/logger.js';
 import { DirWatcher } from './dirWatcher.js';
@@ -49,7 +54,13 @@ async function* discoverSerial(
   const { logger, clock, signal } = ctx;
   const trigger = new RescanTrigger(clock, options.debounceMs ?? 50);
   const watcher = new DirWatcher(() => trigger.fire(), logger);
-  const scanner = new SerialScanner(settings, { logger, clock, signal, roots: options.roots ?? systemRoots });
+  const scanner = new SerialScanner(settings, {
+    logger,
+    clock,
+    signal,
+    roots: options.roots ?? systemRoots,
+    probeWritePaths: ctx.probeWritePaths ?? DEFAULT_PROBE_WRITE_PATHS,
+  });
   const staticDirs = [options.devDir ?? '/dev', ...settings.paths.map(globBaseDir)];
   let last: string | undefined;
   let retries = 0;

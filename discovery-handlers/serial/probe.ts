@@ -1,12 +1,13 @@
 import { SerialPort } from 'serialport';
 import type { Clock } from '../../src/util/clock.js';
 import { errorMessage } from '../../src/util/errors.js';
+import type { LinearRegex } from '../../src/util/linearRegex.js';
 import { collectState, ReplyCollector } from './replyCollector.js';
 
 export interface ProbeRequest {
   path: string;
   write: Buffer;
-  expect: RegExp;
+  expect: LinearRegex;
   timeoutMs: number;
   baudRate: number;
   maxBytes: number;

@@ -1,3 +1,4 @@
+import type { LinearRegex, MatchSpan } from '../../src/util/linearRegex.js';
 import { printableBytes } from './escapes.js';
 
 /** What one more chunk of reply did: matched with its line complete, matched mid-line, overflowed, or nothing. */
@@ -16,11 +17,11 @@ export type CollectState = (typeof collectState)[keyof typeof collectState];
 export class ReplyCollector {
   private readonly buffer: Buffer;
   private length = 0;
-  private match: RegExpExecArray | null = null;
+  private match: MatchSpan | null = null;
 
   constructor(
     maxBytes: number,
-    private readonly expect: RegExp,
+    private readonly expect: LinearRegex,
   ) {
     this.buffer = Buffer.alloc(maxBytes);
   }
@@ -63,7 +64,7 @@ export class ReplyCollector {
   private lineEnd(): number {
     if (!this.match) return -1;
     const text = this.text();
-    let from = this.match.index + this.match[0].length;
+    let from = this.match.index + this.match.length;
     while (from > this.match.index && /[\r\n]/.test(text[from - 1] ?? '')) from--;
     const offset = text.slice(from).search(/[\r\n]/);
     return offset < 0 ? -1 : from + offset;

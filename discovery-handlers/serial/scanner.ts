@@ -17,6 +17,8 @@ export interface ScanContext {
   clock: Clock;
   signal: AbortSignal;
   roots: SysRoots;
+  /** Prefixes of the real paths a probe may write to (the agent's discovery.probeWritePaths). */
+  probeWritePaths: readonly string[];
 }
 
 export interface ScanResult {
@@ -37,6 +39,8 @@ const probeConcurrency = 8;
 export class SerialScanner {
   private readonly verdicts = new Map<string, ProbeResult>();
   private inconclusive = 0;
+  /** Ports refused a probe, each logged once. */
+  private readonly refused = new Set<string>();
 
   constructor(
     private readonly settings: SerialSettings,
@@ -86,12 +90,30 @@ export class SerialScanner {
   ): Promise<DiscoveredDevice | undefined> {
     const probe = this.settings.probe;
     if (!probe) return toDiscoveredDevice(candidate, identity);
+    if (!this.mayWrite(candidate)) return undefined;
     const verdict = this.verdicts.get(candidate.key) ?? (await this.probe(candidate, probe));
     return verdict.ok ? toDiscoveredDevice(candidate, identity, verdict.reply) : undefined;
   }
 
+  /**
+   * A probe writes only to a port whose real path is under one of the agent's allowed prefixes: a
+   * DiscoveryConfig (which any API user with write rights can make) names globs, not where bytes may go.
+   */
+  private mayWrite(candidate: Candidate): boolean {
+    const allowed = this.ctx.probeWritePaths.some((prefix) => candidate.realPath.startsWith(prefix));
+    if (!allowed && !this.refused.has(candidate.realPath)) {
+      this.refused.add(candidate.realPath);
+      this.ctx.logger.warn(
+        { path: candidate.path, realPath: candidate.realPath, allowed: this.ctx.probeWritePaths },
+        'probe refused: the port is not under discovery.probeWritePaths of the agent',
+      );
+    }
+    return allowed;
+  }
+
   private async probe(candidate: Candidate, probe: ProbeSettings): Promise<ProbeResult> {
-    const result = await probePort({ ...probe, path: candidate.path }, this.ctx);
+    // The real path, as checked: a symlink changed after the check does not redirect the write.
+    const result = await probePort({ ...probe, path: candidate.realPath }, this.ctx);
     const fields = { path: candidate.path, bytes: result.bytes, elapsedMs: result.elapsedMs };
     const { logger } = this.ctx;
     if (result.ok) logger.debug({ ...fields, reply: result.reply }, 'probe matched');

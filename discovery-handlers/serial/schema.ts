@@ -41,7 +41,7 @@ export const SerialProbeSchema = Type.Object(
     expect: Type.String({
       minLength: 1,
       description:
-        'A JavaScript regular expression the reply must match for the port to count as a device; ^ and $ match at line ends.',
+        'A regular expression (RE2 syntax, matched in linear time: no backreferences or lookaround) the reply must match for the port to count as a device; ^ and $ match at line ends.',
     }),
     timeoutMs: Type.Optional(
       Type.Integer({

@@ -3,6 +3,8 @@ import type { Registry } from 'prom-client';
 import type { HostPort } from '../config/load.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
+import { accessOf } from './access.js';
+import type { HttpAuth } from './httpAuth.js';
 
 export type Route = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void> | void;
 
@@ -13,6 +15,8 @@ export interface HttpOptions {
   ready: () => { ready: boolean; details: Record<string, unknown> };
   /** Extra routes by path prefix, e.g. `/api/v1/` (the device API adds itself here). */
   routes?: Record<string, Route>;
+  /** Who may do what: every request but /healthz, /readyz and the dashboard's files passes it first. */
+  auth: HttpAuth;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -55,6 +59,11 @@ export class HttpApi {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://agent');
+    const decision = await this.o.auth.decide(
+      req.headers.authorization,
+      accessOf(req.method ?? 'GET', url.pathname),
+    );
+    if (!decision.allowed) return refuse(res, decision.status, decision.message);
     if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (url.pathname === '/readyz') {
       const r = this.o.ready();
@@ -74,4 +83,22 @@ export class HttpApi {
       error: { code: 'NOT_FOUND', message: `no route ${url.pathname}` },
     });
   }
+}
+
+const REASONS = { 401: 'Unauthorized', 403: 'Forbidden', 503: 'ServiceUnavailable' } as const;
+
+/** A refused request, answered as the Kubernetes API server does (a Status), with the body left unread. */
+function refuse(res: ServerResponse, code: 401 | 403 | 503, message: string): void {
+  if (code === 401) res.setHeader('www-authenticate', 'Bearer realm="leafbridge"');
+  // The request's body (a write's) is not read: the connection closes after the answer.
+  res.setHeader('connection', 'close');
+  sendJson(res, code, {
+    apiVersion: 'v1',
+    kind: 'Status',
+    metadata: {},
+    status: 'Failure',
+    reason: REASONS[code],
+    code,
+    message,
+  });
 }

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { Agent } from '../agent.js';
+import { TokenFile } from '../api/tokenFile.js';
 import { loadConfigFile } from '../config/load.js';
 import { discoveryConfigProblems } from '../discovery/configs.js';
 import { builtinHandlers } from '../discovery/handlers.js';
@@ -36,6 +37,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
     config = loadConfigFile(values.config);
     const problems = discoveryConfigProblems(config.discoveryConfigs, builtinHandlers);
     if (problems.length > 0) throw new ConfigError(problems);
+    // A bad tokens file stops the start here, with the config's other problems' exit status.
+    const tokensFile = config.http.auth.tokensFile;
+    if (tokensFile) new TokenFile(tokensFile, createLogger({ level: 'silent' })).load();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`leafbridge: ${err.message}\n`);

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
 import { Agent } from '../agent.js';
+import { newToken } from '../api/tokenFile.js';
 import { parseConfig } from '../config/load.js';
 import type { DiscoveryConfigEntry } from '../config/schema.js';
 import { errorMessage } from '../util/errors.js';
@@ -109,7 +110,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
     if (up.status === 'rejected') throw up.reason;
     if (started.status === 'rejected') throw started.reason;
     const devices = started.value;
-    const fileConfigs = [...devices.started.map((d) => d.config), echoConfig()];
+    const fileConfigs = {
+      configs: [...devices.started.map((d) => d.config), echoConfig()],
+      probeWritePaths: devices.started.flatMap((d) => d.probeWritePaths ?? []),
+    };
+    const token = demoToken(dataDir);
     const { agent, notes } = await startAgent(values, dataDir, upstream.port, fileConfigs, logger);
     running.push(() => agent.stop());
     const edgeUrl = `mqtt://127.0.0.1:${agent.addresses.broker.port}`;
@@ -117,8 +122,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
     running.push(() => sensors.stop());
     const cloud = startCloud(upstream.port);
     running.push(() => void cloud.client.end(true));
-    printBanner({ agent, upstream, started: [sensors, ...devices.started], skipped: devices.skipped, notes });
-    const status = setInterval(() => void printStatus(agent, upstream, cloud.arrived), 2000);
+    const simulated = [sensors, ...devices.started];
+    printBanner({ agent, upstream, started: simulated, skipped: devices.skipped, notes, token });
+    const status = setInterval(() => void printStatus(agent, upstream, cloud.arrived, token), 2000);
     const input = watchInput(upstream);
     running.push(() => {
       clearInterval(status);
@@ -165,26 +171,39 @@ function countsOf(values: DemoFlags): Counts {
   };
 }
 
+const tokensFile = (dataDir: string) => join(dataDir, 'http-tokens.yaml');
+
+/**
+ * A new read-write token for the agent's HTTP API on every run, its hash in the data directory's tokens
+ * file (readable by the user only): the banner prints the token, the dashboard asks for it.
+ */
+function demoToken(dataDir: string): string {
+  const { token, entry } = newToken('demo', 'read-write');
+  const text = `# leafbridge demo: made at start, replaced on the next run\ntokens:\n  - ${JSON.stringify(entry)}\n`;
+  writeFileSync(tokensFile(dataDir), text, { mode: 0o600 });
+  return token;
+}
+
 /** The agent's config: embedded defaults, the demo's ports, its DiscoveryConfigs. */
 function demoConfig(
   dataDir: string,
   ports: { broker: number; http: number },
   upstreamPort: number,
-  configs: DiscoveryConfigEntry[],
+  files: { configs: DiscoveryConfigEntry[]; probeWritePaths: string[] },
 ) {
   return parseConfig({
     node: 'demo',
     dataDir,
     broker: { listen: `127.0.0.1:${ports.broker}` },
-    http: { listen: `127.0.0.1:${ports.http}` },
+    http: { listen: `127.0.0.1:${ports.http}`, auth: { tokensFile: tokensFile(dataDir) } },
     upstream: { url: `mqtt://127.0.0.1:${upstreamPort}`, reconnect: { minDelay: '200ms', maxDelay: '2s' } },
     auth: { allowAnonymous: true },
     kubernetes: 'off',
     // Never a real kubelet's: the demo registers no device plugins, even on a Kubernetes node.
     devicePlugins: { dir: join(dataDir, 'no-kubelet') },
     // A device of an earlier run (a serial pty of another number) goes soon.
-    discovery: { gracePeriod: '30s' },
-    discoveryConfigs: [...configs, mqttSensorsConfig(`mqtt://127.0.0.1:${ports.broker}`)],
+    discovery: { gracePeriod: '30s', probeWritePaths: files.probeWritePaths },
+    discoveryConfigs: [...files.configs, mqttSensorsConfig(`mqtt://127.0.0.1:${ports.broker}`)],
   });
 }
 
@@ -196,7 +215,7 @@ async function startAgent(
   values: DemoFlags,
   dataDir: string,
   upstreamPort: number,
-  configs: DiscoveryConfigEntry[],
+  files: { configs: DiscoveryConfigEntry[]; probeWritePaths: string[] },
   logger: Logger,
 ): Promise<{ agent: Agent & { addresses: NonNullable<Agent['addresses']> }; notes: string[] }> {
   const notes: string[] = [];
@@ -205,7 +224,7 @@ async function startAgent(
       broker: await usablePort(Number(values['broker-port']), 'edge broker', notes),
       http: await usablePort(Number(values['http-port']), 'dashboard and HTTP API', notes),
     };
-    const agent = new Agent(demoConfig(dataDir, ports, upstreamPort, configs), logger);
+    const agent = new Agent(demoConfig(dataDir, ports, upstreamPort, files), logger);
     try {
       await agent.start();
       return { agent: agent as Agent & { addresses: NonNullable<Agent['addresses']> }, notes };
@@ -259,12 +278,14 @@ function printBanner(o: {
   started: DemoDevices[];
   skipped: DemoSkip[];
   notes: string[];
+  token: string;
 }): void {
   const { broker, http } = o.agent.addresses;
   const base = `http://127.0.0.1:${http.port}`;
   const lines = [
     'leafbridge demo is running (everything on 127.0.0.1)',
     `dashboard: ${base}/`,
+    `  API token       ${o.token}   (the dashboard asks for it; curl -H 'Authorization: Bearer …'; LEAFBRIDGE_TOKEN for leafbridge get)`,
     `  edge broker     mqtt://127.0.0.1:${broker.port}   (try: mosquitto_sub -h 127.0.0.1 -p ${broker.port} -t 'devices/#' -v)`,
     `  agent HTTP      ${base}/metrics  ${base}/api/v1/devices  ${base}/api/v1/discoveryconfigs`,
     `  cloud broker    mqtt://127.0.0.1:${o.upstream.port}   (topics under leafbridge/demo/)`,
@@ -278,9 +299,15 @@ function printBanner(o: {
   process.stdout.write(lines.join('\n'));
 }
 
-async function printStatus(agent: Agent, upstream: EmbeddedUpstream, arrived: () => number): Promise<void> {
+async function printStatus(
+  agent: Agent,
+  upstream: EmbeddedUpstream,
+  arrived: () => number,
+  token: string,
+): Promise<void> {
   const port = agent.addresses?.http.port;
-  const outbox = port === undefined ? Number.NaN : await metricValue(port, 'leafbridge_outbox_messages');
+  const outbox =
+    port === undefined ? Number.NaN : await metricValue(port, 'leafbridge_outbox_messages', token);
   process.stdout.write(
     `cloud ${upstream.up ? 'up  ' : 'DOWN'}  outbox ${String(outbox).padStart(6)}  arrived at cloud ${arrived()}\n`,
   );
@@ -321,8 +348,9 @@ function stopped(durationSeconds: number | undefined, signal: AbortSignal): Prom
   });
 }
 
-async function metricValue(port: number, name: string): Promise<number> {
-  const text = await fetch(`http://127.0.0.1:${port}/metrics`).then(
+async function metricValue(port: number, name: string, token: string): Promise<number> {
+  const headers = { authorization: `Bearer ${token}` };
+  const text = await fetch(`http://127.0.0.1:${port}/metrics`, { headers }).then(
     (r) => r.text(),
     () => '',
   );

@@ -16,6 +16,8 @@ export interface DemoDevices {
   /** One line for the banner: what runs and where. */
   summary: string;
   config: DiscoveryConfigEntry;
+  /** Device files its probes write to: the agent's discovery.probeWritePaths must name them. */
+  probeWritePaths?: string[];
   stop(): Promise<void>;
 }
 
@@ -187,6 +189,8 @@ async function startSerials(o: DemoDeviceOptions): Promise<DemoDevices> {
   return {
     kind: 'serial',
     summary: `${count(o.serials, 'serial sensor')}  ${stubs.map((s) => s.devicePath).join(' ')}`,
+    // The stubs' own pseudo-terminals, not all of /dev/pts (the terminals of the user's shells).
+    probeWritePaths: stubs.map((s) => s.nodePath),
     config: {
       name: 'serial-sensors',
       spec: {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { API_GROUP, API_VERSION } from '../discovery/types.js';
@@ -32,6 +33,7 @@ options:
   -o, --output FORMAT      wide | json | yaml (default: a table)
   -l, --selector SELECTOR  label selector, e.g. leafbridge.io/config=cams,tier!=test
       --server URL         the agent's HTTP API (default: $LEAFBRIDGE_SERVER or http://127.0.0.1:8080)
+      --token-file FILE    the bearer token for the agent's API (default: $LEAFBRIDGE_TOKEN)
       --request-timeout T  give up after T (e.g. 500ms, 10s, 1m; 0: wait forever; default ${DEFAULT_TIMEOUT})
       --kubeconfig FILE    read from the cluster of this kubeconfig's current context
       --cluster            read from the cluster: $KUBECONFIG, in-cluster service account, or ~/.kube/config
@@ -49,6 +51,8 @@ interface GetRequest {
   namespace?: string;
   allNamespaces: boolean;
   server: string;
+  /** The bearer token for the agent's API, if one was given. */
+  token?: string;
   /** Milliseconds before giving up; 0: no limit. */
   timeoutMs: number;
   /** Set when reading from a cluster: the kubeconfig file, or `default` for the usual search. */
@@ -103,6 +107,7 @@ function parseRequest(argv: string[]): GetRequest | 'help' {
       output: { type: 'string', short: 'o', default: '' },
       selector: { type: 'string', short: 'l' },
       server: { type: 'string' },
+      'token-file': { type: 'string' },
       kubeconfig: { type: 'string' },
       cluster: { type: 'boolean', default: false },
       namespace: { type: 'string', short: 'n' },
@@ -136,6 +141,7 @@ function parseRequest(argv: string[]): GetRequest | 'help' {
     ...(values.namespace !== undefined ? { namespace: values.namespace } : {}),
     allNamespaces: values['all-namespaces'],
     server: values.server ?? process.env.LEAFBRIDGE_SERVER ?? 'http://127.0.0.1:8080',
+    ...tokenOf(values['token-file']),
     timeoutMs: duration(values['request-timeout']),
     ...(values.kubeconfig !== undefined
       ? { kubeconfig: values.kubeconfig }
@@ -143,6 +149,22 @@ function parseRequest(argv: string[]): GetRequest | 'help' {
         ? { kubeconfig: { default: true as const } }
         : {}),
   };
+}
+
+/** The token from --token-file, else $LEAFBRIDGE_TOKEN (never a flag's value: ps would show it). */
+function tokenOf(file: string | undefined): { token?: string } {
+  if (file === undefined) {
+    const env = process.env.LEAFBRIDGE_TOKEN?.trim();
+    return env ? { token: env } : {};
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new Error(`cannot read --token-file ${file}: ${errorMessage(err)}`);
+  }
+  if (text === '') throw new Error(`--token-file ${file} is empty`);
+  return { token: text };
 }
 
 /** `500ms`, `10s`, `1m`, `1h`, or plain seconds, in milliseconds. */
@@ -169,7 +191,10 @@ async function fromAgent(r: GetRequest): Promise<Fetched> {
   let text: string;
   const signal = deadline(r);
   try {
-    res = await fetch(url, { signal });
+    res = await fetch(url, {
+      signal,
+      ...(r.token ? { headers: { authorization: `Bearer ${r.token}` } } : {}),
+    });
     text = await res.text();
   } catch (err) {
     throw new GetError(`error: cannot reach the agent at ${r.server}: ${reason(err, r, signal)}`);

@@ -9,6 +9,7 @@ import { getCommand } from './getCommand.js';
 import { hubCommand } from './hubCommand.js';
 import { manifestsCommand } from './manifestsCommand.js';
 import { simulateCommand } from './simulateCommand.js';
+import { tokenCommand } from './tokenCommand.js';
 
 const USAGE = `usage: leafbridge <command> [options]
 
@@ -23,6 +24,7 @@ commands:
   simulate KIND [...]      simulated devices: camera, plc, serial, mqtt-sensor
   config-reference         print the configuration reference (Markdown), generated from the schema
   handlers-reference       print the discovery handlers' details reference (Markdown)
+  token [--name N] [--role R]  a bearer token for the HTTP API and its tokens-file entry (docs/security.md)
   hash-password [PASSWORD] print a password hash for auth.devices / auth.users (reads stdin without an argument)
 `;
 
@@ -36,6 +38,7 @@ const commands: Record<string, Command> = {
   hub: hubCommand,
   manifests: manifestsCommand,
   simulate: simulateCommand,
+  token: (argv) => tokenCommand(argv, readStdin),
   'config-reference': async () => {
     process.stdout.write(configReference());
     return 0;

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { normalize, resolve } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
 import { parseDocument } from 'yaml';
 import { ConfigError, errorMessage } from '../util/errors.js';
@@ -36,7 +36,10 @@ export interface AgentConfig {
     rateLimit: { messagesPerSecond: number; burst: number };
     refusalLogIntervalMs: number;
   };
-  http: { listen: HostPort };
+  http: {
+    listen: HostPort;
+    auth: { tokensFile?: string; anonymous: 'none' | 'read-only' | 'read-write'; cacheTtlMs: number };
+  };
   upstream?: UpstreamConfig;
   outbox: { maxBytes: number; overflow: 'drop-oldest' | 'reject-new' };
   store: { synchronous: 'normal' | 'full' };
@@ -50,7 +53,8 @@ export interface AgentConfig {
     releaseIntervalMs: number;
     releaseGraceMs: number;
   };
-  discovery: { gracePeriodMs: number };
+  discovery: { gracePeriodMs: number; probeWritePaths: string[] };
+  secrets: { dir: string };
   discoveryConfigs: RawAgentConfig['discoveryConfigs'];
   kubernetes: string;
 }
@@ -135,7 +139,14 @@ function normalise(raw: RawAgentConfig, baseDir: string, problems: string[]): Ag
       rateLimit: raw.broker.rateLimit,
       refusalLogIntervalMs: duration('broker.refusalLogInterval', raw.broker.refusalLogInterval),
     },
-    http: { listen: listen('http.listen', raw.http.listen) },
+    http: {
+      listen: listen('http.listen', raw.http.listen),
+      auth: {
+        ...(raw.http.auth.tokensFile ? { tokensFile: resolve(baseDir, raw.http.auth.tokensFile) } : {}),
+        anonymous: raw.http.auth.anonymous,
+        cacheTtlMs: duration('http.auth.cacheTtl', raw.http.auth.cacheTtl),
+      },
+    },
     ...(raw.upstream ? { upstream: normaliseUpstream(raw, baseDir, problems, duration) } : {}),
     outbox: { maxBytes: size('outbox.maxBytes', raw.outbox.maxBytes), overflow: raw.outbox.overflow },
     store: raw.store,
@@ -149,7 +160,11 @@ function normalise(raw: RawAgentConfig, baseDir: string, problems: string[]): Ag
       releaseIntervalMs: duration('devicePlugins.releaseInterval', raw.devicePlugins.releaseInterval),
       releaseGraceMs: duration('devicePlugins.releaseGrace', raw.devicePlugins.releaseGrace),
     },
-    discovery: { gracePeriodMs: duration('discovery.gracePeriod', raw.discovery.gracePeriod) },
+    discovery: {
+      gracePeriodMs: duration('discovery.gracePeriod', raw.discovery.gracePeriod),
+      probeWritePaths: raw.discovery.probeWritePaths.map((p) => normalize(p)),
+    },
+    secrets: { dir: resolve(baseDir, raw.secrets.dir) },
     discoveryConfigs: raw.discoveryConfigs,
     kubernetes: raw.kubernetes,
   };

@@ -208,7 +208,40 @@ export const AgentConfigSchema = T.Object(
       { default: {}, additionalProperties: false },
     ),
     http: T.Object(
-      { listen: Listen('/healthz /readyz /metrics and the API', '0.0.0.0:8080') },
+      {
+        listen: Listen(
+          '/healthz /readyz /metrics, the API and the dashboard (loopback unless set; in a cluster the install sets 0.0.0.0)',
+          '127.0.0.1:8080',
+        ),
+        auth: T.Object(
+          {
+            tokensFile: T.Optional(
+              T.String({
+                minLength: 1,
+                description:
+                  'YAML file of accepted bearer tokens, each `{name, role: read-only|read-write, sha256}` (`leafbridge token` makes one); re-read when it changes',
+              }),
+            ),
+            anonymous: T.Union([T.Literal('none'), T.Literal('read-only'), T.Literal('read-write')], {
+              default: 'none',
+              ...msg(
+                'must be none, read-only or read-write',
+                'what a request without a token may do; anything but none lets anyone who reaches the listener in',
+              ),
+            }),
+            cacheTtl: Duration(
+              "how long the Kubernetes API server's TokenReview and SubjectAccessReview answers are reused (in a cluster)",
+              '10s',
+            ),
+          },
+          {
+            default: {},
+            additionalProperties: false,
+            description:
+              'who may use the API: /healthz and /readyz are open; the rest needs a token from tokensFile or, in a cluster, one the API server accepts with RBAC rights on the leafbridge.io resources',
+          },
+        ),
+      },
       { default: {}, additionalProperties: false },
     ),
     upstream: T.Optional(
@@ -335,6 +368,22 @@ export const AgentConfigSchema = T.Object(
           'how long a vanished device stays (offline) before its Device is deleted',
           '5m',
         ),
+        probeWritePaths: T.Array(T.String({ pattern: '^/', ...msg('must be an absolute path prefix') }), {
+          default: ['/dev/ttyUSB', '/dev/ttyACM'],
+          description:
+            'device files a serial probe may write to, as prefixes of their real path (symlinks resolved); a DiscoveryConfig cannot widen this',
+        }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    secrets: T.Object(
+      {
+        dir: T.String({
+          minLength: 1,
+          default: '/etc/leafbridge/secrets',
+          description:
+            "standalone: where `{secretKeyRef: {name, key}}` in handler details is read, as the file DIR/NAME/KEY (the layout of a mounted Secret); in a cluster the Secret NAME of the agent's namespace is read instead",
+        }),
       },
       { default: {}, additionalProperties: false },
     ),

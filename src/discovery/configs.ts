@@ -42,7 +42,21 @@ export function detailsProblems(handler: DiscoveryHandler, details: unknown): st
         custom ?? (e.message === 'Unexpected property' ? 'unknown key' : e.message.toLowerCase()),
       );
   }
-  return [...out].map(([p, m]) => `${p}: ${m}`);
+  return [...[...out].map(([p, m]) => `${p}: ${m}`), ...inlineSecrets(value, '')];
+}
+
+/**
+ * Inline passwords are refused: the object would carry them to every reader (kubectl get -o yaml, the API,
+ * backups). The schema keeps the field (older objects still load) so the refusal can say what to use.
+ */
+function inlineSecrets(value: unknown, path: string): string[] {
+  if (value === null || typeof value !== 'object') return [];
+  return Object.entries(value).flatMap(([k, v]) => {
+    const at = path ? `${path}.${k}` : `.${k}`;
+    if (k === 'password' && typeof v === 'string' && v !== '')
+      return [`${at}: an inline password is refused; give passwordSecretRef: {name, key} (docs/security.md)`];
+    return inlineSecrets(v, at);
+  });
 }
 
 /** Details with the handler schema's defaults filled in. */

@@ -48,7 +48,15 @@ export interface DiscoveryContext {
   logger: Logger;
   clock: Clock;
   signal: AbortSignal;
+  /**
+   * Device files a handler may write to (a serial probe), as prefixes of their real path (symlinks
+   * resolved), from the agent's `discovery.probeWritePaths`. Absent: `DEFAULT_PROBE_WRITE_PATHS`.
+   */
+  probeWritePaths?: readonly string[];
 }
+
+/** USB serial adapters and CDC-ACM devices: where a probe may write unless the agent's config says more. */
+export const DEFAULT_PROBE_WRITE_PATHS: readonly string[] = ['/dev/ttyUSB', '/dev/ttyACM'];
 
 /**
  * One protocol's discovery. The `detailsSchema` validates the DiscoveryConfig's `spec.handler.details` at

@@ -3,6 +3,7 @@ import type { DeviceStore } from '../registry/deviceStore.js';
 import { backoffDelay, type Clock, sleep } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import { child, type Logger } from '../util/logger.js';
+import { resolveSecretRefs, type SecretReader } from '../util/secretRef.js';
 import { detailsProblems, resolvedDetails } from './configs.js';
 import { DeviceNames } from './deviceNames.js';
 import type { DiscoveredDevice, DiscoveryHandler } from './handler.js';
@@ -22,6 +23,10 @@ export interface DiscoveryManagerOptions {
   clock: Clock;
   /** How long a vanished device stays, offline, before its Device is deleted. */
   gracePeriodMs: number;
+  /** Prefixes of the device files handlers may write to (serial probes); see DiscoveryContext. */
+  probeWritePaths?: readonly string[];
+  /** Reads the Secrets a config's details reference (`{secretKeyRef}`), before its handler starts. */
+  readSecret?: SecretReader;
   /** A config's cluster-wide status changed (its Valid condition, its device count). */
   onConfigStatus?: (name: string, status: { conditions: Condition[]; devices?: number }) => void;
 }
@@ -180,11 +185,14 @@ export class DiscoveryManager {
     let attempt = 0;
     while (!signal.aborted) {
       try {
-        for await (const list of handler.discover(details as never, {
+        // Read at each (re)start: a rotated Secret takes effect when the handler restarts.
+        const withSecrets = this.o.readSecret ? await resolveSecretRefs(details, this.o.readSecret) : details;
+        for await (const list of handler.discover(withSecrets as never, {
           logger,
           node: this.o.node,
           clock: this.o.clock,
           signal,
+          ...(this.o.probeWritePaths ? { probeWritePaths: this.o.probeWritePaths } : {}),
         })) {
           if (signal.aborted) break;
           attempt = 0;

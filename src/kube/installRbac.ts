@@ -50,6 +50,12 @@ export const GRANTS: Record<Component, { namespaced: Grant[]; cluster: Grant[] }
         verbs: ['patch'],
         why: 'online, lastSeen, slot claims (merge patch with a resourceVersion precondition)',
       },
+      {
+        apiGroup: '',
+        resources: ['secrets'],
+        verbs: ['get'],
+        why: "passwords that DiscoveryConfigs reference ({secretKeyRef: {name, key}}), in the install's namespace only: keep no other Secrets there",
+      },
     ],
     cluster: [
       {
@@ -63,6 +69,18 @@ export const GRANTS: Record<Component, { namespaced: Grant[]; cluster: Grant[] }
         resources: ['pods'],
         verbs: ['list'],
         why: "fallback for releasing device slots when the kubelet's PodResources socket does not answer: the pods of its node, all namespaces (fieldSelector spec.nodeName, which RBAC cannot enforce)",
+      },
+      {
+        apiGroup: 'authentication.k8s.io',
+        resources: ['tokenreviews'],
+        verbs: ['create'],
+        why: "whose bearer token a request to the agent's HTTP API carries (as the kubelet and kube-rbac-proxy ask)",
+      },
+      {
+        apiGroup: 'authorization.k8s.io',
+        resources: ['subjectaccessreviews'],
+        verbs: ['create'],
+        why: "whether that user's RBAC allows the verb on the leafbridge.io resource (or /metrics) the request wants",
       },
     ],
   },

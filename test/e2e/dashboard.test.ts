@@ -72,6 +72,8 @@ interface Demo {
   startedAt: number;
   dashboard: string;
   brokerPort: number;
+  /** The API token the demo made and printed. */
+  token: string;
 }
 
 /**
@@ -98,8 +100,9 @@ async function startDemo(dataDir: string): Promise<Demo> {
   const output: string[] = [];
   child.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
   const lines = createInterface({ input: child.stdout! });
-  const found = new Promise<{ dashboard: string; brokerPort: number }>((resolve, reject) => {
+  const found = new Promise<{ dashboard: string; brokerPort: number; token: string }>((resolve, reject) => {
     let dashboard: string | undefined;
+    let token: string | undefined;
     const timer = setTimeout(
       () => reject(new Error(`no dashboard URL within 30 s:\n${output.join('')}`)),
       30_000,
@@ -108,10 +111,11 @@ async function startDemo(dataDir: string): Promise<Demo> {
     lines.on('line', (line) => {
       output.push(`${line}\n`);
       dashboard ??= /^dashboard: (http:\/\/127\.0\.0\.1:\d+\/)$/.exec(line)?.[1];
+      token ??= /^ {2}API token\s+(lbt_\S+)/.exec(line)?.[1];
       const broker = /edge broker\s+mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(line)?.[1];
-      if (dashboard && broker) {
+      if (dashboard && broker && token) {
         clearTimeout(timer);
-        resolve({ dashboard, brokerPort: Number(broker) });
+        resolve({ dashboard, brokerPort: Number(broker), token });
       }
     });
   });
@@ -182,6 +186,22 @@ describe('leafbridge demo: the dashboard in headless Chromium', () => {
     if (failed) console.info(`dashboard e2e: screenshots and the demo's output kept in ${dir.path}`);
     else dir.remove();
   }, 20_000);
+
+  it('asks for the API token, refuses a wrong one, and goes live with the one the demo printed', async () => {
+    await page.locator('#token-form').waitFor();
+    expect(await text(page, '#stream-state')).toBe('token needed');
+    await page.locator('#token').fill('lbt_wrong');
+    await page.locator('#token-form button').click();
+    await page.locator('#token-error', { hasText: 'the token is not valid' }).waitFor();
+    // Chromium logs the refused request (401) as a console error: that one, and only that, is expected.
+    expect(problems.splice(0)).toEqual([expect.stringMatching(/status of 401/)]);
+    await page.locator('#token').fill(demo!.token);
+    await page.locator('#token-form button').click();
+    await page.locator('#stream-state.live').waitFor();
+    expect(await page.locator('#token-form').isHidden()).toBe(true);
+    // The token travels in a header, never in a URL (history, logs, Referer).
+    expect(requests.filter((u) => u.includes(demo!.token) || u.includes('lbt_'))).toEqual([]);
+  });
 
   it('loads with no console errors and nothing fetched from outside the agent', async () => {
     await page.locator('#stream-state.live').waitFor();

@@ -8,7 +8,9 @@ export function agentConfig(
     node: 'edge-1',
     dataDir,
     broker: { listen: '127.0.0.1:0' },
-    http: { listen: '127.0.0.1:0' },
+    // Anyone on loopback may use the API, as anonymous devices may use the broker: these tests are about
+    // other things (test/integration/httpAuth.test.ts checks who may use it).
+    http: { listen: '127.0.0.1:0', auth: { anonymous: 'read-write' } },
     ...(upstreamUrl
       ? { upstream: { url: upstreamUrl, reconnect: { minDelay: '100ms', maxDelay: '1s' } } }
       : {}),

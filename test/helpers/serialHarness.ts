@@ -29,8 +29,14 @@ export class DiscoveryRun<S extends DiscoveryHandler> {
   private readonly waiters = new Set<() => void>();
   error: unknown;
 
-  constructor(handler: S, details: Parameters<S['discover']>[0], logger: Logger = serialTestLogger()) {
-    const ctx = { logger, clock: systemClock, signal: this.abort.signal };
+  /** `probeWritePaths`: as the agent's discovery.probeWritePaths; the stubs are pseudo-terminals. */
+  constructor(
+    handler: S,
+    details: Parameters<S['discover']>[0],
+    logger: Logger = serialTestLogger(),
+    probeWritePaths: readonly string[] = ['/dev/pts/'],
+  ) {
+    const ctx = { logger, clock: systemClock, signal: this.abort.signal, probeWritePaths };
     this.loop = this.consume(handler.discover(details, ctx));
   }
 

@@ -24,7 +24,8 @@ describe('the agent runs its DiscoveryConfigs and serves Device objects', () => 
     agent = await startAgent(
       dir.path,
       agentConfig(join(dir.path, 'data'), undefined, {
-        discovery: { gracePeriod: `${GRACE_MS}ms` },
+        // The sensor stubs are pseudo-terminals: the probe may write to them.
+        discovery: { gracePeriod: `${GRACE_MS}ms`, probeWritePaths: ['/dev/pts/'] },
         discoveryConfigs: [
           {
             name: 'thermo',

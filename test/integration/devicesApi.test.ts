@@ -3,6 +3,7 @@ import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { devicesApi } from '../../src/api/devicesApi.js';
 import { HttpApi } from '../../src/api/http.js';
+import { HttpAuth } from '../../src/api/httpAuth.js';
 import { getCommand } from '../../src/cli/getCommand.js';
 import type { DiscoveryConfigEntry } from '../../src/config/schema.js';
 import { builtinHandlers } from '../../src/discovery/handlers.js';
@@ -64,6 +65,8 @@ async function startAgent(writable: boolean, path: string): Promise<Agent> {
   const runtime = (name: string) => (name === 'from-file' ? [RUNNING] : []);
   const http = new HttpApi({
     logger,
+    // The API's answers are what this file tests; who may ask is test/integration/httpAuth.test.ts's.
+    auth: new HttpAuth({ logger, anonymous: 'read-write', cacheTtlMs: 0 }),
     metrics: new Registry(),
     ready: () => ({ ready: true, details: {} }),
     routes: { '/api/v1/': devicesApi({ devices, configs, writable, runtime, logger }) },

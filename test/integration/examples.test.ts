@@ -11,7 +11,7 @@
  * scripts/install-test-deps.sh.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Value } from '@sinclair/typebox/value';
@@ -225,6 +225,16 @@ async function startEdge(dir: string, extra: Record<string, unknown> = {}, upstr
   return { edge, apply, deviceOf, allocate, stop };
 }
 
+type SecretRef = { name: string; key: string };
+
+/** A Secret as the standalone agent reads it (secrets.dir/NAME/KEY, a mounted Secret's layout). */
+function writeSecret(dir: string, ref: SecretRef, value: string): { secrets: { dir: string } } {
+  const secrets = join(dir, 'secrets');
+  mkdirSync(join(secrets, ref.name), { recursive: true });
+  writeFileSync(join(secrets, ref.name, ref.key), `${value}\n`, { mode: 0o600 });
+  return { secrets: { dir: secrets } };
+}
+
 const jpeg = (b: Buffer) =>
   b.subarray(0, 2).toString('hex') === 'ffd8' && b.subarray(-2).toString('hex') === 'ffd9';
 
@@ -313,6 +323,7 @@ describe('examples/camera-broker against the simulated camera', () => {
   let dir: ReturnType<typeof tempDir>;
   const config = example('cameras.yaml');
   const rtspSecret = { RTSP_USERNAME: 'viewer', RTSP_PASSWORD: 's3cret-rtsp-pw' };
+  const ONVIF_PASSWORD = 'onvif-pw-from-a-secret';
   let source: { child: ChildProcess; port: number };
   let camera: CameraStub;
   let edge: Awaited<ReturnType<typeof startEdge>>;
@@ -323,15 +334,17 @@ describe('examples/camera-broker against the simulated camera', () => {
     dir = tempDir('lb-example-camera-');
     requireCameraTools();
     source = await startRtspSource();
-    const credentials = (details(config).credentials as { default: { username: string; password: string } })
-      .default;
+    // The example names a Secret for the ONVIF password, not the password: the camera wants this one.
+    const named = (
+      details(config).credentials as { default: { username: string; passwordSecretRef: SecretRef } }
+    ).default;
     camera = await startCameraStub({
       multicastInterface: '127.0.0.1',
       httpAddress: '127.0.0.1',
-      credentials,
+      credentials: { username: named.username, password: ONVIF_PASSWORD },
       rtspBaseUri: `rtsp://127.0.0.1:${source.port}`,
     });
-    edge = await startEdge(dir.path);
+    edge = await startEdge(dir.path, writeSecret(dir.path, named.passwordSecretRef, ONVIF_PASSWORD));
     // The example as it is, on loopback, and only this test's camera (other tests' cameras answer on 127.0.0.1 too).
     const applied = structuredClone(config);
     Object.assign(details(applied), { interface: '127.0.0.1' });
@@ -342,6 +355,11 @@ describe('examples/camera-broker against the simulated camera', () => {
       (d) => 'ONVIF_STREAM_URI_PROFILE_MAIN' in d.spec.properties,
       10_000,
     );
+    // Read with the Secret's password (the stream URIs need it), and found nowhere in what the agent shows.
+    expect(JSON.stringify(device)).not.toContain(ONVIF_PASSWORD);
+    const stored = await fetch(`${edge.edge.http}/api/v1/discoveryconfigs/cameras`).then((r) => r.text());
+    expect(stored).toContain('passwordSecretRef');
+    expect(stored).not.toContain(ONVIF_PASSWORD);
     const { container, resource } = brokerContainer(config, device);
     const allocated = await edge.allocate(resource);
     env = podEnv(container, allocated.envs ?? {}, rtspSecret, {
@@ -561,7 +579,8 @@ describe('the serial-sensors broker (a shell one-liner) against the simulated se
       temperature: 22.5,
       logger: silentLogger(),
     });
-    edge = await startEdge(dir.path);
+    // The simulated sensor is a pseudo-terminal: the agent must allow its probe to write there.
+    edge = await startEdge(dir.path, { discovery: { probeWritePaths: [sensor.nodePath] } });
   });
   afterAll(async () => {
     await Running.stopAll();
@@ -613,13 +632,14 @@ describe('examples/mqtt-device against a real agent, with a desired twin set fro
   beforeAll(async () => {
     dir = tempDir('lb-example-mqtt-');
     await upstream.start(0);
-    const discovery = details(config) as { username: string; password: string };
+    const discovery = details(config) as { username: string; passwordSecretRef: SecretRef };
+    const discoveryPassword = 'discovery-pw-from-a-secret';
     const auth = {
       allowAnonymous: true, // the thermostat connects without credentials (auth.devices in production)
       users: [
         {
           username: discovery.username,
-          passwordHash: await hashPassword(discovery.password),
+          passwordHash: await hashPassword(discoveryPassword),
           subscribe: ['devices/+/birth', 'devices/+/status'],
         },
         {
@@ -629,7 +649,11 @@ describe('examples/mqtt-device against a real agent, with a desired twin set fro
         },
       ],
     };
-    edge = await startEdge(dir.path, { auth }, upstream.url);
+    edge = await startEdge(
+      dir.path,
+      { auth, ...writeSecret(dir.path, discovery.passwordSecretRef, discoveryPassword) },
+      upstream.url,
+    );
     cloud = await collect(upstream.url, `leafbridge/edge-1/devices/${id}/#`);
   });
   afterAll(async () => {

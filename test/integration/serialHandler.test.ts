@@ -10,6 +10,7 @@ import {
   startSerialSensorStub,
 } from '../../firmware-stubs/serial/sensorStub.js';
 import { systemClock } from '../../src/util/clock.js';
+import { LinearRegex } from '../../src/util/linearRegex.js';
 import { byPath, DiscoveryRun, makeSerialTempDir, serialTestLogger } from '../helpers/serialHarness.js';
 
 const logger = serialTestLogger();
@@ -144,7 +145,7 @@ describe('serial discovery handler on real pseudo-terminals', () => {
     const request = {
       path: garbage.devicePath,
       write: Buffer.from('ID?\r\n'),
-      expect: /LEAFBRIDGE-SENSOR/,
+      expect: LinearRegex.compile('LEAFBRIDGE-SENSOR'),
       timeoutMs: 1_000,
       baudRate: 9600,
       maxBytes: 4_096,
@@ -171,7 +172,7 @@ describe('serial discovery handler on real pseudo-terminals', () => {
       {
         path: modem.devicePath,
         write: Buffer.from('ID?\r\n'),
-        expect: /X/,
+        expect: LinearRegex.compile('X'),
         timeoutMs: 3_000,
         baudRate: 9600,
         maxBytes: 64,

@@ -98,7 +98,9 @@ describe('DiscoveryConfig schema: handler details checked by the API server', ()
       {
         interface: 'lo',
         maxDevices: 10_000,
-        credentials: { devices: { 'urn:uuid:1': { username: 'admin', password: 'x' } } },
+        credentials: {
+          devices: { 'urn:uuid:1': { username: 'admin', passwordSecretRef: { name: 'cams', key: 'pw' } } },
+        },
       },
     ],
     [

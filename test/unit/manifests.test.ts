@@ -320,6 +320,13 @@ const AGENT_CALLS: Record<string, string[]> = {
   'src/registry/kubeConfigs.ts GET': ['/nodes get', `${LB}/discoveryconfigs get`],
   'src/registry/kubeConfigs.ts PATCH': [`${LB}/discoveryconfigs/status patch`],
   'src/deviceplugin/podList.ts GET': ['/pods list'],
+  // Passwords DiscoveryConfigs reference, read when a handler starts.
+  'src/kubeclient/secrets.ts GET': ['/secrets get'],
+  // Requests to the agent's HTTP API: whose token, and may they.
+  'src/kubeclient/accessReview.ts POST': [
+    'authentication.k8s.io/tokenreviews create',
+    'authorization.k8s.io/subjectaccessreviews create',
+  ],
 };
 const HUB_CALLS: Record<string, string[]> = {
   'src/hub/statusWriter.ts GET': [`${LB}/devices list`, `${LB}/devices get`],
@@ -333,8 +340,13 @@ describe('RBAC: each component gets exactly what its code calls', () => {
   it('the agent: the API calls reachable from `leafbridge agent` are the listed ones, and the roles grant exactly them', async () => {
     expect(apiCalls('src/cli/agentCommand.ts')).toEqual(Object.keys(AGENT_CALLS).sort());
     expect(grantedTriples(install(), 'leafbridge-agent')).toEqual(triples(AGENT_CALLS));
-    // Namespaced where the API allows: only Nodes (cluster-scoped) and the pods of all namespaces need more.
-    expect(GRANTS.agent.cluster.flatMap((g) => g.resources)).toEqual(['nodes', 'pods']);
+    // Namespaced where the API allows: Nodes and the reviews are cluster-scoped, the pods of all namespaces span them.
+    expect(GRANTS.agent.cluster.flatMap((g) => g.resources)).toEqual([
+      'nodes',
+      'pods',
+      'tokenreviews',
+      'subjectaccessreviews',
+    ]);
   });
 
   it('the hub: the same for `leafbridge hub`', async () => {

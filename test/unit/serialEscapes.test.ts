@@ -4,6 +4,7 @@ import { parseEscapes, printableBytes } from '../../discovery-handlers/serial/es
 import { ReplyCollector } from '../../discovery-handlers/serial/replyCollector.js';
 import { SerialDetailsSchema } from '../../discovery-handlers/serial/schema.js';
 import { resolveSettings } from '../../discovery-handlers/serial/settings.js';
+import { LinearRegex } from '../../src/util/linearRegex.js';
 
 describe('parseEscapes', () => {
   it('turns \\r \\n \\t \\0 \\\\ and \\xHH into bytes', () => {
@@ -32,7 +33,7 @@ describe('parseEscapes', () => {
 
 describe('ReplyCollector', () => {
   it('matches across chunks and returns the whole matching line', () => {
-    const c = new ReplyCollector(64, /^LEAFBRIDGE-SENSOR,/m);
+    const c = new ReplyCollector(64, LinearRegex.compile('^LEAFBRIDGE-SENSOR,', { multiline: true }));
     expect(c.push(Buffer.from('T=21.5\r\nLEAFBRIDGE-SEN'))).toBe('waiting');
     expect(c.push(Buffer.from('SOR,TH-1,'))).toBe('partial');
     expect(c.push(Buffer.from('42\r\nT=2'))).toBe('matched');
@@ -40,13 +41,13 @@ describe('ReplyCollector', () => {
   });
 
   it('a pattern that includes the line end still yields the line without it', () => {
-    const c = new ReplyCollector(64, /OK\r\n/);
+    const c = new ReplyCollector(64, LinearRegex.compile('OK\r\n'));
     expect(c.push(Buffer.from('ATI\r\nOK\r\n'))).toBe('matched');
     expect(c.reply()).toBe('OK');
   });
 
   it('never holds more than maxBytes, however much arrives', () => {
-    const c = new ReplyCollector(16, /never/);
+    const c = new ReplyCollector(16, LinearRegex.compile('never'));
     expect(c.push(Buffer.alloc(10, 0x41))).toBe('waiting');
     expect(c.push(Buffer.alloc(100_000, 0x41))).toBe('overflow');
     expect(c.bytes).toBe(16);
@@ -54,7 +55,7 @@ describe('ReplyCollector', () => {
 
   it('matches binary garbage as Latin-1 without throwing', () => {
     const binaryPattern = ['\\xff', '\\x00', 'OK'].join('');
-    const c = new ReplyCollector(32, new RegExp(binaryPattern));
+    const c = new ReplyCollector(32, LinearRegex.compile(binaryPattern));
     expect(c.push(Buffer.from([0x80, 0xff, 0x00, 0x4f, 0x4b]))).toBe('partial');
     expect(c.reply()).toBe('\\x80\\xff\\x00OK');
   });

@@ -31,43 +31,114 @@ function text(node, value) {
 
 // ------------------------------------------------------------------------------------------- event stream
 
-function connect() {
-  const source = new EventSource('../api/v1/events');
-  const on = (name, fn) => source.addEventListener(name, (e) => fn(JSON.parse(e.data)));
-  source.onopen = () => streamState('live', 'live');
-  source.onerror = () => {
-    if (source.readyState === EventSource.CLOSED) {
-      // Refused (e.g. too many pages open): EventSource gives up; try again later.
-      streamState('down', 'disconnected');
-      setTimeout(connect, 5000);
-    } else streamState('down', 'reconnecting…');
-  };
-  on('hello', (d) => {
+// The agent wants a bearer token for everything but this page's files. It is kept in this tab's
+// sessionStorage and sent in the Authorization header, never in a URL: EventSource cannot send headers, so
+// the stream is read with fetch and its server-sent events parsed here.
+const TOKEN_KEY = 'leafbridge.token';
+const RETRY_MS = 3000;
+
+const handlers = {
+  hello: (d) => {
     text($('node'), `node ${d.node}`);
     state.historySamples = d.historySamples;
-  });
-  on('samples', (d) => {
+  },
+  samples: (d) => {
     state.samples = d.items;
     drawSync();
-  });
-  on('sample', (d) => {
+  },
+  sample: (d) => {
     state.samples.push(d);
     if (state.samples.length > state.historySamples) state.samples.shift();
     drawSync();
-  });
-  on('devices', (d) => {
+  },
+  devices: (d) => {
     state.devices = d.items;
     drawDevices();
-  });
-  on('configs', (d) => drawConfigs(d.items));
-  on('twins', (d) => {
+  },
+  configs: (d) => drawConfigs(d.items),
+  twins: (d) => {
     for (const t of d.items) state.twins.set(t.device, t);
     drawDevices();
-  });
-  on('telemetry', (d) => {
+  },
+  telemetry: (d) => {
     for (const t of d.items) state.telemetry.set(t.device, t);
     drawTelemetry();
-  });
+  },
+};
+
+async function connect() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  // Nothing is served without one: ask first rather than be refused.
+  if (!token) return askForToken('');
+  const headers = { accept: 'text/event-stream', authorization: `Bearer ${token}` };
+  let res;
+  try {
+    res = await fetch('../api/v1/events', { headers, cache: 'no-store' });
+  } catch {
+    return retry('reconnecting…');
+  }
+  if (res.status === 401 || res.status === 403) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    const status = await res.json().catch(() => ({}));
+    return askForToken(status.message ?? `refused (${res.status})`);
+  }
+  if (!res.ok || !res.body) return retry(`refused (${res.status}); retrying`);
+  streamState('live', 'live');
+  try {
+    await readEvents(res.body);
+  } catch {
+    // the connection broke: reconnect below
+  }
+  retry('reconnecting…');
+}
+
+function retry(label) {
+  streamState('down', label);
+  setTimeout(connect, RETRY_MS);
+}
+
+/** Server-sent events from a byte stream: blocks split by a blank line, `event:` and `data:` fields. */
+async function readEvents(body) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    pending += value.replaceAll('\r\n', '\n');
+    const blocks = pending.split('\n\n');
+    pending = blocks.pop() ?? '';
+    for (const block of blocks) dispatch(block);
+  }
+}
+
+function dispatch(block) {
+  let event = 'message';
+  const data = [];
+  for (const line of block.split('\n')) {
+    if (line.startsWith('event:')) event = line.slice(6).trim();
+    else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+  }
+  const handle = Object.hasOwn(handlers, event) ? handlers[event] : undefined;
+  if (handle && data.length > 0) handle(JSON.parse(data.join('\n')));
+}
+
+/** Shows the token form (with why, when a token was refused); a submitted token is kept and tried. */
+function askForToken(why) {
+  streamState('down', 'token needed');
+  const form = $('token-form');
+  text($('token-error'), why);
+  form.hidden = false;
+  $('token').focus();
+  form.onsubmit = (e) => {
+    e.preventDefault();
+    const value = $('token').value.trim();
+    if (!value) return;
+    sessionStorage.setItem(TOKEN_KEY, value);
+    $('token').value = '';
+    form.hidden = true;
+    streamState('', 'connecting…');
+    connect();
+  };
 }
 
 function streamState(cls, label) {

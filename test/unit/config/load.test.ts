@@ -27,7 +27,8 @@ describe('config', () => {
   it('fills defaults and normalises sizes, durations and addresses', () => {
     const c = parseConfig({ ...minimal, upstream: { url: 'mqtts://cloud.example:8883' } });
     expect(c.broker.listen).toEqual({ host: '0.0.0.0', port: 1883 });
-    expect(c.http.listen).toEqual({ host: '0.0.0.0', port: 8080 });
+    // Loopback unless told: the API holds device data (docs/security.md); the install sets 0.0.0.0.
+    expect(c.http.listen).toEqual({ host: '127.0.0.1', port: 8080 });
     expect(c.outbox).toEqual({ maxBytes: 1024 ** 3, overflow: 'drop-oldest' });
     expect(c.upstream?.prefix).toBe('leafbridge');
     expect(c.upstream?.clientId).toBe('leafbridge-edge-1');
