@@ -6,7 +6,7 @@
 // Edges: the mosquitto bridge (persistence true, max_queued_messages 0, cleansession false, devices/# out 1 under
 // leafbridge/<node>/), a plain `leafbridge agent` (no Node flags), the agent with store.synchronous full, and
 // direct publishing to the upstream (no edge) for the throughput goal. Runs are interleaved rep by rep.
-import { readdirSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type ProfileSummary, summarizeProfile } from './lib/cpuprofile.js';
 import {
@@ -111,9 +111,12 @@ function summarizeSlow(runs: SlowRun[], edge: EdgeKind) {
   };
 }
 
-function newestProfile(dir: string): string | undefined {
-  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
-  return files.length > 0 ? join(dir, files.sort().at(-1) as string) : undefined;
+/** The agent's profile: the largest in `dir` (a relaunched agent's thin parent writes a small one of its own). */
+function agentProfile(dir: string): string | undefined {
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .map((f) => join(dir, f));
+  return files.sort((a, b) => statSync(b).size - statSync(a).size)[0];
 }
 
 /** Runs both shapes against every edge, interleaved; returns the table, targets and results (no file written). */
@@ -293,14 +296,14 @@ export async function measureEdges(options: BenchOptions, log: (s: string) => vo
     const p = await attempt('profile-fast', () =>
       fastRun('agent', FAST, { ...LAUNCH, profileDir: dir.path }),
     );
-    const file = newestProfile(dir.path);
+    const file = agentProfile(dir.path);
     profiles.fast = p && file ? summarizeProfile(file, p.window) : 'no profile written';
     if (p) profiles.fastRunUnderProfiler = `${fmt(p.msgPerSec)} msg/s`;
     const dir2 = tempDir('lb-bench-prof-');
     const q = await attempt('profile-slow', () =>
       slowRun('agent', SLOW, { ...LAUNCH, profileDir: dir2.path }),
     );
-    const file2 = newestProfile(dir2.path);
+    const file2 = agentProfile(dir2.path);
     profiles.slow = q && file2 ? summarizeProfile(file2, q.window) : 'no profile written';
   }
   return {

@@ -85,10 +85,36 @@ export interface SlowRun {
 }
 
 interface Edge {
-  pid: number;
   url: string;
-  profileFile?: () => string | undefined;
+  /** utime + stime of the edge's processes, in ticks of 10 ms. */
+  cpuTicks: () => number | undefined;
+  /** VmRSS and VmHWM of the edge, MB (see `agentMemory`). */
+  memory: () => { rssMB: number; hwmMB: number } | undefined;
   stop: () => Promise<unknown>;
+}
+
+function oneProcess(pid: number): Pick<Edge, 'cpuTicks' | 'memory'> {
+  return { cpuTicks: () => procTicks(pid), memory: () => readMemory(pid) };
+}
+
+/**
+ * A relaunched agent is two processes (src/cli/runtime.ts): its CPU is both, its memory the agent process's plus
+ * what the thin parent holds of its own (RssAnon; the parent's file pages are Node's, shared with the child).
+ */
+function agentProcesses(parent: number, worker: number): Pick<Edge, 'cpuTicks' | 'memory'> {
+  if (parent === worker) return oneProcess(worker);
+  return {
+    cpuTicks: () => {
+      const a = procTicks(parent);
+      const b = procTicks(worker);
+      return a === undefined || b === undefined ? undefined : a + b;
+    },
+    memory: () => {
+      const p = readMemory(parent);
+      const w = readMemory(worker);
+      return p && w ? { rssMB: round1(w.rssMB + p.anonMB), hwmMB: round1(w.hwmMB + p.anonMB) } : undefined;
+    },
+  };
 }
 
 export interface AgentLaunch {
@@ -116,7 +142,7 @@ async function startEdge(
   upstream: MosquittoProcess,
   launch: AgentLaunch,
 ): Promise<Edge> {
-  if (kind === 'direct') return { pid: upstream.pid, url: upstream.url, stop: async () => {} };
+  if (kind === 'direct') return { ...oneProcess(upstream.pid), url: upstream.url, stop: async () => {} };
   const dir = scope.add(tempDir('lb-bench-edge-'), (d) => d.remove());
   if (kind === 'mosquitto') {
     const m = scope.add(
@@ -128,7 +154,7 @@ async function startEdge(
       (x) => x.stop(),
     );
     await m.start();
-    return { pid: m.pid, url: m.url, stop: () => m.stop() };
+    return { ...oneProcess(m.pid), url: m.url, stop: () => m.stop() };
   }
   const config = {
     node: EDGE_NODE,
@@ -154,7 +180,7 @@ async function startEdge(
   await agent.start();
   if ((await agent.waitForMetric('leafbridge_upstream_connected', (v) => v === 1, 10_000)) === undefined)
     throw new Error(`agent did not connect upstream\n${agent.tail()}`);
-  return { pid: agent.pid, url: agent.brokerUrl, stop: () => agent.stop() };
+  return { ...agentProcesses(agent.pid, agent.workerPid), url: agent.brokerUrl, stop: () => agent.stop() };
 }
 
 /** Publishers keep a window of QoS 1 PUBLISHes each; counted at the upstream subscriber. */
@@ -184,11 +210,11 @@ export async function fastRun(kind: EdgeKind, shape: FastShape, launch: AgentLau
     await sleep(500);
     const n = shape.clients * shape.messagesPerClient;
     const fromUs = monotonicMicros();
-    const ticks0 = procTicks(edge.pid);
+    const ticks0 = edge.cpuTicks();
     const { done, r } = await deliver(pub, sub, n, shape);
-    const ticks1 = procTicks(edge.pid);
+    const ticks1 = edge.cpuTicks();
     const toUs = monotonicMicros();
-    const hwm = kind === 'direct' ? undefined : readMemory(edge.pid)?.hwmMB;
+    const hwm = kind === 'direct' ? undefined : edge.memory()?.hwmMB;
     const ms = (r.lastAt as number) - (done.firstPublishAt as number);
     const unique = r.unique as number;
     const cpuS = ticks0 !== undefined && ticks1 !== undefined ? (ticks1 - ticks0) / 100 : undefined;
@@ -221,9 +247,9 @@ export async function slowRun(kind: EdgeKind, shape: SlowShape, launch: AgentLau
   try {
     const { sub, edge } = await setUp(scope, kind, launch);
     await sleep(1_000);
-    const idle = readMemory(edge.pid);
+    const idle = edge.memory();
     const fromUs = monotonicMicros();
-    const ticks0 = procTicks(edge.pid) ?? 0;
+    const ticks0 = edge.cpuTicks() ?? 0;
     const per = Math.ceil(shape.sensors / shape.processes);
     const children: BenchChild[] = [];
     for (let i = 0; i < shape.processes; i++)
@@ -245,8 +271,8 @@ export async function slowRun(kind: EdgeKind, shape: SlowShape, launch: AgentLau
       ),
     );
     await sleep(1_000);
-    const atConnected = readMemory(edge.pid);
-    const ticksConnected = procTicks(edge.pid) ?? 0;
+    const atConnected = edge.memory();
+    const ticksConnected = edge.cpuTicks() ?? 0;
     const n = shape.sensors * shape.seconds;
     const maxMs = shape.seconds * 1000 + 60_000;
     await sub.request({ cmd: 'expect', n, maxMs }, 'expecting', 5_000);
@@ -257,9 +283,9 @@ export async function slowRun(kind: EdgeKind, shape: SlowShape, launch: AgentLau
       ),
     );
     const r = await reached;
-    const ticksEnd = procTicks(edge.pid) ?? 0;
+    const ticksEnd = edge.cpuTicks() ?? 0;
     const toUs = monotonicMicros();
-    const hwm = readMemory(edge.pid)?.hwmMB ?? Number.NaN;
+    const hwm = edge.memory()?.hwmMB ?? Number.NaN;
     for (const c of children) await c.stop(10_000);
     await edge.stop();
     const sum = (k: string) => dones.reduce((a, d) => a + (d[k] as number), 0);
