@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 
 /**
- * The Node.js heap limits the agent runs with. A small young generation and a capped old space keep the agent
- * near 100 MB under full load instead of ~220 MB with Node's defaults (V8 takes these only at start-up, so
- * `leafbridge agent` starts itself again with them: see `relaunchWithHeapLimits`).
+ * The Node.js heap limits the agent runs with (V8 takes them only at start-up, so `leafbridge agent` starts itself
+ * again with them: see `relaunchWithHeapLimits`). Measured under the edge bench's fast shape: Node's defaults
+ * ~230 MB peak; semi-space 8 MB + old space 96 MB ~128 MB; 4 + 64 ~114 MB at the same CPU per message, but 3,000
+ * connections then cost ~25% more CPU in GC and one run of two failed, so the old space keeps 96 MB of headroom.
  */
-export const AGENT_NODE_FLAGS = ['--max-semi-space-size=8', '--max-old-space-size=96'] as const;
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=4', '--max-old-space-size=96'] as const;
 
 const RELAUNCHED = 'LEAFBRIDGE_RELAUNCHED';
 const HEAP_FLAG = /^--max-(old-space|semi-space|heap)-size\b/;
