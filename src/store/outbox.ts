@@ -59,6 +59,8 @@ interface Row {
 }
 
 const ENTRY_OVERHEAD = 64;
+/** Rows read from the table per statement while the bridge is behind. */
+const READ_AHEAD = 512;
 /** Rows per INSERT statement (6 parameters each, far below SQLite's limit of 32,766). */
 const INSERT_ROWS = 64;
 const ACK_RETRY_MS = 500;
@@ -80,6 +82,9 @@ export class Outbox {
   /** Index of the first entry of `tail` not yet taken (taking from the front of an array by splice is O(n)). */
   private tailHead = 0;
   private tailSize = 0;
+  /** Entries read from the table ahead of the bridge while it is behind (the tail not valid). */
+  private readAhead: OutboxEntry[] = [];
+  private readAheadHead = 0;
   private tailValid = false;
   private closed = false;
   private count = 0;
@@ -169,16 +174,29 @@ export class Outbox {
       if (out.length > 0) this.cursor = (out[out.length - 1] as OutboxEntry).seq;
       return out;
     }
-    const rows = this.statements.after.all(this.cursor, max) as Row[];
-    const out = rows.map((r) => this.toEntry(r));
-    if (out.length > 0) this.cursor = (out[out.length - 1] as OutboxEntry).seq;
-    if (out.length < max && this.pending.length === 0) {
-      // Caught up with the table: from now on new commits are served from memory.
-      this.tailValid = true;
-      this.tail = [];
-      this.tailHead = 0;
-      this.tailSize = 0;
+    if (this.readAheadHead < this.readAhead.length) {
+      const end = Math.min(this.readAhead.length, this.readAheadHead + max);
+      const out = this.readAhead.slice(this.readAheadHead, end);
+      this.readAheadHead = end;
+      if (out.length > 0) this.cursor = (out[out.length - 1] as OutboxEntry).seq;
+      return out;
     }
+    // One statement reads READ_AHEAD rows: the bridge takes a few at a time as PUBACKs free its window.
+    const limit = Math.max(max, READ_AHEAD);
+    const rows = this.statements.after.all(this.cursor, limit) as Row[];
+    const entries = rows.map((r) => this.toEntry(r));
+    const out = entries.slice(0, max);
+    const rest = entries.slice(max);
+    if (out.length > 0) this.cursor = (out[out.length - 1] as OutboxEntry).seq;
+    this.readAhead = [];
+    this.readAheadHead = 0;
+    if (rows.length < limit && this.pending.length === 0) {
+      // Caught up with the table: from now on new commits are served from memory, after what was read.
+      this.tailValid = true;
+      this.tail = rest;
+      this.tailHead = 0;
+      this.tailSize = rest.reduce((sum, e) => sum + e.bytes, 0);
+    } else this.readAhead = rest;
     return out;
   }
 
@@ -186,6 +204,8 @@ export class Outbox {
   rewind(): void {
     if (this.acks.length > 0) this.flushAcks();
     this.cursor = 0;
+    this.readAhead = [];
+    this.readAheadHead = 0;
     this.tailValid = false;
     this.tail = [];
     this.tailHead = 0;
@@ -262,6 +282,11 @@ export class Outbox {
     this.statements.dropThrough.run(last);
     this.count -= droppedNow;
     this.size -= freed;
+    while (
+      this.readAheadHead < this.readAhead.length &&
+      (this.readAhead[this.readAheadHead] as OutboxEntry).seq <= last
+    )
+      this.readAheadHead++;
     if (this.tailValid) {
       while (this.tailHead < this.tail.length && (this.tail[this.tailHead] as OutboxEntry).seq <= last) {
         this.tailSize -= (this.tail[this.tailHead++] as OutboxEntry).bytes;
@@ -290,6 +315,8 @@ export class Outbox {
     const totals = this.statements.totals.get() as { n: number; b: number };
     this.count = totals.n;
     this.size = totals.b;
+    this.readAhead = [];
+    this.readAheadHead = 0;
     this.tailValid = false;
     this.tail = [];
     this.tailHead = 0;
