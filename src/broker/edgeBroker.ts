@@ -246,7 +246,7 @@ export class EdgeBroker {
    * commit releases many of one client's PUBLISHes at once. Uncorked at the next turn of the event loop.
    */
   private corkUntilNextTurn(conn: Client['conn']): void {
-    if (!('cork' in conn) || this.corked.has(conn)) return;
+    if (this.corked.has(conn)) return;
     conn.cork();
     this.corked.add(conn);
     if (this.corked.size === 1) setImmediate(this.uncorkAll);

@@ -36,6 +36,10 @@ export function relaunchWithHeapLimits(argv: readonly string[]): boolean {
     detached: true,
     env: { ...process.env, [RELAUNCHED]: '1' },
   });
+  child.on('error', (err) => {
+    process.stderr.write(`leafbridge: cannot start the agent process: ${err.message}\n`);
+    process.exit(1);
+  });
   const forward = (signal: NodeJS.Signals) => () => child.kill(signal);
   for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, forward(s));
   child.on('exit', (code, signal) => {
