@@ -4,6 +4,7 @@
 
 import { runDevicePlugin } from './deviceplugin.js';
 import { runDiscovery } from './discovery.js';
+import { runEdge } from './edge.js';
 import { type HubBenchOptions, runHub } from './hub.js';
 import type { BenchOptions } from './lib/options.js';
 import type { ApiChoice } from './lib/realApi.js';
@@ -15,6 +16,7 @@ type Bench = (options: BenchOptions) => Promise<boolean>;
 /** Known benchmarks, in the order `npm run bench` runs them. */
 const BENCHES: Record<string, Bench> = {
   sync: runSync,
+  edge: runEdge,
   discovery: runDiscovery,
   deviceplugin: runDevicePlugin,
   registry: runRegistry,
@@ -27,6 +29,8 @@ const USAGE = `usage: npm run bench -- [${Object.keys(BENCHES).join('|')}] [--pr
   --profile      always CPU-profile the agent (default: only when a target is missed)
   --no-profile   never profile
   --reps=N       runs of each measured pair, interleaved, best kept (default 2)
+  edge           the agent beside a mosquitto bridge on the edge node (also run by sync): fast publishers and 3,000
+                 slow sensors; LEAFBRIDGE_BENCH_AGENT_NODE_ARGS adds Node flags to the agent
   --outage-s N   registry: how long the API server stays down (default 600, the issue's 10 minutes)
   --steady-s N   hub: how long each load step's steady window lasts (default 20)
   --api real|double|both

@@ -11,6 +11,7 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AGENT_NODE_FLAGS } from '../src/cli/runtime.js';
+import { measureEdges } from './edge.js';
 import { AgentProcess } from './lib/agent.js';
 import { type ProfileSummary, summarizeProfile } from './lib/cpuprofile.js';
 import type { BenchOptions } from './lib/options.js';
@@ -641,7 +642,12 @@ export async function runSync(options: BenchOptions): Promise<boolean> {
       result: passOf('rss'),
     },
   ];
-  const text = table(rows);
+  log('  (5) the agent beside a mosquitto bridge on the edge node, fast publishers and 3,000 slow sensors …');
+  const edge = await measureEdges(options, log);
+  targets.push(...edge.targets);
+  for (const [k, v] of Object.entries(edge.errors)) errors[`edge-${k}`] = v;
+  for (const [k, v] of Object.entries(edge.profiles)) profiles[`edge-${k}`] = v;
+  const text = `${table(rows)}\n\n(5) beside a mosquitto bridge (upstream: mosquitto; edge CPU from /proc, peak RSS = VmHWM)\n${edge.text}`;
   log('');
   log(text);
   const rates = (runs: (number | undefined)[]) => runs.map((r) => fmt(r)).join(' / ');
@@ -700,6 +706,7 @@ export async function runSync(options: BenchOptions): Promise<boolean> {
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}`,
     );
+  notes.push(...edge.notes.map((n) => `(5) ${n}`));
   printTail(log, notes, profiles, errors);
 
   const pass = targets.every((t) => t.pass) && Object.keys(errors).length === 0;
@@ -748,6 +755,7 @@ export async function runSync(options: BenchOptions): Promise<boolean> {
         hwmAfterDrain: durableRuns.map((r) => r?.hwmMB),
         breakdownDuringIngestAndDrain: durableRuns.map((r) => r?.atPeak),
       },
+      edge: edge.results,
       agentLogLevels: {
         throughput: agentRuns.map((r) => r?.logLevels),
         ingestDrain: durableRuns.map((r) => r?.logLevels),

@@ -1,2 +1,4 @@
 #!/usr/bin/env node
-import '../dist/src/cli/main.js';
+import { relaunchWithHeapLimits } from '../dist/src/cli/runtime.js';
+
+if (!relaunchWithHeapLimits(process.argv)) await import('../dist/src/cli/main.js');

@@ -12,8 +12,7 @@ import { twinsApi } from './api/twinsApi.js';
 import { Authorizer } from './broker/auth.js';
 import { EdgeBroker, REFUSAL_REASONS } from './broker/edgeBroker.js';
 import type { AgentConfig, HostPort } from './config/load.js';
-import { DevicePluginManager, type SlotUsage } from './deviceplugin/manager.js';
-import { listPodResources, slotsInUse } from './deviceplugin/podResources.js';
+import type { DevicePluginManager, SlotUsage } from './deviceplugin/manager.js';
 import { StoreSlotClaims } from './deviceplugin/storeClaims.js';
 import type { DiscoveryHandler } from './discovery/handler.js';
 import { builtinHandlers } from './discovery/handlers.js';
@@ -381,6 +380,8 @@ export class Agent {
       this.logger.info({ dir }, 'device plugins off: no kubelet device-plugin directory');
       return;
     }
+    // The gRPC stack (~7 MB resident) loads only on a node with a kubelet.
+    const { DevicePluginManager } = await import('./deviceplugin/manager.js');
     const clock = this.deps.clock ?? systemClock;
     const claims = new StoreSlotClaims({ store: this.devices as DeviceStore, logger: this.logger, clock });
     await claims.start();
@@ -411,6 +412,7 @@ export class Agent {
     let podRest: KubeRest | undefined;
     return async () => {
       try {
+        const { listPodResources, slotsInUse } = await import('./deviceplugin/podResources.js');
         const slots = slotsInUse(await listPodResources(socket));
         fellBack = false;
         return slots;

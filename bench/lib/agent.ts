@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { CLI, sleep } from './util.js';
@@ -61,6 +61,19 @@ export class AgentProcess {
 
   get pid(): number {
     return this.child.pid ?? 0;
+  }
+
+  /**
+   * The process that runs the agent: `leafbridge agent` without heap flags starts itself again with them and
+   * stays as a thin parent (src/cli/runtime.ts), so this is the parent's child when there is one.
+   */
+  get workerPid(): number {
+    try {
+      const children = readFileSync(`/proc/${this.pid}/task/${this.pid}/children`, 'utf8').trim();
+      return children ? Number(children.split(/\s+/)[0]) : this.pid;
+    } catch {
+      return this.pid;
+    }
   }
 
   get brokerUrl(): string {

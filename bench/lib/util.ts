@@ -253,7 +253,8 @@ export function exitWithParent(): void {
   process.on('disconnect', () => process.exit(0));
 }
 
-function procTicks(pid: number): number | undefined {
+/** utime + stime of a process from /proc/<pid>/stat, in clock ticks (USER_HZ, 100 a second); undefined once it is gone. */
+export function procTicks(pid: number): number | undefined {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');

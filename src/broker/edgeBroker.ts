@@ -72,6 +72,7 @@ export class EdgeBroker {
   private readonly sockets = new Set<Socket>();
   private readonly identities = new WeakMap<Client, Identity>();
   private readonly buckets = new WeakMap<Client, TokenBucket>();
+  private readonly corked = new Set<Client['conn']>();
   private readonly logger: Logger;
   private readonly refusalLog: RepeatLog;
   events: EdgeBrokerEvents = {};
@@ -228,7 +229,10 @@ export class EdgeBroker {
       return;
     }
     this.options.ingest(identity, client.id, packet).then(
-      () => done(),
+      () => {
+        this.corkUntilNextTurn(client.conn);
+        done();
+      },
       (err: unknown) => {
         const reason = ingestRefusal(err);
         this.refuse(
@@ -241,6 +245,22 @@ export class EdgeBroker {
       },
     );
   }
+
+  /**
+   * The PUBACKs a commit releases leave a client in one write: mqtt-packet writes a packet in pieces, and a
+   * commit releases many of one client's PUBLISHes at once. Uncorked at the next turn of the event loop.
+   */
+  private corkUntilNextTurn(conn: Client['conn']): void {
+    if (this.corked.has(conn)) return;
+    conn.cork();
+    this.corked.add(conn);
+    if (this.corked.size === 1) setImmediate(this.uncorkAll);
+  }
+
+  private readonly uncorkAll = (): void => {
+    for (const conn of this.corked) conn.uncork();
+    this.corked.clear();
+  };
 
   private authorizeSubscribe(
     client: Client,

@@ -1,6 +1,58 @@
+import { spawn } from 'node:child_process';
+
 /**
- * The Node.js flags the agent is meant to run with (the DaemonSet sets them in NODE_OPTIONS; `npm run bench`
- * measures with them). A small young generation and a capped old space keep the agent near 120 MB under
- * full load instead of ~220 MB with Node's defaults, for about 10% of its peak throughput.
+ * The Node.js heap limits the agent runs with (V8 takes them only at start-up, so `leafbridge agent` starts itself
+ * again with them: see `relaunchWithHeapLimits`). Measured under the edge bench's fast shape: Node's defaults
+ * ~230 MB peak; semi-space 8 MB + old space 96 MB ~128 MB; 4 + 64 ~114 MB at the same CPU per message, but 3,000
+ * connections then cost ~25% more CPU in GC and one run of two failed, so the old space keeps 96 MB of headroom.
  */
-export const AGENT_NODE_FLAGS = ['--max-semi-space-size=8', '--max-old-space-size=96'] as const;
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=4', '--max-old-space-size=96'] as const;
+
+const RELAUNCHED = 'LEAFBRIDGE_RELAUNCHED';
+const HEAP_FLAG = /^--max-(old-space|semi-space|heap)-size\b/;
+
+/** Heap flags someone already chose, on the command line or in NODE_OPTIONS: theirs win. */
+function heapFlagsGiven(): boolean {
+  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+  return given.some((f) => HEAP_FLAG.test(f));
+}
+
+/**
+ * `leafbridge agent` without heap flags runs the agent in a child Node process that has them, and stays as a thin
+ * parent (~7 MB of its own memory): signals go to the child, the child's exit status becomes the parent's, and
+ * the child dies with the parent (a SIGKILLed parent takes the agent with it, as a SIGKILLed agent would go).
+ * Returns false when this process should run the command itself.
+ */
+export function relaunchWithHeapLimits(argv: readonly string[]): boolean {
+  if (process.env[RELAUNCHED] === '1') {
+    delete process.env[RELAUNCHED];
+    watchParent();
+    return false;
+  }
+  if (argv[2] !== 'agent' || heapFlagsGiven()) return false;
+  const child = spawn(process.execPath, [...process.execArgv, ...AGENT_NODE_FLAGS, ...argv.slice(1)], {
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+    // Its own process group: a terminal's Ctrl-C reaches the parent only, which forwards it once.
+    detached: true,
+    env: { ...process.env, [RELAUNCHED]: '1' },
+  });
+  child.on('error', (err) => {
+    process.stderr.write(`leafbridge: cannot start the agent process: ${err.message}\n`);
+    process.exit(1);
+  });
+  const forward = (signal: NodeJS.Signals) => () => child.kill(signal);
+  for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, forward(s));
+  child.on('exit', (code, signal) => {
+    if (signal) {
+      process.removeAllListeners(signal);
+      process.kill(process.pid, signal);
+    } else process.exit(code ?? 1);
+  });
+  return true;
+}
+
+/** In the relaunched agent: exit at once (as if SIGKILLed) when the parent goes away. */
+function watchParent(): void {
+  process.channel?.unref();
+  process.on('disconnect', () => process.kill(process.pid, 'SIGKILL'));
+}

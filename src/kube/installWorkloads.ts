@@ -10,7 +10,6 @@ import type { ISecurityContext } from 'kubernetes-models/v1/SecurityContext';
 import type { IVolume } from 'kubernetes-models/v1/Volume';
 import type { IVolumeMount } from 'kubernetes-models/v1/VolumeMount';
 import { parse, stringify } from 'yaml';
-import { AGENT_NODE_FLAGS } from '../cli/runtime.js';
 import { parseConfig } from '../config/load.js';
 import { API_GROUP } from '../discovery/types.js';
 import { ConfigError, errorMessage } from '../util/errors.js';
@@ -147,10 +146,8 @@ function agentContainer(o: InstallOptions): IContainer {
     name: 'agent',
     image: o.image,
     args: ['agent', '--config', `${CONFIG_DIR}/config.yaml`],
-    env: [
-      { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
-      { name: 'NODE_OPTIONS', value: AGENT_NODE_FLAGS.join(' ') },
-    ],
+    // No NODE_OPTIONS: `leafbridge agent` sets its own heap limits (src/cli/runtime.ts).
+    env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
     ports: [
       // Leaf devices reach the edge broker at the node's address: on the node's network, or a host port.
       {

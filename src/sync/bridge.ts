@@ -15,6 +15,8 @@ export interface BridgeOptions {
   onDownstream: (topic: EdgeTopic, payload: Buffer, props: DownstreamProps) => void;
 }
 
+const noTrace = (): void => {};
+
 /**
  * PUBACK reason codes that mean "not now": the message is kept, and the link is restarted (with backoff) so that
  * it goes again in order with those after it. Any other error code drops the message and counts it.
@@ -91,6 +93,8 @@ export class UpstreamBridge {
       connectTimeout: 10_000,
       resubscribe: false,
       queueQoSZero: false,
+      // mqtt.js traces every packet through `debug` unless given a logger: ~4% of the agent's CPU under load.
+      log: noTrace,
       will: { topic: agentStatus, payload: Buffer.from('offline'), qos: 1, retain: true },
       ...(c.protocolVersion === 5 ? { properties: { sessionExpiryInterval: c.sessionExpirySeconds } } : {}),
       ...(c.username !== undefined ? { username: c.username } : {}),
@@ -156,16 +160,25 @@ export class UpstreamBridge {
     });
   }
 
-  /** Fill the in-flight window from the outbox. */
+  /**
+   * Fill the in-flight window from the outbox. The socket is corked meanwhile, so the batch leaves in one write
+   * rather than one (or, with mqtt-packet, several) per PUBLISH.
+   */
   private pump(): void {
     const client = this.client;
     if (!client?.connected) return;
     const generation = this.generation;
     const window = this.o.config.inflight;
-    while (this.inflight < window) {
-      const batch = this.o.outbox.take(Math.min(512, window - this.inflight));
-      if (batch.length === 0) return;
-      for (const entry of batch) this.send(client, generation, entry);
+    const stream = client.stream;
+    stream.cork();
+    try {
+      while (this.inflight < window) {
+        const batch = this.o.outbox.take(Math.min(512, window - this.inflight));
+        if (batch.length === 0) return;
+        for (const entry of batch) this.send(client, generation, entry);
+      }
+    } finally {
+      stream.uncork();
     }
   }
 

@@ -159,9 +159,9 @@ describe('Dockerfile (no docker engine here: checked against the tree, not built
     const runtime = lines.slice(stages[1]![1]).join('\n');
     expect(runtime).toMatch(/^USER 65532:65532$/m);
     expect(runtime).toMatch(/^ENTRYPOINT \["node", "\/app\/bin\/leafbridge\.js"\]$/m);
-    expect(readFileSync(join(ROOT, 'bin/leafbridge.js'), 'utf8')).toContain(
-      "import '../dist/src/cli/main.js'",
-    );
+    const bin = readFileSync(join(ROOT, 'bin/leafbridge.js'), 'utf8');
+    for (const imported of ["'../dist/src/cli/main.js'", "'../dist/src/cli/runtime.js'"])
+      expect(bin).toContain(imported);
     for (const path of ['dist', 'bin', 'node_modules', 'package.json'])
       expect(runtime).toContain(`COPY --from=build /app/${path} ./${path}`);
   });

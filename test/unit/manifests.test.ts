@@ -146,10 +146,8 @@ describe('installManifests', () => {
       expect(agent.ports?.find((p) => p.name === 'mqtt')?.containerPort).toBe(config.broker.listen.port);
       expect(agent.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'http' });
       expect(agent.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'http' });
-      expect(agent.env).toContainEqual({
-        name: 'NODE_OPTIONS',
-        value: '--max-semi-space-size=8 --max-old-space-size=96',
-      });
+      // The agent sets its own heap limits; the DaemonSet passes no Node flags.
+      expect(agent.env?.map((e) => e.name)).not.toContain('NODE_OPTIONS');
       expect(agent.args).toEqual(['agent', '--config', '/etc/leafbridge/config.yaml']);
     },
   );

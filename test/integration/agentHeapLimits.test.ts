@@ -1,0 +1,61 @@
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AGENT_NODE_FLAGS } from '../../src/cli/runtime.js';
+import { agentConfig } from '../helpers/agentConfig.js';
+import { type AgentProcess, startAgent, stopProcess, tempDir } from '../helpers/processes.js';
+import { until } from '../helpers/wait.js';
+
+/** The children of a process, from /proc. */
+function childrenOf(pid: number): number[] {
+  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean)
+    .map(Number);
+}
+
+function alive(pid: number): boolean {
+  try {
+    // A zombie still has a /proc entry; it is gone for our purpose.
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+describe('leafbridge agent sets its own heap limits', { timeout: 60_000 }, () => {
+  const cleanups: (() => Promise<unknown> | unknown)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  async function start(): Promise<{ agent: AgentProcess; worker: number }> {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    const agent = await startAgent(dir.path, agentConfig(`${dir.path}/data`, undefined));
+    cleanups.push(() => stopProcess(agent.child, 'SIGKILL'));
+    const parent = agent.child.pid as number;
+    const [worker] = childrenOf(parent);
+    expect(worker).toBeDefined();
+    cleanups.push(() => {
+      if (alive(worker as number)) process.kill(worker as number, 'SIGKILL');
+    });
+    return { agent, worker: worker as number };
+  }
+
+  it('runs the agent in a child started with the heap flags; SIGTERM reaches it and the exit status comes back', async () => {
+    const { agent, worker } = await start();
+    const argv = readFileSync(`/proc/${worker}/cmdline`, 'utf8').split('\0');
+    for (const flag of AGENT_NODE_FLAGS) expect(argv).toContain(flag);
+    expect(await stopProcess(agent.child, 'SIGTERM')).toBe(0);
+    expect(agent.stdout.join('')).toContain('"msg":"agent stopped"');
+    await until(() => !alive(worker), 5_000, 'the agent process to exit');
+  });
+
+  it('a SIGKILLed parent takes the agent with it', async () => {
+    const { agent, worker } = await start();
+    await stopProcess(agent.child, 'SIGKILL');
+    await until(() => !alive(worker), 5_000, 'the agent process to exit');
+    expect(alive(worker)).toBe(false);
+  });
+});
