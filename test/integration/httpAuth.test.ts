@@ -174,7 +174,7 @@ describe('standalone: bearer tokens from a file, read-only and read-write', () =
       'get',
     );
     expect(listed.err).toBe('');
-    expect(listed.out).toMatch(/^NAME\s.*\necho-[0-9a-f]{6}\s/);
+    expect(listed.out).toMatch(/^NAME\s.*\necho-[0-9a-f]{16}\s/);
     process.env.LEAFBRIDGE_TOKEN = reader.token;
     try {
       const fromEnv = await captureOutput(() => getCommand(['configs', '--server', base]), 10_000, 'get');
