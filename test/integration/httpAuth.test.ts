@@ -195,9 +195,15 @@ describe('standalone: bearer tokens from a file, read-only and read-write', () =
     expect((await call(base, 'GET', '/api/v1/devices', { token: next.token })).status).toBe(200);
     // A broken file keeps the last good set.
     writeFileSync(tokensFile, 'tokens: [{name: x, role: admin, sha256: nothex}]\n');
-    await new Promise((r) => setTimeout(r, 1500));
-    expect((await call(base, 'GET', '/api/v1/devices', { token: next.token })).status).toBe(200);
-    expect(agent.stdout.join('')).toContain('tokens file not reloaded');
+    // The file is checked when a request comes (at most once a second): ask until the broken file is reported.
+    await until(
+      async () => {
+        expect((await call(base, 'GET', '/api/v1/devices', { token: next.token })).status).toBe(200);
+        return agent.stdout.join('').includes('tokens file not reloaded');
+      },
+      10_000,
+      'the broken file reported',
+    );
   });
 });
 
