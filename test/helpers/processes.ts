@@ -158,12 +158,13 @@ export interface AgentProcess {
 
 /**
  * Writes `config` as YAML into `dir` and starts `leafbridge agent` on it; resolves once it is listening.
- * `wrap` prefixes the command line (e.g. `unshare` for a mount of the agent's own).
+ * `wrap` prefixes the command line (e.g. `unshare` for a mount of the agent's own); `env` replaces the
+ * environment the agent inherits from the tests.
  */
 export async function startAgent(
   dir: string,
   config: Record<string, unknown>,
-  options: { wrap?: (argv: string[]) => string[] } = {},
+  options: { wrap?: (argv: string[]) => string[]; env?: NodeJS.ProcessEnv } = {},
 ): Promise<AgentProcess> {
   const file = join(dir, 'agent.yaml');
   writeFileSync(file, stringify(config));
@@ -171,7 +172,7 @@ export async function startAgent(
   const [command, ...args] = options.wrap ? options.wrap(argv) : argv;
   const child = spawn(command as string, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, LEAFBRIDGE_LOG_LEVEL: 'info' },
+    env: { ...(options.env ?? process.env), LEAFBRIDGE_LOG_LEVEL: 'info' },
   });
   const stderr: string[] = [];
   const stdout: string[] = [];

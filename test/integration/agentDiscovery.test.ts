@@ -7,7 +7,14 @@ import type { DeviceObject } from '../../src/discovery/types.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { until } from '../helpers/mqtt.js';
-import { type AgentProcess, CLI, freePort, startAgent, stopProcess, tempDir } from '../helpers/processes.js';
+import {
+  type AgentProcess,
+  CLI,
+  startAgent,
+  stopProcess,
+  tempDir,
+  waitForLine,
+} from '../helpers/processes.js';
 
 const GRACE_MS = 1500;
 
@@ -122,17 +129,25 @@ describe('MQTT devices announcing themselves on the agent’s own broker', () =>
     ((await (await fetch(`${api}/api/v1/devices`)).json()) as { items: DeviceObject[] }).items;
 
   beforeAll(async () => {
-    const port = await freePort();
-    brokerUrl = `mqtt://127.0.0.1:${port}`;
+    // The broker binds port 0; the config naming it is created over the API once the port is known.
     agent = await startAgent(
       dir.path,
-      agentConfig(join(dir.path, 'data'), undefined, {
-        broker: { listen: `127.0.0.1:${port}` },
-        discovery: { gracePeriod: '1s' },
-        discoveryConfigs: [{ name: 'sensors', spec: { handler: { name: 'mqtt', details: { brokerUrl } } } }],
-      }),
+      agentConfig(join(dir.path, 'data'), undefined, { discovery: { gracePeriod: '1s' } }),
     );
     api = `http://127.0.0.1:${agent.http.port}`;
+    brokerUrl = `mqtt://127.0.0.1:${agent.broker.port}`;
+    const created = await fetch(`${api}/api/v1/discoveryconfigs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        apiVersion: 'leafbridge.io/v1alpha1',
+        kind: 'DiscoveryConfig',
+        metadata: { name: 'sensors' },
+        spec: { handler: { name: 'mqtt', details: { brokerUrl } } },
+      }),
+    });
+    expect(created.status).toBe(201);
+    await waitForLine(agent.child, (l) => (l.msg === 'connected to broker' ? true : undefined));
   });
   afterAll(async () => {
     await stopProcess(agent.child);

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/util/password.js';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { collect, connect, startInProcessAgent, until } from '../helpers/mqtt.js';
-import { freePort, tempDir } from '../helpers/processes.js';
+import { tempDir } from '../helpers/processes.js';
 
 describe('edge broker: durable sessions and authentication', () => {
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -13,8 +13,7 @@ describe('edge broker: durable sessions and authentication', () => {
   it('keeps retained messages, subscriptions and queued QoS 1 messages across an agent restart', async () => {
     const dir = tempDir();
     cleanups.push(() => dir.remove());
-    const port = await freePort();
-    const config = agentConfig(dir.path, undefined, { broker: { listen: `127.0.0.1:${port}` } });
+    const config = agentConfig(dir.path, undefined); // port 0 each time: clients reconnect to edge.url
     let edge = await startInProcessAgent(config);
     // A persistent-session subscriber (MQTT 3.1.1 and 5) subscribes, then goes away.
     for (const [clientId, protocolVersion] of [

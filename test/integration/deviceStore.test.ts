@@ -244,6 +244,38 @@ describe('KubeDeviceStore against the test API server', () => {
     }
   });
 
+  it('with the default coalescing, a device that flaps without end costs at most one write a second', async () => {
+    const coalescing = new KubeDeviceStore({ kubeConfig: kubeClients(api).kc, namespace: 'default', logger });
+    try {
+      await coalescing.start();
+      await coalescing.upsert(device('cams-flapping'));
+      api.clearLog();
+      // A change every 50 ms for 3.2 s: never quiet for the 200 ms that would end a burst.
+      const changes: Promise<DeviceObject>[] = [];
+      const started = performance.now();
+      for (let i = 0; performance.now() - started < 3200; i++) {
+        changes.push(
+          coalescing.upsert(device('cams-flapping', 'cams', { online: i % 2 === 0, message: `f${i}` })),
+        );
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const whileFlapping = api.writes('devices');
+      const elapsedS = (performance.now() - started) / 1000;
+      await Promise.all(changes);
+      // Written while it flapped (at most a second after each burst began), never more than once a second.
+      expect(whileFlapping).toBeGreaterThanOrEqual(2);
+      expect(whileFlapping).toBeLessThanOrEqual(Math.ceil(elapsedS));
+      expect(api.writes('devices')).toBeLessThanOrEqual(Math.ceil(elapsedS) + 1); // and the last state
+      const last = device('cams-flapping', 'cams', {
+        online: (changes.length - 1) % 2 === 0,
+        message: `f${changes.length - 1}`,
+      });
+      expect(api.object('devices', 'default', 'cams-flapping')?.status).toEqual(last.status);
+    } finally {
+      await coalescing.close();
+    }
+  });
+
   it('a 409 on update re-reads and retries, and the write succeeds', async () => {
     const first = await store.upsert(device('cams-conflict'));
     api.clearLog();

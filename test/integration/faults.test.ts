@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { analyse, readJournal, startLeafStream } from '../helpers/leafStream.js';
 import { connect, metric, until } from '../helpers/mqtt.js';
-import { freePort, startAgent, stopProcess, tempDir, UpstreamBroker } from '../helpers/processes.js';
+import { startAgent, stopProcess, tempDir, UpstreamBroker } from '../helpers/processes.js';
 import { SilentProxy } from '../helpers/proxy.js';
 import { smallDisk, smallDiskSupport } from '../helpers/smallDisk.js';
 
@@ -26,13 +26,21 @@ describe('faults, counted at the upstream side', () => {
     cleanups.push(() => dir.remove());
     return dir.path;
   }
+  /** The cloud while it is away: a proxy on port 0 that refuses connections until heal(), then leads to `upstream`. */
+  async function cloudAway(upstream: UpstreamBroker): Promise<SilentProxy> {
+    const link = new SilentProxy(() => ({ host: '127.0.0.1', port: upstream.port }));
+    cleanups.push(() => link.stop());
+    await link.start();
+    link.cut();
+    return link;
+  }
 
   it('(a) upstream broker killed mid-stream for 3 s: every message arrives, in order per device', async () => {
     const dir = workspace();
     const journal = join(dir, 'journal.tsv');
     const upstream = new UpstreamBroker(journal);
     cleanups.push(() => upstream.kill());
-    await upstream.start(await freePort());
+    await upstream.start(0);
     const agent = await startAgent(dir, agentConfig(join(dir, 'agent'), upstream.url));
     cleanups.push(() => stopProcess(agent.child));
     const http = `http://127.0.0.1:${agent.http.port}`;
@@ -71,16 +79,14 @@ describe('faults, counted at the upstream side', () => {
     const upstream = new UpstreamBroker(journal);
     cleanups.push(() => upstream.kill());
     await upstream.start(0);
-    const brokerPort = await freePort();
-    const config = agentConfig(join(dir, 'agent'), upstream.url, {
-      broker: { listen: `127.0.0.1:${brokerPort}` },
-    });
+    const config = agentConfig(join(dir, 'agent'), upstream.url);
     // The upstream is slowed by nothing, so to have a backlog at the kill the first agent runs with it cut off.
+    const away = await cloudAway(upstream);
     const first = await startAgent(dir, {
       ...config,
-      upstream: { url: `mqtt://127.0.0.1:${await freePort()}` },
+      upstream: { url: `mqtt://127.0.0.1:${away.port}` },
     });
-    const stream = await startLeafStream(`mqtt://127.0.0.1:${brokerPort}`, DEVICES, PER_DEVICE, 1);
+    const stream = await startLeafStream(`mqtt://127.0.0.1:${first.broker.port}`, DEVICES, PER_DEVICE, 1);
     await until(() => stream.acked.size > 5000, 20_000, 'stream under way');
     await stopProcess(first.child, 'SIGKILL');
     stream.stop();
@@ -153,11 +159,11 @@ describe('faults, counted at the upstream side', () => {
     const journal = join(dir, 'journal.tsv');
     const upstream = new UpstreamBroker(journal);
     cleanups.push(() => upstream.kill());
-    const upstreamPort = await freePort();
+    const link = await cloudAway(upstream);
     const entryBytes = '{"d":0,"n":100}'.length + 'devices/dev-0/telemetry/t'.length + 64;
     const agent = await startAgent(
       dir,
-      agentConfig(join(dir, 'agent'), `mqtt://127.0.0.1:${upstreamPort}`, {
+      agentConfig(join(dir, 'agent'), `mqtt://127.0.0.1:${link.port}`, {
         outbox: { maxBytes: entryBytes * 100, overflow: 'drop-oldest' },
       }),
     );
@@ -183,17 +189,19 @@ describe('faults, counted at the upstream side', () => {
         .reduce((sum, l) => sum + (JSON.parse(l) as { dropped: number }).dropped, 0);
     await until(() => droppedInLogs() === 900, 3000, 'every drop in the logs');
 
-    await upstream.start(upstreamPort);
+    await upstream.start(0);
+    link.heal();
     await until(() => readJournal(journal).length >= 100, 10_000, 'the kept messages upstream');
     expect(readJournal(journal).map((e) => e.n)).toEqual(Array.from({ length: 100 }, (_, i) => 900 + i));
   });
 
   it('(d) the outbox fills: reject-new refuses with a reason code, keeps the oldest, counts the refusals', async () => {
     const dir = workspace();
+    const away = await cloudAway(new UpstreamBroker()); // never healed: the cloud stays away
     const entryBytes = '{"d":0,"n":100}'.length + 'devices/dev-0/telemetry/t'.length + 64;
     const agent = await startAgent(
       dir,
-      agentConfig(join(dir, 'agent'), `mqtt://127.0.0.1:${await freePort()}`, {
+      agentConfig(join(dir, 'agent'), `mqtt://127.0.0.1:${away.port}`, {
         outbox: { maxBytes: entryBytes * 50, overflow: 'reject-new' },
       }),
     );
@@ -227,10 +235,10 @@ describe('faults, counted at the upstream side', () => {
       const journal = join(dir, 'journal.tsv'); // on the large disk, not the full one
       const upstream = new UpstreamBroker(journal);
       cleanups.push(() => upstream.kill());
-      const upstreamPort = await freePort(); // the cloud is away while the disk fills: everything stays stored
+      const link = await cloudAway(upstream); // the cloud is away while the disk fills: everything stays stored
       const agent = await startAgent(
         dir,
-        agentConfig(join(disk.path, 'data'), `mqtt://127.0.0.1:${upstreamPort}`, {
+        agentConfig(join(disk.path, 'data'), `mqtt://127.0.0.1:${link.port}`, {
           broker: { listen: '127.0.0.1:0', refusalLogInterval: '1s' },
         }),
         { wrap: disk.wrap },
@@ -292,7 +300,8 @@ describe('faults, counted at the upstream side', () => {
       // Space back, the cloud back: ready again without a device's write, every stored message upstream.
       rmSync(join(mount, 'filler'));
       await until(async () => (await fetch(`${http}/readyz`)).status === 200, 5000, 'ready again');
-      await upstream.start(upstreamPort);
+      await upstream.start(0);
+      link.heal();
       await until(() => readJournal(journal).length >= stored.length, 20_000, 'the stored messages upstream');
       expect([...new Set(readJournal(journal).map((e) => e.n))]).toEqual(stored);
       expect(await publish(200_000)).toBe(0);

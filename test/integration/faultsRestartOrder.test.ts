@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { metric, until } from '../helpers/mqtt.js';
-import { type AgentProcess, freePort, startAgent, stopProcess, tempDir } from '../helpers/processes.js';
+import { type AgentProcess, startAgent, stopProcess, tempDir } from '../helpers/processes.js';
 import { SilentProxy } from '../helpers/proxy.js';
 
 // Issue 13 point 1: order per device through an agent restart that happens while the upstream is away.
@@ -129,13 +129,12 @@ describe('faults: order per device through an agent restart (mosquitto upstream,
     cleanups.push(() => link.stop());
     await link.start();
 
-    // The leaves reconnect to the restarted agent, so its broker keeps one port; the rest binds port 0.
-    const brokerPort = await freePort();
-    const config = agentConfig(join(dir.path, 'agent'), `mqtt://127.0.0.1:${link.port}`, {
-      broker: { listen: `127.0.0.1:${brokerPort}` },
-    });
-    let agent: AgentProcess = await startAgent(dir.path, config);
+    // The leaves reconnect to the restarted agent, so its broker keeps the port it bound first (port 0).
+    const firstConfig = agentConfig(join(dir.path, 'agent'), `mqtt://127.0.0.1:${link.port}`);
+    let agent: AgentProcess = await startAgent(dir.path, firstConfig);
     cleanups.push(() => stopProcess(agent.child));
+    const brokerPort = agent.broker.port;
+    const config = { ...firstConfig, broker: { listen: `127.0.0.1:${brokerPort}` } };
     const leaves = persistentLeaves(brokerPort);
     cleanups.push(() => leaves.stop());
 

@@ -311,6 +311,29 @@ describe('cloud twin hub', () => {
     expect(after.accepted - before.accepted).toBe(1);
   });
 
+  it('moves a reported twin only forward within an epoch; a report from another epoch replaces it', async () => {
+    const name = seedDevice('ver-1', 'edge-11');
+    await until(() => hub.devices >= 1 && hub.metrics.connects >= 1, 5000, 'the hub');
+    const sim = await simulatedEdge('leafbridge', 'edge-11', 'a0a0a0a0a001');
+    await sim.publish('ver-1', 'twin/reported', json({ n: 'three', $version: 3 }));
+    await until(() => reportedVersion(name) === 3, 5000, 'version 3');
+    const before = hub.metrics;
+    // A new message id (no duplicate) carrying an older version of the same edge database.
+    await sim.publish('ver-1', 'twin/reported', json({ n: 'two', $version: 2 }));
+    await until(
+      () => hub.metrics.stale + hub.metrics.writesSkipped > before.stale + before.writesSkipped,
+      5000,
+      'the older report judged',
+    );
+    expect(statusOf(name).reported).toMatchObject({ n: 'three', $version: 3, $epoch: 'a0a0a0a0a001' });
+    expect(hub.metrics.duplicates).toBe(before.duplicates);
+    // The edge's database replaced (a new epoch): versions of different databases do not compare.
+    const replaced = await simulatedEdge('leafbridge', 'edge-11', 'b0b0b0b0b002');
+    await replaced.publish('ver-1', 'twin/reported', json({ n: 'new database', $version: 1 }));
+    await until(() => reportedVersion(name) === 1, 5000, 'the new epoch');
+    expect(statusOf(name).reported).toMatchObject({ n: 'new database', $version: 1, $epoch: 'b0b0b0b0b002' });
+  });
+
   it('drops bad input, counts it by reason, and keeps working', async () => {
     const name = seedDevice('bad-1', 'edge-7');
     await until(() => hub.devices >= 1 && hub.metrics.connects >= 1, 5000, 'the hub');

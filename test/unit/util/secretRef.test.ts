@@ -61,3 +61,22 @@ describe('inline passwords in DiscoveryConfigs', () => {
     ).toEqual([]);
   });
 });
+
+describe('secret references standalone (secrets.dir/NAME/KEY)', () => {
+  it('refuse a name with / or .., and a key with /: the lookup cannot leave secrets.dir', async () => {
+    const { detailsProblems } = await import('../../../src/discovery/configs.js');
+    const { builtinHandlers } = await import('../../../src/discovery/handlers.js');
+    const mqtt = builtinHandlers.find((h) => h.name === 'mqtt')!;
+    const problems = (ref: { name: string; key: string }) =>
+      detailsProblems(mqtt, { username: 'u', passwordSecretRef: ref });
+    for (const name of ['../etc', 'a/b', '..', '/etc'])
+      expect(problems({ name, key: 'password' }), name).toEqual([
+        expect.stringMatching(/^\.passwordSecretRef\.name: /),
+      ]);
+    for (const key of ['a/b', '../shadow', '/etc'])
+      expect(problems({ name: 'mqtt', key }), key).toEqual([
+        expect.stringMatching(/^\.passwordSecretRef\.key: /),
+      ]);
+    expect(problems({ name: 'mqtt-broker', key: 'pass.word_1' })).toEqual([]);
+  });
+});
