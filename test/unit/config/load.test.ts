@@ -38,6 +38,17 @@ describe('config', () => {
     expect(c.auth.allowAnonymous).toBe(false);
   });
 
+  it('has the defaults the docs promise: grace period, probe paths, slot release, refusal logs, durability', () => {
+    const c = parseConfig(minimal);
+    expect(c.discovery).toEqual({
+      gracePeriodMs: 5 * 60_000,
+      probeWritePaths: ['/dev/ttyUSB', '/dev/ttyACM'],
+    });
+    expect(c.devicePlugins).toMatchObject({ releaseIntervalMs: 30_000, releaseGraceMs: 2 * 60_000 });
+    expect(c.broker.refusalLogIntervalMs).toBe(60_000);
+    expect(c.store.synchronous).toBe('normal');
+  });
+
   it('reports every error at once, each by its path', () => {
     const found = problems({
       node: 'Edge_1',
