@@ -135,6 +135,34 @@ describe('leaf → agent → upstream, and back', () => {
     await Promise.all([cloud.client.endAsync(), device.endAsync()]);
   });
 
+  it('a 3.1.1 device’s result answers the oldest pending command of that name, with its correlation data', async () => {
+    const cloud = await collect(upstream.url, 'leafbridge/edge-1/devices/c3/commands/+/result');
+    const observer = await collect(edge.url, 'devices/c3/commands/+', { clientId: 'observer-c3' });
+    for (const id of ['first', 'second']) {
+      await cloud.client.publishAsync('leafbridge/edge-1/devices/c3/commands/reboot', json({ id }), {
+        qos: 1,
+        properties: { correlationData: Buffer.from(id) },
+      });
+    }
+    await until(() => observer.messages.length >= 2, 5000, 'both commands at the edge');
+    await observer.client.endAsync();
+    const device = await connect(edge.url, { clientId: 'c3', protocolVersion: 4 });
+    const got: string[] = [];
+    device.on('message', (_t, payload) => got.push(payload.toString()));
+    await device.subscribeAsync('devices/c3/commands/+', { qos: 1 });
+    await until(() => got.length >= 2, 5000, 'both commands delivered');
+    expect(got).toEqual([json({ id: 'first' }), json({ id: 'second' })]);
+    for (const n of [1, 2]) {
+      await device.publishAsync('devices/c3/commands/reboot/result', json({ status: 'ok', data: { n } }), {
+        qos: 1,
+      });
+      await until(() => cloud.messages.length >= n, 5000, `result ${n} upstream`);
+    }
+    expect(cloud.messages.map((m) => m.correlationData?.toString())).toEqual(['first', 'second']);
+    expect(cloud.messages.map((m) => JSON.parse(m.payload.toString()).data.n)).toEqual([1, 2]);
+    await Promise.all([cloud.client.endAsync(), device.endAsync()]);
+  });
+
   it('answers a command that outlives its TTL with an expiry error upstream', async () => {
     const cloud = await collect(upstream.url, 'leafbridge/edge-1/devices/c2/commands/+/result');
     await cloud.client.publishAsync('leafbridge/edge-1/devices/c2/commands/ping', '{}', {
