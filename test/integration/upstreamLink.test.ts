@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
-import { type AddressInfo, createServer, connect as tcpConnect } from 'node:net';
+import { type AddressInfo, createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
+import { generate, type Packet, parser } from 'mqtt-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { readJournal } from '../helpers/leafStream.js';
@@ -141,6 +142,68 @@ describe('the upstream link', () => {
       Array.from({ length: 5 }, (_, n) => `leafbridge/edge-1/devices/good/telemetry/t ${n}`),
     );
     expect(await metric(edge.http, 'leafbridge_messages_forwarded_total')).toBeGreaterThanOrEqual(5);
+  });
+
+  it('"quota exceeded", "unspecified" and "implementation specific" PUBACKs are retried, in order, and never dropped', async () => {
+    // No broker here answers these codes on demand, so the upstream is written for this case: MQTT 5 over
+    // mqtt-packet on port 0. The first attempt of telemetry "1", "2" and "3" gets 0x97, 0x80 and 0x83; after a
+    // refusal the connection refuses everything with that code (its quota is spent) until the bridge comes back
+    // on a new one.
+    const firstRefusal = new Map([
+      ['1', 0x97],
+      ['2', 0x80],
+      ['3', 0x83],
+    ]);
+    const accepted: string[] = [];
+    const codes: number[] = [];
+    let connections = 0;
+    const upstream = createServer((socket) => {
+      connections++;
+      let refusing = 0;
+      const p = parser({ protocolVersion: 5 });
+      const send = (packet: Packet) => socket.write(generate(packet, { protocolVersion: 5 }));
+      p.on('packet', (packet) => {
+        if (packet.cmd === 'connect') send({ cmd: 'connack', sessionPresent: false, reasonCode: 0 });
+        else if (packet.cmd === 'subscribe')
+          send({ cmd: 'suback', messageId: packet.messageId, granted: packet.subscriptions.map(() => 1) });
+        else if (packet.cmd === 'pingreq') send({ cmd: 'pingresp' });
+        else if (packet.cmd === 'publish' && packet.qos === 1) {
+          const body = packet.payload.toString();
+          const telemetry = packet.topic.includes('/telemetry/');
+          if (telemetry && refusing === 0) {
+            refusing = firstRefusal.get(body) ?? 0;
+            firstRefusal.delete(body);
+            if (refusing === 0) accepted.push(body);
+            else codes.push(refusing);
+          }
+          send({ cmd: 'puback', messageId: packet.messageId, reasonCode: telemetry ? refusing : 0 });
+        }
+      });
+      p.on('error', () => socket.destroy());
+      socket.on('data', (d) => p.parse(d));
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const sockets = new Set<Socket>();
+    upstream.on('connection', (s) => sockets.add(s));
+    cleanups.push(() => {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => upstream.close(r));
+    });
+    const dir = workspace();
+    const edge = await startInProcessAgent(
+      agentConfig(join(dir, 'agent'), `mqtt://127.0.0.1:${(upstream.address() as AddressInfo).port}`),
+    );
+    cleanups.push(() => edge.agent.stop());
+    const leaf = await connect(edge.url, { clientId: 'dev-q' });
+    cleanups.push(() => leaf.endAsync(true));
+    for (let n = 0; n < 6; n++) await leaf.publishAsync('devices/dev-q/telemetry/t', String(n), { qos: 1 });
+    await until(() => accepted.length >= 6, 15_000, 'every message taken upstream');
+    await until(async () => (await metric(edge.http, 'leafbridge_outbox_messages')) === 0, 5000, 'drained');
+    expect(accepted).toEqual(['0', '1', '2', '3', '4', '5']);
+    expect(codes).toEqual([0x97, 0x80, 0x83]);
+    expect(connections).toBeGreaterThanOrEqual(4); // a new connection after each refusal
+    expect(await metric(edge.http, 'leafbridge_outbox_dropped_total{reason="upstream-rejected"}')).toBe(0);
   });
 
   it('SIGTERM: exit 0, and what the upstream had not acknowledged goes up after the next start', async () => {
