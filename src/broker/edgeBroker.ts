@@ -72,7 +72,8 @@ export class EdgeBroker {
   private readonly sockets = new Set<Socket>();
   private readonly identities = new WeakMap<Client, Identity>();
   private readonly buckets = new WeakMap<Client, TokenBucket>();
-  private readonly corked = new Set<Client['conn']>();
+  /** QoS 1 PUBLISHes accepted and not yet published, each with the connection its PUBACK waits in. */
+  private readonly heldAcks = new WeakMap<PublishPacket, Client['conn']>();
   private readonly logger: Logger;
   private readonly refusalLog: RepeatLog;
   events: EdgeBrokerEvents = {};
@@ -95,6 +96,10 @@ export class EdgeBroker {
       persistence: new EdgePersistence(this.options.db),
       maximumPacketSize: this.options.maxPacketSize,
       authorizeForward: shapeDelivery,
+      published: (packet, _client, done) => {
+        this.releaseAck(packet);
+        done(null);
+      },
       topicAliasMaximum: TOPIC_ALIAS_MAXIMUM,
       authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
       authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
@@ -230,7 +235,7 @@ export class EdgeBroker {
     }
     this.options.ingest(identity, client.id, packet).then(
       () => {
-        this.corkUntilNextTurn(client.conn);
+        if (packet.qos === 1) this.holdAck(client.conn, packet);
         done();
       },
       (err: unknown) => {
@@ -247,20 +252,24 @@ export class EdgeBroker {
   }
 
   /**
-   * The PUBACKs a commit releases leave a client in one write: mqtt-packet writes a packet in pieces, and a
-   * commit releases many of one client's PUBLISHes at once. Uncorked at the next turn of the event loop.
+   * A QoS 1 PUBACK leaves only once the message is published: queued for every persistent session and handed
+   * to every connected subscriber. aedes 2.0.0-beta.1 writes the PUBACK first and publishes after
+   * (lib/handlers/publish.js, enqueuePublish, `case 1`), so an agent killed between the two had acknowledged a
+   * message that an offline session never got. The connection stays corked from the acceptance until aedes'
+   * `published` hook; corks count, so the PUBACKs one commit releases also leave a client in one write.
+   * Held by packet, not by client: aedes publishes a dead broker's will with no client.
    */
-  private corkUntilNextTurn(conn: Client['conn']): void {
-    if (this.corked.has(conn)) return;
+  private holdAck(conn: Client['conn'], packet: PublishPacket): void {
     conn.cork();
-    this.corked.add(conn);
-    if (this.corked.size === 1) setImmediate(this.uncorkAll);
+    this.heldAcks.set(packet, conn);
   }
 
-  private readonly uncorkAll = (): void => {
-    for (const conn of this.corked) conn.uncork();
-    this.corked.clear();
-  };
+  private releaseAck(packet: PublishPacket): void {
+    const conn = this.heldAcks.get(packet);
+    if (!conn) return;
+    this.heldAcks.delete(packet);
+    conn.uncork();
+  }
 
   private authorizeSubscribe(
     client: Client,
