@@ -1,5 +1,7 @@
+import type { EventEmitter } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
+import { generate } from 'mqtt-packet';
 import type { HostPort } from '../config/load.js';
 import type { Db } from '../store/db.js';
 import { OutboxFullError } from '../store/outbox.js';
@@ -10,6 +12,7 @@ import type { Logger } from '../util/logger.js';
 import { RepeatLog } from '../util/repeatLog.js';
 import type { Authorizer, Identity } from './auth.js';
 import { EdgePersistence, shapeDelivery } from './delivery.js';
+import { type AckPacket, ReceiveWindow } from './flowControl.js';
 import { TokenBucket } from './rateLimit.js';
 
 /** What the broker hands the sync layer for every accepted device PUBLISH; a rejection refuses the PUBLISH. */
@@ -29,6 +32,10 @@ export interface EdgeBrokerOptions {
 
 /** Topic aliases a client may set (MQTT 5); mosquitto's default. */
 const TOPIC_ALIAS_MAXIMUM = 10;
+/** MQTT 5 reason code: Packet too large. */
+const PACKET_TOO_LARGE = 0x95;
+/** A Receive Maximum of this (the default) allows as many in flight as there are packet identifiers. */
+const RECEIVE_MAXIMUM_DEFAULT = 65535;
 
 export const REFUSAL_REASONS = [
   'connect',
@@ -72,7 +79,8 @@ export class EdgeBroker {
   private readonly sockets = new Set<Socket>();
   private readonly identities = new WeakMap<Client, Identity>();
   private readonly buckets = new WeakMap<Client, TokenBucket>();
-  private readonly corked = new Set<Client['conn']>();
+  /** QoS 1 PUBLISHes accepted and not yet published, each with the connection its PUBACK waits in. */
+  private readonly heldAcks = new WeakMap<PublishPacket, Client['conn']>();
   private readonly logger: Logger;
   private readonly refusalLog: RepeatLog;
   events: EdgeBrokerEvents = {};
@@ -95,6 +103,10 @@ export class EdgeBroker {
       persistence: new EdgePersistence(this.options.db),
       maximumPacketSize: this.options.maxPacketSize,
       authorizeForward: shapeDelivery,
+      published: (packet, _client, done) => {
+        this.releaseAck(packet);
+        done(null);
+      },
       topicAliasMaximum: TOPIC_ALIAS_MAXIMUM,
       authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
       authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
@@ -126,7 +138,7 @@ export class EdgeBroker {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
       socket.on('error', () => {});
-      aedes.handle(socket);
+      refuseOversizedWithReason(aedes.handle(socket));
     });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -181,6 +193,7 @@ export class EdgeBroker {
     password: Buffer | undefined,
     done: (err: (Error & { returnCode: number }) | null, ok: boolean | null) => void,
   ): void {
+    if (client.version === 5 && client.receiveMaximum < RECEIVE_MAXIMUM_DEFAULT) limitInFlight(client);
     this.options.authorizer.authenticate(username, password).then(
       (result) => {
         if (result.ok) {
@@ -230,7 +243,7 @@ export class EdgeBroker {
     }
     this.options.ingest(identity, client.id, packet).then(
       () => {
-        this.corkUntilNextTurn(client.conn);
+        if (packet.qos === 1) this.holdAck(client.conn, packet);
         done();
       },
       (err: unknown) => {
@@ -247,20 +260,24 @@ export class EdgeBroker {
   }
 
   /**
-   * The PUBACKs a commit releases leave a client in one write: mqtt-packet writes a packet in pieces, and a
-   * commit releases many of one client's PUBLISHes at once. Uncorked at the next turn of the event loop.
+   * A QoS 1 PUBACK leaves only once the message is published: queued for every persistent session and handed
+   * to every connected subscriber. aedes 2.0.0-beta.1 writes the PUBACK first and publishes after
+   * (lib/handlers/publish.js, enqueuePublish, `case 1`), so an agent killed between the two had acknowledged a
+   * message that an offline session never got. The connection stays corked from the acceptance until aedes'
+   * `published` hook; corks count, so the PUBACKs one commit releases also leave a client in one write.
+   * Held by packet, not by client: aedes publishes a dead broker's will with no client.
    */
-  private corkUntilNextTurn(conn: Client['conn']): void {
-    if (this.corked.has(conn)) return;
+  private holdAck(conn: Client['conn'], packet: PublishPacket): void {
     conn.cork();
-    this.corked.add(conn);
-    if (this.corked.size === 1) setImmediate(this.uncorkAll);
+    this.heldAcks.set(packet, conn);
   }
 
-  private readonly uncorkAll = (): void => {
-    for (const conn of this.corked) conn.uncork();
-    this.corked.clear();
-  };
+  private releaseAck(packet: PublishPacket): void {
+    const conn = this.heldAcks.get(packet);
+    if (!conn) return;
+    this.heldAcks.delete(packet);
+    conn.uncork();
+  }
 
   private authorizeSubscribe(
     client: Client,
@@ -280,6 +297,53 @@ export class EdgeBroker {
     );
     done(null, null);
   }
+}
+
+/**
+ * Holds the client's QoS 1/2 deliveries to its Receive Maximum. Called at CONNECT, before anything is sent to
+ * it (aedes has read the CONNECT's properties by then). Acknowledgements are seen on aedes' own parser of the
+ * connection (lib/client.js, `this._parser`), which emits every packet the client sends.
+ */
+function limitInFlight(client: Client): void {
+  const window = new ReceiveWindow(client.conn as Socket, client.receiveMaximum);
+  const parser = (client as Client & { _parser: EventEmitter })._parser;
+  parser.on('packet', (packet: AckPacket) => window.received(packet));
+}
+
+/** The parts of aedes' client (lib/client.js) that refusing an oversized packet touches. */
+interface RefusingClient {
+  version: number | null;
+  connackSent: boolean;
+  connected: boolean;
+  closed: boolean;
+  errored: boolean;
+  disconnectReasonCode: number | null;
+  _rejectingPacketTooLarge: boolean;
+  conn: Socket;
+  rejectPacketTooLarge(size: number, done?: () => void): void;
+  close(done?: () => void): void;
+}
+
+/**
+ * An MQTT 5 client whose packet is too large hears why, DISCONNECT 0x95, from its CONNACK on. aedes 2.0.0-beta.1
+ * sends that reason only once the client counts as connected (lib/client.js, rejectPacketTooLarge), which is
+ * after the session's queued messages went out (lib/handlers/connect.js, `connected = true` after emptyQueue);
+ * a packet in between was refused by a plain close. A 3.1.1 client, which has no DISCONNECT to hear, is closed.
+ */
+function refuseOversizedWithReason(aedesClient: Client): void {
+  const client = aedesClient as unknown as RefusingClient;
+  const reject = client.rejectPacketTooLarge.bind(client);
+  client.rejectPacketTooLarge = (size, done) => {
+    const between = client.version === 5 && client.connackSent && !client.connected;
+    if (!between || client.closed || client.errored || client._rejectingPacketTooLarge) {
+      reject(size, done);
+      return;
+    }
+    client._rejectingPacketTooLarge = true;
+    client.disconnectReasonCode = PACKET_TOO_LARGE;
+    client.conn.write(generate({ cmd: 'disconnect', reasonCode: PACKET_TOO_LARGE }, { protocolVersion: 5 }));
+    client.close(done);
+  };
 }
 
 /** Why the sync layer refused a PUBLISH: the device's fault (payload), or the agent's (full, storage, internal). */

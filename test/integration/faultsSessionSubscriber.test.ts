@@ -97,10 +97,10 @@ describe('faults, counted at a persistent-session subscriber on the edge', () =>
     cleanups.push(() => stopProcess(child, 'SIGKILL'));
   }
 
-  // Skipped: it still loses the PUBLISH in flight at the agent's SIGKILL about one run in three (seen: one per
-  // device, dev-0/206, dev-1/208, …). Message ids are now unique per client queue (src/broker/persistence.ts),
-  // which removed one cause; the rest is not found yet. Unskip with the fix.
-  it.skip('(f) subscriber and agent SIGKILLed mid-stream, both restarted: every accepted QoS 1 message arrives (order per device reported) — SKIPPED: a known loss, about 1 run in 3 (issue 18 stays open)', {
+  // It lost the PUBLISH in flight at the agent's SIGKILL about one run in three (one per device, dev-0/206, …):
+  // aedes sent the PUBACK before it queued the message for the offline session. The edge broker now holds the
+  // PUBACK until the message is published (src/broker/edgeBroker.ts, holdAck; test/unit/broker/edgeBroker.test.ts).
+  it('(f) subscriber and agent SIGKILLed mid-stream, both restarted: every accepted QoS 1 message arrives (order per device reported)', {
     timeout: 90_000,
   }, async () => {
     const dir = tempDir();
