@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { get as httpGetRequest } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { API_GROUP, API_VERSION } from '../discovery/types.js';
@@ -182,25 +184,45 @@ function deadline(r: GetRequest): AbortSignal {
 
 // ------------------------------------------------------------------------------------------- the agent
 
+/**
+ * One GET with node's own client. Node 20's fetch, given an abort signal, never settles a request
+ * whose connection the server closes unanswered: the process then ran out of work and exited 0
+ * having printed nothing.
+ */
+function httpGet(
+  url: URL,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+): Promise<{ status: number; text: string }> {
+  const get = url.protocol === 'https:' ? httpsGet : httpGetRequest;
+  return new Promise((resolve, reject) => {
+    const req = get(url, { headers, signal }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+      );
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
 async function fromAgent(r: GetRequest): Promise<Fetched> {
   const base = `${r.server.replace(/\/$/, '')}/api/v1/${r.resource}`;
   if (!URL.canParse(base)) throw new GetError(`error: --server ${r.server} is not a URL`, 2);
   const url = new URL(r.name ? `${base}/${encodeURIComponent(r.name)}` : base);
   if (r.selector !== undefined) url.searchParams.set('labelSelector', r.selector);
-  let res: Response;
-  let text: string;
+  let res: { status: number; text: string };
   const signal = deadline(r);
   try {
-    res = await fetch(url, {
-      signal,
-      ...(r.token ? { headers: { authorization: `Bearer ${r.token}` } } : {}),
-    });
-    text = await res.text();
+    res = await httpGet(url, r.token ? { authorization: `Bearer ${r.token}` } : {}, signal);
   } catch (err) {
     throw new GetError(`error: cannot reach the agent at ${r.server}: ${reason(err, r, signal)}`);
   }
+  const { text } = res;
   const body = parseJson(text);
-  if (!res.ok) throw serverError(r, res.status, body, text);
+  if (res.status < 200 || res.status > 299) throw serverError(r, res.status, body, text);
   if (body === undefined) throw new GetError(`error: the agent at ${r.server} answered no JSON`);
   // The agent keeps its objects in one namespace: -n filters, -A changes nothing.
   const inNamespace = (o: unknown) =>

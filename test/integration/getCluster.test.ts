@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -307,6 +307,19 @@ describe('the cost of the client', () => {
     );
     return within(exited, 15_000, `leafbridge get ${args.join(' ')}`).finally(() => child.kill('SIGKILL'));
   }
+
+  it('an agent that closes every connection unanswered is one line on stderr, exit 1', async () => {
+    const closer = createNetServer((socket) => socket.destroy());
+    await new Promise<void>((r) => closer.listen(0, '127.0.0.1', r));
+    const { port } = closer.address() as AddressInfo;
+    const r = await run(join(dir.path, 'closer-imports.log'), [
+      'devices',
+      '--server',
+      `http://127.0.0.1:${port}`,
+    ]).finally(() => closer.close());
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: cannot reach the agent at http:\/\/127\.0\.0\.1:\d+: .+\n$/);
+  });
 
   it('the agent path never imports @kubernetes/client-node; the cluster path does', async () => {
     // An agent's API on port 0 that lists no devices: the agent path runs to its end.
