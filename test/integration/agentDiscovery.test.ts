@@ -91,8 +91,9 @@ describe('the agent runs its DiscoveryConfigs and serves Device objects', () => 
     });
     expect(configs.stdout).toMatch(/thermo\s+serial\s+1\s+1\s+True\s+True/);
 
-    await stub.stop();
+    // The clock starts before the stop: the agent may notice the port gone before stop() returns.
     const vanished = Date.now();
+    await stub.stop();
     await until(async () => (await devices()).every((d) => !d.status.online), 2000, 'device offline');
     const offlineMs = Date.now() - vanished;
     expect(await devices()).toHaveLength(1);
