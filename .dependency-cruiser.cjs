@@ -4,10 +4,11 @@ module.exports = {
     { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } },
     {
       name: 'handlers-stay-small',
-      comment: 'Discovery handlers import only the handler interface and shared utilities, never the agent.',
+      comment:
+        'Discovery handlers import only the model (the handler interface, resources) and shared utilities, never the agent.',
       severity: 'error',
       from: { path: '^discovery-handlers/' },
-      to: { path: '^src/', pathNot: '^src/(discovery/handler|util/)' },
+      to: { path: '^src/', pathNot: '^src/(model|util)/' },
     },
     {
       name: 'stubs-stay-apart',

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DiscoveryConfigEntry } from '../config/schema.js';
-import { API_VERSION, type Condition, type DiscoveryConfigObject } from '../discovery/types.js';
+import { API_VERSION, type Condition, type DiscoveryConfigObject } from '../model/resources.js';
 import { parseSelector } from '../registry/common.js';
 import type {
   ConfigWriteError,

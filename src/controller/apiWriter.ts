@@ -1,7 +1,7 @@
-import { API_GROUP } from '../discovery/types.js';
 import { isConflict, isNotFound } from '../kubeclient/kubeApiError.js';
 import type { KubeRest } from '../kubeclient/kubeRest.js';
 import { MERGE_PATCH } from '../kubeclient/paths.js';
+import { API_GROUP } from '../model/resources.js';
 import type { KubeObject } from './informer.js';
 
 export type Plural = 'pods' | 'jobs' | 'services' | 'devices' | 'discoveryconfigs' | 'nodes';

@@ -1,4 +1,3 @@
-import type { Condition } from '../discovery/types.js';
 import {
   isConflict,
   isForbidden,
@@ -6,6 +5,7 @@ import {
   isTransient,
   KubeApiError,
 } from '../kubeclient/kubeApiError.js';
+import type { Condition } from '../model/resources.js';
 import { stableJson } from '../registry/common.js';
 import { errorMessage } from '../util/errors.js';
 import {

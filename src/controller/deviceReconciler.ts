@@ -1,5 +1,5 @@
-import type { ServicePorts } from '../discovery/types.js';
 import { isConflict, isForbidden, isTransient, KubeApiError } from '../kubeclient/kubeApiError.js';
+import type { ServicePorts } from '../model/resources.js';
 import { errorMessage } from '../util/errors.js';
 import {
   ANNOTATION_NODES,

@@ -1,4 +1,4 @@
-import type { Condition } from '../discovery/types.js';
+import type { Condition } from '../model/resources.js';
 import type { KubeObject, OwnerReference } from './informer.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { DeviceRegistry } from '../discovery/registry.js';
-import { API_GROUP, type DeviceObject } from '../discovery/types.js';
+import { API_GROUP, type DeviceObject } from '../model/resources.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import { child, type Logger, logError } from '../util/logger.js';

@@ -4,7 +4,7 @@ import { MqttDetailsSchema } from '../../discovery-handlers/mqtt/schema.js';
 import { OnvifDetailsSchema } from '../../discovery-handlers/onvif/schema.js';
 import { opcuaDetailsSchema } from '../../discovery-handlers/opcua/detailsSchema.js';
 import { SerialDetailsSchema } from '../../discovery-handlers/serial/schema.js';
-import type { DiscoveryHandler } from './handler.js';
+import type { DiscoveryHandler } from '../model/handler.js';
 
 type Spec = Pick<DiscoveryHandler, 'name' | 'shared' | 'sharedFor'> & { detailsSchema: TSchema };
 

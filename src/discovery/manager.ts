@@ -1,4 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import type { DiscoveredDevice, DiscoveryHandler } from '../model/handler.js';
+import {
+  API_VERSION,
+  type Condition,
+  type DeviceObject,
+  type DiscoveryConfigObject,
+} from '../model/resources.js';
+import { mergeConditions, withSighting } from '../model/sighting.js';
 import type { DeviceStore } from '../registry/deviceStore.js';
 import { backoffDelay, type Clock, sleep } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
@@ -6,10 +14,7 @@ import { child, type Logger } from '../util/logger.js';
 import { resolveSecretRefs, type SecretReader } from '../util/secretRef.js';
 import { detailsProblems, resolvedDetails } from './configs.js';
 import { DeviceNames } from './deviceNames.js';
-import type { DiscoveredDevice, DiscoveryHandler } from './handler.js';
 import type { DeviceRegistry } from './registry.js';
-import { mergeConditions, withSighting } from './sighting.js';
-import { API_VERSION, type Condition, type DeviceObject, type DiscoveryConfigObject } from './types.js';
 
 export interface DiscoveryManagerOptions {
   node: string;

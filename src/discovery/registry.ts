@@ -1,4 +1,4 @@
-import type { DeviceObject } from './types.js';
+import type { DeviceObject } from '../model/resources.js';
 
 export type DeviceEvent = { type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: DeviceObject };
 

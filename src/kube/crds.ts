@@ -1,7 +1,7 @@
 import { stringify } from 'yaml';
 import { DiscoveryConfigEntrySchema } from '../config/schema.js';
-import type { DiscoveryHandler } from '../discovery/handler.js';
-import { API_GROUP } from '../discovery/types.js';
+import type { DiscoveryHandler } from '../model/handler.js';
+import { API_GROUP } from '../model/resources.js';
 import { foldHandlerDetails } from './handlerDetails.js';
 import {
   CONFIG_NAME_PATTERN,
@@ -93,7 +93,7 @@ function deviceCrd(): CustomResourceDefinition {
     plural: 'devices',
     shortNames: ['dev', 'lbdev'],
     description: 'A leaf device found by a leafbridge agent, offered to pods as an extended resource.',
-    // <config>-<16 hex> (src/discovery/naming.ts); 63 at most, so the name fits a label value and the resource
+    // <config>-<16 hex> (src/model/naming.ts); 63 at most, so the name fits a label value and the resource
     // name leafbridge.io/<name>.
     name: { type: 'string', maxLength: 63 },
     spec: toStructural(DeviceSpecSchema, 'spec'),

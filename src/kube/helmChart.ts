@@ -1,5 +1,5 @@
 import { stringify } from 'yaml';
-import type { DiscoveryHandler } from '../discovery/handler.js';
+import type { DiscoveryHandler } from '../model/handler.js';
 import { crdManifests } from './crds.js';
 import { rbac } from './installRbac.js';
 import type { Component } from './installTypes.js';

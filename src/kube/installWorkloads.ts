@@ -11,7 +11,7 @@ import type { IVolume } from 'kubernetes-models/v1/Volume';
 import type { IVolumeMount } from 'kubernetes-models/v1/VolumeMount';
 import { parse, stringify } from 'yaml';
 import { parseConfig } from '../config/load.js';
-import { API_GROUP } from '../discovery/types.js';
+import { API_GROUP } from '../model/resources.js';
 import { ConfigError, errorMessage } from '../util/errors.js';
 import {
   type InstallOptions,

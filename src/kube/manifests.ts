@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Document, isNode, stringify } from 'yaml';
-import type { DiscoveryHandler } from '../discovery/handler.js';
+import type { DiscoveryHandler } from '../model/handler.js';
 import { ConfigError } from '../util/errors.js';
 import { crdManifests } from './crds.js';
 import { GRANTS, rbac } from './installRbac.js';

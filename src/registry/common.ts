@@ -1,4 +1,4 @@
-import type { DeviceObject } from '../discovery/types.js';
+import type { DeviceObject } from '../model/resources.js';
 import type { Db } from '../store/db.js';
 import type { Clock } from '../util/clock.js';
 import { LeafbridgeError } from '../util/errors.js';

@@ -1,7 +1,7 @@
-import type { DeviceObject } from '../discovery/types.js';
 import type { KubeRest } from '../kubeclient/kubeRest.js';
 import { type CustomResource, customPath } from '../kubeclient/paths.js';
 import { Reflector } from '../kubeclient/reflector.js';
+import type { DeviceObject } from '../model/resources.js';
 import type { Logger } from '../util/logger.js';
 import type { Listeners } from './common.js';
 

@@ -1,6 +1,5 @@
 import { setMaxListeners } from 'node:events';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { API_GROUP, type DeviceObject } from '../discovery/types.js';
 import {
   isConflict,
   isForbidden,
@@ -13,6 +12,7 @@ import {
 import { KubeRest } from '../kubeclient/kubeRest.js';
 import { type CustomResource, customPath, MERGE_PATCH } from '../kubeclient/paths.js';
 import { Reachability } from '../kubeclient/reachability.js';
+import { API_GROUP, type DeviceObject } from '../model/resources.js';
 import { backoffDelay, sleep } from '../util/clock.js';
 import { errorMessage, LeafbridgeError } from '../util/errors.js';
 import { child, type Logger } from '../util/logger.js';

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { DeviceObject } from '../discovery/types.js';
+import type { DeviceObject } from '../model/resources.js';
 import type { Db } from '../store/db.js';
 import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { DeviceRegistry } from '../discovery/registry.js';
-import type { DeviceObject } from '../discovery/types.js';
+import type { DeviceObject } from '../model/resources.js';
 import type { Clock } from '../util/clock.js';
 import { kubeTime, select, stableJson, unversioned } from './common.js';
 import type { DeviceStore, DeviceStoreEvent, LabelSelector } from './deviceStore.js';

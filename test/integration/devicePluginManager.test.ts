@@ -7,7 +7,7 @@ import { socketFileName } from '../../src/deviceplugin/convert.js';
 import { DevicePluginManager } from '../../src/deviceplugin/manager.js';
 import { MemorySlotClaims, shorten, slotIds } from '../../src/deviceplugin/slots.js';
 import { DeviceRegistry } from '../../src/discovery/registry.js';
-import { API_VERSION, type DeviceObject } from '../../src/discovery/types.js';
+import { API_VERSION, type DeviceObject } from '../../src/model/resources.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { tempDir } from '../helpers/processes.js';
 import { isExtendedResourceName, TestKubelet } from '../helpers/testKubelet.js';

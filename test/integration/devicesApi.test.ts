@@ -7,7 +7,7 @@ import { HttpAuth } from '../../src/api/httpAuth.js';
 import { getCommand } from '../../src/cli/getCommand.js';
 import type { DiscoveryConfigEntry } from '../../src/config/schema.js';
 import { builtinHandlers } from '../../src/discovery/handlers.js';
-import { API_VERSION, type Condition, type DiscoveryConfigObject } from '../../src/discovery/types.js';
+import { API_VERSION, type Condition, type DiscoveryConfigObject } from '../../src/model/resources.js';
 import { LocalConfigStore } from '../../src/registry/localConfigs.js';
 import { LocalDeviceStore } from '../../src/registry/localStore.js';
 import { type Db, openDb } from '../../src/store/db.js';

@@ -26,7 +26,7 @@ import type { KubeObject } from '../../src/controller/informer.js';
 import { configView, deviceView, type Loose } from '../../src/controller/objects.js';
 import { discoveryConfigProblems } from '../../src/discovery/configs.js';
 import { builtinHandlers } from '../../src/discovery/handlers.js';
-import { API_VERSION, type DeviceObject } from '../../src/discovery/types.js';
+import { API_VERSION, type DeviceObject } from '../../src/model/resources.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { hashPassword } from '../../src/util/password.js';
 import { agentConfig } from '../helpers/agentConfig.js';
