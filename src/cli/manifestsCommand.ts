@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { builtinHandlers } from '../discovery/handlers.js';
+import { builtinHandlers } from '../builtinHandlers.js';
 import {
   DEFAULT_HANDLERS,
   defaultInstallOptions,

@@ -1,7 +1,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { KubeRest } from '../kubeclient/kubeRest.js';
-import { stableJson } from '../registry/common.js';
 import { type Clock, systemClock } from '../util/clock.js';
+import { stableJson } from '../util/json.js';
 import { child, type Logger } from '../util/logger.js';
 import { ApiWriter, collectionPath, type Plural } from './apiWriter.js';
 import { LABEL_BROKER, LABEL_CONFIG, LABEL_DEVICE } from './brokerSpec.js';

@@ -6,8 +6,8 @@ import {
   KubeApiError,
 } from '../kubeclient/kubeApiError.js';
 import type { Condition } from '../model/resources.js';
-import { stableJson } from '../registry/common.js';
 import { errorMessage } from '../util/errors.js';
+import { stableJson } from '../util/json.js';
 import {
   type BrokerPlan,
   brokerPlan,

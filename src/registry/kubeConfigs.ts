@@ -7,8 +7,8 @@ import { API_GROUP, type DiscoveryConfigObject } from '../model/resources.js';
 import type { Db } from '../store/db.js';
 import { backoffDelay, sleep } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
+import { stableJson } from '../util/json.js';
 import { child, type Logger } from '../util/logger.js';
-import { stableJson } from './common.js';
 import type { ConfigStatusReport, DiscoveryConfigSource } from './configSource.js';
 import { ConfigWatchers, nextStatus, sameStatus } from './localConfigs.js';
 

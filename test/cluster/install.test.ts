@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { CHART_DIR } from '../../src/kube/helmChart.js';
 import {
   DISTRIBUTIONS,

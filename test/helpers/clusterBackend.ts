@@ -1,4 +1,4 @@
-import { builtinHandlers } from '../../src/discovery/handlers.js';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { crdManifests } from '../../src/kube/crds.js';
 import { ControlPlane, type ControlPlaneOptions, INSTALL_NS } from './controlPlane.js';
 import { FakeNodes } from './fakeNodes.js';

@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
 import type { DiscoveryConfigEntry } from '../../src/config/schema.js';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
 import { crdManifests } from '../../src/kube/crds.js';
 import type { Condition, DiscoveryConfigObject } from '../../src/model/resources.js';
 import type { ConfigWriteResult } from '../../src/registry/configSource.js';

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { Agent } from '../../src/agent.js';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { parseConfig } from '../../src/config/load.js';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
 import {
   DISTRIBUTIONS,
   EXAMPLE_CLOUD_BROKER,

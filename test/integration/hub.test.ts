@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { TwinHub } from '../../src/hub/hub.js';
 import type { HubOptions } from '../../src/hub/types.js';
 import { crdManifests } from '../../src/kube/crds.js';

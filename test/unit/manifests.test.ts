@@ -2,9 +2,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { manifestsCommand, parseManifestsArgs } from '../../src/cli/manifestsCommand.js';
 import { parseConfig } from '../../src/config/load.js';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
 import {
   deployFiles,
   GRANTS,

@@ -1,12 +1,12 @@
 import { Writable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import { afterEach, describe, expect, it } from 'vitest';
-import { toConfigObject } from '../../../src/discovery/configs.js';
 import { DiscoveryManager } from '../../../src/discovery/manager.js';
-import { DeviceRegistry } from '../../../src/discovery/registry.js';
+import { toConfigObject } from '../../../src/model/discoveryConfigs.js';
 import type { DiscoveredDevice, DiscoveryHandler } from '../../../src/model/handler.js';
 import { deviceName, legacyDeviceName } from '../../../src/model/naming.js';
 import type { DeviceObject } from '../../../src/model/resources.js';
+import { DeviceRegistry } from '../../../src/registry/deviceRegistry.js';
 import { MemoryDeviceStore } from '../../../src/registry/memoryStore.js';
 import { systemClock } from '../../../src/util/clock.js';
 import { createLogger, type Logger, silentLogger } from '../../../src/util/logger.js';
