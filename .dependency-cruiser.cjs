@@ -21,7 +21,7 @@ const FLOORS = [
     folders: {
       registry: [],
       broker: [],
-      kube: [],
+      install: [],
       controller: [],
       discovery: ['registry'],
       deviceplugin: ['registry'],

@@ -19,7 +19,7 @@
 // REST/watch protocol, in memory; every request it answers is in its request log) and the writers.
 import { KubeConfig } from '@kubernetes/client-node';
 import { builtinHandlers } from '../src/builtinHandlers.js';
-import { crdManifests } from '../src/kube/crds.js';
+import { crdManifests } from '../src/install/crds.js';
 import { API_VERSION, type DeviceObject } from '../src/model/resources.js';
 import { KubeApiServer, type RequestRecord } from '../test/helpers/kubeApiServer.js';
 import type { BenchOptions } from './lib/options.js';

@@ -23,8 +23,8 @@ import type { DiscoveryConfigObject } from './model/resources.js';
 import type { DiscoveryConfigSource, WritableConfigSource } from './registry/configSource.js';
 import { DeviceRegistry } from './registry/deviceRegistry.js';
 import type { DeviceStore } from './registry/deviceStore.js';
-import { LocalConfigStore } from './registry/localConfigs.js';
-import { LocalDeviceStore } from './registry/localStore.js';
+import { LocalConfigStore } from './registry/localConfigStore.js';
+import { LocalDeviceStore } from './registry/localDeviceStore.js';
 import { type Db, openDb } from './store/db.js';
 import { Outbox } from './store/outbox.js';
 import { WriteHealth } from './store/writeHealth.js';
@@ -297,8 +297,8 @@ export class Agent {
       );
     }
     const [{ KubeDeviceStore }, { KubeConfigSource }] = await Promise.all([
-      import('./registry/kubeStore.js'),
-      import('./registry/kubeConfigs.js'),
+      import('./registry/kubeDeviceStore.js'),
+      import('./registry/kubeConfigSource.js'),
     ]);
     const devices = new KubeDeviceStore({
       kubeConfig: cluster.kubeConfig,

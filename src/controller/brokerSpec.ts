@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
+import type { KubeObject, OwnerReference } from '../kubeclient/informer.js';
 import { shorten, shortHash } from '../model/naming.js';
 import { API_GROUP, API_VERSION, type ServicePorts } from '../model/resources.js';
 import { stableJson } from '../util/json.js';
-import type { KubeObject, OwnerReference } from './informer.js';
 import { asArray, asRecord, type ConfigView, type DeviceView, type Loose } from './objects.js';
 
 /**

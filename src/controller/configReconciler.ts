@@ -1,3 +1,4 @@
+import type { KubeObject } from '../kubeclient/informer.js';
 import {
   isConflict,
   isForbidden,
@@ -17,7 +18,6 @@ import {
   podName,
 } from './brokerSpec.js';
 import type { ControllerContext, Problem } from './context.js';
-import type { KubeObject } from './informer.js';
 import {
   type ConfigView,
   configView,

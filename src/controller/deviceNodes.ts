@@ -1,8 +1,8 @@
+import type { KubeObject } from '../kubeclient/informer.js';
 import { isConflict } from '../kubeclient/kubeApiError.js';
 import { API_VERSION } from '../model/resources.js';
 import { mergeConditions } from '../model/sighting.js';
 import type { ControllerContext } from './context.js';
-import type { KubeObject } from './informer.js';
 import { asArray, asRecord, conditionsOf, type DeviceView } from './objects.js';
 
 const CONFLICT_RETRIES = 4;

@@ -1,5 +1,5 @@
+import type { KubeObject, OwnerReference } from '../kubeclient/informer.js';
 import type { Condition } from '../model/resources.js';
-import type { KubeObject, OwnerReference } from './informer.js';
 
 /**
  * The parts of the objects the controller reads, taken defensively from what the API server sent: a field

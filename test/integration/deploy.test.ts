@@ -12,7 +12,7 @@ import {
   type InstallOptions,
   installManifests,
   type KubeManifest,
-} from '../../src/kube/manifests.js';
+} from '../../src/install/manifests.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { cameraName, NS, TestCluster } from '../helpers/cluster.js';

@@ -23,8 +23,8 @@ import { type SerialSensorStub, startSerialSensorStub } from '../../firmware-stu
 import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { DiscoveryConfigEntrySchema } from '../../src/config/schema.js';
 import { brokerPlan, renderPod } from '../../src/controller/brokerSpec.js';
-import type { KubeObject } from '../../src/controller/informer.js';
 import { configView, deviceView, type Loose } from '../../src/controller/objects.js';
+import type { KubeObject } from '../../src/kubeclient/informer.js';
 import { discoveryConfigProblems } from '../../src/model/discoveryConfigs.js';
 import { API_VERSION, type DeviceObject } from '../../src/model/resources.js';
 import { silentLogger } from '../../src/util/logger.js';

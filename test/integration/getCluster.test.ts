@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { parse } from 'yaml';
 import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { getCommand } from '../../src/cli/getCommand.js';
-import { crdManifests } from '../../src/kube/crds.js';
+import { crdManifests } from '../../src/install/crds.js';
 import { KubeApiServer } from '../helpers/kubeApiServer.js';
 import { CLI, freePort, tempDir } from '../helpers/processes.js';
 import { captureOutput, within } from '../helpers/wait.js';

@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { TwinHub } from '../../src/hub/hub.js';
 import type { HubOptions } from '../../src/hub/types.js';
-import { crdManifests } from '../../src/kube/crds.js';
+import { crdManifests } from '../../src/install/crds.js';
 import { deviceName } from '../../src/model/naming.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { agentConfig } from '../helpers/agentConfig.js';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { ApisApi, BatchV1Api, KubernetesObjectApi, loadYaml, makeInformer } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { builtinHandlers } from '../../src/builtinHandlers.js';
-import { crdManifests } from '../../src/kube/crds.js';
+import { crdManifests } from '../../src/install/crds.js';
 import { KubeApiServer } from '../helpers/kubeApiServer.js';
 import {
   failure,

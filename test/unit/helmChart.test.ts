@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { builtinHandlers } from '../../src/builtinHandlers.js';
-import { crdFiles } from '../../src/kube/crds.js';
-import { CHART_DIR, chartFiles } from '../../src/kube/helmChart.js';
-import { DISTRIBUTIONS, defaultInstallOptions, packageVersion } from '../../src/kube/manifests.js';
+import { crdFiles } from '../../src/install/crds.js';
+import { CHART_DIR, chartFiles } from '../../src/install/helmChart.js';
+import { DISTRIBUTIONS, defaultInstallOptions, packageVersion } from '../../src/install/manifests.js';
 import { ROOT } from '../helpers/processes.js';
 
 /**

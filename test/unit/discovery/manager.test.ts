@@ -7,7 +7,7 @@ import type { DiscoveredDevice, DiscoveryHandler } from '../../../src/model/hand
 import { deviceName, legacyDeviceName } from '../../../src/model/naming.js';
 import type { DeviceObject } from '../../../src/model/resources.js';
 import { DeviceRegistry } from '../../../src/registry/deviceRegistry.js';
-import { MemoryDeviceStore } from '../../../src/registry/memoryStore.js';
+import { MemoryDeviceStore } from '../../../src/registry/memoryDeviceStore.js';
 import { systemClock } from '../../../src/util/clock.js';
 import { createLogger, type Logger, silentLogger } from '../../../src/util/logger.js';
 import { until } from '../../helpers/mqtt.js';

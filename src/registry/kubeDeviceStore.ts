@@ -18,9 +18,9 @@ import { errorMessage, LeafbridgeError } from '../util/errors.js';
 import { mergePatchOf, stableJson } from '../util/json.js';
 import { child, type Logger } from '../util/logger.js';
 import { Semaphore } from '../util/semaphore.js';
+import { ConfigOwners, type OwnerRef } from './configOwners.js';
 import { DeviceReflector, normalize } from './deviceReflector.js';
 import type { DeviceStore, DeviceStoreEvent, LabelSelector, UpdateOptions } from './deviceStore.js';
-import { ConfigOwners, type OwnerRef } from './kubeOwners.js';
 import { Listeners } from './listeners.js';
 import { select } from './selectors.js';
 

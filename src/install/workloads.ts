@@ -13,14 +13,7 @@ import { parse, stringify } from 'yaml';
 import { parseConfig } from '../config/load.js';
 import { API_GROUP } from '../model/resources.js';
 import { ConfigError, errorMessage } from '../util/errors.js';
-import {
-  type InstallOptions,
-  type KubeManifest,
-  labels,
-  manifest,
-  PART_OF,
-  selector,
-} from './installTypes.js';
+import { type InstallOptions, type KubeManifest, labels, manifest, PART_OF, selector } from './types.js';
 
 // The workloads of the install: the agent's DaemonSet and config, the controller's and the hub's Deployments.
 

@@ -10,7 +10,7 @@ import { errorMessage } from '../util/errors.js';
 import { stableJson } from '../util/json.js';
 import { child, type Logger } from '../util/logger.js';
 import type { ConfigStatusReport, DiscoveryConfigSource } from './configSource.js';
-import { ConfigWatchers, nextStatus, sameStatus } from './localConfigs.js';
+import { ConfigWatchers, nextStatus, sameStatus } from './localConfigStore.js';
 
 export interface KubeConfigSourceOptions {
   kubeConfig: KubeConfig;
