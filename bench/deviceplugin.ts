@@ -30,8 +30,8 @@
 import { performance } from 'node:perf_hooks';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { DevicePluginManager } from '../src/deviceplugin/manager.js';
-import { DeviceRegistry } from '../src/discovery/registry.js';
-import { API_VERSION, type DeviceObject } from '../src/discovery/types.js';
+import { API_VERSION, type DeviceObject } from '../src/model/resources.js';
+import { DeviceRegistry } from '../src/registry/deviceRegistry.js';
 import { silentLogger } from '../src/util/logger.js';
 import type { KubeApiServer, RequestRecord } from '../test/helpers/kubeApiServer.js';
 import { type LatencyStats, latencyStats } from './lib/devices.js';

@@ -21,7 +21,7 @@ import { startMqttSensor } from '../firmware-stubs/mqtt-sensor/sensor.js';
 import { startPlcStub } from '../firmware-stubs/plc/index.js';
 import { startSerialSensorStub } from '../firmware-stubs/serial/index.js';
 import { AGENT_NODE_FLAGS } from '../src/cli/runtime.js';
-import type { DeviceObject, DiscoveryConfigObject } from '../src/discovery/types.js';
+import type { DeviceObject, DiscoveryConfigObject } from '../src/model/resources.js';
 import { silentLogger } from '../src/util/logger.js';
 import { hashPassword } from '../src/util/password.js';
 import { AgentProcess } from './lib/agent.js';

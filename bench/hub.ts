@@ -18,7 +18,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { deviceName } from '../src/discovery/naming.js';
+import { deviceName } from '../src/model/naming.js';
 import { type ProfileSummary, summarizeProfile } from './lib/cpuprofile.js';
 import { reportHub } from './lib/hubReport.js';
 import type { BenchOptions } from './lib/options.js';
@@ -486,7 +486,7 @@ function leastSquaresSlope(xs: number[], ys: number[]): number {
 }
 
 /**
- * Device `j` of edge `i`. Device names carry 16 hex digits of a hash (src/discovery/naming.ts); should two
+ * Device `j` of edge `i`. Device names carry 16 hex digits of a hash (src/model/naming.ts); should two
  * ids still share a name, the second gets a suffix (the edges use the same ids).
  */
 const taken = new Set<string>();

@@ -18,9 +18,9 @@
 // Everything is in this process, on 127.0.0.1: the test API server (test/helpers/kubeApiServer.ts: the real
 // REST/watch protocol, in memory; every request it answers is in its request log) and the writers.
 import { KubeConfig } from '@kubernetes/client-node';
-import { builtinHandlers } from '../src/discovery/handlers.js';
-import { API_VERSION, type DeviceObject } from '../src/discovery/types.js';
-import { crdManifests } from '../src/kube/crds.js';
+import { builtinHandlers } from '../src/builtinHandlers.js';
+import { crdManifests } from '../src/install/crds.js';
+import { API_VERSION, type DeviceObject } from '../src/model/resources.js';
 import { KubeApiServer, type RequestRecord } from '../test/helpers/kubeApiServer.js';
 import type { BenchOptions } from './lib/options.js';
 import { type ApiChoice, type ApiPlan, planApis } from './lib/realApi.js';

@@ -8,7 +8,7 @@
 // of changes, then restart it on the same port and etcd.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { KubeConfig as KubeConfigClass } from '@kubernetes/client-node';
-import type { DeviceObject } from '../src/discovery/types.js';
+import type { DeviceObject } from '../src/model/resources.js';
 import { RealBackend } from '../test/helpers/clusterBackend.js';
 import {
   AdminClient,

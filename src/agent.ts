@@ -11,20 +11,17 @@ import { TokenFile } from './api/tokenFile.js';
 import { twinsApi } from './api/twinsApi.js';
 import { Authorizer } from './broker/auth.js';
 import { EdgeBroker, REFUSAL_REASONS } from './broker/edgeBroker.js';
+import { builtinHandlers } from './builtinHandlers.js';
 import type { AgentConfig, HostPort } from './config/load.js';
-import type { DevicePluginManager, SlotUsage } from './deviceplugin/manager.js';
+import type { DevicePluginManager } from './deviceplugin/manager.js';
+import { slotUsage } from './deviceplugin/slotUsage.js';
 import { StoreSlotClaims } from './deviceplugin/storeClaims.js';
-import type { DiscoveryHandler } from './discovery/handler.js';
-import { builtinHandlers } from './discovery/handlers.js';
 import { DiscoveryManager } from './discovery/manager.js';
-import { DeviceRegistry } from './discovery/registry.js';
-import type { DiscoveryConfigObject } from './discovery/types.js';
-import { type ClusterConnection, clusterConnection } from './kubeclient/connection.js';
-import type { KubeRest } from './kubeclient/kubeRest.js';
-import type { DiscoveryConfigSource, WritableConfigSource } from './registry/configSource.js';
+import type { DiscoveryHandler } from './model/handler.js';
+import type { DiscoveryConfigObject } from './model/resources.js';
+import { DeviceRegistry } from './registry/deviceRegistry.js';
 import type { DeviceStore } from './registry/deviceStore.js';
-import { LocalConfigStore } from './registry/localConfigs.js';
-import { LocalDeviceStore } from './registry/localStore.js';
+import { type ObjectStores, objectStores } from './registry/objectStores.js';
 import { type Db, openDb } from './store/db.js';
 import { Outbox } from './store/outbox.js';
 import { WriteHealth } from './store/writeHealth.js';
@@ -33,7 +30,7 @@ import { CommandStore } from './sync/commands.js';
 import { SyncEngine } from './sync/engine.js';
 import { TwinStore } from './sync/twins.js';
 import { type Clock, systemClock } from './util/clock.js';
-import { errorMessage, LeafbridgeError } from './util/errors.js';
+import { LeafbridgeError } from './util/errors.js';
 import { child, type Logger } from './util/logger.js';
 import type { SecretReader } from './util/secretRef.js';
 
@@ -61,8 +58,8 @@ export class Agent {
   private discovery?: DiscoveryManager;
   private devicePlugins?: DevicePluginManager;
   private slotClaims?: StoreSlotClaims;
-  private cluster?: ClusterConnection;
-  private configSource?: DiscoveryConfigSource;
+  /** Where Device and DiscoveryConfig objects are kept, and the cluster if there is one. */
+  private stores?: ObjectStores;
   private unwatchConfigs?: () => void;
   /** This node's devices (what it sees now, or within the grace period): the device plugins' view. */
   readonly registry = new DeviceRegistry();
@@ -91,7 +88,18 @@ export class Agent {
       ? new Outbox(db, config.outbox, child(logger, 'sync:outbox'), writeHealth)
       : undefined;
     this.outbox = outbox;
-    const broker: EdgeBroker = new EdgeBroker({
+    const twins = new TwinStore(db);
+    // The engine and the broker call each other; neither calls the other before `start()`, so the engine's
+    // publish may name the broker built next.
+    const engine = new SyncEngine({
+      logger: child(logger, 'sync:engine'),
+      outbox,
+      twins,
+      commands: new CommandStore(db),
+      commandTtlMs: config.commands.ttlMs,
+      edgePublish: (message): Promise<void> => broker.publish(message),
+    });
+    const broker = new EdgeBroker({
       db,
       logger: child(logger, 'broker'),
       authorizer: new Authorizer(config.auth),
@@ -109,26 +117,17 @@ export class Agent {
           );
         return done;
       },
+      events: {
+        onSubscribed: (identity, _clientId, topics) => engine.onSubscribed(identity, topics),
+        onRefused: (reason) => {
+          this.refused[reason] = (this.refused[reason] ?? 0) + 1;
+        },
+      },
       maxPacketSize: config.broker.maxPacketSize,
       rateLimit: config.broker.rateLimit,
       refusalLogIntervalMs: Math.max(100, config.broker.refusalLogIntervalMs),
       clock,
     });
-    const twins = new TwinStore(db);
-    const engine: SyncEngine = new SyncEngine({
-      logger: child(logger, 'sync:engine'),
-      outbox,
-      twins,
-      commands: new CommandStore(db),
-      commandTtlMs: config.commands.ttlMs,
-      edgePublish: (message): Promise<void> => broker.publish(message),
-    });
-    broker.events = {
-      onSubscribed: (identity, _clientId, topics) => engine.onSubscribed(identity, topics),
-      onRefused: (reason) => {
-        this.refused[reason] = (this.refused[reason] ?? 0) + 1;
-      },
-    };
     this.broker = broker;
     this.engine = engine;
     if (config.upstream && outbox) {
@@ -149,18 +148,16 @@ export class Agent {
       received: engine.received,
       brokerClients: () => broker.connectedClients,
       refused: this.refused,
-      devicesPending: () => {
-        const pending = (this.devices as { pending?: unknown } | undefined)?.pending;
-        return typeof pending === 'number' ? pending : 0;
-      },
+      devicesPending: () => this.stores?.pending() ?? 0,
     });
     const handlers = this.deps.handlers ?? builtinHandlers;
-    const { devices, configs, writable } = await this.objectStores(db, handlers, clock);
+    const stores = await objectStores({ config, db, handlers, clock, logger });
+    const { devices, configs, writable } = stores;
+    this.stores = stores;
     this.devices = devices;
-    this.configSource = configs;
     const discovery = new DiscoveryManager({
       node: config.node,
-      namespace: this.namespace,
+      namespace: stores.namespace,
       handlers,
       registry: this.registry,
       store: devices,
@@ -168,7 +165,7 @@ export class Agent {
       clock,
       gracePeriodMs: config.discovery.gracePeriodMs,
       probeWritePaths: config.discovery.probeWritePaths,
-      readSecret: await this.secretReader(),
+      readSecret: await this.secretReader(stores),
       onConfigStatus: (name, status) => configs.reportStatus(name, status),
     });
     this.discovery = discovery;
@@ -178,7 +175,7 @@ export class Agent {
     this.live = live;
     this.http = new HttpApi({
       logger: child(logger, 'api'),
-      auth: await this.httpAuth(),
+      auth: await this.httpAuth(stores),
       metrics,
       ready: () => this.readiness(),
       routes: {
@@ -204,7 +201,7 @@ export class Agent {
     await configs.start();
     discovery.sync(configs.list());
     this.unwatchConfigs = configs.watch((list) => discovery.sync(list));
-    await this.startDevicePlugins();
+    await this.startDevicePlugins(stores);
     this.addresses = { broker: brokerAddress, http: httpAddress };
     logger.info(
       { broker: brokerAddress, http: httpAddress, node: config.node, upstream: config.upstream?.url },
@@ -219,7 +216,7 @@ export class Agent {
     this.slotClaims?.stop();
     this.unwatchConfigs?.();
     await this.discovery?.stop();
-    await this.configSource?.close();
+    await this.stores?.configs.close();
     await this.devices?.close();
     this.live?.stop();
     await this.http?.stop();
@@ -232,8 +229,6 @@ export class Agent {
     this.db = undefined;
     this.logger.info('agent stopped');
   }
-
-  private namespace = 'default';
 
   /** The dashboard's view of the sync layer: sampled once a second, messages observed only while watched. */
   private liveFeed(
@@ -261,68 +256,11 @@ export class Agent {
   }
 
   /**
-   * Where Device and DiscoveryConfig objects live: the cluster when one is configured (see
-   * `clusterConnection`), else this agent's SQLite, where configs can also be changed through the HTTP API.
-   */
-  private async objectStores(
-    db: Db,
-    handlers: readonly DiscoveryHandler[],
-    clock: Clock,
-  ): Promise<{
-    devices: DeviceStore;
-    configs: DiscoveryConfigSource | WritableConfigSource;
-    writable: boolean;
-  }> {
-    const { config, logger } = this;
-    const cluster = await clusterConnection(config.kubernetes);
-    if (!cluster) {
-      logger.info('no cluster: Device and DiscoveryConfig objects are kept in the local store');
-      const configs = new LocalConfigStore({
-        db,
-        namespace: this.namespace,
-        logger: child(logger, 'registry:configs'),
-        clock,
-        handlers,
-        fileConfigs: config.discoveryConfigs,
-      });
-      const devices = new LocalDeviceStore({ db, namespace: this.namespace, logger, clock });
-      return { devices, configs, writable: true };
-    }
-    this.namespace = cluster.namespace;
-    this.cluster = cluster;
-    logger.info({ cluster: cluster.source, namespace: cluster.namespace }, 'objects kept in the cluster');
-    if (config.discoveryConfigs.length > 0) {
-      logger.warn(
-        'discoveryConfigs in the config file are ignored: in a cluster, configs are DiscoveryConfig objects',
-      );
-    }
-    const [{ KubeDeviceStore }, { KubeConfigSource }] = await Promise.all([
-      import('./registry/kubeStore.js'),
-      import('./registry/kubeConfigs.js'),
-    ]);
-    const devices = new KubeDeviceStore({
-      kubeConfig: cluster.kubeConfig,
-      namespace: cluster.namespace,
-      logger,
-    });
-    // The first list is not awaited: with the API server away, the agent runs on from what it has.
-    void devices.start();
-    const configs = new KubeConfigSource({
-      kubeConfig: cluster.kubeConfig,
-      namespace: cluster.namespace,
-      node: config.node,
-      db,
-      logger,
-    });
-    return { devices, configs, writable: false };
-  }
-
-  /**
    * Where `{secretKeyRef: {name, key}}` in handler details is read: the Secret of the agent's namespace in a
    * cluster, else the file secrets.dir/NAME/KEY. Errors name the Secret and key, never a value.
    */
-  private async secretReader(): Promise<SecretReader> {
-    const cluster = this.cluster;
+  private async secretReader(stores: ObjectStores): Promise<SecretReader> {
+    const { cluster, namespace } = stores;
     if (!cluster) {
       const dir = this.config.secrets.dir;
       return async ({ name, key }) => {
@@ -341,11 +279,11 @@ export class Agent {
       import('./kubeclient/secrets.js'),
     ]);
     const rest = new KubeRest(cluster.kubeConfig, { timeoutMs: 10_000 });
-    return (ref) => readSecretKey(rest, this.namespace, ref);
+    return (ref) => readSecretKey(rest, namespace, ref);
   }
 
   /** Who may use the HTTP API: the tokens file, and in a cluster the API server's reviews (RBAC). */
-  private async httpAuth(): Promise<HttpAuth> {
+  private async httpAuth(stores: ObjectStores): Promise<HttpAuth> {
     const { auth } = this.config.http;
     const logger = child(this.logger, 'api:auth');
     let tokens: TokenFile | undefined;
@@ -354,13 +292,13 @@ export class Agent {
       tokens.load();
     }
     let cluster: ConstructorParameters<typeof HttpAuth>[0]['cluster'];
-    if (this.cluster) {
+    if (stores.cluster) {
       const [{ KubeRest }, { AccessReviews }] = await Promise.all([
         import('./kubeclient/kubeRest.js'),
         import('./kubeclient/accessReview.js'),
       ]);
-      const rest = new KubeRest(this.cluster.kubeConfig, { timeoutMs: 10_000 });
-      cluster = { reviews: new AccessReviews(rest), namespace: this.namespace };
+      const rest = new KubeRest(stores.cluster.kubeConfig, { timeoutMs: 10_000 });
+      cluster = { reviews: new AccessReviews(rest), namespace: stores.namespace };
     }
     if (!tokens && !cluster && auth.anonymous === 'none')
       logger.warn('no http.auth.tokensFile and no cluster: the HTTP API answers only /healthz and /readyz');
@@ -374,7 +312,7 @@ export class Agent {
   }
 
   /** Device-plugin resources for the kubelet, when this node has a kubelet device-plugin directory. */
-  private async startDevicePlugins(): Promise<void> {
+  private async startDevicePlugins(stores: ObjectStores): Promise<void> {
     const dir = this.config.devicePlugins.dir;
     if (!existsSync(dir)) {
       this.logger.info({ dir }, 'device plugins off: no kubelet device-plugin directory');
@@ -383,7 +321,7 @@ export class Agent {
     // The gRPC stack (~7 MB resident) loads only on a node with a kubelet.
     const { DevicePluginManager } = await import('./deviceplugin/manager.js');
     const clock = this.deps.clock ?? systemClock;
-    const claims = new StoreSlotClaims({ store: this.devices as DeviceStore, logger: this.logger, clock });
+    const claims = new StoreSlotClaims({ store: stores.devices, logger: this.logger, clock });
     await claims.start();
     this.slotClaims = claims;
     this.devicePlugins = new DevicePluginManager({
@@ -393,48 +331,17 @@ export class Agent {
       logger: child(this.logger, 'deviceplugin'),
       clock,
       claims,
-      inUse: this.slotUsage(),
+      inUse: slotUsage({
+        podResources: this.config.devicePlugins.podResources,
+        node: this.config.node,
+        cluster: stores.cluster,
+        logger: child(this.logger, 'deviceplugin'),
+      }),
       reconcileIntervalMs: this.config.devicePlugins.releaseIntervalMs,
       reconcileGraceMs: this.config.devicePlugins.releaseGraceMs,
       ...(this.config.devicePlugins.cdi ? { cdiDir: this.config.devicePlugins.cdiDir } : {}),
     });
     await this.devicePlugins.start();
-  }
-
-  /**
-   * What the device-plugin manager asks to release slots of pods that are gone: the kubelet's PodResources
-   * API; where it does not answer, and in a cluster, the leafbridge resources this node's live pods request.
-   */
-  private slotUsage(): () => Promise<SlotUsage | undefined> {
-    const socket = this.config.devicePlugins.podResources;
-    const logger = child(this.logger, 'deviceplugin');
-    let fellBack = false;
-    let podRest: KubeRest | undefined;
-    return async () => {
-      try {
-        const { listPodResources, slotsInUse } = await import('./deviceplugin/podResources.js');
-        const slots = slotsInUse(await listPodResources(socket));
-        fellBack = false;
-        return slots;
-      } catch (err) {
-        const cluster = this.cluster;
-        const first = !fellBack;
-        fellBack = true;
-        if (!cluster) {
-          // Nothing else knows which pods run here: claims stay until PodResources answers or release().
-          if (first)
-            logger.warn({ err: errorMessage(err) }, 'PodResources unavailable; slots are not reconciled');
-          return undefined;
-        }
-        if (first) logger.warn({ err: errorMessage(err) }, 'PodResources unavailable; using the pod list');
-        const [{ KubeRest }, { resourcesRequestedOnNode }] = await Promise.all([
-          import('./kubeclient/kubeRest.js'),
-          import('./deviceplugin/podList.js'),
-        ]);
-        podRest ??= new KubeRest(cluster.kubeConfig);
-        return { resources: await resourcesRequestedOnNode(podRest, this.config.node) };
-      }
-    };
   }
 
   private readiness(): { ready: boolean; details: Record<string, unknown> } {

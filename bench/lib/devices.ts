@@ -4,7 +4,7 @@
 //               the moment its registry changed: exact to the ms, and free (the agent logs them anyway).
 //   DevicesApi  GET /api/v1/devices polled at an interval: what a client sees, late by up to one interval.
 import { createInterface } from 'node:readline';
-import type { DeviceObject } from '../../src/discovery/types.js';
+import type { DeviceObject } from '../../src/model/resources.js';
 import type { AgentProcess } from './agent.js';
 import { now, sleep } from './util.js';
 

@@ -7,8 +7,8 @@
 //   {cmd:'counts'}                           -> {ev:'counts', statusPatches, otherWrites, reads, at}
 //   {cmd:'landed'}                           -> {ev:'landed', landed: {name: [[version, at], ...]}}
 //   {cmd:'close'}                            -> closes the server and exits
-import { builtinHandlers } from '../../src/discovery/handlers.js';
-import { crdManifests } from '../../src/kube/crds.js';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
+import { crdManifests } from '../../src/install/crds.js';
 import { KubeApiServer } from '../../test/helpers/kubeApiServer.js';
 import { type Seed, seedDevice, seedStatus } from './hubSeed.js';
 import { childFatal, exitWithParent, now } from './util.js';

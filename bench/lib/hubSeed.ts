@@ -1,6 +1,6 @@
 // The Devices the hub bench seeds, as the agents' mqtt discovery writes them: one place for both API servers
 // (bench/lib/hubApi.ts, the test double; bench/lib/hubRealApi.ts, kube-apiserver).
-import { API_VERSION } from '../../src/discovery/types.js';
+import { API_VERSION } from '../../src/model/resources.js';
 
 export const CONFIG = 'sensors';
 export const T0 = '2026-01-01T00:00:00Z';

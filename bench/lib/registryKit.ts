@@ -14,8 +14,8 @@ import {
   PatchStrategy,
   setHeaderOptions,
 } from '@kubernetes/client-node';
-import { API_GROUP, API_VERSION, type DeviceObject } from '../../src/discovery/types.js';
-import { KubeDeviceStore } from '../../src/registry/kubeStore.js';
+import { API_GROUP, API_VERSION, type DeviceObject } from '../../src/model/resources.js';
+import { KubeDeviceStore } from '../../src/registry/kubeDeviceStore.js';
 import { createLogger } from '../../src/util/logger.js';
 import { now, sleep } from './util.js';
 

@@ -1,4 +1,4 @@
-import type { DiscoveredDevice, DiscoveryContext, DiscoveryHandler } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice, DiscoveryContext, DiscoveryHandler } from '../../src/model/handler.js';
 import { child, type Logger, logError } from '../../src/util/logger.js';
 import { FileTrigger } from './fileTrigger.js';
 import { type Presence, presentDevices, readPresence } from './presence.js';

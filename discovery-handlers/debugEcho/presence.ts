@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { DiscoveredDevice } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice } from '../../src/model/handler.js';
 
 /** Which devices the presence file lets through: all of them (no file), or the ids it names. */
 export type Presence = { kind: 'all' } | { kind: 'only'; ids: ReadonlySet<string> };

@@ -1,4 +1,4 @@
-import type { DiscoveredDevice } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice } from '../../src/model/handler.js';
 import type { Clock } from '../../src/util/clock.js';
 import { type Logger, logError } from '../../src/util/logger.js';
 import { LogThrottle } from '../../src/util/logThrottle.js';

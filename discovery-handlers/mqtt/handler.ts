@@ -1,4 +1,4 @@
-import type { DiscoveredDevice, DiscoveryContext, DiscoveryHandler } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice, DiscoveryContext, DiscoveryHandler } from '../../src/model/handler.js';
 import { child, logError } from '../../src/util/logger.js';
 import { AnnounceWatch } from './announceWatch.js';
 import { ChangeFeed } from './changeFeed.js';

@@ -1,4 +1,4 @@
-import type { DiscoveredDevice } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice } from '../../src/model/handler.js';
 import type { PropertyFilter } from './filter.js';
 
 /** What the broker last told about one device id: its birth properties and its presence. */

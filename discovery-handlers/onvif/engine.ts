@@ -1,7 +1,7 @@
 import type { RemoteInfo } from 'node:dgram';
 import http from 'node:http';
 import https from 'node:https';
-import type { DiscoveredDevice, DiscoveryContext } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice, DiscoveryContext } from '../../src/model/handler.js';
 import { errorMessage } from '../../src/util/errors.js';
 import { logError } from '../../src/util/logger.js';
 import { LogThrottle } from '../../src/util/logThrottle.js';

@@ -1,4 +1,4 @@
-import type { DiscoveredDevice, DiscoveryContext, DiscoveryHandler } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice, DiscoveryContext, DiscoveryHandler } from '../../src/model/handler.js';
 import { child } from '../../src/util/logger.js';
 import { OnvifDiscovery } from './engine.js';
 import { resolveOptions } from './options.js';

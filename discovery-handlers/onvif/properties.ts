@@ -1,4 +1,4 @@
-import type { DeviceCondition, DiscoveredDevice } from '../../src/discovery/handler.js';
+import type { DeviceCondition, DiscoveredDevice } from '../../src/model/handler.js';
 import { OnvifErrorCode as Code, type OnvifErrorCode } from './errors.js';
 import { normalizeMac } from './filters.js';
 

@@ -1,4 +1,4 @@
-import type { DiscoveredDevice } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice } from '../../src/model/handler.js';
 import type { CameraTarget } from './properties.js';
 
 /** One camera the handler knows of. */

@@ -1,5 +1,5 @@
 import type { ClientSession, NodeId } from 'node-opcua';
-import type { DeviceCondition } from '../../src/discovery/handler.js';
+import type { DeviceCondition } from '../../src/model/handler.js';
 import { withClient } from './connection.js';
 import type { BrowsePath } from './detailsSchema.js';
 import type { OpcuaEnv } from './env.js';

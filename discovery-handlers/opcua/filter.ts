@@ -1,4 +1,4 @@
-import type { DeviceCondition } from '../../src/discovery/handler.js';
+import type { DeviceCondition } from '../../src/model/handler.js';
 import type { NameFilter } from './detailsSchema.js';
 import type { OpcuaSettings } from './settings.js';
 import type { EndpointInfo, ServerApplication } from './types.js';

@@ -1,4 +1,4 @@
-import type { DiscoveredDevice, DiscoveryContext, DiscoveryHandler } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice, DiscoveryContext, DiscoveryHandler } from '../../src/model/handler.js';
 import { logError } from '../../src/util/logger.js';
 import { openClientPki } from './clientPki.js';
 import { type OpcuaDetails, opcuaDetailsSchema } from './detailsSchema.js';

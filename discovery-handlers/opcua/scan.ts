@@ -1,5 +1,5 @@
 import type { EndpointDescription } from 'node-opcua';
-import type { DeviceCondition } from '../../src/discovery/handler.js';
+import type { DeviceCondition } from '../../src/model/handler.js';
 import { readBrowsePaths } from './browsePaths.js';
 import { NO_SECURITY, withClient } from './connection.js';
 import { serverUriOf, toApplication, toEndpoint } from './convert.js';

@@ -1,4 +1,4 @@
-import type { DeviceCondition } from '../../src/discovery/handler.js';
+import type { DeviceCondition } from '../../src/model/handler.js';
 import type { SecurityMode } from './detailsSchema.js';
 
 /** A server as FindServers describes it, in plain data. */

@@ -1,4 +1,4 @@
-import type { DiscoveredDevice } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice } from '../../src/model/handler.js';
 import type { Candidate } from './candidates.js';
 import { normaliseHexId } from './filter.js';
 import type { SerialIdentity } from './sysfs.js';

@@ -3,7 +3,7 @@ import {
   type DiscoveredDevice,
   type DiscoveryContext,
   type DiscoveryHandler,
-} from '../../src/discovery/handler.js';
+} from '../../src/model/handler.js';
 import { backoffDelay } from '../../src/util/clock.js';
 import { type Logger, logError } from '../../src/util/logger.js';
 import { DirWatcher } from './dirWatcher.js';

@@ -1,5 +1,5 @@
 import { basename, dirname } from 'node:path';
-import type { DiscoveredDevice } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice } from '../../src/model/handler.js';
 import type { Clock } from '../../src/util/clock.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';

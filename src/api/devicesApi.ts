@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DiscoveryConfigEntry } from '../config/schema.js';
-import { API_VERSION, type Condition, type DiscoveryConfigObject } from '../discovery/types.js';
-import { parseSelector } from '../registry/common.js';
+import { API_VERSION, type Condition, type DiscoveryConfigObject } from '../model/resources.js';
 import type {
   ConfigWriteError,
   ConfigWriteResult,
@@ -9,6 +8,7 @@ import type {
   WritableConfigSource,
 } from '../registry/configSource.js';
 import type { DeviceStore } from '../registry/deviceStore.js';
+import { parseSelector } from '../registry/selectors.js';
 import { errorMessage, LeafbridgeError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { type Route, sendJson } from './http.js';

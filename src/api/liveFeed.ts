@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Condition, DiscoveryConfigObject } from '../discovery/types.js';
+import type { Condition, DiscoveryConfigObject } from '../model/resources.js';
+import { parseEdgeTopic } from '../model/topics.js';
 import type { DeviceStore } from '../registry/deviceStore.js';
-import { parseEdgeTopic } from '../sync/topics.js';
 import type { Twin } from '../sync/twins.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';

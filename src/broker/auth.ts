@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { RawAgentConfig } from '../config/schema.js';
-import { parseEdgeTopic, UPSTREAM_KINDS } from '../sync/topics.js';
+import { parseEdgeTopic, UPSTREAM_KINDS } from '../model/topics.js';
 import { verifyPassword } from '../util/password.js';
 
 /** Who a connected client is, decided once at CONNECT. */

@@ -3,7 +3,7 @@
 import { Readable } from 'node:stream';
 import type { AedesPublishPacket, Client } from 'aedes';
 import { generate } from 'mqtt-packet';
-import { topicMatches } from '../sync/topics.js';
+import { topicMatches } from '../model/topics.js';
 import { SqlitePersistence } from './persistence.js';
 
 /** What aedes keeps per subscription of a client (its `subscriptions` map, by filter). */

@@ -28,6 +28,8 @@ export interface EdgeBrokerOptions {
   /** Refusals are logged once per client and reason, then summed once per this interval (default a minute). */
   refusalLogIntervalMs?: number;
   clock?: Clock;
+  /** What the layers above want to hear of: subscriptions and refusals. */
+  events?: EdgeBrokerEvents;
 }
 
 /** Topic aliases a client may set (MQTT 5); mosquitto's default. */
@@ -83,10 +85,11 @@ export class EdgeBroker {
   private readonly heldAcks = new WeakMap<PublishPacket, Client['conn']>();
   private readonly logger: Logger;
   private readonly refusalLog: RepeatLog;
-  events: EdgeBrokerEvents = {};
+  private readonly events: EdgeBrokerEvents;
 
   constructor(private readonly options: EdgeBrokerOptions) {
     this.logger = options.logger;
+    this.events = options.events ?? {};
     this.refusalLog = new RepeatLog({
       logger: options.logger,
       clock: options.clock ?? systemClock,

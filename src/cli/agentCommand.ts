@@ -1,9 +1,9 @@
 import { parseArgs } from 'node:util';
 import { Agent } from '../agent.js';
 import { TokenFile } from '../api/tokenFile.js';
+import { builtinHandlers } from '../builtinHandlers.js';
 import { loadConfigFile } from '../config/load.js';
-import { discoveryConfigProblems } from '../discovery/configs.js';
-import { builtinHandlers } from '../discovery/handlers.js';
+import { discoveryConfigProblems } from '../model/discoveryConfigs.js';
 import { ConfigError, errorMessage } from '../util/errors.js';
 import { createLogger } from '../util/logger.js';
 

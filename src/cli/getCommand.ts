@@ -3,10 +3,10 @@ import { get as httpGetRequest } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { API_GROUP, API_VERSION } from '../discovery/types.js';
 import { KubeApiError } from '../kubeclient/kubeApiError.js';
 import type { KubeRest } from '../kubeclient/kubeRest.js';
 import { customPath } from '../kubeclient/paths.js';
+import { API_GROUP, API_VERSION } from '../model/resources.js';
 import { errorMessage } from '../util/errors.js';
 
 const RESOURCES = {

@@ -1,5 +1,5 @@
+import { builtinHandlers } from '../builtinHandlers.js';
 import { configReference } from '../config/reference.js';
-import { builtinHandlers } from '../discovery/handlers.js';
 import { handlersReference } from '../discovery/reference.js';
 import { hashPassword } from '../util/password.js';
 

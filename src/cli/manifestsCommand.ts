@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { builtinHandlers } from '../discovery/handlers.js';
+import { builtinHandlers } from '../builtinHandlers.js';
 import {
   DEFAULT_HANDLERS,
   defaultInstallOptions,
@@ -8,7 +8,7 @@ import {
   manifestsYaml,
   packageVersion,
   type Toleration,
-} from '../kube/manifests.js';
+} from '../install/manifests.js';
 import { ConfigError, errorMessage } from '../util/errors.js';
 
 export const MANIFESTS_USAGE = `usage: leafbridge manifests [options] | kubectl apply -f -

@@ -1,14 +1,14 @@
 import type { KubeConfig } from '@kubernetes/client-node';
+import { ApiWriter, collectionPath, type Plural } from '../kubeclient/apiWriter.js';
+import { Informer, type InformerEvent, type KubeObject } from '../kubeclient/informer.js';
 import { KubeRest } from '../kubeclient/kubeRest.js';
-import { stableJson } from '../registry/common.js';
 import { type Clock, systemClock } from '../util/clock.js';
+import { stableJson } from '../util/json.js';
 import { child, type Logger } from '../util/logger.js';
-import { ApiWriter, collectionPath, type Plural } from './apiWriter.js';
 import { LABEL_BROKER, LABEL_CONFIG, LABEL_DEVICE } from './brokerSpec.js';
 import { reconcileConfig } from './configReconciler.js';
 import { Backoff, type ControllerContext, Problems } from './context.js';
 import { reconcileDevice } from './deviceReconciler.js';
-import { Informer, type InformerEvent, type KubeObject } from './informer.js';
 import { NodeHealth } from './nodeHealth.js';
 import { controllerOf, deviceView, podNode } from './objects.js';
 import { type Outcome, WorkQueue } from './workQueue.js';

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { shorten, shortHash } from '../deviceplugin/slots.js';
-import { API_GROUP, API_VERSION, type ServicePorts } from '../discovery/types.js';
-import { stableJson } from '../registry/common.js';
-import type { KubeObject, OwnerReference } from './informer.js';
+import type { KubeObject, OwnerReference } from '../kubeclient/informer.js';
+import { shorten, shortHash } from '../model/naming.js';
+import { API_GROUP, API_VERSION, type ServicePorts } from '../model/resources.js';
+import { stableJson } from '../util/json.js';
 import { asArray, asRecord, type ConfigView, type DeviceView, type Loose } from './objects.js';
 
 /**

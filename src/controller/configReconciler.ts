@@ -1,4 +1,4 @@
-import type { Condition } from '../discovery/types.js';
+import type { KubeObject } from '../kubeclient/informer.js';
 import {
   isConflict,
   isForbidden,
@@ -6,8 +6,9 @@ import {
   isTransient,
   KubeApiError,
 } from '../kubeclient/kubeApiError.js';
-import { stableJson } from '../registry/common.js';
+import type { Condition } from '../model/resources.js';
 import { errorMessage } from '../util/errors.js';
+import { stableJson } from '../util/json.js';
 import {
   type BrokerPlan,
   brokerPlan,
@@ -17,7 +18,6 @@ import {
   podName,
 } from './brokerSpec.js';
 import type { ControllerContext, Problem } from './context.js';
-import type { KubeObject } from './informer.js';
 import {
   type ConfigView,
   configView,

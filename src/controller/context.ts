@@ -1,7 +1,7 @@
+import type { ApiWriter } from '../kubeclient/apiWriter.js';
+import type { Informer } from '../kubeclient/informer.js';
 import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
-import type { ApiWriter } from './apiWriter.js';
-import type { Informer } from './informer.js';
 import type { NodeHealth } from './nodeHealth.js';
 
 /** What the reconcilers share: the caches they read, the writer they write through, and their memory. */

@@ -1,8 +1,8 @@
-import { mergeConditions } from '../discovery/sighting.js';
-import { API_VERSION } from '../discovery/types.js';
+import type { KubeObject } from '../kubeclient/informer.js';
 import { isConflict } from '../kubeclient/kubeApiError.js';
+import { API_VERSION } from '../model/resources.js';
+import { mergeConditions } from '../model/sighting.js';
 import type { ControllerContext } from './context.js';
-import type { KubeObject } from './informer.js';
 import { asArray, asRecord, conditionsOf, type DeviceView } from './objects.js';
 
 const CONFLICT_RETRIES = 4;
@@ -72,7 +72,7 @@ export async function removeNodes(
   }
 }
 
-/** A Device no node sees: offline, as src/discovery/sighting.ts writes it. */
+/** A Device no node sees: offline, as src/model/sighting.ts writes it. */
 export async function markOffline(
   ctx: ControllerContext,
   device: KubeObject,

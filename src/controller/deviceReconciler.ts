@@ -1,5 +1,6 @@
-import type { ServicePorts } from '../discovery/types.js';
+import type { KubeObject } from '../kubeclient/informer.js';
 import { isConflict, isForbidden, isTransient, KubeApiError } from '../kubeclient/kubeApiError.js';
+import type { ServicePorts } from '../model/resources.js';
 import { errorMessage } from '../util/errors.js';
 import {
   ANNOTATION_NODES,
@@ -15,7 +16,6 @@ import {
 } from './brokerSpec.js';
 import type { ControllerContext, Problem } from './context.js';
 import { markOffline, removeNodes, splitNodes } from './deviceNodes.js';
-import type { KubeObject } from './informer.js';
 import {
   configView,
   controllerOf,

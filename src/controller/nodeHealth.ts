@@ -1,5 +1,5 @@
+import type { KubeObject } from '../kubeclient/informer.js';
 import type { Clock } from '../util/clock.js';
-import type { KubeObject } from './informer.js';
 import { asArray, asRecord, timeOf } from './objects.js';
 
 export type NodeState = { lost: false; recheckAt?: number } | { lost: true; why: string };

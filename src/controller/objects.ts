@@ -1,5 +1,5 @@
-import type { Condition } from '../discovery/types.js';
-import type { KubeObject, OwnerReference } from './informer.js';
+import type { KubeObject, OwnerReference } from '../kubeclient/informer.js';
+import type { Condition } from '../model/resources.js';
 
 /**
  * The parts of the objects the controller reads, taken defensively from what the API server sent: a field

@@ -1,6 +1,6 @@
-import { stableJson } from '../registry/common.js';
+import type { KubeObject } from '../kubeclient/informer.js';
+import { stableJson } from '../util/json.js';
 import type { ControllerContext, Problem } from './context.js';
-import type { KubeObject } from './informer.js';
 import { asArray, asRecord, controllerOf, type Loose } from './objects.js';
 
 /**

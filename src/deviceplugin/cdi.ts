@@ -15,8 +15,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DeviceMount, DeviceNode } from '../discovery/handler.js';
-import type { DeviceObject } from '../discovery/types.js';
+import type { DeviceMount, DeviceNode } from '../model/handler.js';
+import type { DeviceObject } from '../model/resources.js';
 import { errorMessage, LeafbridgeError } from '../util/errors.js';
 
 export const CDI_KIND = 'leafbridge.io/device';

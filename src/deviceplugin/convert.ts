@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { DeviceMount, DeviceNode } from '../discovery/handler.js';
+import type { DeviceMount, DeviceNode } from '../model/handler.js';
 import type { DeviceSpec, Mount } from './api.js';
 
 /** A device node as the kubelet takes it: the same path in the container unless told, `rw` unless told. */

@@ -1,5 +1,6 @@
-import type { DeviceRegistry } from '../discovery/registry.js';
-import { API_GROUP, type DeviceObject } from '../discovery/types.js';
+import { shorten } from '../model/naming.js';
+import { API_GROUP, type DeviceObject } from '../model/resources.js';
+import type { DeviceRegistry } from '../registry/deviceRegistry.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import { child, type Logger, logError } from '../util/logger.js';
@@ -15,7 +16,7 @@ import { deviceSpec, mount } from './convert.js';
 import { DevicePluginError } from './errors.js';
 import { DevicePluginServer, type DevicePluginStatus } from './server.js';
 import type { PluginDevice } from './service.js';
-import { MemorySlotClaims, type SlotClaim, type SlotClaims, shorten, slotIds } from './slots.js';
+import { MemorySlotClaims, type SlotClaim, type SlotClaims, slotIds } from './slots.js';
 
 export interface DevicePluginManagerOptions {
   registry: DeviceRegistry;

@@ -1,23 +1,10 @@
-import { createHash } from 'node:crypto';
+import { shorten } from '../model/naming.js';
 import type { Clock } from '../util/clock.js';
 
 /** The kubelet's limit on a device ID, and on the name part of an extended resource (`leafbridge.io/<name>`). */
 export const MAX_ID = 63;
 /** Slot indexes are kept to 4 digits when a name is shortened (capacity up to 10 000). */
 const INDEX_ROOM = 5; // '-' + 4 digits
-const HASH_CHARS = 8;
-
-/** 8 hex of a sha256 of `s`: what `shorten` appends. */
-export const shortHash = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, HASH_CHARS);
-
-/**
- * A name cut to at most `max` characters: unchanged when it fits, else its start, `-`, and 8 hex of a hash of
- * the whole name (so two long names with the same start stay apart).
- */
-export function shorten(name: string, max = MAX_ID): string {
-  if (name.length <= max) return name;
-  return `${name.slice(0, max - HASH_CHARS - 1)}-${shortHash(name)}`;
-}
 
 /**
  * The kubelet device IDs of a device's capacity slots: `<device-name>-<i>`, i in 0..capacity-1. A device name

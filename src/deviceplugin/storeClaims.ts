@@ -1,4 +1,4 @@
-import type { DeviceObject, SlotRecord } from '../discovery/types.js';
+import type { DeviceObject, SlotRecord } from '../model/resources.js';
 import type { DeviceStore, DeviceStoreEvent } from '../registry/deviceStore.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { errorMessage, LeafbridgeError } from '../util/errors.js';

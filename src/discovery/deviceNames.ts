@@ -1,5 +1,5 @@
+import { deviceName, legacyDeviceName } from '../model/naming.js';
 import type { Logger } from '../util/logger.js';
-import { deviceName, legacyDeviceName } from './naming.js';
 
 /** Alternatives tried after a collision before giving up (each one a further 64-bit hash). */
 const MAX_ATTEMPTS = 16;

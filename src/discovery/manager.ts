@@ -1,15 +1,20 @@
 import { randomUUID } from 'node:crypto';
+import { detailsProblems, resolvedDetails } from '../model/discoveryConfigs.js';
+import type { DiscoveredDevice, DiscoveryHandler } from '../model/handler.js';
+import {
+  API_VERSION,
+  type Condition,
+  type DeviceObject,
+  type DiscoveryConfigObject,
+} from '../model/resources.js';
+import { mergeConditions, withSighting } from '../model/sighting.js';
+import type { DeviceRegistry } from '../registry/deviceRegistry.js';
 import type { DeviceStore } from '../registry/deviceStore.js';
 import { backoffDelay, type Clock, sleep } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import { child, type Logger } from '../util/logger.js';
 import { resolveSecretRefs, type SecretReader } from '../util/secretRef.js';
-import { detailsProblems, resolvedDetails } from './configs.js';
 import { DeviceNames } from './deviceNames.js';
-import type { DiscoveredDevice, DiscoveryHandler } from './handler.js';
-import type { DeviceRegistry } from './registry.js';
-import { mergeConditions, withSighting } from './sighting.js';
-import { API_VERSION, type Condition, type DeviceObject, type DiscoveryConfigObject } from './types.js';
 
 export interface DiscoveryManagerOptions {
   node: string;

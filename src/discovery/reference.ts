@@ -1,5 +1,5 @@
 import { schemaTable } from '../config/reference.js';
-import type { DiscoveryHandler } from './handler.js';
+import type { DiscoveryHandler } from '../model/handler.js';
 
 /** The handlers' `details` reference (Markdown), generated from the schemas that validate them. */
 export function handlersReference(handlers: readonly DiscoveryHandler[]): string {

@@ -1,4 +1,4 @@
-import { isNameOf } from '../discovery/naming.js';
+import { isNameOf } from '../model/naming.js';
 import type { HubDevice } from './types.js';
 
 /** The parts of a Device the index works with, checked (a Device on the server may be malformed). */
@@ -32,7 +32,7 @@ export function indexed(o: HubDevice): IndexedDevice | undefined {
  * ones this node belongs to:
  *  - `spec.nodes` lists the node (the node sees the device now), or
  *  - a device local to a node (`shared: false`) whose name is the one that node gives it
- *    (`<config>-<hash of id and node>`, src/discovery/naming.ts) — so a device that went offline, which
+ *    (`<config>-<hash of id and node>`, src/model/naming.ts) — so a device that went offline, which
  *    empties its `spec.nodes`, still gets its `offline` status and last reports written.
  * Several DiscoveryConfigs may list one device (one Device each): a message goes to all of them.
  * Lookups are cached per (node, id) until a Device with that id changes.

@@ -1,8 +1,8 @@
 import type { IPublishPacket } from 'mqtt';
-import { API_GROUP } from '../discovery/types.js';
 import { KubeRest } from '../kubeclient/kubeRest.js';
 import { customPath } from '../kubeclient/paths.js';
 import { Reflector, type ReflectorEvent } from '../kubeclient/reflector.js';
+import { API_GROUP } from '../model/resources.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { errorMessage, PayloadError } from '../util/errors.js';
 import { child, type Logger } from '../util/logger.js';

@@ -1,4 +1,4 @@
-import { MESSAGE_ID_PROPERTY } from '../sync/topics.js';
+import { MESSAGE_ID_PROPERTY } from '../model/topics.js';
 import { type JsonObject, parseObject } from '../sync/twins.js';
 import { PayloadError } from '../util/errors.js';
 

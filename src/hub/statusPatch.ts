@@ -1,7 +1,7 @@
-import { mergeConditions } from '../discovery/sighting.js';
-import type { Condition } from '../discovery/types.js';
-import { mergePatchOf } from '../registry/common.js';
-import { MESSAGE_ID_PROPERTY } from '../sync/topics.js';
+import type { Condition } from '../model/resources.js';
+import { mergeConditions } from '../model/sighting.js';
+import { MESSAGE_ID_PROPERTY } from '../model/topics.js';
+import { mergePatchOf } from '../util/json.js';
 import type { MessageId, Presence, Report } from './messages.js';
 
 /** The condition the hub owns on a Device: the device's MQTT presence as its edge last reported it. */

@@ -1,5 +1,4 @@
 import { setMaxListeners } from 'node:events';
-import { API_GROUP } from '../discovery/types.js';
 import {
   isConflict,
   isNotFound,
@@ -12,6 +11,7 @@ import type { KubeRest } from '../kubeclient/kubeRest.js';
 import { type CustomResource, customPath, MERGE_PATCH } from '../kubeclient/paths.js';
 import { Reachability } from '../kubeclient/reachability.js';
 import { olderThan } from '../kubeclient/reflector.js';
+import { API_GROUP } from '../model/resources.js';
 import { backoffDelay, sleep } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';

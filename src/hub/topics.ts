@@ -1,4 +1,4 @@
-import { edgeTopic } from '../sync/topics.js';
+import { edgeTopic } from '../model/topics.js';
 
 const MEMO_MAX = 50_000;
 

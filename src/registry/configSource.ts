@@ -1,5 +1,5 @@
 import type { DiscoveryConfigEntry } from '../config/schema.js';
-import type { Condition, DiscoveryConfigObject } from '../discovery/types.js';
+import type { Condition, DiscoveryConfigObject } from '../model/resources.js';
 
 /**
  * The cluster-wide part of a DiscoveryConfig's status that the agent writes: the `Valid` condition (why

@@ -1,9 +1,9 @@
-import type { DeviceObject } from '../discovery/types.js';
 import type { KubeRest } from '../kubeclient/kubeRest.js';
 import { type CustomResource, customPath } from '../kubeclient/paths.js';
 import { Reflector } from '../kubeclient/reflector.js';
+import type { DeviceObject } from '../model/resources.js';
 import type { Logger } from '../util/logger.js';
-import type { Listeners } from './common.js';
+import type { Listeners } from './listeners.js';
 
 /** The options the device store passes (its listeners hear each Device change). */
 export interface DeviceReflectorOptions {

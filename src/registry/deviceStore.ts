@@ -1,4 +1,4 @@
-import type { DeviceObject } from '../discovery/types.js';
+import type { DeviceObject } from '../model/resources.js';
 
 export interface UpdateOptions {
   now?: boolean;

@@ -35,7 +35,7 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE commands (id TEXT PRIMARY KEY, device TEXT NOT NULL, name TEXT NOT NULL,
      payload BLOB NOT NULL, correlation BLOB NOT NULL, expires INTEGER NOT NULL, created INTEGER NOT NULL);
    CREATE INDEX commands_device ON commands (device, created);`,
-  // Device objects of the standalone agent (src/registry/localStore.ts); resource versions from one counter.
+  // Device objects of the standalone agent (src/registry/localDeviceStore.ts); resource versions from one counter.
   `CREATE TABLE devices (name TEXT PRIMARY KEY, json TEXT NOT NULL, resource_version INTEGER NOT NULL);
    INSERT OR IGNORE INTO meta (key, value) VALUES ('devices.resourceVersion', '0');`,
   // The standalone agent's DiscoveryConfigs (from the config file, or created through the HTTP API), and the

@@ -3,11 +3,17 @@ import type { PublishPacket } from 'aedes';
 import type { Identity } from '../broker/auth.js';
 import { filterCovers } from '../broker/auth.js';
 import type { OutgoingMessage } from '../broker/edgeBroker.js';
+import {
+  type EdgeTopic,
+  edgeTopic,
+  MESSAGE_ID_PROPERTY,
+  parseEdgeTopic,
+  UPSTREAM_KINDS,
+} from '../model/topics.js';
 import type { MessageProps, Outbox } from '../store/outbox.js';
 import { errorMessage, PayloadError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import type { CommandStore, PendingCommand } from './commands.js';
-import { type EdgeTopic, edgeTopic, MESSAGE_ID_PROPERTY, parseEdgeTopic, UPSTREAM_KINDS } from './topics.js';
 import { parseObject, type Twin, type TwinStore, twinDelta } from './twins.js';
 
 export interface DownstreamProps {

@@ -29,3 +29,8 @@ export function backoffDelay(attempt: number, baseMs: number, maxMs: number, ran
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
   return Math.round(baseMs + random() * Math.max(0, ceiling - baseMs));
 }
+
+/** A timestamp as Kubernetes writes them (RFC 3339, whole seconds). */
+export function kubeTime(clock: Pick<Clock, 'now'>): string {
+  return new Date(clock.now()).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}

@@ -1,8 +1,8 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import type { MqttClient } from 'mqtt';
 import { afterEach, expect, it } from 'vitest';
-import { deviceName } from '../../src/discovery/naming.js';
 import { TwinHub } from '../../src/hub/hub.js';
+import { deviceName } from '../../src/model/naming.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { RealBackend } from '../helpers/clusterBackend.js';

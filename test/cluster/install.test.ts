@@ -3,15 +3,15 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
-import { CHART_DIR } from '../../src/kube/helmChart.js';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
+import { CHART_DIR } from '../../src/install/helmChart.js';
 import {
   DISTRIBUTIONS,
   EXAMPLE_CLOUD_BROKER,
   type InstallOptions,
   installManifests,
   type KubeManifest,
-} from '../../src/kube/manifests.js';
+} from '../../src/install/manifests.js';
 import { ControlPlane, controlPlaneBin } from '../helpers/controlPlane.js';
 import { byKey, modelProblems, yamlObjects } from '../helpers/kubeManifests.js';
 import { ROOT, tempDir } from '../helpers/processes.js';

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { API_VERSION, type DeviceObject } from '../../src/discovery/types.js';
+import { API_VERSION, type DeviceObject } from '../../src/model/resources.js';
 import type { DeviceStore, DeviceStoreEvent } from '../../src/registry/deviceStore.js';
 
 /**

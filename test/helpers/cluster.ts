@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from '../../src/agent.js';
 import { parseConfig } from '../../src/config/load.js';
-import { deviceName } from '../../src/discovery/naming.js';
+import { deviceName } from '../../src/model/naming.js';
 import { type Logger, silentLogger } from '../../src/util/logger.js';
 import { agentConfig } from './agentConfig.js';
 import { type ClusterBackend, DoubleBackend } from './clusterBackend.js';

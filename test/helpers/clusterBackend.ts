@@ -1,5 +1,5 @@
-import { builtinHandlers } from '../../src/discovery/handlers.js';
-import { crdManifests } from '../../src/kube/crds.js';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
+import { crdManifests } from '../../src/install/crds.js';
 import { ControlPlane, type ControlPlaneOptions, INSTALL_NS } from './controlPlane.js';
 import { FakeNodes } from './fakeNodes.js';
 import { KubeApiServer } from './kubeApiServer.js';

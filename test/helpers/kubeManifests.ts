@@ -9,7 +9,7 @@ import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Namespace } from 'kubernetes-models/v1/Namespace';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { parseAllDocuments } from 'yaml';
-import type { KubeManifest } from '../../src/kube/manifests.js';
+import type { KubeManifest } from '../../src/install/manifests.js';
 
 /** The kubernetes-models class of each kind the install has: validate() checks an object against the real schema. */
 const MODELS: Record<string, new (data: never) => { validate(): void }> = {

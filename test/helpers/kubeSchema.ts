@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { JsonSchemaProps } from '../../src/kube/structural.js';
+import type { JsonSchemaProps } from '../../src/install/structural.js';
 
 /**
  * What the API server does with a CRD's OpenAPI v3 schema, for the test API server and the CRD tests:

@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import type { DiscoveredDevice, DiscoveryContext } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice, DiscoveryContext } from '../../src/model/handler.js';
 import { systemClock } from '../../src/util/clock.js';
 import { createLogger } from '../../src/util/logger.js';
 

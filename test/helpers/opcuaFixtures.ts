@@ -1,7 +1,7 @@
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { type OpcuaDetails, opcuaHandler } from '../../discovery-handlers/opcua/index.js';
-import type { DiscoveredDevice } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice } from '../../src/model/handler.js';
 import { systemClock } from '../../src/util/clock.js';
 import { createLogger, type Logger } from '../../src/util/logger.js';
 

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SerialPort } from 'serialport';
-import type { DiscoveredDevice, DiscoveryHandler } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice, DiscoveryHandler } from '../../src/model/handler.js';
 import { systemClock } from '../../src/util/clock.js';
 import { createLogger, type Logger, silentLogger } from '../../src/util/logger.js';
 

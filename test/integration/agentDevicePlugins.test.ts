@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DeviceObject } from '../../src/discovery/types.js';
+import type { DeviceObject } from '../../src/model/resources.js';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { startInProcessAgent, until } from '../helpers/mqtt.js';
 import { tempDir } from '../helpers/processes.js';

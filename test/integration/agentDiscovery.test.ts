@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMqttSensor } from '../../firmware-stubs/mqtt-sensor/sensor.js';
 import { startSerialSensorStub } from '../../firmware-stubs/serial/index.js';
-import type { DeviceObject } from '../../src/discovery/types.js';
+import type { DeviceObject } from '../../src/model/resources.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { until } from '../helpers/mqtt.js';

@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { SlotRecord } from '../../src/discovery/types.js';
+import type { SlotRecord } from '../../src/model/resources.js';
 import { cameraName, NS, TestCluster } from '../helpers/cluster.js';
 import { until } from '../helpers/wait.js';
 

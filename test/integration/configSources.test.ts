@@ -1,12 +1,12 @@
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
 import type { DiscoveryConfigEntry } from '../../src/config/schema.js';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
-import type { Condition, DiscoveryConfigObject } from '../../src/discovery/types.js';
-import { crdManifests } from '../../src/kube/crds.js';
+import { crdManifests } from '../../src/install/crds.js';
+import type { Condition, DiscoveryConfigObject } from '../../src/model/resources.js';
 import type { ConfigWriteResult } from '../../src/registry/configSource.js';
-import { KubeConfigSource } from '../../src/registry/kubeConfigs.js';
-import { LocalConfigStore } from '../../src/registry/localConfigs.js';
+import { KubeConfigSource } from '../../src/registry/kubeConfigSource.js';
+import { LocalConfigStore } from '../../src/registry/localConfigStore.js';
 import { type Db, openDb } from '../../src/store/db.js';
 import { systemClock } from '../../src/util/clock.js';
 import { createLogger, type Logger, silentLogger } from '../../src/util/logger.js';

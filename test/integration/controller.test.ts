@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { BrokerController, type BrokerControllerOptions } from '../../src/controller/brokerController.js';
 import { configServiceName, deviceServiceName } from '../../src/controller/brokerSpec.js';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
-import { crdManifests } from '../../src/kube/crds.js';
+import { crdManifests } from '../../src/install/crds.js';
 import { createLogger, silentLogger } from '../../src/util/logger.js';
 import { KubeApiServer } from '../helpers/kubeApiServer.js';
 import { kubeClients } from '../helpers/kubeClient.js';

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
-import { crdManifests } from '../../src/kube/crds.js';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
+import { crdManifests } from '../../src/install/crds.js';
 import { KubeApiServer } from '../helpers/kubeApiServer.js';
 import { ROOT, tempDir, waitForLine } from '../helpers/processes.js';
 import { until } from '../helpers/wait.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type DebugEchoDetails, debugEchoHandler } from '../../discovery-handlers/debugEcho/index.js';
-import type { DiscoveredDevice } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice } from '../../src/model/handler.js';
 import { DiscoveryRun } from '../helpers/serialHarness.js';
 
 const devices: DiscoveredDevice[] = [

@@ -4,15 +4,15 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { Agent } from '../../src/agent.js';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { parseConfig } from '../../src/config/load.js';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
 import {
   DISTRIBUTIONS,
   EXAMPLE_CLOUD_BROKER,
   type InstallOptions,
   installManifests,
   type KubeManifest,
-} from '../../src/kube/manifests.js';
+} from '../../src/install/manifests.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { cameraName, NS, TestCluster } from '../helpers/cluster.js';

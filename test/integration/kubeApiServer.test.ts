@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApisApi, BatchV1Api, KubernetesObjectApi, loadYaml, makeInformer } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
-import { crdManifests } from '../../src/kube/crds.js';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
+import { crdManifests } from '../../src/install/crds.js';
 import { KubeApiServer } from '../helpers/kubeApiServer.js';
 import {
   failure,

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mqttHandler } from '../../discovery-handlers/mqtt/index.js';
 import type { MqttDetails } from '../../discovery-handlers/mqtt/schema.js';
 import { type MqttSensor, startMqttSensor } from '../../firmware-stubs/mqtt-sensor/sensor.js';
-import type { DiscoveredDevice } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice } from '../../src/model/handler.js';
 import { createLogger, type Logger } from '../../src/util/logger.js';
 import { connect, until } from '../helpers/mqtt.js';
 import { DiscoveryRun, serialTestLogger } from '../helpers/serialHarness.js';

@@ -10,7 +10,7 @@ import {
   startDiscoveryServer,
   startPlcStub,
 } from '../../firmware-stubs/plc/index.js';
-import type { DiscoveredDevice } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice } from '../../src/model/handler.js';
 import {
   captureLogs,
   DiscoveryProbe,

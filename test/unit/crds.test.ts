@@ -3,12 +3,12 @@ import { join } from 'node:path';
 import { CustomResourceDefinition } from 'kubernetes-models/apiextensions.k8s.io/v1/CustomResourceDefinition';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { detailsProblems } from '../../src/discovery/configs.js';
-import type { DiscoveryHandler } from '../../src/discovery/handler.js';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
-import { crdFiles, crdManifests } from '../../src/kube/crds.js';
-import { foldHandlerDetails } from '../../src/kube/handlerDetails.js';
-import { type JsonSchemaProps, StructuralSchemaError, toStructural } from '../../src/kube/structural.js';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
+import { crdFiles, crdManifests } from '../../src/install/crds.js';
+import { foldHandlerDetails } from '../../src/install/handlerDetails.js';
+import { type JsonSchemaProps, StructuralSchemaError, toStructural } from '../../src/install/structural.js';
+import { detailsProblems } from '../../src/model/discoveryConfigs.js';
+import type { DiscoveryHandler } from '../../src/model/handler.js';
 import { applyDefaults, prune, type Schema, structuralProblems, validate } from '../helpers/kubeSchema.js';
 import { ROOT } from '../helpers/processes.js';
 

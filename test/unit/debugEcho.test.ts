@@ -8,7 +8,7 @@ import {
   presentDevices,
   readPresence,
 } from '../../discovery-handlers/debugEcho/index.js';
-import type { DiscoveredDevice } from '../../src/discovery/handler.js';
+import type { DiscoveredDevice } from '../../src/model/handler.js';
 import { systemClock } from '../../src/util/clock.js';
 import { silentLogger } from '../../src/util/logger.js';
 

@@ -2,10 +2,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
-import { crdFiles } from '../../src/kube/crds.js';
-import { CHART_DIR, chartFiles } from '../../src/kube/helmChart.js';
-import { DISTRIBUTIONS, defaultInstallOptions, packageVersion } from '../../src/kube/manifests.js';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
+import { crdFiles } from '../../src/install/crds.js';
+import { CHART_DIR, chartFiles } from '../../src/install/helmChart.js';
+import { DISTRIBUTIONS, defaultInstallOptions, packageVersion } from '../../src/install/manifests.js';
 import { ROOT } from '../helpers/processes.js';
 
 /**

@@ -2,9 +2,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { manifestsCommand, parseManifestsArgs } from '../../src/cli/manifestsCommand.js';
 import { parseConfig } from '../../src/config/load.js';
-import { builtinHandlers } from '../../src/discovery/handlers.js';
 import {
   deployFiles,
   GRANTS,
@@ -13,7 +13,7 @@ import {
   installManifests,
   type KubeManifest,
   packageVersion,
-} from '../../src/kube/manifests.js';
+} from '../../src/install/manifests.js';
 import { ConfigError } from '../../src/util/errors.js';
 import { byKey, grantedTriples, modelProblems, yamlObjects } from '../helpers/kubeManifests.js';
 import { ROOT } from '../helpers/processes.js';
@@ -307,16 +307,16 @@ const LB = 'leafbridge.io';
 /** What each call of the agent does, as RBAC sees it (`group/resource verb`). Update with the code. */
 const AGENT_CALLS: Record<string, string[]> = {
   // The reachability probe lists one Device; re-reads after a 409 get one.
-  'src/registry/kubeStore.ts GET': [`${LB}/devices list`, `${LB}/devices get`],
-  'src/registry/kubeStore.ts POST': [`${LB}/devices create`],
-  'src/registry/kubeStore.ts PUT': [`${LB}/devices update`],
-  'src/registry/kubeStore.ts DELETE': [`${LB}/devices delete`],
-  'src/registry/kubeStore.ts PATCH': [`${LB}/devices/status patch`],
-  'src/registry/kubeOwners.ts GET': [`${LB}/discoveryconfigs get`],
+  'src/registry/kubeDeviceStore.ts GET': [`${LB}/devices list`, `${LB}/devices get`],
+  'src/registry/kubeDeviceStore.ts POST': [`${LB}/devices create`],
+  'src/registry/kubeDeviceStore.ts PUT': [`${LB}/devices update`],
+  'src/registry/kubeDeviceStore.ts DELETE': [`${LB}/devices delete`],
+  'src/registry/kubeDeviceStore.ts PATCH': [`${LB}/devices/status patch`],
+  'src/registry/configOwners.ts GET': [`${LB}/discoveryconfigs get`],
   'src/kubeclient/reflector.ts GET': [`${LB}/devices list`, `${LB}/discoveryconfigs list`],
   'src/kubeclient/reflector.ts WATCH': [`${LB}/devices watch`, `${LB}/discoveryconfigs watch`],
-  'src/registry/kubeConfigs.ts GET': ['/nodes get', `${LB}/discoveryconfigs get`],
-  'src/registry/kubeConfigs.ts PATCH': [`${LB}/discoveryconfigs/status patch`],
+  'src/registry/kubeConfigSource.ts GET': ['/nodes get', `${LB}/discoveryconfigs get`],
+  'src/registry/kubeConfigSource.ts PATCH': [`${LB}/discoveryconfigs/status patch`],
   'src/deviceplugin/podList.ts GET': ['/pods list'],
   // Passwords DiscoveryConfigs reference, read when a handler starts.
   'src/kubeclient/secrets.ts GET': ['/secrets get'],
@@ -377,9 +377,9 @@ describe('RBAC: each component gets exactly what its code calls', () => {
           needed.add(`${paths[plural]}/${plural}${status ? '/status' : ''} ${verbs[op]}`);
       }
     }
-    // The informers list and watch each kind the writer knows (src/controller/apiWriter.ts `Plural`).
+    // The informers list and watch each kind the writer knows (src/kubeclient/apiWriter.ts `Plural`).
     const plurals = /export type Plural = ([^;]+);/.exec(
-      readFileSync(join(dir, 'apiWriter.ts'), 'utf8'),
+      readFileSync(join(ROOT, 'src/kubeclient/apiWriter.ts'), 'utf8'),
     )![1]!;
     for (const p of plurals.matchAll(/'(\w+)'/g)) {
       needed.add(`${paths[p[1]!]}/${p[1]} list`);

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { opcuaHandler } from '../../discovery-handlers/opcua/index.js';
 import { simulatePlc, startDiscoveryServer, startPlcStub } from '../../firmware-stubs/plc/index.js';
-import type { DiscoveryHandler } from '../../src/discovery/handler.js';
+import type { DiscoveryHandler } from '../../src/model/handler.js';
 
 describe('node-opcua is loaded only when OPC UA is used', () => {
   it('is not loaded by importing the handler and the PLC stub', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Authorizer, filterCovers } from '../../../src/broker/auth.js';
-import { parseEdgeTopic, topicMatches } from '../../../src/sync/topics.js';
+import { parseEdgeTopic, topicMatches } from '../../../src/model/topics.js';
 import { hashPassword } from '../../../src/util/password.js';
 
 describe('topic ACL', () => {

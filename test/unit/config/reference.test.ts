@@ -21,7 +21,7 @@ describe('configuration reference', () => {
 describe('discovery handler reference', () => {
   it('docs/discovery-handlers.md is what the handler schemas generate (run `node bin/leafbridge.js handlers-reference`)', async () => {
     const { handlersReference } = await import('../../../src/discovery/reference.js');
-    const { builtinHandlers } = await import('../../../src/discovery/handlers.js');
+    const { builtinHandlers } = await import('../../../src/builtinHandlers.js');
     expect(readFileSync(join(ROOT, 'docs/discovery-handlers.md'), 'utf8')).toBe(
       handlersReference(builtinHandlers),
     );

@@ -11,8 +11,8 @@ import {
   renderJob,
   renderPod,
 } from '../../../src/controller/brokerSpec.js';
-import type { KubeObject } from '../../../src/controller/informer.js';
 import { type ConfigView, configView, type DeviceView, deviceView } from '../../../src/controller/objects.js';
+import type { KubeObject } from '../../../src/kubeclient/informer.js';
 
 function config(spec: Record<string, unknown>): ConfigView {
   return configView({ metadata: { name: 'cams', uid: 'u-config' }, spec }) as ConfigView;

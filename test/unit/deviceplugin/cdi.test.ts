@@ -14,7 +14,7 @@ import {
   writeCdiSpec,
 } from '../../../src/deviceplugin/cdi.js';
 import { deviceSpec, mount } from '../../../src/deviceplugin/convert.js';
-import type { DeviceObject } from '../../../src/discovery/types.js';
+import type { DeviceObject } from '../../../src/model/resources.js';
 import { LeafbridgeError } from '../../../src/util/errors.js';
 
 const FS_TIMEOUT = { timeout: 5_000 };

@@ -40,8 +40,8 @@ describe('<field>SecretRef in handler details', () => {
 
 describe('inline passwords in DiscoveryConfigs', () => {
   it('are refused by the agent with a pointer to passwordSecretRef; a reference is accepted', async () => {
-    const { detailsProblems } = await import('../../../src/discovery/configs.js');
-    const { builtinHandlers } = await import('../../../src/discovery/handlers.js');
+    const { detailsProblems } = await import('../../../src/model/discoveryConfigs.js');
+    const { builtinHandlers } = await import('../../../src/builtinHandlers.js');
     const onvif = builtinHandlers.find((h) => h.name === 'onvif')!;
     const mqtt = builtinHandlers.find((h) => h.name === 'mqtt')!;
     expect(

@@ -1,4 +1,4 @@
-{{- /* Shared pieces of the templates; each mirrors a function of src/kube/installTypes.ts or installWorkloads.ts. */ -}}
+{{- /* Shared pieces of the templates; each mirrors a function of src/install/types.ts or src/install/workloads.ts. */ -}}
 
 {{- /* selector(component) */ -}}
 {{- define "leafbridge.selector" -}}

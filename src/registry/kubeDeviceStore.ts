@@ -1,6 +1,5 @@
 import { setMaxListeners } from 'node:events';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { API_GROUP, type DeviceObject } from '../discovery/types.js';
 import {
   isConflict,
   isForbidden,
@@ -13,14 +12,17 @@ import {
 import { KubeRest } from '../kubeclient/kubeRest.js';
 import { type CustomResource, customPath, MERGE_PATCH } from '../kubeclient/paths.js';
 import { Reachability } from '../kubeclient/reachability.js';
+import { API_GROUP, type DeviceObject } from '../model/resources.js';
 import { backoffDelay, sleep } from '../util/clock.js';
 import { errorMessage, LeafbridgeError } from '../util/errors.js';
+import { mergePatchOf, stableJson } from '../util/json.js';
 import { child, type Logger } from '../util/logger.js';
 import { Semaphore } from '../util/semaphore.js';
-import { Listeners, mergePatchOf, select, stableJson } from './common.js';
+import { ConfigOwners, type OwnerRef } from './configOwners.js';
 import { DeviceReflector, normalize } from './deviceReflector.js';
 import type { DeviceStore, DeviceStoreEvent, LabelSelector, UpdateOptions } from './deviceStore.js';
-import { ConfigOwners, type OwnerRef } from './kubeOwners.js';
+import { Listeners } from './listeners.js';
+import { select } from './selectors.js';
 
 export interface KubeDeviceStoreOptions {
   kubeConfig: KubeConfig;

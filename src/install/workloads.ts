@@ -11,16 +11,9 @@ import type { IVolume } from 'kubernetes-models/v1/Volume';
 import type { IVolumeMount } from 'kubernetes-models/v1/VolumeMount';
 import { parse, stringify } from 'yaml';
 import { parseConfig } from '../config/load.js';
-import { API_GROUP } from '../discovery/types.js';
+import { API_GROUP } from '../model/resources.js';
 import { ConfigError, errorMessage } from '../util/errors.js';
-import {
-  type InstallOptions,
-  type KubeManifest,
-  labels,
-  manifest,
-  PART_OF,
-  selector,
-} from './installTypes.js';
+import { type InstallOptions, type KubeManifest, labels, manifest, PART_OF, selector } from './types.js';
 
 // The workloads of the install: the agent's DaemonSet and config, the controller's and the hub's Deployments.
 

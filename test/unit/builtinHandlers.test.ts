@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { debugEchoHandler } from '../../../discovery-handlers/debugEcho/index.js';
-import { mqttHandler } from '../../../discovery-handlers/mqtt/index.js';
-import { onvifHandler } from '../../../discovery-handlers/onvif/index.js';
-import { opcuaHandler } from '../../../discovery-handlers/opcua/index.js';
-import { serialHandler } from '../../../discovery-handlers/serial/index.js';
-import { builtinHandlers } from '../../../src/discovery/handlers.js';
+import { debugEchoHandler } from '../../discovery-handlers/debugEcho/index.js';
+import { mqttHandler } from '../../discovery-handlers/mqtt/index.js';
+import { onvifHandler } from '../../discovery-handlers/onvif/index.js';
+import { opcuaHandler } from '../../discovery-handlers/opcua/index.js';
+import { serialHandler } from '../../discovery-handlers/serial/index.js';
+import { builtinHandlers } from '../../src/builtinHandlers.js';
 
 describe('the handler list', () => {
   it('each lazy entry says what its handler says (name, sharing, schema), so the two cannot drift', () => {

@@ -1,10 +1,10 @@
 import type { TSchema } from '@sinclair/typebox';
-import { DebugEchoDetailsSchema } from '../../discovery-handlers/debugEcho/schema.js';
-import { MqttDetailsSchema } from '../../discovery-handlers/mqtt/schema.js';
-import { OnvifDetailsSchema } from '../../discovery-handlers/onvif/schema.js';
-import { opcuaDetailsSchema } from '../../discovery-handlers/opcua/detailsSchema.js';
-import { SerialDetailsSchema } from '../../discovery-handlers/serial/schema.js';
-import type { DiscoveryHandler } from './handler.js';
+import { DebugEchoDetailsSchema } from '../discovery-handlers/debugEcho/schema.js';
+import { MqttDetailsSchema } from '../discovery-handlers/mqtt/schema.js';
+import { OnvifDetailsSchema } from '../discovery-handlers/onvif/schema.js';
+import { opcuaDetailsSchema } from '../discovery-handlers/opcua/detailsSchema.js';
+import { SerialDetailsSchema } from '../discovery-handlers/serial/schema.js';
+import type { DiscoveryHandler } from './model/handler.js';
 
 type Spec = Pick<DiscoveryHandler, 'name' | 'shared' | 'sharedFor'> & { detailsSchema: TSchema };
 
@@ -27,19 +27,19 @@ export function lazyHandler(spec: Spec, load: () => Promise<unknown>): Discovery
 export const builtinHandlers: readonly DiscoveryHandler[] = [
   lazyHandler(
     { name: 'onvif', shared: true, detailsSchema: OnvifDetailsSchema },
-    async () => (await import('../../discovery-handlers/onvif/index.js')).onvifHandler,
+    async () => (await import('../discovery-handlers/onvif/index.js')).onvifHandler,
   ),
   lazyHandler(
     { name: 'opcua', shared: true, detailsSchema: opcuaDetailsSchema },
-    async () => (await import('../../discovery-handlers/opcua/index.js')).opcuaHandler,
+    async () => (await import('../discovery-handlers/opcua/index.js')).opcuaHandler,
   ),
   lazyHandler(
     { name: 'serial', shared: false, detailsSchema: SerialDetailsSchema },
-    async () => (await import('../../discovery-handlers/serial/index.js')).serialHandler,
+    async () => (await import('../discovery-handlers/serial/index.js')).serialHandler,
   ),
   lazyHandler(
     { name: 'mqtt', shared: false, detailsSchema: MqttDetailsSchema },
-    async () => (await import('../../discovery-handlers/mqtt/index.js')).mqttHandler,
+    async () => (await import('../discovery-handlers/mqtt/index.js')).mqttHandler,
   ),
   lazyHandler(
     {
@@ -48,6 +48,6 @@ export const builtinHandlers: readonly DiscoveryHandler[] = [
       detailsSchema: DebugEchoDetailsSchema,
       sharedFor: (details) => (details as { shared?: boolean }).shared ?? false,
     },
-    async () => (await import('../../discovery-handlers/debugEcho/index.js')).debugEchoHandler,
+    async () => (await import('../discovery-handlers/debugEcho/index.js')).debugEchoHandler,
   ),
 ];

@@ -1,7 +1,7 @@
 import { Value } from '@sinclair/typebox/value';
 import type { DiscoveryConfigEntry } from '../config/schema.js';
 import type { DiscoveryHandler } from './handler.js';
-import { API_VERSION, type DiscoveryConfigObject } from './types.js';
+import { API_VERSION, type DiscoveryConfigObject } from './resources.js';
 
 /** Problems with each config's handler name and details, by path; empty when all are valid. */
 export function discoveryConfigProblems(

@@ -1,10 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import type { DeviceObject } from '../discovery/types.js';
+import type { DeviceObject } from '../model/resources.js';
 import type { Db } from '../store/db.js';
 import type { Clock } from '../util/clock.js';
+import { kubeTime } from '../util/clock.js';
+import { stableJson } from '../util/json.js';
 import type { Logger } from '../util/logger.js';
-import { kubeTime, Listeners, nextResourceVersion, select, stableJson, unversioned } from './common.js';
 import type { DeviceStore, DeviceStoreEvent, LabelSelector } from './deviceStore.js';
+import { Listeners } from './listeners.js';
+import { select } from './selectors.js';
+import { nextResourceVersion, unversioned } from './versions.js';
 
 export interface LocalDeviceStoreOptions {
   db: Db;

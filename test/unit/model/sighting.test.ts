@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { withSighting } from '../../../src/discovery/sighting.js';
+import { withSighting } from '../../../src/model/sighting.js';
 import { device } from '../../contract/deviceStore.contract.js';
 
 const GRACE = 20_000;

@@ -1,6 +1,6 @@
-import type { KubeRest } from '../kubeclient/kubeRest.js';
-import { Reflector, type ReflectorEvent } from '../kubeclient/reflector.js';
 import type { Logger } from '../util/logger.js';
+import type { KubeRest } from './kubeRest.js';
+import { Reflector, type ReflectorEvent } from './reflector.js';
 
 export interface OwnerReference {
   apiVersion: string;

@@ -1,16 +1,16 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import { API_GROUP, type DiscoveryConfigObject } from '../discovery/types.js';
 import { isConflict, isNotFound, isTransient, shortError } from '../kubeclient/kubeApiError.js';
 import { KubeRest } from '../kubeclient/kubeRest.js';
 import { type CustomResource, customPath, MERGE_PATCH } from '../kubeclient/paths.js';
 import { olderThan, Reflector } from '../kubeclient/reflector.js';
+import { API_GROUP, type DiscoveryConfigObject } from '../model/resources.js';
 import type { Db } from '../store/db.js';
 import { backoffDelay, sleep } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
+import { stableJson } from '../util/json.js';
 import { child, type Logger } from '../util/logger.js';
-import { stableJson } from './common.js';
 import type { ConfigStatusReport, DiscoveryConfigSource } from './configSource.js';
-import { ConfigWatchers, nextStatus, sameStatus } from './localConfigs.js';
+import { ConfigWatchers, nextStatus, sameStatus } from './localConfigStore.js';
 
 export interface KubeConfigSourceOptions {
   kubeConfig: KubeConfig;

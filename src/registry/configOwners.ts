@@ -1,8 +1,8 @@
-import type { DeviceObject } from '../discovery/types.js';
 import { isNotFound } from '../kubeclient/kubeApiError.js';
 import type { KubeRest } from '../kubeclient/kubeRest.js';
 import { type CustomResource, customPath } from '../kubeclient/paths.js';
 import { Reflector } from '../kubeclient/reflector.js';
+import type { DeviceObject } from '../model/resources.js';
 import type { Logger } from '../util/logger.js';
 
 /** An owner reference as Kubernetes stores it: the uid is required. */

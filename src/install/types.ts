@@ -1,4 +1,4 @@
-/** The shapes of leafbridge's install (src/kube/manifests.ts builds it): its options and its objects. */
+/** The shapes of leafbridge's install (src/install/manifests.ts builds it): its options and its objects. */
 
 export interface InstallOptions {
   namespace: string;

@@ -41,3 +41,17 @@ export function legacyDeviceName(configName: string, id: string, node: string | 
 export function isNameOf(name: string, configName: string, id: string, node: string | undefined): boolean {
   return name === deviceName(configName, id, node) || name === legacyDeviceName(configName, id, node);
 }
+
+const HASH_CHARS = 8;
+
+/** 8 hex of a sha256 of `s`: what `shorten` appends. */
+export const shortHash = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, HASH_CHARS);
+
+/**
+ * A name cut to at most `max` characters (by default a DNS label's 63): unchanged when it fits, else its start, `-`, and 8 hex of a hash of
+ * the whole name (so two long names with the same start stay apart).
+ */
+export function shorten(name: string, max = MAX_NAME_LENGTH): string {
+  if (name.length <= max) return name;
+  return `${name.slice(0, max - HASH_CHARS - 1)}-${shortHash(name)}`;
+}

@@ -1,9 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import type { DeviceRegistry } from '../discovery/registry.js';
-import type { DeviceObject } from '../discovery/types.js';
+import type { DeviceObject } from '../model/resources.js';
 import type { Clock } from '../util/clock.js';
-import { kubeTime, select, stableJson, unversioned } from './common.js';
+import { kubeTime } from '../util/clock.js';
+import { stableJson } from '../util/json.js';
+import type { DeviceRegistry } from './deviceRegistry.js';
 import type { DeviceStore, DeviceStoreEvent, LabelSelector } from './deviceStore.js';
+import { select } from './selectors.js';
+import { unversioned } from './versions.js';
 
 /**
  * The in-memory DeviceRegistry behind the DeviceStore interface (tests, and agents that keep nothing):

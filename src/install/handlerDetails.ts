@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { DiscoveryHandler } from '../discovery/handler.js';
+import type { DiscoveryHandler } from '../model/handler.js';
 import { type JsonSchemaProps, StructuralSchemaError, toStructural, VALUE_KEYWORDS } from './structural.js';
 
 /**

@@ -1,8 +1,8 @@
-import { API_GROUP } from '../discovery/types.js';
-import { isConflict, isNotFound } from '../kubeclient/kubeApiError.js';
-import type { KubeRest } from '../kubeclient/kubeRest.js';
-import { MERGE_PATCH } from '../kubeclient/paths.js';
+import { API_GROUP } from '../model/resources.js';
 import type { KubeObject } from './informer.js';
+import { isConflict, isNotFound } from './kubeApiError.js';
+import type { KubeRest } from './kubeRest.js';
+import { MERGE_PATCH } from './paths.js';
 
 export type Plural = 'pods' | 'jobs' | 'services' | 'devices' | 'discoveryconfigs' | 'nodes';
 

@@ -1,10 +1,10 @@
-import type { DeviceObject } from './types.js';
+import type { DeviceObject } from '../model/resources.js';
 
 export type DeviceEvent = { type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: DeviceObject };
 
 /**
- * The agent's Device objects, in memory, with Kubernetes-style resource versions and a change feed. (The
- * Kubernetes-backed and SQLite-backed stores come with the registry issue and share this shape.)
+ * The Devices this node sees now (or within the grace period), in memory, with Kubernetes-style resource
+ * versions and a change feed: what the device plugins serve. Every node's Devices are in a DeviceStore.
  */
 export class DeviceRegistry {
   private readonly devices = new Map<string, DeviceObject>();

@@ -1,7 +1,7 @@
 import { stringify } from 'yaml';
 import { DiscoveryConfigEntrySchema } from '../config/schema.js';
-import type { DiscoveryHandler } from '../discovery/handler.js';
-import { API_GROUP } from '../discovery/types.js';
+import type { DiscoveryHandler } from '../model/handler.js';
+import { API_GROUP } from '../model/resources.js';
 import { foldHandlerDetails } from './handlerDetails.js';
 import {
   CONFIG_NAME_PATTERN,
@@ -54,7 +54,7 @@ const VALID = '.status.conditions[?(@.type=="Valid")]';
 /**
  * The CRDs for DiscoveryConfig and Device, generated from the schemas the code validates with: the config
  * file's `DiscoveryConfigEntrySchema` (spec), each handler's `detailsSchema` (folded into spec.handler, see
- * handlerDetails.ts), and src/kube/schemas.ts (Device, statuses). deploy/crds/ holds their YAML; a test
+ * handlerDetails.ts), and src/install/schemas.ts (Device, statuses). deploy/crds/ holds their YAML; a test
  * keeps it in step.
  *
  * Short names: `lbdc` rather than `dc`, which OpenShift's DeploymentConfig has taken; `dev` and `lbdev`.
@@ -93,7 +93,7 @@ function deviceCrd(): CustomResourceDefinition {
     plural: 'devices',
     shortNames: ['dev', 'lbdev'],
     description: 'A leaf device found by a leafbridge agent, offered to pods as an extended resource.',
-    // <config>-<16 hex> (src/discovery/naming.ts); 63 at most, so the name fits a label value and the resource
+    // <config>-<16 hex> (src/model/naming.ts); 63 at most, so the name fits a label value and the resource
     // name leafbridge.io/<name>.
     name: { type: 'string', maxLength: 63 },
     spec: toStructural(DeviceSpecSchema, 'spec'),
@@ -166,7 +166,7 @@ function crd(p: CrdParts): CustomResourceDefinition {
 }
 
 const HEADER =
-  "# Generated from the code's schemas by crdFiles() in src/kube/crds.ts; do not edit.\n" +
+  "# Generated from the code's schemas by crdFiles() in src/install/crds.ts; do not edit.\n" +
   '# Regenerate: npx vitest run test/unit/crds.test.ts -u\n';
 
 /** The file name and YAML text of each CRD, as deploy/crds/ holds them. */

@@ -1,20 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import { Value } from '@sinclair/typebox/value';
 import { type DiscoveryConfigEntry, DiscoveryConfigEntrySchema } from '../config/schema.js';
-import { discoveryConfigProblems } from '../discovery/configs.js';
-import type { DiscoveryHandler } from '../discovery/handler.js';
-import { API_VERSION, type Condition, type DiscoveryConfigObject } from '../discovery/types.js';
+import { discoveryConfigProblems } from '../model/discoveryConfigs.js';
+import type { DiscoveryHandler } from '../model/handler.js';
+import { API_VERSION, type Condition, type DiscoveryConfigObject } from '../model/resources.js';
 import type { Db } from '../store/db.js';
 import type { Clock } from '../util/clock.js';
+import { kubeTime } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
+import { stableJson } from '../util/json.js';
 import { child, type Logger } from '../util/logger.js';
-import { kubeTime, nextResourceVersion, stableJson } from './common.js';
 import type {
   ConfigStatusReport,
   ConfigWriteError,
   ConfigWriteResult,
   WritableConfigSource,
 } from './configSource.js';
+import { nextResourceVersion } from './versions.js';
 
 export interface LocalConfigStoreOptions {
   db: Db;

@@ -1,4 +1,4 @@
-import type { Condition, DeviceObject } from './types.js';
+import type { Condition, DeviceObject } from './resources.js';
 
 /**
  * One node's part in a Device: "I see it, like this" (`seen`), or "I do not see it" (`seen` absent).

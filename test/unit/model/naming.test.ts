@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { deviceName, legacyDeviceName, NAME_HASH_DIGITS } from '../../../src/discovery/naming.js';
+import { deviceName, legacyDeviceName, NAME_HASH_DIGITS } from '../../../src/model/naming.js';
 
 /** Names of `count` ids in one config, and how many of them were already taken. */
 function collisions(count: number, name: (id: string) => string): number {

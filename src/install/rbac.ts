@@ -4,8 +4,8 @@ import type { IPolicyRule } from 'kubernetes-models/rbac.authorization.k8s.io/v1
 import type { IRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
 import type { IRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
 import type { IServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
-import { API_GROUP } from '../discovery/types.js';
-import { type Component, type InstallOptions, type KubeManifest, labels, manifest } from './installTypes.js';
+import { API_GROUP } from '../model/resources.js';
+import { type Component, type InstallOptions, type KubeManifest, labels, manifest } from './types.js';
 
 /** One RBAC rule and the code that needs it. */
 export interface Grant {

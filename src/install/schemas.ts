@@ -4,7 +4,7 @@ import { DiscoveryConfigEntrySchema, NODE_NAME_PATTERN } from '../config/schema.
 /**
  * The parts of the two resources that are not already schemas elsewhere: the Device's spec and status, and
  * the DiscoveryConfig's status (its spec is `DiscoveryConfigEntrySchema`'s, from the config file). They
- * follow the shapes in src/discovery/types.ts and DESIGN.md's "Resources"; the CRDs are generated from them.
+ * follow the shapes in src/model/resources.ts and DESIGN.md's "Resources"; the CRDs are generated from them.
  */
 
 /** A DiscoveryConfig's name, as the config file takes it. */
