@@ -64,8 +64,8 @@ describe('inline passwords in DiscoveryConfigs', () => {
 
 describe('secret references standalone (secrets.dir/NAME/KEY)', () => {
   it('refuse a name with / or .., and a key with /: the lookup cannot leave secrets.dir', async () => {
-    const { detailsProblems } = await import('../../../src/discovery/configs.js');
-    const { builtinHandlers } = await import('../../../src/discovery/handlers.js');
+    const { detailsProblems } = await import('../../../src/model/discoveryConfigs.js');
+    const { builtinHandlers } = await import('../../../src/builtinHandlers.js');
     const mqtt = builtinHandlers.find((h) => h.name === 'mqtt')!;
     const problems = (ref: { name: string; key: string }) =>
       detailsProblems(mqtt, { username: 'u', passwordSecretRef: ref });
