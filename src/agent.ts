@@ -14,6 +14,7 @@ import { EdgeBroker, REFUSAL_REASONS } from './broker/edgeBroker.js';
 import type { AgentConfig, HostPort } from './config/load.js';
 import type { DevicePluginManager, SlotUsage } from './deviceplugin/manager.js';
 import { StoreSlotClaims } from './deviceplugin/storeClaims.js';
+import { ExternalHandlers, withExternal } from './discovery/external/index.js';
 import type { DiscoveryHandler } from './discovery/handler.js';
 import { builtinHandlers } from './discovery/handlers.js';
 import { DiscoveryManager } from './discovery/manager.js';
@@ -59,6 +60,7 @@ export class Agent {
   /** Whether the store can write (a full disk makes the agent not ready). */
   private writeHealth?: WriteHealth;
   private discovery?: DiscoveryManager;
+  private externalHandlers?: ExternalHandlers;
   private devicePlugins?: DevicePluginManager;
   private slotClaims?: StoreSlotClaims;
   private cluster?: ClusterConnection;
@@ -154,7 +156,7 @@ export class Agent {
         return typeof pending === 'number' ? pending : 0;
       },
     });
-    const handlers = this.deps.handlers ?? builtinHandlers;
+    const handlers = await this.withExternalHandlers(this.deps.handlers ?? builtinHandlers);
     const { devices, configs, writable } = await this.objectStores(db, handlers, clock);
     this.devices = devices;
     this.configSource = configs;
@@ -219,6 +221,7 @@ export class Agent {
     this.slotClaims?.stop();
     this.unwatchConfigs?.();
     await this.discovery?.stop();
+    await this.externalHandlers?.stop();
     await this.configSource?.close();
     await this.devices?.close();
     this.live?.stop();
@@ -234,6 +237,17 @@ export class Agent {
   }
 
   private namespace = 'default';
+
+  /** The registration socket of external (Akri) handlers, when the config names any, and their handlers. */
+  private async withExternalHandlers(
+    handlers: readonly DiscoveryHandler[],
+  ): Promise<readonly DiscoveryHandler[]> {
+    if (this.config.discovery.external.handlers.length === 0) return handlers;
+    const external = new ExternalHandlers(this.config.discovery.external, this.logger);
+    await external.start();
+    this.externalHandlers = external;
+    return withExternal(handlers, external.handlers);
+  }
 
   /** The dashboard's view of the sync layer: sampled once a second, messages observed only while watched. */
   private liveFeed(
