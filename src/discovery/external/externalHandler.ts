@@ -95,7 +95,6 @@ async function* discoverLoop(
     } catch (err) {
       if (signal.aborted) return;
       const delay = backoffDelay(failures++, 500, 30_000);
-      ctx.report?.('False', 'HandlerFailed', errorMessage(err));
       logger.error(
         { endpoint: reg.endpoint, err: errorMessage(err), retryInMs: delay },
         'external handler failed',
@@ -104,6 +103,7 @@ async function* discoverLoop(
         shown = false;
         yield []; // what a failed handler reported is no longer known to be there
       }
+      ctx.report?.('False', 'HandlerFailed', errorMessage(err));
       await untilRetry(o.registrations, name, seq, delay, signal);
     } finally {
       unwatch();
