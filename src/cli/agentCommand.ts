@@ -3,7 +3,7 @@ import { Agent } from '../agent.js';
 import { TokenFile } from '../api/tokenFile.js';
 import { loadConfigFile } from '../config/load.js';
 import { discoveryConfigProblems } from '../discovery/configs.js';
-import { externalHandlerSpecs, withExternal } from '../discovery/external/index.js';
+import { externalHandlerSpecs, withExternal } from '../discovery/external/schema.js';
 import { builtinHandlers } from '../discovery/handlers.js';
 import { ConfigError, errorMessage } from '../util/errors.js';
 import { createLogger } from '../util/logger.js';

@@ -5,10 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { DeviceObject, DiscoveryConfigObject } from '../../src/discovery/types.js';
 import { agentConfig } from '../helpers/agentConfig.js';
-import { type AgentProcess, startAgent, stopProcess, tempDir } from '../helpers/processes.js';
+import { type AgentProcess, ROOT, startAgent, stopProcess, tempDir } from '../helpers/processes.js';
 import { until } from '../helpers/wait.js';
 
-const HANDLER = join(import.meta.dirname, 'akri', 'handler.py');
+const HANDLER = join(ROOT, 'examples', 'akri-handler', 'handler.py');
 const GRACE_MS = 4000;
 
 /**

@@ -1,25 +1,10 @@
-import { Type } from '@sinclair/typebox';
 import { stringify } from 'yaml';
 import { backoffDelay, sleep } from '../../util/clock.js';
 import { errorMessage } from '../../util/errors.js';
 import type { DiscoveredDevice, DiscoveryContext, DiscoveryHandler } from '../handler.js';
 import { type CallLimits, discoverCall } from './discoverCall.js';
 import { differs, type HandlerRegistrations } from './registrations.js';
-
-/**
- * Any details: they go to the handler as Akri sends them, one YAML document. `discoveryDetails` alone, as a
- * string, is sent as it is (an Akri Configuration's `discoveryHandler.discoveryDetails`, copied over).
- */
-export const ExternalDetailsSchema = Type.Object(
-  {
-    discoveryDetails: Type.Optional(
-      Type.String({
-        description: 'YAML sent to the handler as it is; without it, the details themselves as YAML',
-      }),
-    ),
-  },
-  { additionalProperties: true },
-);
+import { ExternalDetailsSchema } from './schema.js';
 
 export interface ExternalHandlerOptions extends CallLimits {
   registrations: HandlerRegistrations;

@@ -1,4 +1,4 @@
-"""An Akri discovery handler in Python, for leafbridge's interop tests.
+"""An Akri discovery handler in Python: the example of examples/akri-handler, run by test/interop/akriPythonHandler.
 
 It speaks Akri's v0 protocol the way Akri's own handlers do: it serves the DiscoveryHandler service on
 DIR/NAME.sock, registers with the agent on DIR/agent-registration.sock, and streams device lists. The
