@@ -46,6 +46,16 @@ describe('external (Akri) discovery handlers are contained', () => {
       ['name with a slash', { ...good, name: 'a/b' }, grpc.status.INVALID_ARGUMENT],
       ['relative socket', { ...good, endpoint: 'cams.sock' }, grpc.status.INVALID_ARGUMENT],
       [
+        'socket outside the directory',
+        { ...good, endpoint: '/var/lib/kubelet/device-plugins/kubelet.sock' },
+        grpc.status.INVALID_ARGUMENT,
+      ],
+      [
+        'socket climbing out of it',
+        { ...good, endpoint: `${dir.path}/../x.sock` },
+        grpc.status.INVALID_ARGUMENT,
+      ],
+      [
         'network endpoint without a port',
         { ...good, endpoint: 'http://x', endpoint_type: 'NETWORK' },
         grpc.status.INVALID_ARGUMENT,

@@ -1,11 +1,12 @@
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { LeafbridgeError } from '../../util/errors.js';
 import type { Logger } from '../../util/logger.js';
 import {
   AKRI_REGISTRATION_SOCKET,
   akriProto,
+  EndpointType,
   type RegisterDiscoveryHandlerRequest,
   registrationProblem,
 } from './protocol.js';
@@ -75,9 +76,21 @@ export class RegistrationServer {
     rmSync(this.socketPath, { force: true });
   }
 
+  /**
+   * A UDS endpoint outside the socket directory is refused: the agent would otherwise connect wherever a
+   * registration points it (the kubelet's socket, a container runtime's) and speak gRPC to it.
+   */
+  private outside(req: RegisterDiscoveryHandlerRequest): string | undefined {
+    if (req.endpoint_type !== EndpointType.uds) return undefined;
+    const path = resolve(req.endpoint);
+    return dirname(path) === resolve(this.o.dir)
+      ? undefined
+      : `a UDS endpoint must be a socket in ${this.o.dir}`;
+  }
+
   private register(req: RegisterDiscoveryHandlerRequest): [grpc.ServiceError | null, object?] {
     const { logger, registrations } = this.o;
-    const problem = registrationProblem(req);
+    const problem = registrationProblem(req) ?? this.outside(req);
     const name = String(req.name).slice(0, 80);
     if (problem) {
       logger.warn({ name, problem }, 'handler registration refused');
