@@ -16,6 +16,7 @@ import type { AgentConfig, HostPort } from './config/load.js';
 import type { DevicePluginManager } from './deviceplugin/manager.js';
 import { slotUsage } from './deviceplugin/slotUsage.js';
 import { StoreSlotClaims } from './deviceplugin/storeClaims.js';
+import { ExternalHandlers, withExternal } from './discovery/external/index.js';
 import { DiscoveryManager } from './discovery/manager.js';
 import type { DiscoveryHandler } from './model/handler.js';
 import type { DiscoveryConfigObject } from './model/resources.js';
@@ -56,6 +57,7 @@ export class Agent {
   /** Whether the store can write (a full disk makes the agent not ready). */
   private writeHealth?: WriteHealth;
   private discovery?: DiscoveryManager;
+  private externalHandlers?: ExternalHandlers;
   private devicePlugins?: DevicePluginManager;
   private slotClaims?: StoreSlotClaims;
   /** Where Device and DiscoveryConfig objects are kept, and the cluster if there is one. */
@@ -150,7 +152,7 @@ export class Agent {
       refused: this.refused,
       devicesPending: () => this.stores?.pending() ?? 0,
     });
-    const handlers = this.deps.handlers ?? builtinHandlers;
+    const handlers = await this.withExternalHandlers(this.deps.handlers ?? builtinHandlers);
     const stores = await objectStores({ config, db, handlers, clock, logger });
     const { devices, configs, writable } = stores;
     this.stores = stores;
@@ -216,6 +218,7 @@ export class Agent {
     this.slotClaims?.stop();
     this.unwatchConfigs?.();
     await this.discovery?.stop();
+    await this.externalHandlers?.stop();
     await this.stores?.configs.close();
     await this.devices?.close();
     this.live?.stop();
@@ -228,6 +231,17 @@ export class Agent {
     this.db?.close();
     this.db = undefined;
     this.logger.info('agent stopped');
+  }
+
+  /** The registration socket of external (Akri) handlers, when the config names any, and their handlers. */
+  private async withExternalHandlers(
+    handlers: readonly DiscoveryHandler[],
+  ): Promise<readonly DiscoveryHandler[]> {
+    if (this.config.discovery.external.handlers.length === 0) return handlers;
+    const external = new ExternalHandlers(this.config.discovery.external, this.logger);
+    await external.start();
+    this.externalHandlers = external;
+    return withExternal(handlers, external.handlers);
   }
 
   /** The dashboard's view of the sync layer: sampled once a second, messages observed only while watched. */

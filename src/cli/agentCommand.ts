@@ -3,6 +3,7 @@ import { Agent } from '../agent.js';
 import { TokenFile } from '../api/tokenFile.js';
 import { builtinHandlers } from '../builtinHandlers.js';
 import { loadConfigFile } from '../config/load.js';
+import { externalHandlerSpecs, withExternal } from '../discovery/external/schema.js';
 import { discoveryConfigProblems } from '../model/discoveryConfigs.js';
 import { ConfigError, errorMessage } from '../util/errors.js';
 import { createLogger } from '../util/logger.js';
@@ -35,7 +36,8 @@ export async function agentCommand(argv: string[]): Promise<number> {
   let config: ReturnType<typeof loadConfigFile>;
   try {
     config = loadConfigFile(values.config);
-    const problems = discoveryConfigProblems(config.discoveryConfigs, builtinHandlers);
+    const handlers = withExternal(builtinHandlers, externalHandlerSpecs(config.discovery.external.handlers));
+    const problems = discoveryConfigProblems(config.discoveryConfigs, handlers);
     if (problems.length > 0) throw new ConfigError(problems);
     // A bad tokens file stops the start here, with the config's other problems' exit status.
     const tokensFile = config.http.auth.tokensFile;

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { normalize, resolve } from 'node:path';
+import { join, normalize, resolve } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
 import { parseDocument } from 'yaml';
 import { ConfigError, errorMessage } from '../util/errors.js';
@@ -23,6 +23,16 @@ export interface UpstreamConfig {
   inflight: number;
   reconnect: { minDelayMs: number; maxDelayMs: number };
   sessionExpirySeconds: number;
+}
+
+export interface ExternalHandlersConfig {
+  handlers: string[];
+  /** Where agent-registration.sock is served. */
+  dir: string;
+  firstListTimeoutMs: number;
+  minListIntervalMs: number;
+  maxDevices: number;
+  maxMessageBytes: number;
 }
 
 /** The validated, normalised configuration: sizes in bytes, durations in milliseconds, files read. */
@@ -53,7 +63,7 @@ export interface AgentConfig {
     releaseIntervalMs: number;
     releaseGraceMs: number;
   };
-  discovery: { gracePeriodMs: number; probeWritePaths: string[] };
+  discovery: { gracePeriodMs: number; probeWritePaths: string[]; external: ExternalHandlersConfig };
   secrets: { dir: string };
   discoveryConfigs: RawAgentConfig['discoveryConfigs'];
   kubernetes: string;
@@ -163,10 +173,28 @@ function normalise(raw: RawAgentConfig, baseDir: string, problems: string[]): Ag
     discovery: {
       gracePeriodMs: duration('discovery.gracePeriod', raw.discovery.gracePeriod),
       probeWritePaths: raw.discovery.probeWritePaths.map((p) => normalize(p)),
+      external: normaliseExternal(raw.discovery.external, resolve(baseDir, raw.dataDir), duration, size),
     },
     secrets: { dir: resolve(baseDir, raw.secrets.dir) },
     discoveryConfigs: raw.discoveryConfigs,
     kubernetes: raw.kubernetes,
+  };
+}
+
+function normaliseExternal(
+  raw: RawAgentConfig['discovery']['external'],
+  dataDir: string,
+  duration: (path: string, v: string | number) => number,
+  size: (path: string, v: string | number) => number,
+): ExternalHandlersConfig {
+  const at = 'discovery.external';
+  return {
+    handlers: [...new Set(raw.handlers)],
+    dir: raw.dir ? normalize(raw.dir) : join(dataDir, 'akri'),
+    firstListTimeoutMs: duration(`${at}.firstListTimeout`, raw.firstListTimeout),
+    minListIntervalMs: duration(`${at}.minListInterval`, raw.minListInterval),
+    maxDevices: raw.maxDevices,
+    maxMessageBytes: size(`${at}.maxMessageSize`, raw.maxMessageSize),
   };
 }
 

@@ -24,6 +24,48 @@ const Listen = (description: string, def: string) =>
     default: def,
   });
 
+/** Akri-compatible discovery handlers in their own processes (docs/discovery-handlers.md, "External handlers"). */
+const ExternalHandlersSchema = T.Object(
+  {
+    handlers: T.Array(
+      T.String({
+        pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$',
+        ...msg('must be a handler name: letters, digits, ".", "_", "-"'),
+      }),
+      {
+        default: [],
+        description:
+          'names external handlers may register under, and DiscoveryConfigs then name; a name of a built-in handler (e.g. onvif) makes configs use the external one instead. Empty: no registration socket',
+      },
+    ),
+    dir: T.Optional(
+      T.String({
+        pattern: '^/',
+        ...msg(
+          'must be an absolute directory',
+          "where agent-registration.sock is served (Akri's /var/lib/akri in a cluster); default DATADIR/akri",
+        ),
+      }),
+    ),
+    firstListTimeout: Duration(
+      "how long a handler's Discover may take to send its first device list before the call is cancelled and retried with backoff",
+      '30s',
+    ),
+    minListInterval: Duration(
+      'a handler that sends lists faster than this has only its latest list applied, once per interval',
+      '500ms',
+    ),
+    maxDevices: T.Integer({
+      minimum: 1,
+      maximum: 100000,
+      default: 10000,
+      description: 'a device list longer than this is refused whole (the previous one stays)',
+    }),
+    maxMessageSize: Size('the largest Discover message accepted; a larger one fails the call', '4MiB'),
+  },
+  { default: {}, additionalProperties: false },
+);
+
 /** Names that become MQTT topic levels and Kubernetes names: no `/`, `+`, `#`. */
 export const NODE_NAME_PATTERN = '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$';
 export const DEVICE_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$';
@@ -373,6 +415,7 @@ export const AgentConfigSchema = T.Object(
           description:
             'device files a serial probe may write to, as prefixes of their real path (symlinks resolved); a DiscoveryConfig cannot widen this',
         }),
+        external: ExternalHandlersSchema,
       },
       { default: {}, additionalProperties: false },
     ),

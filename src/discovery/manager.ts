@@ -198,6 +198,7 @@ export class DiscoveryManager {
           clock: this.o.clock,
           signal,
           ...(this.o.probeWritePaths ? { probeWritePaths: this.o.probeWritePaths } : {}),
+          report: (status, reason, message) => this.setLocal(run, 'Running', status, reason, message),
         })) {
           if (signal.aborted) break;
           attempt = 0;

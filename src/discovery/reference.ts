@@ -1,5 +1,6 @@
 import { schemaTable } from '../config/reference.js';
 import type { DiscoveryHandler } from '../model/handler.js';
+import { ExternalDetailsSchema } from './external/schema.js';
 
 /** The handlers' `details` reference (Markdown), generated from the schemas that validate them. */
 export function handlersReference(handlers: readonly DiscoveryHandler[]): string {
@@ -23,5 +24,13 @@ export function handlersReference(handlers: readonly DiscoveryHandler[]): string
     "start-up (errors by path, exit 2) and become the CRD's OpenAPI schema for `spec.handler.details`.",
     '',
     ...sections,
+    '## External handlers (Akri)',
+    '',
+    "Any name listed in the agent's `discovery.external.handlers`: a handler in its own process that registers",
+    "under that name over Akri's gRPC protocol. Shared or local as the handler registers. The details go to the",
+    'handler as one YAML document (docs/akri-handlers.md). Keys:',
+    '',
+    schemaTable(ExternalDetailsSchema),
+    '',
   ].join('\n');
 }

@@ -53,6 +53,11 @@ export interface DiscoveryContext {
    * resolved), from the agent's `discovery.probeWritePaths`. Absent: `DEFAULT_PROBE_WRITE_PATHS`.
    */
   probeWritePaths?: readonly string[];
+  /**
+   * Says how discovery goes between lists, as the config's node-local `Running` condition (an external
+   * handler not registered yet, or failing). Each list the handler yields sets it to True again.
+   */
+  report?(status: 'True' | 'False', reason: string, message: string): void;
 }
 
 /** USB serial adapters and CDC-ACM devices: where a probe may write unless the agent's config says more. */

@@ -40,10 +40,12 @@ describe('config', () => {
 
   it('has the defaults the docs promise: grace period, probe paths, slot release, refusal logs, durability', () => {
     const c = parseConfig(minimal);
-    expect(c.discovery).toEqual({
+    expect(c.discovery).toMatchObject({
       gracePeriodMs: 5 * 60_000,
       probeWritePaths: ['/dev/ttyUSB', '/dev/ttyACM'],
     });
+    // No registration socket for external handlers unless the config names some.
+    expect(c.discovery.external.handlers).toEqual([]);
     expect(c.devicePlugins).toMatchObject({ releaseIntervalMs: 30_000, releaseGraceMs: 2 * 60_000 });
     expect(c.broker.refusalLogIntervalMs).toBe(60_000);
     expect(c.store.synchronous).toBe('normal');
