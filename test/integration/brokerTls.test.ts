@@ -164,9 +164,7 @@ describe('edge broker: mqtts with client certificates, reload, WebSocket', () =>
   it('a certificate from another CA, or none, is refused at the handshake; the plain listener is unaffected', async () => {
     // The TLS layer closes the connection before a byte of MQTT is read: no CONNACK, refused or not.
     expect(await refused({ clientId: 'tls-stranger' }, pki.stranger)).toBe('closed before CONNACK');
-    expect(await refused({ clientId: 'tls-nocert' }, null)).toMatch(
-      /certificate required/,
-    );
+    expect(await refused({ clientId: 'tls-nocert' }, null)).toMatch(/certificate required/);
     const plain = await connect(plainUrl, { clientId: 'plain-dev' });
     clients.push(plain);
     expect(await published(plain, 'devices/plain-1/telemetry/t', 'plain')).toBe(true);
