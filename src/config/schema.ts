@@ -160,11 +160,11 @@ export type DiscoveryConfigEntry = Static<typeof DiscoveryConfigEntrySchema>;
 /** A PEM file path; relative paths are from the config file. */
 const PemFile = (description: string) => T.String({ minLength: 1, description });
 
-const ServerTls = (what: string) => ({
+const ServerTls = (what: string, files: string) => ({
   cert: PemFile(`PEM certificate (with its chain) the ${what} presents; re-read when it changes`),
   key: PemFile('PEM private key of that certificate; re-read when it changes'),
   reloadInterval: Duration(
-    'how often the certificate, key and CA files are read again; a change applies to new handshakes, connected clients stay',
+    `how often the ${files} files are read again; a change applies to new handshakes, connected clients stay`,
     '10s',
   ),
 });
@@ -172,10 +172,10 @@ const ServerTls = (what: string) => ({
 const BrokerTls = T.Object(
   {
     listen: Listen('the mqtts listener', '0.0.0.0:8883'),
-    ...ServerTls('mqtts listener'),
+    ...ServerTls('mqtts listener', 'certificate, key and client CA'),
     clientCa: T.Optional(
       PemFile(
-        "PEM CAs whose client certificates are accepted; a certificate from any other CA is refused at the handshake. The name in a certificate (identityFrom) is the client's username: a device or user of auth, or else a device of that id",
+        "PEM CAs whose client certificates are accepted; a certificate from any other CA is refused at the handshake, before any MQTT is read. The name in a certificate (identityFrom) is the client's username: a device or user of auth, or else a device of that id",
       ),
     ),
     clientCertificates: T.Union([T.Literal('required'), T.Literal('optional')], {
@@ -202,7 +202,11 @@ const BrokerTls = T.Object(
 const BrokerWebsocket = T.Object(
   {
     listen: Listen('MQTT over WebSocket', '0.0.0.0:8083'),
-    path: T.String({ pattern: '^/', default: '/mqtt', ...msg('must be a path starting with /') }),
+    path: T.String({
+      pattern: '^/',
+      default: '/mqtt',
+      ...msg('must be a path starting with /', 'the HTTP path clients open the WebSocket on'),
+    }),
     tls: T.Boolean({
       default: false,
       description:
@@ -299,7 +303,7 @@ export const AgentConfigSchema = T.Object(
           },
         ),
         tls: T.Optional(
-          T.Object(ServerTls('HTTP listener'), {
+          T.Object(ServerTls('HTTP listener', 'certificate and key'), {
             additionalProperties: false,
             description: 'serve HTTPS instead of HTTP on http.listen',
           }),

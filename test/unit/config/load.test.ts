@@ -87,6 +87,40 @@ describe('config', () => {
     );
   });
 
+  it('TLS and WebSocket listeners: paths from the config file, wss only with broker.tls', () => {
+    expect(problems({ ...minimal, broker: { websocket: { tls: true } } })).toEqual([
+      'broker.websocket.tls: needs broker.tls (its certificate and key)',
+    ]);
+    expect(problems({ ...minimal, broker: { tls: { cert: 'c.pem' } } })).toEqual([
+      expect.stringMatching(/^broker\.tls\.key: /),
+    ]);
+    const config = parseConfig(
+      {
+        ...minimal,
+        broker: { tls: { cert: 'c.pem', key: 'k.pem', clientCa: 'ca.pem' }, websocket: {} },
+        http: { tls: { cert: '/etc/x/h.pem', key: 'h.key', reloadInterval: '1m' } },
+        auth: { credentialsFile: 'creds.yaml' },
+      },
+      '/etc/lb',
+    );
+    expect(config.broker.tls).toEqual({
+      listen: { host: '0.0.0.0', port: 8883 },
+      cert: '/etc/lb/c.pem',
+      key: '/etc/lb/k.pem',
+      clientCa: '/etc/lb/ca.pem',
+      clientCertificates: 'required',
+      identityFrom: 'cn',
+      reloadIntervalMs: 10_000,
+    });
+    expect(config.broker.websocket).toEqual({
+      listen: { host: '0.0.0.0', port: 8083 },
+      path: '/mqtt',
+      tls: false,
+    });
+    expect(config.http.tls).toEqual({ cert: '/etc/x/h.pem', key: '/etc/lb/h.key', reloadIntervalMs: 60_000 });
+    expect(config.auth.credentialsFile).toBe('/etc/lb/creds.yaml');
+  });
+
   it('reads YAML files and reports YAML syntax errors with the file name', () => {
     const dir = tempDir();
     dirs.push(dir);
