@@ -154,4 +154,30 @@ describe('config', () => {
     expect(run.stderr).toContain('upstream.url: must be an mqtt:// or mqtts:// URL');
     expect(run.stdout).not.toContain('agent started');
   });
+
+  it('the agent exits 2 when a TLS or credentials file it names is missing or bad', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const file = join(dir.path, 'agent.yaml');
+    const base = `node: edge-1\ndataDir: ${dir.path}\nbroker: {listen: "127.0.0.1:0"`;
+    writeFileSync(join(dir.path, 'not-a-cert.pem'), 'not PEM\n');
+    writeFileSync(join(dir.path, 'creds.yaml'), 'devices: [{id: d1, passwordHash: plain}]\n');
+    for (const [config, expected] of [
+      [
+        `${base}, tls: {listen: "127.0.0.1:0", cert: missing.pem, key: missing.key}}\n`,
+        /broker\.tls: ENOENT/,
+      ],
+      [`${base}}\nhttp: {tls: {cert: not-a-cert.pem, key: not-a-cert.pem}}\n`, /http\.tls: the certificate/],
+      [`${base}}\nauth: {credentialsFile: creds.yaml}\n`, /creds\.yaml: \/devices\/0\/passwordHash/],
+    ] as const) {
+      writeFileSync(file, config);
+      const run = spawnSync(process.execPath, [CLI, 'agent', '--config', file], {
+        encoding: 'utf8',
+        timeout: 10_000,
+      });
+      expect(run.status, config).toBe(2);
+      expect(run.stderr).toMatch(expected);
+      expect(run.stdout).not.toContain('agent started');
+    }
+  });
 });
