@@ -67,6 +67,9 @@ async function published(client: MqttClient, topic: string, payload: string): Pr
   }
 }
 
+/** How a client sees a connection the TLS layer closed: a close or a broken pipe, never a CONNACK refusal. */
+const CLOSED_BY_TLS = /^(closed before CONNACK|write EPIPE|read ECONNRESET|socket hang up)$/;
+
 const payloads = (messages: Received[], topic: string) =>
   messages.filter((m) => m.topic === topic).map((m) => m.payload.toString());
 
@@ -163,7 +166,7 @@ describe('edge broker: mqtts with client certificates, reload, WebSocket', () =>
 
   it('a certificate from another CA, or none, is refused at the handshake; the plain listener is unaffected', async () => {
     // The TLS layer closes the connection before a byte of MQTT is read: no CONNACK, refused or not.
-    expect(await refused({ clientId: 'tls-stranger' }, pki.stranger)).toBe('closed before CONNACK');
+    expect(await refused({ clientId: 'tls-stranger' }, pki.stranger)).toMatch(CLOSED_BY_TLS);
     expect(await refused({ clientId: 'tls-nocert' }, null)).toMatch(/certificate required/);
     const plain = await connect(plainUrl, { clientId: 'plain-dev' });
     clients.push(plain);
@@ -289,5 +292,113 @@ describe('edge broker: mqtts with client certificates, reload, WebSocket', () =>
       5000,
       'plain',
     );
+  });
+});
+
+describe('edge broker: optional client certificates, names from a SAN, wss', () => {
+  const dir = tempDir('lb-wss-');
+  let ca: CertFiles;
+  let device: CertFiles;
+  let stranger: CertFiles;
+  let agent: Agent;
+  let tlsPort: number;
+  let wssUrl: string;
+  let watcher: { client: MqttClient; messages: Received[] };
+  const clients: MqttClient[] = [];
+
+  const open = (url: string, o: IClientOptions, files: CertFiles | null) =>
+    connect(url, {
+      ca: readFileSync(ca.cert),
+      servername: 'localhost',
+      ...(files ? { cert: readFileSync(files.cert), key: readFileSync(files.key) } : {}),
+      ...o,
+    }).then((c) => {
+      clients.push(c);
+      return c;
+    });
+
+  beforeAll(async () => {
+    ca = makeCa(dir.path, 'edge-ca');
+    const other = makeCa(dir.path, 'other-ca');
+    const server = makeLeaf(dir.path, ca, 'server', { cn: 'edge', usage: 'server' });
+    device = makeLeaf(dir.path, ca, 'dev11', { cn: 'not-the-id', usage: 'client', sans: ['DNS:dev-11'] });
+    stranger = makeLeaf(dir.path, other, 'stranger', { cn: 'x', usage: 'client', sans: ['DNS:dev-11'] });
+    const hash = await hashPassword('pw');
+    const config = agentConfig(join(dir.path, 'data'), undefined, {
+      broker: {
+        listen: '127.0.0.1:0',
+        tls: {
+          listen: '127.0.0.1:0',
+          ...server,
+          clientCa: ca.cert,
+          clientCertificates: 'optional',
+          identityFrom: 'san-dns',
+        },
+        websocket: { listen: '127.0.0.1:0', tls: true },
+      },
+      auth: {
+        allowAnonymous: false,
+        devices: [{ id: 'dev-12', passwordHash: hash }],
+        users: [{ username: 'watcher', passwordHash: hash, subscribe: ['devices/#'] }],
+      },
+    });
+    agent = new Agent(parseConfig(config), silentLogger());
+    const addresses = await agent.start();
+    tlsPort = addresses.brokerTls?.port ?? 0;
+    wssUrl = `wss://127.0.0.1:${addresses.brokerWebsocket?.port}/mqtt`;
+    watcher = await collect(`mqtt://127.0.0.1:${addresses.broker.port}`, 'devices/#', {
+      clientId: 'watcher',
+      username: 'watcher',
+      password: 'pw',
+    });
+  }, 30_000);
+
+  afterAll(async () => {
+    for (const c of [...clients, watcher?.client]) c?.end(true);
+    await agent?.stop();
+    dir.remove();
+  });
+
+  it('wss with a device certificate: named by its DNS SAN, not its CN, under the device ACL', async () => {
+    const client = await open(wssUrl, { clientId: 'wss-dev11' }, device);
+    expect(await published(client, 'devices/dev-11/telemetry/t', 'over-wss')).toBe(true);
+    expect(await published(client, 'devices/not-the-id/telemetry/t', 'by-cn')).toBe(false);
+    await until(
+      () => payloads(watcher.messages, 'devices/dev-11/telemetry/t').includes('over-wss'),
+      5000,
+      'it',
+    );
+    expect(payloads(watcher.messages, 'devices/not-the-id/telemetry/t')).toEqual([]);
+  });
+
+  it("optional certificates: none, then a password is asked for; another CA's is refused on mqtts and wss", async () => {
+    const url = `mqtts://127.0.0.1:${tlsPort}`;
+    const withPassword = await open(url, { clientId: 'pw-12', username: 'dev-12', password: 'pw' }, null);
+    expect(await published(withPassword, 'devices/dev-12/telemetry/t', 'pw-over-tls')).toBe(true);
+    await expect(open(url, { clientId: 'nobody' }, null)).rejects.toThrow(/Not authorized|Bad User/);
+    await expect(
+      open(url, { clientId: 'pw-wrong', username: 'dev-12', password: 'no' }, null),
+    ).rejects.toThrow();
+    for (const target of [url, wssUrl]) {
+      const client = mqtt.connect(target, {
+        clientId: 'stranger',
+        reconnectPeriod: 0,
+        connectTimeout: 5000,
+        ca: readFileSync(ca.cert),
+        cert: readFileSync(stranger.cert),
+        key: readFileSync(stranger.key),
+        servername: 'localhost',
+      });
+      const outcome = new Promise<string>((resolve) => {
+        client.once('connect', () => resolve('accepted'));
+        client.once('error', (err) => resolve(err.message));
+        client.once('close', () => resolve('closed before CONNACK'));
+      });
+      // Closed by the TLS layer, not refused by a CONNACK (which a client without a certificate would get).
+      expect(await within(outcome, 10_000, `stranger on ${target}`)).toMatch(CLOSED_BY_TLS);
+      client.end(true);
+    }
+    await until(() => payloads(watcher.messages, 'devices/dev-12/telemetry/t').length === 1, 5000, 'dev-12');
+    expect(payloads(watcher.messages, 'devices/dev-11/telemetry/t')).not.toContain('stranger');
   });
 });
