@@ -9,7 +9,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { hashPassword } from '../../src/util/password.js';
 import { agentConfig } from '../helpers/agentConfig.js';
-import { killClients, MOSQUITTO_PUB, mosquittoPub } from '../helpers/mosquitto.js';
+import { killClients, mosquittoPub } from '../helpers/mosquitto.js';
 import { collect, connect, type Received, until, within } from '../helpers/mqtt.js';
 import { tempDir } from '../helpers/processes.js';
 import { type CertFiles, makeCa, makeLeaf } from '../helpers/tlsCerts.js';
@@ -175,45 +175,35 @@ describe('edge broker: mqtts with client certificates, reload, WebSocket', () =>
     expect(payloads(watcher.messages, 'devices/dev-7/telemetry/t')).not.toContain('stranger');
   });
 
-  it.runIf(MOSQUITTO_PUB)(
-    "mosquitto_pub over mqtts: with the device certificate published, with the other CA's refused",
-    async () => {
-      const tlsArgs = (files: CertFiles) => [
-        '--cafile',
-        pki.ca.cert,
-        '--cert',
-        files.cert,
-        '--key',
-        files.key,
-      ];
-      const ok = await mosquittoPub({ port: tlsPort, clientId: 'mosq-dev7' }, [
-        ...tlsArgs(pki.device),
-        '-q',
-        '1',
-        '-t',
-        'devices/dev-7/telemetry/mosq',
-        '-m',
-        'mosquitto-ok',
-      ]);
-      expect(ok.code, ok.stderr).toBe(0);
-      const refused = await mosquittoPub({ port: tlsPort, clientId: 'mosq-stranger' }, [
-        ...tlsArgs(pki.stranger),
-        '-q',
-        '1',
-        '-t',
-        'devices/dev-7/telemetry/mosq',
-        '-m',
-        'mosquitto-stranger',
-      ]);
-      expect(refused.code).not.toBe(0);
-      await until(
-        () => payloads(watcher.messages, 'devices/dev-7/telemetry/mosq').includes('mosquitto-ok'),
-        5000,
-        'the mosquitto_pub message',
-      );
-      expect(payloads(watcher.messages, 'devices/dev-7/telemetry/mosq')).toEqual(['mosquitto-ok']);
-    },
-  );
+  it("mosquitto_pub over mqtts: with the device certificate published, with the other CA's refused", async () => {
+    const tlsArgs = (files: CertFiles) => ['--cafile', pki.ca.cert, '--cert', files.cert, '--key', files.key];
+    const ok = await mosquittoPub({ port: tlsPort, clientId: 'mosq-dev7' }, [
+      ...tlsArgs(pki.device),
+      '-q',
+      '1',
+      '-t',
+      'devices/dev-7/telemetry/mosq',
+      '-m',
+      'mosquitto-ok',
+    ]);
+    expect(ok.code, ok.stderr).toBe(0);
+    const refused = await mosquittoPub({ port: tlsPort, clientId: 'mosq-stranger' }, [
+      ...tlsArgs(pki.stranger),
+      '-q',
+      '1',
+      '-t',
+      'devices/dev-7/telemetry/mosq',
+      '-m',
+      'mosquitto-stranger',
+    ]);
+    expect(refused.code).not.toBe(0);
+    await until(
+      () => payloads(watcher.messages, 'devices/dev-7/telemetry/mosq').includes('mosquitto-ok'),
+      5000,
+      'the mosquitto_pub message',
+    );
+    expect(payloads(watcher.messages, 'devices/dev-7/telemetry/mosq')).toEqual(['mosquitto-ok']);
+  });
 
   it('a replaced server certificate is served to new clients; a connected client stays connected', async () => {
     const before = await tlsClient({ clientId: 'tls-stays' });

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request } from 'node:https';
@@ -11,7 +12,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { until, within } from '../helpers/mqtt.js';
-import { tempDir } from '../helpers/processes.js';
+import { CLI, tempDir } from '../helpers/processes.js';
 import { type CertFiles, makeCa, makeLeaf } from '../helpers/tlsCerts.js';
 
 /** The HTTP API served over TLS (http.tls), with token checks, and its certificate replaced while it runs. */
@@ -89,6 +90,28 @@ describe('HTTP API over TLS', () => {
       req.end();
     });
     expect(await within(plain, 5000, 'plain HTTP')).not.toMatch(/^status 200/);
+  });
+
+  it('`leafbridge get` reads over HTTPS, trusting a private CA through NODE_EXTRA_CA_CERTS', async () => {
+    const tokenFile = join(dir.path, 'token');
+    writeFileSync(tokenFile, `${reader.token}\n`);
+    const server = `https://127.0.0.1:${port}`;
+    // Not spawnSync: the agent answering runs in this process.
+    const run = (env: Record<string, string>) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [CLI, 'get', 'devices', '--server', server, '--token-file', tokenFile],
+          { timeout: 15_000, env: { ...process.env, ...env } },
+          (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+    const trusted = await run({ NODE_EXTRA_CA_CERTS: ca.cert });
+    expect(trusted.code, trusted.stderr).toBe(0);
+    expect(trusted.stderr).toMatch(/No resources found/); // the agent answered: it has no devices
+    const untrusted = await run({});
+    expect(untrusted.code).not.toBe(0);
+    expect(untrusted.stderr).toMatch(/cannot reach the agent/);
   });
 
   it('a replaced certificate is served to new connections without a restart', async () => {
