@@ -76,6 +76,7 @@ const payloads = (messages: Received[], topic: string) =>
 describe('edge broker: mqtts with client certificates, reload, WebSocket', () => {
   const dir = tempDir('lb-mqtts-');
   const served = { cert: join(dir.path, 'served.crt'), key: join(dir.path, 'served.key') };
+  const servedCa = join(dir.path, 'client-ca.crt');
   const credentialsFile = join(dir.path, 'credentials.yaml');
   let pki: Pki;
   let agent: Agent;
@@ -119,11 +120,12 @@ describe('edge broker: mqtts with client certificates, reload, WebSocket', () =>
     pki = makePki(dir.path);
     copyFileSync(pki.server1.cert, served.cert);
     copyFileSync(pki.server1.key, served.key);
+    copyFileSync(pki.ca.cert, servedCa);
     writeFileSync(credentialsFile, stringify({ devices: [] }));
     const config = agentConfig(join(dir.path, 'data'), undefined, {
       broker: {
         listen: '127.0.0.1:0',
-        tls: { listen: '127.0.0.1:0', ...served, clientCa: pki.ca.cert, reloadInterval: '200ms' },
+        tls: { listen: '127.0.0.1:0', ...served, clientCa: servedCa, reloadInterval: '200ms' },
         websocket: { listen: '127.0.0.1:0' },
       },
       auth: { allowAnonymous: true, credentialsFile },
@@ -264,6 +266,29 @@ describe('edge broker: mqtts with client certificates, reload, WebSocket', () =>
     );
     expect(stays.connected).toBe(true);
     expect(await published(stays, 'devices/dev-7/telemetry/t', 'after-file')).toBe(true);
+  });
+
+  it('a CA added to the client CA file: its certificates are accepted on new handshakes', async () => {
+    const stays = await tlsClient({ clientId: 'tls-during-ca' });
+    expect(await refused({ clientId: 'tls-stranger-2' }, pki.stranger)).toMatch(CLOSED_BY_TLS);
+    const otherCa = readFileSync(join(dir.path, 'other-ca.crt'), 'utf8');
+    writeFileSync(servedCa, `${readFileSync(pki.ca.cert, 'utf8')}${otherCa}`);
+    let stranger: MqttClient | undefined;
+    await until(
+      async () => {
+        // A refused attempt closes without an error: bounded here.
+        stranger = await within(
+          tlsClient({ clientId: 'tls-stranger-3' }, pki.stranger),
+          2000,
+          'CONNACK',
+        ).catch(() => undefined);
+        return stranger !== undefined;
+      },
+      5000,
+      'the other CA trusted',
+    );
+    expect(await published(stranger as MqttClient, 'devices/dev-7/telemetry/t', 'other-ca')).toBe(true);
+    expect(stays.connected).toBe(true);
   });
 
   it('MQTT over WebSocket: publish and subscribe through the broker with mqtt.js', async () => {
