@@ -135,6 +135,13 @@ export class EdgeBroker {
         if (certificate) this.certificates.set(conn, certificate);
         aedes.handle(conn as Client['conn'], req);
       },
+      onCertificateRefused: (details) =>
+        this.refuse(
+          'connect',
+          undefined,
+          { ...details, cause: 'bad-certificate' },
+          'TLS client certificate refused',
+        ),
     });
     this.listeners = listeners;
     return listeners.start();
@@ -184,10 +191,10 @@ export class EdgeBroker {
     done: (err: (Error & { returnCode: number }) | null, ok: boolean | null) => void,
   ): void {
     const certificate = this.certificates.get(client.conn);
-    const result = certificate
+    const authenticated = certificate
       ? Promise.resolve(this.options.authorizer.authenticateCertificate(certificate.name, username))
       : this.options.authorizer.authenticate(username, password);
-    result.then(
+    authenticated.then(
       (result) => {
         if (result.ok) {
           this.identities.set(client, result.identity);

@@ -45,7 +45,14 @@ export class BrokerListeners {
   private webSockets?: WebSocketServer;
 
   constructor(
-    private readonly o: { config: ListenerConfig; logger: Logger; maxPacketSize: number; accept: Accept },
+    private readonly o: {
+      config: ListenerConfig;
+      logger: Logger;
+      maxPacketSize: number;
+      accept: Accept;
+      /** A client certificate that did not verify (the connection is closed before any MQTT is read). */
+      onCertificateRefused: (details: { remote: string | undefined; err: string }) => void;
+    },
   ) {}
 
   async start(): Promise<BrokerAddresses> {
@@ -92,13 +99,14 @@ export class BrokerListeners {
     return { ...context, requestCert: true, rejectUnauthorized: tls.clientCertificates === 'required' };
   }
 
-  /** A client certificate that did not verify (possible only with optional certificates): closed unread. */
+  /**
+   * A client certificate that did not verify: closed unread. With required certificates Node has closed such
+   * a connection already, silently; this reports the ones optional certificates let through the handshake.
+   */
   private refuseUnverified(socket: TLSSocket): boolean {
+    if (socket.destroyed) return true;
     if (socket.authorized || !hasPeerCertificate(socket)) return false;
-    this.o.logger.warn(
-      { remote: socket.remoteAddress, err: String(socket.authorizationError) },
-      'TLS client certificate refused',
-    );
+    this.o.onCertificateRefused({ remote: socket.remoteAddress, err: String(socket.authorizationError) });
     socket.destroy();
     return true;
   }
@@ -108,9 +116,13 @@ export class BrokerListeners {
     tlsOptions: TlsOptions | undefined,
   ): Promise<HostPort> {
     const from = this.o.config.tls?.identityFrom ?? 'cn';
-    const server = ws.tls && tlsOptions ? createHttpsServer(tlsOptions) : createHttpServer();
-    if (ws.tls && tlsOptions) this.tlsFiles?.watch(server as ReturnType<typeof createHttpsServer>);
-    this.track(server);
+    const https = ws.tls && tlsOptions ? createHttpsServer(tlsOptions) : undefined;
+    if (https) {
+      this.tlsFiles?.watch(https);
+      // Before the HTTP upgrade is read, as on the mqtts listener.
+      https.on('secureConnection', (socket: TLSSocket) => this.refuseUnverified(socket));
+    }
+    const server = this.track(https ?? createHttpServer());
     const wss = new WebSocketServer({
       server,
       path: ws.path,

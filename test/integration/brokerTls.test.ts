@@ -10,7 +10,7 @@ import { silentLogger } from '../../src/util/logger.js';
 import { hashPassword } from '../../src/util/password.js';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { killClients, mosquittoPub } from '../helpers/mosquitto.js';
-import { collect, connect, type Received, until, within } from '../helpers/mqtt.js';
+import { collect, connect, metric, type Received, until, within } from '../helpers/mqtt.js';
 import { tempDir } from '../helpers/processes.js';
 import { type CertFiles, makeCa, makeLeaf } from '../helpers/tlsCerts.js';
 
@@ -69,6 +69,8 @@ async function published(client: MqttClient, topic: string, payload: string): Pr
 
 /** How a client sees a connection the TLS layer closed: a close or a broken pipe, never a CONNACK refusal. */
 const CLOSED_BY_TLS = /^(closed before CONNACK|write EPIPE|read ECONNRESET|socket hang up)$/;
+
+const CONNECT_REFUSALS = 'leafbridge_broker_refused_total{reason="connect"}';
 
 const payloads = (messages: Received[], topic: string) =>
   messages.filter((m) => m.topic === topic).map((m) => m.payload.toString());
@@ -318,6 +320,7 @@ describe('edge broker: optional client certificates, names from a SAN, wss', () 
   let agent: Agent;
   let tlsPort: number;
   let wssUrl: string;
+  let httpBase: string;
   let watcher: { client: MqttClient; messages: Received[] };
   const clients: MqttClient[] = [];
 
@@ -361,6 +364,7 @@ describe('edge broker: optional client certificates, names from a SAN, wss', () 
     const addresses = await agent.start();
     tlsPort = addresses.brokerTls?.port ?? 0;
     wssUrl = `wss://127.0.0.1:${addresses.brokerWebsocket?.port}/mqtt`;
+    httpBase = `http://127.0.0.1:${addresses.http.port}`;
     watcher = await collect(`mqtt://127.0.0.1:${addresses.broker.port}`, 'devices/#', {
       clientId: 'watcher',
       username: 'watcher',
@@ -394,6 +398,7 @@ describe('edge broker: optional client certificates, names from a SAN, wss', () 
     await expect(
       open(url, { clientId: 'pw-wrong', username: 'dev-12', password: 'no' }, null),
     ).rejects.toThrow();
+    const refusedBefore = await metric(httpBase, CONNECT_REFUSALS);
     for (const target of [url, wssUrl]) {
       const client = mqtt.connect(target, {
         clientId: 'stranger',
@@ -413,6 +418,8 @@ describe('edge broker: optional client certificates, names from a SAN, wss', () 
       expect(await within(outcome, 10_000, `stranger on ${target}`)).toMatch(CLOSED_BY_TLS);
       client.end(true);
     }
+    // Counted as refused CONNECTs (and logged as refusals are), once per connection.
+    expect(await metric(httpBase, CONNECT_REFUSALS)).toBe(refusedBefore + 2);
     await until(() => payloads(watcher.messages, 'devices/dev-12/telemetry/t').length === 1, 5000, 'dev-12');
     expect(payloads(watcher.messages, 'devices/dev-11/telemetry/t')).not.toContain('stranger');
   });
