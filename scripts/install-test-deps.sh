@@ -12,6 +12,7 @@ packages=(
   python3-paho-mqtt             # an independent MQTT client (run with /usr/bin/python3): test/interop/pahoSessions, test/conformance
   python3-grpcio                # an Akri discovery handler in Python (messages encoded by hand, no grpc-tools): test/interop/akriPythonHandler, examples/akri-handler
   ffmpeg                        # the camera-broker example grabs frames with it; ffprobe checks them
+  openssl                       # makes the CAs and certificates of the TLS tests (test/helpers/tlsCerts, controlPlaneCerts)
   curl                          # fetches the camera stub's snapshot with HTTP Digest (test/interop/onvifClient)
   gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good  # an RTSP source for it
 )

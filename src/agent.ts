@@ -10,6 +10,7 @@ import { createMetrics } from './api/metrics.js';
 import { TokenFile } from './api/tokenFile.js';
 import { twinsApi } from './api/twinsApi.js';
 import { Authorizer } from './broker/auth.js';
+import { CredentialsFile } from './broker/credentialsFile.js';
 import { EdgeBroker, REFUSAL_REASONS } from './broker/edgeBroker.js';
 import { builtinHandlers } from './builtinHandlers.js';
 import type { AgentConfig, HostPort } from './config/load.js';
@@ -37,6 +38,9 @@ import type { SecretReader } from './util/secretRef.js';
 
 export interface AgentAddresses {
   broker: HostPort;
+  /** The mqtts and MQTT-over-WebSocket listeners, when configured. */
+  brokerTls?: HostPort;
+  brokerWebsocket?: HostPort;
   http: HostPort;
 }
 
@@ -104,7 +108,7 @@ export class Agent {
     const broker = new EdgeBroker({
       db,
       logger: child(logger, 'broker'),
-      authorizer: new Authorizer(config.auth),
+      authorizer: this.brokerAuthorizer(),
       ingest: (identity, clientId, packet): Promise<void> => {
         // Twins and commands write outside the outbox: their storage failures count for readiness too.
         const done = engine.ingest(identity, clientId, packet).catch((err: unknown) => {
@@ -178,6 +182,7 @@ export class Agent {
     this.http = new HttpApi({
       logger: child(logger, 'api'),
       auth: await this.httpAuth(stores),
+      ...(config.http.tls ? { tls: config.http.tls } : {}),
       metrics,
       ready: () => this.readiness(),
       routes: {
@@ -195,7 +200,7 @@ export class Agent {
       },
     });
 
-    const brokerAddress = await broker.start(config.broker.listen);
+    const brokerAddresses = await broker.start(config.broker);
     engine.start();
     this.bridge?.start();
     const httpAddress = await this.http.start(config.http.listen);
@@ -204,11 +209,13 @@ export class Agent {
     discovery.sync(configs.list());
     this.unwatchConfigs = configs.watch((list) => discovery.sync(list));
     await this.startDevicePlugins(stores);
-    this.addresses = { broker: brokerAddress, http: httpAddress };
-    logger.info(
-      { broker: brokerAddress, http: httpAddress, node: config.node, upstream: config.upstream?.url },
-      'agent started',
-    );
+    this.addresses = {
+      broker: brokerAddresses.mqtt,
+      ...(brokerAddresses.mqtts ? { brokerTls: brokerAddresses.mqtts } : {}),
+      ...(brokerAddresses.websocket ? { brokerWebsocket: brokerAddresses.websocket } : {}),
+      http: httpAddress,
+    };
+    logger.info({ ...this.addresses, node: config.node, upstream: config.upstream?.url }, 'agent started');
     return this.addresses;
   }
 
@@ -294,6 +301,15 @@ export class Agent {
     ]);
     const rest = new KubeRest(cluster.kubeConfig, { timeoutMs: 10_000 });
     return (ref) => readSecretKey(rest, namespace, ref);
+  }
+
+  /** The broker's credentials: the config's, and the credentials file's, read again when it changes. */
+  private brokerAuthorizer(): Authorizer {
+    const { auth } = this.config;
+    if (!auth.credentialsFile) return new Authorizer(auth);
+    const file = new CredentialsFile(auth.credentialsFile, auth, child(this.logger, 'broker:auth'));
+    file.load();
+    return new Authorizer(auth, file);
   }
 
   /** Who may use the HTTP API: the tokens file, and in a cluster the API server's reviews (RBAC). */

@@ -1,8 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Registry } from 'prom-client';
-import type { HostPort } from '../config/load.js';
+import type { HostPort, ServerTlsConfig } from '../config/load.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
+import { TlsFiles } from '../util/tlsFiles.js';
 import { accessOf } from './access.js';
 import type { HttpAuth } from './httpAuth.js';
 
@@ -17,6 +19,8 @@ export interface HttpOptions {
   routes?: Record<string, Route>;
   /** Who may do what: every request but /healthz, /readyz and the dashboard's files passes it first. */
   auth: HttpAuth;
+  /** HTTPS with the certificate and key of these files, read again when they change. */
+  tls?: ServerTlsConfig;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -28,17 +32,19 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 /** /healthz, /readyz, /metrics, and the routes added by other modules. */
 export class HttpApi {
   private server?: Server;
+  private tlsFiles?: TlsFiles;
   constructor(private readonly o: HttpOptions) {}
 
   async start(listen: HostPort): Promise<HostPort> {
-    const server = createServer((req, res) => {
+    const listener = (req: IncomingMessage, res: ServerResponse) => {
       this.handle(req, res).catch((err: unknown) => {
         this.o.logger.error({ url: req.url, err: errorMessage(err) }, 'http handler failed');
         if (!res.headersSent)
           sendJson(res, 500, { status: 'error', error: { code: 'INTERNAL', message: 'internal error' } });
         else res.destroy();
       });
-    });
+    };
+    const server = this.o.tls ? this.httpsServer(this.o.tls, listener) : createServer(listener);
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -49,7 +55,20 @@ export class HttpApi {
     return { host: address.address, port: address.port };
   }
 
+  private httpsServer(tls: ServerTlsConfig, listener: (req: IncomingMessage, res: ServerResponse) => void) {
+    const files = new TlsFiles(tls, {
+      logger: this.o.logger,
+      intervalMs: tls.reloadIntervalMs,
+      what: 'http.tls',
+    });
+    const server = createHttpsServer(files.load(), listener);
+    files.watch(server);
+    this.tlsFiles = files;
+    return server;
+  }
+
   async stop(): Promise<void> {
+    this.tlsFiles?.stop();
     const server = this.server;
     this.server = undefined;
     if (!server) return;

@@ -1,8 +1,7 @@
 import type { EventEmitter } from 'node:events';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
 import { generate } from 'mqtt-packet';
-import type { HostPort } from '../config/load.js';
 import type { Db } from '../store/db.js';
 import { OutboxFullError } from '../store/outbox.js';
 import { storageFailure } from '../store/writeHealth.js';
@@ -13,6 +12,12 @@ import { RepeatLog } from '../util/repeatLog.js';
 import type { Authorizer, Identity } from './auth.js';
 import { EdgePersistence, shapeDelivery } from './delivery.js';
 import { type AckPacket, ReceiveWindow } from './flowControl.js';
+import {
+  type BrokerAddresses,
+  BrokerListeners,
+  type ListenerConfig,
+  type VerifiedCertificate,
+} from './listeners.js';
 import { TokenBucket } from './rateLimit.js';
 
 /** What the broker hands the sync layer for every accepted device PUBLISH; a rejection refuses the PUBLISH. */
@@ -77,8 +82,9 @@ class RefusedError extends Error {
 /** The node's MQTT broker (aedes, MQTT 3.1.1 and 5) with durable sessions, authentication and topic ACLs. */
 export class EdgeBroker {
   private aedes?: Aedes;
-  private server?: Server;
-  private readonly sockets = new Set<Socket>();
+  private listeners?: BrokerListeners;
+  /** The verified client certificate of a connection (mqtts, wss), by the connection aedes was handed. */
+  private readonly certificates = new WeakMap<object, VerifiedCertificate>();
   private readonly identities = new WeakMap<Client, Identity>();
   private readonly buckets = new WeakMap<Client, TokenBucket>();
   /** QoS 1 PUBLISHes accepted and not yet published, each with the connection its PUBACK waits in. */
@@ -101,7 +107,7 @@ export class EdgeBroker {
     return this.aedes?.connectedClients ?? 0;
   }
 
-  async start(listen: HostPort): Promise<HostPort> {
+  async start(listen: ListenerConfig): Promise<BrokerAddresses> {
     const aedes = await Aedes.createBroker({
       persistence: new EdgePersistence(this.options.db),
       maximumPacketSize: this.options.maxPacketSize,
@@ -137,20 +143,24 @@ export class EdgeBroker {
         'connection refused or broken',
       );
     });
-    const server = createServer((socket) => {
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
-      socket.on('error', () => {});
-      refuseOversizedWithReason(aedes.handle(socket));
+    const listeners = new BrokerListeners({
+      config: listen,
+      logger: this.logger,
+      maxPacketSize: this.options.maxPacketSize,
+      accept: (conn, req, certificate) => {
+        if (certificate) this.certificates.set(conn, certificate);
+        refuseOversizedWithReason(aedes.handle(conn as Client['conn'], req));
+      },
+      onCertificateRefused: (details) =>
+        this.refuse(
+          'connect',
+          undefined,
+          { ...details, cause: 'bad-certificate' },
+          'TLS client certificate refused',
+        ),
     });
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(listen.port, listen.host, () => resolve());
-    });
-    const address = server.address();
-    if (address === null || typeof address === 'string') throw new Error('broker: no TCP address');
-    return { host: address.address, port: address.port };
+    this.listeners = listeners;
+    return listeners.start();
   }
 
   /** Publish from the agent itself (desired twins, commands); bypasses the client ACL. */
@@ -163,13 +173,13 @@ export class EdgeBroker {
 
   /** Stop accepting, close every client, flush persistence. */
   async stop(): Promise<void> {
-    const server = this.server;
+    const listeners = this.listeners;
     const aedes = this.aedes;
-    this.server = undefined;
+    this.listeners = undefined;
     this.aedes = undefined;
-    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    const closed = listeners?.close();
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
-    for (const s of this.sockets) s.destroy();
+    listeners?.destroyConnections();
     await closed;
     this.refusalLog.flush();
   }
@@ -197,7 +207,11 @@ export class EdgeBroker {
     done: (err: (Error & { returnCode: number }) | null, ok: boolean | null) => void,
   ): void {
     if (client.version === 5 && client.receiveMaximum < RECEIVE_MAXIMUM_DEFAULT) limitInFlight(client);
-    this.options.authorizer.authenticate(username, password).then(
+    const certificate = this.certificates.get(client.conn);
+    const authenticated = certificate
+      ? Promise.resolve(this.options.authorizer.authenticateCertificate(certificate.name, username))
+      : this.options.authorizer.authenticate(username, password);
+    authenticated.then(
       (result) => {
         if (result.ok) {
           this.identities.set(client, result.identity);
@@ -207,7 +221,12 @@ export class EdgeBroker {
           );
           return done(null, true);
         }
-        this.refuse('connect', client.id, { username, cause: result.reason }, 'CONNECT refused');
+        this.refuse(
+          'connect',
+          client.id,
+          { username, certificate: certificate?.name, cause: result.reason },
+          'CONNECT refused',
+        );
         const code = result.reason === 'anonymous-refused' ? 5 : 4;
         done(Object.assign(new RefusedError(result.reason, code), { returnCode: code }), false);
       },

@@ -1,12 +1,14 @@
 import { parseArgs } from 'node:util';
 import { Agent } from '../agent.js';
 import { TokenFile } from '../api/tokenFile.js';
+import { CredentialsFile } from '../broker/credentialsFile.js';
 import { builtinHandlers } from '../builtinHandlers.js';
-import { loadConfigFile } from '../config/load.js';
+import { type AgentConfig, loadConfigFile } from '../config/load.js';
 import { externalHandlerSpecs, withExternal } from '../discovery/external/schema.js';
 import { discoveryConfigProblems } from '../model/discoveryConfigs.js';
 import { ConfigError, errorMessage } from '../util/errors.js';
 import { createLogger } from '../util/logger.js';
+import { TlsFiles } from '../util/tlsFiles.js';
 
 export const EXIT_CONFIG = 2;
 
@@ -39,9 +41,8 @@ export async function agentCommand(argv: string[]): Promise<number> {
     const handlers = withExternal(builtinHandlers, externalHandlerSpecs(config.discovery.external.handlers));
     const problems = discoveryConfigProblems(config.discoveryConfigs, handlers);
     if (problems.length > 0) throw new ConfigError(problems);
-    // A bad tokens file stops the start here, with the config's other problems' exit status.
-    const tokensFile = config.http.auth.tokensFile;
-    if (tokensFile) new TokenFile(tokensFile, createLogger({ level: 'silent' })).load();
+    // Bad tokens, credentials or TLS files stop the start here, with the config's other problems' exit status.
+    checkFiles(config);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`leafbridge: ${err.message}\n`);
@@ -73,4 +74,20 @@ export async function agentCommand(argv: string[]): Promise<number> {
     process.once('SIGINT', () => shutdown('SIGINT'));
   });
   return 0;
+}
+
+/** Reads the files the config names (tokens, broker credentials, TLS); throws ConfigError on the first bad one. */
+function checkFiles(config: AgentConfig): void {
+  const silent = createLogger({ level: 'silent' });
+  const tokensFile = config.http.auth.tokensFile;
+  if (tokensFile) new TokenFile(tokensFile, silent).load();
+  const credentialsFile = config.auth.credentialsFile;
+  if (credentialsFile) new CredentialsFile(credentialsFile, config.auth, silent).load();
+  const { tls } = config.broker;
+  if (tls) {
+    const paths = { cert: tls.cert, key: tls.key, ...(tls.clientCa ? { ca: tls.clientCa } : {}) };
+    new TlsFiles(paths, { logger: silent, intervalMs: 0, what: 'broker.tls' }).load();
+  }
+  if (config.http.tls)
+    new TlsFiles(config.http.tls, { logger: silent, intervalMs: 0, what: 'http.tls' }).load();
 }

@@ -35,6 +35,26 @@ export interface ExternalHandlersConfig {
   maxMessageBytes: number;
 }
 
+/** A server's certificate and key files (absolute paths), re-read every `reloadIntervalMs`. */
+export interface ServerTlsConfig {
+  cert: string;
+  key: string;
+  reloadIntervalMs: number;
+}
+
+export interface BrokerTlsConfig extends ServerTlsConfig {
+  listen: HostPort;
+  clientCa?: string;
+  clientCertificates: 'required' | 'optional';
+  identityFrom: 'cn' | 'san-dns' | 'san-uri' | 'san-email';
+}
+
+export interface BrokerWebsocketConfig {
+  listen: HostPort;
+  path: string;
+  tls: boolean;
+}
+
 /** The validated, normalised configuration: sizes in bytes, durations in milliseconds, files read. */
 export interface AgentConfig {
   node: string;
@@ -45,10 +65,13 @@ export interface AgentConfig {
     maxPacketSize: number;
     rateLimit: { messagesPerSecond: number; burst: number };
     refusalLogIntervalMs: number;
+    tls?: BrokerTlsConfig;
+    websocket?: BrokerWebsocketConfig;
   };
   http: {
     listen: HostPort;
     auth: { tokensFile?: string; anonymous: 'none' | 'read-only' | 'read-write'; cacheTtlMs: number };
+    tls?: ServerTlsConfig;
   };
   upstream?: UpstreamConfig;
   outbox: { maxBytes: number; overflow: 'drop-oldest' | 'reject-new' };
@@ -139,6 +162,15 @@ function normalise(raw: RawAgentConfig, baseDir: string, problems: string[]): Ag
   const listen = (path: string, v: string) =>
     orProblem(path, parseHostPort(v), { host: '', port: 0 }, 'port out of range');
   checkUniqueCredentials(raw.auth, problems);
+  const serverTls = (path: string, tls: NonNullable<RawAgentConfig['http']['tls']>): ServerTlsConfig => ({
+    cert: resolve(baseDir, tls.cert),
+    key: resolve(baseDir, tls.key),
+    reloadIntervalMs: Math.max(100, duration(`${path}.reloadInterval`, tls.reloadInterval)),
+  });
+  const brokerTls = raw.broker.tls;
+  const websocket = raw.broker.websocket;
+  if (websocket?.tls && !brokerTls)
+    problems.push('broker.websocket.tls: needs broker.tls (its certificate and key)');
   return {
     node: raw.node,
     dataDir: resolve(baseDir, raw.dataDir),
@@ -148,6 +180,26 @@ function normalise(raw: RawAgentConfig, baseDir: string, problems: string[]): Ag
       maxPacketSize: size('broker.maxPacketSize', raw.broker.maxPacketSize),
       rateLimit: raw.broker.rateLimit,
       refusalLogIntervalMs: duration('broker.refusalLogInterval', raw.broker.refusalLogInterval),
+      ...(brokerTls
+        ? {
+            tls: {
+              ...serverTls('broker.tls', brokerTls),
+              listen: listen('broker.tls.listen', brokerTls.listen),
+              ...(brokerTls.clientCa ? { clientCa: resolve(baseDir, brokerTls.clientCa) } : {}),
+              clientCertificates: brokerTls.clientCertificates,
+              identityFrom: brokerTls.identityFrom,
+            },
+          }
+        : {}),
+      ...(websocket
+        ? {
+            websocket: {
+              listen: listen('broker.websocket.listen', websocket.listen),
+              path: websocket.path,
+              tls: websocket.tls,
+            },
+          }
+        : {}),
     },
     http: {
       listen: listen('http.listen', raw.http.listen),
@@ -156,12 +208,16 @@ function normalise(raw: RawAgentConfig, baseDir: string, problems: string[]): Ag
         anonymous: raw.http.auth.anonymous,
         cacheTtlMs: duration('http.auth.cacheTtl', raw.http.auth.cacheTtl),
       },
+      ...(raw.http.tls ? { tls: serverTls('http.tls', raw.http.tls) } : {}),
     },
     ...(raw.upstream ? { upstream: normaliseUpstream(raw, baseDir, problems, duration) } : {}),
     outbox: { maxBytes: size('outbox.maxBytes', raw.outbox.maxBytes), overflow: raw.outbox.overflow },
     store: raw.store,
     commands: { ttlMs: duration('commands.ttl', raw.commands.ttl) },
-    auth: raw.auth,
+    auth: {
+      ...raw.auth,
+      ...(raw.auth.credentialsFile ? { credentialsFile: resolve(baseDir, raw.auth.credentialsFile) } : {}),
+    },
     devicePlugins: {
       dir: resolve(baseDir, raw.devicePlugins.dir),
       podResources: resolve(baseDir, raw.devicePlugins.podResources),
@@ -249,24 +305,29 @@ function normaliseUpstream(
   };
 }
 
-function checkUniqueCredentials(auth: RawAgentConfig['auth'], problems: string[]): void {
+/** Device ids and usernames are unique across devices and users; a problem per duplicate. */
+export function checkUniqueCredentials(
+  auth: Pick<RawAgentConfig['auth'], 'devices' | 'users'>,
+  problems: string[],
+  where = 'auth',
+): void {
   const usernames = new Map<string, string>();
   const ids = new Set<string>();
   auth.devices.forEach((d, i) => {
-    if (ids.has(d.id)) problems.push(`auth.devices[${i}].id: duplicate device id ${d.id}`);
+    if (ids.has(d.id)) problems.push(`${where}.devices[${i}].id: duplicate device id ${d.id}`);
     ids.add(d.id);
     const name = d.username ?? d.id;
     if (usernames.has(name))
-      problems.push(`auth.devices[${i}].username: ${name} is already used by ${usernames.get(name)}`);
-    usernames.set(name, `auth.devices[${i}]`);
+      problems.push(`${where}.devices[${i}].username: ${name} is already used by ${usernames.get(name)}`);
+    usernames.set(name, `${where}.devices[${i}]`);
   });
   auth.users.forEach((u, i) => {
     if (usernames.has(u.username)) {
       problems.push(
-        `auth.users[${i}].username: ${u.username} is already used by ${usernames.get(u.username)}`,
+        `${where}.users[${i}].username: ${u.username} is already used by ${usernames.get(u.username)}`,
       );
     }
-    usernames.set(u.username, `auth.users[${i}]`);
+    usernames.set(u.username, `${where}.users[${i}]`);
   });
 }
 

@@ -199,6 +199,65 @@ export const DiscoveryConfigEntrySchema = T.Object(
 );
 export type DiscoveryConfigEntry = Static<typeof DiscoveryConfigEntrySchema>;
 
+/** A PEM file path; relative paths are from the config file. */
+const PemFile = (description: string) => T.String({ minLength: 1, description });
+
+const ServerTls = (what: string, files: string) => ({
+  cert: PemFile(`PEM certificate (with its chain) the ${what} presents; re-read when it changes`),
+  key: PemFile('PEM private key of that certificate; re-read when it changes'),
+  reloadInterval: Duration(
+    `how often the ${files} files are read again; a change applies to new handshakes, connected clients stay`,
+    '10s',
+  ),
+});
+
+const BrokerTls = T.Object(
+  {
+    listen: Listen('the mqtts listener', '0.0.0.0:8883'),
+    ...ServerTls('mqtts listener', 'certificate, key and client CA'),
+    clientCa: T.Optional(
+      PemFile(
+        "PEM CAs whose client certificates are accepted; a certificate from any other CA is refused at the handshake, before any MQTT is read. The name in a certificate (identityFrom) is the client's username: a device or user of auth, or else a device of that id",
+      ),
+    ),
+    clientCertificates: T.Union([T.Literal('required'), T.Literal('optional')], {
+      default: 'required',
+      ...msg(
+        'must be required or optional',
+        'with clientCa: required refuses a handshake without a certificate; optional lets such a client log in with a password',
+      ),
+    }),
+    identityFrom: T.Union(
+      [T.Literal('cn'), T.Literal('san-dns'), T.Literal('san-uri'), T.Literal('san-email')],
+      {
+        default: 'cn',
+        ...msg(
+          'must be cn, san-dns, san-uri or san-email',
+          "which name of a client certificate is the client's username: the subject CN, or the first subject alternative name of that type",
+        ),
+      },
+    ),
+  },
+  { additionalProperties: false, description: 'MQTT over TLS (mqtts), beside the plain listener' },
+);
+
+const BrokerWebsocket = T.Object(
+  {
+    listen: Listen('MQTT over WebSocket', '0.0.0.0:8083'),
+    path: T.String({
+      pattern: '^/',
+      default: '/mqtt',
+      ...msg('must be a path starting with /', 'the HTTP path clients open the WebSocket on'),
+    }),
+    tls: T.Boolean({
+      default: false,
+      description:
+        'wss: served with the certificate, key and client CA of broker.tls (which must be set); false: plain ws',
+    }),
+  },
+  { additionalProperties: false, description: 'MQTT over WebSocket (browsers, some gateways)' },
+);
+
 export const AgentConfigSchema = T.Object(
   {
     node: T.String({
@@ -246,6 +305,8 @@ export const AgentConfigSchema = T.Object(
           'refusals (ACL, rate, payload, storage) are logged once per client and reason, then summed this often',
           '1m',
         ),
+        tls: T.Optional(BrokerTls),
+        websocket: T.Optional(BrokerWebsocket),
       },
       { default: {}, additionalProperties: false },
     ),
@@ -282,6 +343,12 @@ export const AgentConfigSchema = T.Object(
             description:
               'who may use the API: /healthz and /readyz are open; the rest needs a token from tokensFile or, in a cluster, one the API server accepts with RBAC rights on the leafbridge.io resources',
           },
+        ),
+        tls: T.Optional(
+          T.Object(ServerTls('HTTP listener', 'certificate and key'), {
+            additionalProperties: false,
+            description: 'serve HTTPS instead of HTTP on http.listen',
+          }),
         ),
       },
       { default: {}, additionalProperties: false },
@@ -369,6 +436,13 @@ export const AgentConfigSchema = T.Object(
         allowAnonymous: T.Boolean({ default: false, description: 'let clients without credentials in' }),
         devices: T.Array(DeviceCredentialSchema, { default: [] }),
         users: T.Array(UserCredentialSchema, { default: [] }),
+        credentialsFile: T.Optional(
+          T.String({
+            minLength: 1,
+            description:
+              'YAML file with more `devices` and `users` (same entries as here); re-read when it changes, so passwords are added, changed and removed without a restart',
+          }),
+        ),
       },
       { default: {}, additionalProperties: false },
     ),

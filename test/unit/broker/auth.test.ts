@@ -74,3 +74,69 @@ describe('topic ACL', () => {
     expect(auth.canPublish(ops.identity, 'devices/cam-1/telemetry/x')).toBe(false);
   });
 });
+
+describe('client certificates and the credentials file', () => {
+  it('a certificate name is a configured device or user, else the device of that id; a CONNECT username must match', async () => {
+    const hash = await hashPassword('pw');
+    const auth = new Authorizer({
+      allowAnonymous: false,
+      devices: [{ id: 'cam-1', username: 'camera-one', passwordHash: hash }],
+      users: [{ username: 'ops', passwordHash: hash, publish: ['devices/+/commands/#'], subscribe: [] }],
+    });
+    expect(auth.authenticateCertificate('camera-one', undefined)).toEqual({
+      ok: true,
+      identity: { kind: 'device', device: 'cam-1', username: 'camera-one' },
+    });
+    const ops = auth.authenticateCertificate('ops', 'ops');
+    expect(ops.ok && ops.identity.kind).toBe('user');
+    expect(auth.authenticateCertificate('plc-9', '')).toEqual({
+      ok: true,
+      identity: { kind: 'device', device: 'plc-9', username: 'plc-9' },
+    });
+    expect(auth.authenticateCertificate('plc-9', 'ops')).toEqual({ ok: false, reason: 'bad-credentials' });
+    // No name, or one that cannot be a device id (a topic level): refused.
+    expect(auth.authenticateCertificate(undefined, undefined)).toEqual({
+      ok: false,
+      reason: 'bad-certificate',
+    });
+    expect(auth.authenticateCertificate('a/#', undefined)).toEqual({ ok: false, reason: 'bad-certificate' });
+  });
+
+  it('the credentials file: read again when it changes, a bad version keeps the last good set', async () => {
+    const { CredentialsFile, parseCredentialsFile } = await import('../../../src/broker/credentialsFile.js');
+    const { mkdtempSync, writeFileSync, utimesSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const { silentLogger } = await import('../../../src/util/logger.js');
+    const hash = await hashPassword('pw');
+    const inConfig = { devices: [{ id: 'cam-1', passwordHash: hash }], users: [] };
+    expect(() => parseCredentialsFile('devices: [{id: cam-1, passwordHash: x}]', 'f.yaml', inConfig)).toThrow(
+      /f.yaml: \/devices\/0\/passwordHash/,
+    );
+    expect(() =>
+      parseCredentialsFile(`devices: [{id: cam-1, passwordHash: '${hash}'}]`, 'f.yaml', inConfig),
+    ).toThrow(/duplicate device id cam-1/);
+    const dir = mkdtempSync(join(tmpdir(), 'lb-creds-'));
+    const file = join(dir, 'credentials.yaml');
+    let now = 0;
+    const write = (text: string, mtime: number) => {
+      writeFileSync(file, text);
+      utimesSync(file, mtime, mtime);
+    };
+    write(`devices: [{id: dev-2, passwordHash: '${hash}'}]`, 1000);
+    const creds = new CredentialsFile(file, inConfig, silentLogger(), () => now);
+    creds.load();
+    const auth = new Authorizer({ allowAnonymous: false, ...inConfig }, creds);
+    expect((await auth.authenticate('dev-2', Buffer.from('pw'))).ok).toBe(true);
+    expect((await auth.authenticate('cam-1', Buffer.from('pw'))).ok).toBe(true);
+    write('devices: [oops', 2000);
+    now += 2000;
+    expect((await auth.authenticate('dev-2', Buffer.from('pw'))).ok).toBe(true);
+    write(`users: [{username: dev-3, passwordHash: '${hash}'}]`, 3000);
+    expect((await auth.authenticate('dev-3', Buffer.from('pw'))).ok).toBe(false); // within a second: not looked at
+    now += 2000;
+    expect((await auth.authenticate('dev-3', Buffer.from('pw'))).ok).toBe(true);
+    expect((await auth.authenticate('dev-2', Buffer.from('pw'))).ok).toBe(false);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});

@@ -25,7 +25,7 @@ describe('edge broker', () => {
       maxPacketSize: 64 * 1024,
       rateLimit: { messagesPerSecond: 1000, burst: 1000 },
     });
-    const { port } = await broker.start({ host: '127.0.0.1', port: 0 });
+    const { port } = (await broker.start({ listen: { host: '127.0.0.1', port: 0 } })).mqtt;
     cleanups.push(
       () => dir.remove(),
       () => db.close(),

@@ -100,6 +100,40 @@ describe('config', () => {
     );
   });
 
+  it('TLS and WebSocket listeners: paths from the config file, wss only with broker.tls', () => {
+    expect(problems({ ...minimal, broker: { websocket: { tls: true } } })).toEqual([
+      'broker.websocket.tls: needs broker.tls (its certificate and key)',
+    ]);
+    expect(problems({ ...minimal, broker: { tls: { cert: 'c.pem' } } })).toEqual([
+      expect.stringMatching(/^broker\.tls\.key: /),
+    ]);
+    const config = parseConfig(
+      {
+        ...minimal,
+        broker: { tls: { cert: 'c.pem', key: 'k.pem', clientCa: 'ca.pem' }, websocket: {} },
+        http: { tls: { cert: '/etc/x/h.pem', key: 'h.key', reloadInterval: '1m' } },
+        auth: { credentialsFile: 'creds.yaml' },
+      },
+      '/etc/lb',
+    );
+    expect(config.broker.tls).toEqual({
+      listen: { host: '0.0.0.0', port: 8883 },
+      cert: '/etc/lb/c.pem',
+      key: '/etc/lb/k.pem',
+      clientCa: '/etc/lb/ca.pem',
+      clientCertificates: 'required',
+      identityFrom: 'cn',
+      reloadIntervalMs: 10_000,
+    });
+    expect(config.broker.websocket).toEqual({
+      listen: { host: '0.0.0.0', port: 8083 },
+      path: '/mqtt',
+      tls: false,
+    });
+    expect(config.http.tls).toEqual({ cert: '/etc/x/h.pem', key: '/etc/lb/h.key', reloadIntervalMs: 60_000 });
+    expect(config.auth.credentialsFile).toBe('/etc/lb/creds.yaml');
+  });
+
   it('reads YAML files and reports YAML syntax errors with the file name', () => {
     const dir = tempDir();
     dirs.push(dir);
@@ -132,5 +166,31 @@ describe('config', () => {
     expect(run.status).toBe(2);
     expect(run.stderr).toContain('upstream.url: must be an mqtt:// or mqtts:// URL');
     expect(run.stdout).not.toContain('agent started');
+  });
+
+  it('the agent exits 2 when a TLS or credentials file it names is missing or bad', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const file = join(dir.path, 'agent.yaml');
+    const base = `node: edge-1\ndataDir: ${dir.path}\nbroker: {listen: "127.0.0.1:0"`;
+    writeFileSync(join(dir.path, 'not-a-cert.pem'), 'not PEM\n');
+    writeFileSync(join(dir.path, 'creds.yaml'), 'devices: [{id: d1, passwordHash: plain}]\n');
+    for (const [config, expected] of [
+      [
+        `${base}, tls: {listen: "127.0.0.1:0", cert: missing.pem, key: missing.key}}\n`,
+        /broker\.tls: ENOENT/,
+      ],
+      [`${base}}\nhttp: {tls: {cert: not-a-cert.pem, key: not-a-cert.pem}}\n`, /http\.tls: the certificate/],
+      [`${base}}\nauth: {credentialsFile: creds.yaml}\n`, /creds\.yaml: \/devices\/0\/passwordHash/],
+    ] as const) {
+      writeFileSync(file, config);
+      const run = spawnSync(process.execPath, [CLI, 'agent', '--config', file], {
+        encoding: 'utf8',
+        timeout: 10_000,
+      });
+      expect(run.status, config).toBe(2);
+      expect(run.stderr).toMatch(expected);
+      expect(run.stdout).not.toContain('agent started');
+    }
   });
 });
