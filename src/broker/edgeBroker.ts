@@ -12,8 +12,16 @@ import type { Authorizer, Identity } from './auth.js';
 import { EdgePersistence, shapeDelivery } from './delivery.js';
 import { TokenBucket } from './rateLimit.js';
 
-/** What the broker hands the sync layer for every accepted device PUBLISH; a rejection refuses the PUBLISH. */
-export type Ingest = (identity: Identity, clientId: string, packet: PublishPacket) => Promise<void>;
+/**
+ * What the broker hands the sync layer for every accepted device PUBLISH. `done` is called once the message is
+ * durable, or with an error that refuses the PUBLISH (a callback: this runs once per device message).
+ */
+export type Ingest = (
+  identity: Identity,
+  clientId: string,
+  packet: PublishPacket,
+  done: (err?: Error) => void,
+) => void;
 
 export interface EdgeBrokerOptions {
   db: Db;
@@ -228,22 +236,16 @@ export class EdgeBroker {
       done(new RefusedError('message rate too high'));
       return;
     }
-    this.options.ingest(identity, client.id, packet).then(
-      () => {
+    this.options.ingest(identity, client.id, packet, (err) => {
+      if (!err) {
         this.corkUntilNextTurn(client.conn);
         done();
-      },
-      (err: unknown) => {
-        const reason = ingestRefusal(err);
-        this.refuse(
-          reason,
-          client.id,
-          { topic: packet.topic, err: errorMessage(err) },
-          refusalMessage[reason],
-        );
-        done(new RefusedError(errorMessage(err)));
-      },
-    );
+        return;
+      }
+      const reason = ingestRefusal(err);
+      this.refuse(reason, client.id, { topic: packet.topic, err: errorMessage(err) }, refusalMessage[reason]);
+      done(new RefusedError(errorMessage(err)));
+    });
   }
 
   /**
