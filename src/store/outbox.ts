@@ -88,6 +88,12 @@ export class Outbox {
   private readAhead: OutboxEntry[] = [];
   private readAheadHead = 0;
   private tailValid = false;
+  /**
+   * The tail reached its size limit: it stops growing, and what was committed after it is in the table only. It is
+   * still served, and the bridge reads the table after it (committed entries are never dropped from memory to be
+   * read back: that cost as much as writing them).
+   */
+  private tailTruncated = false;
   private closed = false;
   private count = 0;
   private size = 0;
@@ -171,6 +177,12 @@ export class Outbox {
 
   /** The next entries not yet taken, in sequence order. */
   take(max: number): OutboxEntry[] {
+    if (this.tailValid && this.tailTruncated && this.tailHead === this.tail.length) {
+      // The tail is used up and the table holds entries past it: read them from there, and from memory again
+      // once caught up.
+      this.tailValid = false;
+      this.dropTail();
+    }
     if (this.tailValid) {
       const end = Math.min(this.tail.length, this.tailHead + max);
       const out = this.tail.slice(this.tailHead, end);
@@ -219,9 +231,7 @@ export class Outbox {
     this.readAhead = [];
     this.readAheadHead = 0;
     this.tailValid = false;
-    this.tail = [];
-    this.tailHead = 0;
-    this.tailSize = 0;
+    this.dropTail();
   }
 
   /** The upstream acknowledged this entry: delete it (batched). */
@@ -319,17 +329,23 @@ export class Outbox {
   }
 
   private extendTail(added: OutboxEntry[]): void {
-    if (!this.tailValid) return;
+    if (!this.tailValid || this.tailTruncated) return;
+    const limit = this.options.tailBytes ?? 2 * 1024 * 1024;
     for (const e of added) {
+      if (this.tailSize + e.bytes > limit) {
+        this.tailTruncated = true;
+        return;
+      }
       this.tail.push(e);
       this.tailSize += e.bytes;
     }
-    if (this.tailSize > (this.options.tailBytes ?? 2 * 1024 * 1024)) {
-      this.tailValid = false;
-      this.tail = [];
-      this.tailHead = 0;
-      this.tailSize = 0;
-    }
+  }
+
+  private dropTail(): void {
+    this.tailTruncated = false;
+    this.tail = [];
+    this.tailHead = 0;
+    this.tailSize = 0;
   }
 
   /** After a rolled-back transaction: totals from the table, and the bridge served from it (not memory). */
@@ -340,9 +356,7 @@ export class Outbox {
     this.readAhead = [];
     this.readAheadHead = 0;
     this.tailValid = false;
-    this.tail = [];
-    this.tailHead = 0;
-    this.tailSize = 0;
+    this.dropTail();
   }
 
   private flushAcks(): void {
@@ -389,7 +403,7 @@ export class Outbox {
         );
       const last = Number(this.insertStatement(rows.length).run(values).lastInsertRowid);
       // Entries are only built when the bridge is caught up and will take them from memory.
-      if (!this.tailValid) continue;
+      if (!this.tailValid || this.tailTruncated) continue;
       let seq = last - rows.length;
       for (const p of rows) {
         seq++;
