@@ -109,19 +109,13 @@ export class Agent {
       db,
       logger: child(logger, 'broker'),
       authorizer: this.brokerAuthorizer(),
-      ingest: (identity, clientId, packet): Promise<void> => {
-        // Twins and commands write outside the outbox: their storage failures count for readiness too.
-        const done = engine.ingest(identity, clientId, packet).catch((err: unknown) => {
-          writeHealth.failed(err);
-          throw err;
+      ingest: (identity, clientId, packet, done): void => {
+        engine.ingest(identity, clientId, packet, (err) => {
+          // Twins and commands write outside the outbox: their storage failures count for readiness too.
+          if (err) writeHealth.failed(err);
+          else this.live?.observe?.(packet.topic, packet.payload as Buffer); // set only while a dashboard page is open
+          done(err);
         });
-        const observe = this.live?.observe; // set only while a dashboard page is open
-        if (observe)
-          done.then(
-            () => observe(packet.topic, packet.payload as Buffer),
-            () => {},
-          );
-        return done;
       },
       events: {
         onSubscribed: (identity, _clientId, topics) => engine.onSubscribed(identity, topics),

@@ -161,7 +161,7 @@ async function startEdge(
     dataDir: join(dir.path, 'data'),
     log: { level: 'info' },
     broker: { listen: '127.0.0.1:0', rateLimit: launch.rateLimit },
-    http: { listen: '127.0.0.1:0' },
+    http: { listen: '127.0.0.1:0', auth: { anonymous: 'read-only' } }, // loopback only: the bench reads /metrics
     upstream: {
       url: upstream.url,
       prefix: UPSTREAM_PREFIX,

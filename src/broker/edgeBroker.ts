@@ -20,8 +20,16 @@ import {
 } from './listeners.js';
 import { TokenBucket } from './rateLimit.js';
 
-/** What the broker hands the sync layer for every accepted device PUBLISH; a rejection refuses the PUBLISH. */
-export type Ingest = (identity: Identity, clientId: string, packet: PublishPacket) => Promise<void>;
+/**
+ * What the broker hands the sync layer for every accepted device PUBLISH. `done` is called once the message is
+ * durable, or with an error that refuses the PUBLISH (a callback: this runs once per device message).
+ */
+export type Ingest = (
+  identity: Identity,
+  clientId: string,
+  packet: PublishPacket,
+  done: (err?: Error) => void,
+) => void;
 
 export interface EdgeBrokerOptions {
   db: Db;
@@ -263,22 +271,16 @@ export class EdgeBroker {
       done(new RefusedError('message rate too high'));
       return;
     }
-    this.options.ingest(identity, client.id, packet).then(
-      () => {
+    this.options.ingest(identity, client.id, packet, (err) => {
+      if (!err) {
         if (packet.qos === 1) this.holdAck(client.conn, packet);
         done();
-      },
-      (err: unknown) => {
-        const reason = ingestRefusal(err);
-        this.refuse(
-          reason,
-          client.id,
-          { topic: packet.topic, err: errorMessage(err) },
-          refusalMessage[reason],
-        );
-        done(new RefusedError(errorMessage(err)));
-      },
-    );
+        return;
+      }
+      const reason = ingestRefusal(err);
+      this.refuse(reason, client.id, { topic: packet.topic, err: errorMessage(err) }, refusalMessage[reason]);
+      done(new RefusedError(errorMessage(err)));
+    });
   }
 
   /**

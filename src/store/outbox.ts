@@ -42,11 +42,13 @@ export class OutboxFullError extends LeafbridgeError {
   }
 }
 
+/** Told once whether the message was committed (no argument) or refused. */
+export type AppendDone = (err?: Error) => void;
+
 interface Pending {
   msg: OutboxMessage;
   bytes: number;
-  resolve: () => void;
-  reject: (err: Error) => void;
+  done: AppendDone;
 }
 
 interface Row {
@@ -86,6 +88,12 @@ export class Outbox {
   private readAhead: OutboxEntry[] = [];
   private readAheadHead = 0;
   private tailValid = false;
+  /**
+   * The tail reached its size limit: it stops growing, and what was committed after it is in the table only. It is
+   * still served, and the bridge reads the table after it (committed entries are never dropped from memory to be
+   * read back: that cost as much as writing them).
+   */
+  private tailTruncated = false;
   private closed = false;
   private count = 0;
   private size = 0;
@@ -107,7 +115,8 @@ export class Outbox {
   ) {
     this.epoch = metaValue(db, 'outbox.epoch', () => randomBytes(6).toString('hex'));
     this.statements = {
-      removeRange: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING bytes'),
+      // Plucked: the sizes of the deleted rows as plain numbers, no object per row.
+      removeRange: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING bytes').pluck(),
       oldest: db.prepare('SELECT seq, bytes FROM outbox WHERE seq > ? ORDER BY seq LIMIT 256'),
       dropThrough: db.prepare('DELETE FROM outbox WHERE seq <= ?'),
       after: db.prepare(
@@ -132,6 +141,14 @@ export class Outbox {
 
   /** Resolves when the message is committed; rejects with OutboxFullError under `reject-new` when full. */
   append(msg: OutboxMessage): Promise<void> {
+    return new Promise((resolve, reject) => this.appendThen(msg, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /**
+   * `append` for the ingest path, which runs once per device message: `done` is called after the commit (or with
+   * OutboxFullError at once), without a promise per message.
+   */
+  appendThen(msg: OutboxMessage, done: AppendDone): void {
     const bytes = msg.payload.length + Buffer.byteLength(msg.topic) + ENTRY_OVERHEAD;
     if (
       bytes > this.options.maxBytes ||
@@ -139,17 +156,18 @@ export class Outbox {
     ) {
       this.dropped.rejected++;
       this.noteDrop(1, 'reject-new');
-      return Promise.reject(new OutboxFullError(bytes));
+      done(new OutboxFullError(bytes));
+      return;
     }
-    return new Promise((resolve, reject) => {
-      this.pending.push({ msg, bytes, resolve, reject });
-      this.pendingBytes += bytes;
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
+    this.pending.push({ msg, bytes, done });
+    this.pendingBytes += bytes;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushNow);
+    }
   }
+
+  private readonly flushNow = (): void => this.flush();
 
   /** Called after each commit that added entries. Returns an unsubscribe function. */
   onAppended(listener: () => void): () => void {
@@ -159,6 +177,12 @@ export class Outbox {
 
   /** The next entries not yet taken, in sequence order. */
   take(max: number): OutboxEntry[] {
+    if (this.tailValid && this.tailTruncated && this.tailHead === this.tail.length) {
+      // The tail is used up and the table holds entries past it: read them from there, and from memory again
+      // once caught up.
+      this.tailValid = false;
+      this.dropTail();
+    }
     if (this.tailValid) {
       const end = Math.min(this.tail.length, this.tailHead + max);
       const out = this.tail.slice(this.tailHead, end);
@@ -207,9 +231,7 @@ export class Outbox {
     this.readAhead = [];
     this.readAheadHead = 0;
     this.tailValid = false;
-    this.tail = [];
-    this.tailHead = 0;
-    this.tailSize = 0;
+    this.dropTail();
   }
 
   /** The upstream acknowledged this entry: delete it (batched). */
@@ -236,7 +258,8 @@ export class Outbox {
   private flush(): void {
     this.flushScheduled = false;
     if (this.closed) {
-      for (const p of this.pending.splice(0)) p.reject(new LeafbridgeError('OUTBOX_CLOSED', 'outbox closed'));
+      const e = new LeafbridgeError('OUTBOX_CLOSED', 'outbox closed');
+      for (const p of this.pending.splice(0)) this.settle(p, e);
       return;
     }
     const batch = this.pending;
@@ -252,15 +275,24 @@ export class Outbox {
       const e = new LeafbridgeError('OUTBOX_WRITE', `outbox write failed: ${errorMessage(err)}`, {
         cause: err,
       });
-      for (const p of batch) p.reject(e);
+      for (const p of batch) this.settle(p, e);
       return;
     }
     this.health?.succeeded();
     this.count += batch.length;
     for (const p of batch) this.size += p.bytes;
     this.extendTail(added);
-    for (const p of batch) p.resolve();
+    for (const p of batch) this.settle(p);
     for (const l of this.listeners) l();
+  }
+
+  /** One caller's `done`: a throwing one is logged, and the others of the batch are still told. */
+  private settle(p: Pending, err?: Error): void {
+    try {
+      p.done(err);
+    } catch (thrown) {
+      this.logger.error({ err: errorMessage(thrown) }, 'outbox append callback threw');
+    }
   }
 
   /** drop-oldest: delete the oldest entries until `needed` bytes are free. Runs inside the write transaction. */
@@ -297,17 +329,23 @@ export class Outbox {
   }
 
   private extendTail(added: OutboxEntry[]): void {
-    if (!this.tailValid) return;
+    if (!this.tailValid || this.tailTruncated) return;
+    const limit = this.options.tailBytes ?? 2 * 1024 * 1024;
     for (const e of added) {
+      if (this.tailSize + e.bytes > limit) {
+        this.tailTruncated = true;
+        return;
+      }
       this.tail.push(e);
       this.tailSize += e.bytes;
     }
-    if (this.tailSize > (this.options.tailBytes ?? 2 * 1024 * 1024)) {
-      this.tailValid = false;
-      this.tail = [];
-      this.tailHead = 0;
-      this.tailSize = 0;
-    }
+  }
+
+  private dropTail(): void {
+    this.tailTruncated = false;
+    this.tail = [];
+    this.tailHead = 0;
+    this.tailSize = 0;
   }
 
   /** After a rolled-back transaction: totals from the table, and the bridge served from it (not memory). */
@@ -318,9 +356,7 @@ export class Outbox {
     this.readAhead = [];
     this.readAheadHead = 0;
     this.tailValid = false;
-    this.tail = [];
-    this.tailHead = 0;
-    this.tailSize = 0;
+    this.dropTail();
   }
 
   private flushAcks(): void {
@@ -367,11 +403,22 @@ export class Outbox {
         );
       const last = Number(this.insertStatement(rows.length).run(values).lastInsertRowid);
       // Entries are only built when the bridge is caught up and will take them from memory.
-      if (!this.tailValid) continue;
+      if (!this.tailValid || this.tailTruncated) continue;
       let seq = last - rows.length;
       for (const p of rows) {
         seq++;
-        added.push({ ...p.msg, seq, msgId: `${this.epoch}-${seq}`, bytes: p.bytes });
+        const m = p.msg;
+        const msgId = `${this.epoch}-${seq}`;
+        const entry: OutboxEntry = {
+          seq,
+          device: m.device,
+          topic: m.topic,
+          payload: m.payload,
+          msgId,
+          bytes: p.bytes,
+        };
+        if (m.props) entry.props = m.props;
+        added.push(entry);
       }
     }
     return added;
@@ -395,11 +442,9 @@ export class Outbox {
     let start = 0;
     for (let i = 1; i <= seqs.length; i++) {
       if (i < seqs.length && (seqs[i] as number) <= (seqs[i - 1] as number) + 1) continue;
-      const rows = this.statements.removeRange.all(seqs[start], seqs[i - 1]) as { bytes: number }[];
-      for (const r of rows) {
-        this.count--;
-        this.size -= r.bytes;
-      }
+      const sizes = this.statements.removeRange.all(seqs[start], seqs[i - 1]) as number[];
+      this.count -= sizes.length;
+      for (const bytes of sizes) this.size -= bytes;
       start = i;
     }
   }
@@ -425,15 +470,17 @@ export class Outbox {
   }
 
   private toEntry(r: Row): OutboxEntry {
-    return {
+    const msgId = `${this.epoch}-${r.seq}`;
+    const entry: OutboxEntry = {
       seq: r.seq,
       device: r.device,
       topic: r.topic,
       payload: r.payload,
-      ...(r.props ? { props: decodeProps(r.props) } : {}),
-      msgId: `${this.epoch}-${r.seq}`,
+      msgId,
       bytes: r.bytes,
     };
+    if (r.props) entry.props = decodeProps(r.props);
+    return entry;
   }
 }
 

@@ -1,4 +1,4 @@
-import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient, type Packet } from 'mqtt';
+import mqtt, { type IClientOptions, type MqttClient, type Packet } from 'mqtt';
 import type { UpstreamConfig } from '../config/load.js';
 import { type EdgeTopic, fromUpstream, MESSAGE_ID_PROPERTY, upstreamRoot } from '../model/topics.js';
 import type { Outbox, OutboxEntry } from '../store/outbox.js';
@@ -6,6 +6,7 @@ import { backoffDelay } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import type { DownstreamProps } from './engine.js';
+import { encodeQos1Publishes, type PublishBatchOptions } from './publishPacket.js';
 
 export interface BridgeOptions {
   config: UpstreamConfig;
@@ -16,6 +17,8 @@ export interface BridgeOptions {
 }
 
 const noTrace = (): void => {};
+/** At most this many of our PUBLISHes in flight: packet ids are left for mqtt.js's own packets. */
+const MAX_INFLIGHT = 65_000;
 
 /**
  * PUBACK reason codes that mean "not now": the message is kept, and the link is restarted (with backoff) so that
@@ -33,12 +36,14 @@ const RETRY_LATER = new Set([
 export class UpstreamBridge {
   private client?: MqttClient;
   private generation = 0;
-  private inflight = 0;
+  /** Our PUBLISHes awaiting their PUBACK, by packet id. */
+  private readonly inflight = new Map<number, OutboxEntry>();
   private attempt = 0;
   private reconnectTimer?: NodeJS.Timeout;
   private stopped = true;
   private unsubscribeOutbox?: () => void;
   private readonly root: string;
+  private readonly encoding: PublishBatchOptions;
   private readonly logger: Logger;
   /** Messages acknowledged upstream; duplicates (resends after a lost PUBACK) count again. */
   forwarded = 0;
@@ -48,6 +53,11 @@ export class UpstreamBridge {
 
   constructor(private readonly o: BridgeOptions) {
     this.root = upstreamRoot(o.config.prefix, o.node);
+    this.encoding = {
+      protocolVersion: o.config.protocolVersion,
+      prefix: this.root,
+      msgIdProperty: MESSAGE_ID_PROPERTY,
+    };
     this.logger = o.logger;
   }
 
@@ -114,7 +124,7 @@ export class UpstreamBridge {
       if (generation !== this.generation) return;
       this.attempt = 0;
       this.connects++;
-      this.inflight = 0;
+      this.inflight.clear();
       this.o.outbox.rewind();
       this.logger.info({ url: c.url, connects: this.connects }, 'upstream connected');
       client.publish(agentStatus, 'online', { qos: 1, retain: true });
@@ -126,6 +136,7 @@ export class UpstreamBridge {
       this.pump();
     });
     client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet));
+    client.on('packetreceive', (packet) => this.onPacket(packet, generation));
     client.on('error', (err) => this.logger.warn({ err: err.message }, 'upstream error'));
     client.on('close', () => this.onClose(client, generation));
   }
@@ -135,7 +146,7 @@ export class UpstreamBridge {
     this.generation++; // from here on, callbacks of this connection's publishes are void
     client.removeAllListeners('connect');
     client.end(true);
-    this.inflight = 0;
+    this.inflight.clear();
     if (this.stopped) return;
     const delay = backoffDelay(
       this.attempt++,
@@ -161,68 +172,96 @@ export class UpstreamBridge {
   }
 
   /**
-   * Fill the in-flight window from the outbox. The socket is corked meanwhile, so the batch leaves in one write
-   * rather than one (or, with mqtt-packet, several) per PUBLISH.
+   * Fill the in-flight window from the outbox: each batch taken is encoded into one buffer and written at once
+   * (QoS 1 PUBLISHes of our own; mqtt.js keeps the connection, the session and the downstream side).
    */
   private pump(): void {
     const client = this.client;
-    if (!client?.connected) return;
-    const generation = this.generation;
-    const window = this.o.config.inflight;
-    const stream = client.stream;
-    stream.cork();
-    try {
-      while (this.inflight < window) {
-        const batch = this.o.outbox.take(Math.min(512, window - this.inflight));
-        if (batch.length === 0) return;
-        for (const entry of batch) this.send(client, generation, entry);
-      }
-    } finally {
-      stream.uncork();
+    if (!client?.connected || !client.stream.writable) return;
+    const window = Math.min(this.o.config.inflight, MAX_INFLIGHT);
+    while (this.inflight.size < window) {
+      const batch = this.o.outbox.take(Math.min(512, window - this.inflight.size));
+      if (batch.length === 0) return;
+      this.send(client, batch);
     }
   }
 
-  private send(client: MqttClient, generation: number, entry: OutboxEntry): void {
-    this.inflight++;
-    client.publish(`${this.root}${entry.topic}`, entry.payload, this.publishOptions(entry), (err) => {
-      if (generation !== this.generation) return; // that connection is gone; the entry is resent from the outbox
-      this.inflight--;
-      const code = (err as { code?: unknown } | undefined)?.code;
-      if (err && typeof code === 'number' && !RETRY_LATER.has(code)) {
-        this.rejected++;
-        this.logger.warn(
-          { topic: entry.topic, msgId: entry.msgId, reasonCode: code },
-          'upstream refused a message',
-        );
-        this.o.outbox.ack(entry.seq);
-      } else if (err) {
-        // Not acknowledged (a "retry later" code, or the link failing): keep it, and restart the link so that the
-        // outbox is replayed from the oldest unacknowledged message, preserving order.
-        this.logger.warn(
-          { topic: entry.topic, msgId: entry.msgId, err: err.message },
-          'upstream did not take a message',
-        );
-        client.end(true);
-        return;
-      } else {
-        this.forwarded++;
-        this.o.outbox.ack(entry.seq);
-      }
-      this.schedulePump();
-    });
+  private send(client: MqttClient, batch: OutboxEntry[]): void {
+    const ids: number[] = [];
+    for (const entry of batch) {
+      const packetId = this.nextPacketId(client);
+      this.inflight.set(packetId, entry);
+      ids.push(packetId);
+    }
+    let bytes: Buffer;
+    try {
+      bytes = encodeQos1Publishes(batch, ids, this.encoding);
+    } catch {
+      bytes = this.encodeEach(batch, ids);
+    }
+    client.stream.write(bytes);
   }
 
-  private publishOptions(entry: OutboxEntry): IClientPublishOptions {
-    if (this.o.config.protocolVersion !== 5) return { qos: 1 };
-    const p = entry.props;
-    return {
-      qos: 1,
-      properties: {
-        userProperties: { ...(p?.userProperties ?? {}), [MESSAGE_ID_PROPERTY]: entry.msgId },
-        ...(p?.correlationData ? { correlationData: p.correlationData } : {}),
-        ...(p?.contentType ? { contentType: p.contentType } : {}),
-      },
-    };
+  /** A batch with a packet MQTT cannot carry: the others go, that one is dropped and counted. */
+  private encodeEach(batch: OutboxEntry[], ids: number[]): Buffer {
+    const parts: Buffer[] = [];
+    batch.forEach((entry, i) => {
+      const packetId = ids[i] as number;
+      try {
+        parts.push(encodeQos1Publishes([entry], [packetId], this.encoding));
+      } catch (err) {
+        this.inflight.delete(packetId);
+        this.rejected++;
+        this.logger.warn(
+          { topic: entry.topic, msgId: entry.msgId, err: errorMessage(err) },
+          'message cannot be sent upstream; dropped',
+        );
+        this.o.outbox.ack(entry.seq);
+      }
+    });
+    return Buffer.concat(parts);
+  }
+
+  /**
+   * mqtt.js numbers its own packets (the status PUBLISH, SUBSCRIBE) from the same sequence; an id still in flight is
+   * skipped. The window stays below the 65,535 ids, so one is always free.
+   */
+  private nextPacketId(client: MqttClient): number {
+    for (;;) {
+      const id = client.messageIdProvider.allocate() as number;
+      if (!this.inflight.has(id) && !client.outgoing[id]) return id;
+    }
+  }
+
+  /** Our PUBACKs (mqtt.js ignores a PUBACK it did not ask for). */
+  private onPacket(packet: Packet, generation: number): void {
+    if (packet.cmd !== 'puback' || generation !== this.generation) return;
+    const id = packet.messageId ?? -1;
+    const entry = this.inflight.get(id);
+    if (!entry) return;
+    this.inflight.delete(id);
+    const code = packet.reasonCode ?? 0;
+    if (code < 0x80) {
+      this.forwarded++;
+      this.o.outbox.ack(entry.seq);
+    } else if (RETRY_LATER.has(code)) {
+      // Not taken now: keep it, and restart the link so that the outbox is replayed from the oldest unacknowledged
+      // message, preserving order.
+      this.logger.warn(
+        { topic: entry.topic, msgId: entry.msgId, reasonCode: code },
+        'upstream did not take a message',
+      );
+      this.client?.end(true);
+      return;
+    } else {
+      this.rejected++;
+      this.logger.warn(
+        { topic: entry.topic, msgId: entry.msgId, reasonCode: code },
+        'upstream refused a message',
+      );
+      this.o.outbox.ack(entry.seq);
+    }
+    this.schedulePump();
   }
 
   private onMessage(topic: string, payload: Buffer, packet: Packet): void {

@@ -10,7 +10,7 @@ import {
   parseEdgeTopic,
   UPSTREAM_KINDS,
 } from '../model/topics.js';
-import type { MessageProps, Outbox } from '../store/outbox.js';
+import type { MessageProps, Outbox, OutboxMessage } from '../store/outbox.js';
 import { errorMessage, PayloadError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import type { CommandStore, PendingCommand } from './commands.js';
@@ -33,6 +33,11 @@ export interface SyncEngineOptions {
 }
 
 export const STATUS_VALUES = new Set(['online', 'offline']);
+
+/** Told once: the message is durable (no argument), or why it was refused. */
+export type IngestDone = (err?: Error) => void;
+
+const ignore: IngestDone = () => {};
 
 /**
  * The sync layer on the edge: device messages into the outbox (twins merged on the way), and desired twins
@@ -68,58 +73,69 @@ export class SyncEngine {
     if (this.expiryTimer) clearInterval(this.expiryTimer);
   }
 
-  /** Called by the edge broker for each PUBLISH that passed the ACL; resolves once it is durable. */
-  readonly ingest = (_identity: Identity, _clientId: string, packet: PublishPacket): Promise<void> => {
+  /**
+   * Called by the edge broker for each PUBLISH that passed the ACL; `done` is called once it is durable, or with the
+   * reason it was refused. A callback, not a promise: this runs once per device message.
+   */
+  readonly ingest = (
+    _identity: Identity,
+    _clientId: string,
+    packet: PublishPacket,
+    done: IngestDone,
+  ): void => {
     const topic = parseEdgeTopic(packet.topic);
     if (!topic || !UPSTREAM_KINDS.has(topic.kind)) {
       this.received.other++;
-      return Promise.resolve();
+      done();
+      return;
     }
+    let msg: OutboxMessage | undefined;
     try {
-      const forwarded = this.accept(topic, packet);
-      this.received[topic.kind]++;
-      if (packet.qos === 0) {
-        forwarded.catch(() => {}); // counted by the outbox; QoS 0 has nobody to tell
-        return Promise.resolve();
-      }
-      return forwarded;
+      msg = this.accept(topic, packet);
     } catch (err) {
-      return Promise.reject(err);
+      done(err as Error);
+      return;
     }
+    this.received[topic.kind]++;
+    if (!msg || !this.o.outbox) done();
+    else if (packet.qos === 0) {
+      this.o.outbox.appendThen(msg, ignore); // nobody to tell: its outcome is counted by the outbox
+      done();
+    } else this.o.outbox.appendThen(msg, done);
   };
 
-  private accept(topic: EdgeTopic, packet: PublishPacket): Promise<void> {
-    const props = messageProps(packet);
+  /** What goes upstream for this device message (twins merged, results correlated); throws PayloadError. */
+  private accept(topic: EdgeTopic, packet: PublishPacket): OutboxMessage | undefined {
+    let props = messageProps(packet);
+    let payload = packet.payload as Buffer;
     switch (topic.kind) {
       case 'telemetry':
-        return this.forward(topic.device, packet.topic, packet.payload as Buffer, props);
-      case 'status': {
-        const value = (packet.payload as Buffer).toString('utf8');
-        if (!STATUS_VALUES.has(value))
+        break;
+      case 'status':
+        if (!STATUS_VALUES.has(payload.toString('utf8')))
           throw new PayloadError('STATUS_INVALID', 'status must be online or offline');
-        return this.forward(topic.device, packet.topic, packet.payload as Buffer, props);
-      }
+        break;
       case 'reported': {
-        const twin = this.o.twins.applyReported(topic.device, packet.payload as Buffer);
-        const doc = Buffer.from(JSON.stringify({ ...twin.reported, $version: twin.reportedVersion }));
+        const twin = this.o.twins.applyReported(topic.device, payload);
+        payload = Buffer.from(JSON.stringify({ ...twin.reported, $version: twin.reportedVersion }));
         this.publishDelta(topic.device, twin);
-        return this.forward(topic.device, packet.topic, doc, props);
+        break;
       }
-      case 'birth': {
+      case 'birth':
         // A retained announcement (`{"properties": {...}}`) read by the mqtt discovery handler; an empty one clears it.
-        const payload = packet.payload as Buffer;
         if (payload.length > 0) parseObject(payload, 'birth message');
-        return this.forward(topic.device, packet.topic, payload, props);
-      }
+        break;
       case 'commandResult': {
-        const done = this.o.commands.complete(topic.device, topic.name, props?.correlationData);
-        const withCorrelation =
-          done && !props?.correlationData ? { ...props, correlationData: done.correlation } : props;
-        return this.forward(topic.device, packet.topic, packet.payload as Buffer, withCorrelation);
+        const result = this.o.commands.complete(topic.device, topic.name, props?.correlationData);
+        if (result && !props?.correlationData) props = { ...props, correlationData: result.correlation };
+        break;
       }
       default:
-        return Promise.resolve();
+        return undefined;
     }
+    const msg: OutboxMessage = { device: topic.device, topic: packet.topic, payload };
+    if (props) msg.props = props;
+    return msg;
   }
 
   private forward(
@@ -127,9 +143,15 @@ export class SyncEngine {
     topic: string,
     payload: Buffer,
     props: MessageProps | undefined,
-  ): Promise<void> {
-    if (!this.o.outbox) return Promise.resolve();
-    return this.o.outbox.append({ device, topic, payload, ...(props ? { props } : {}) });
+    done: IngestDone,
+  ): void {
+    if (!this.o.outbox) {
+      done();
+      return;
+    }
+    const msg: OutboxMessage = { device, topic, payload };
+    if (props) msg.props = props;
+    this.o.outbox.appendThen(msg, done);
   }
 
   /** A desired twin or a command from upstream. Throws PayloadError for a malformed one. */
@@ -209,10 +231,9 @@ export class SyncEngine {
         cmd.device,
         edgeTopic.commandResult(cmd.device, cmd.name),
         Buffer.from(JSON.stringify(result)),
-        {
-          correlationData: cmd.correlation,
-        },
-      ).catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'expiry result not queued'));
+        { correlationData: cmd.correlation },
+        (err) => err && this.logger.warn({ err: errorMessage(err) }, 'expiry result not queued'),
+      );
     }
   }
 

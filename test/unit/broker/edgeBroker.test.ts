@@ -21,7 +21,7 @@ describe('edge broker', () => {
       db,
       logger: silentLogger(),
       authorizer: new Authorizer({ allowAnonymous: true, devices: [], users: [] }),
-      ingest: async () => {},
+      ingest: (_identity, _clientId, _packet, done) => done(),
       maxPacketSize: 64 * 1024,
       rateLimit: { messagesPerSecond: 1000, burst: 1000 },
     });

@@ -190,4 +190,22 @@ describe('Outbox', () => {
     expect(inTable.length + dropped).toBe(1200 + 40 * 20);
     expect(taken.length - inTable.length).toBeLessThanOrEqual(dropped);
   });
+
+  it('a tail that reached its size limit is served, then the table after it, every entry once and in order', async () => {
+    // Room in memory for 5 entries: past that, commits are in the table only, and are read from there after the tail.
+    const { outbox } = open({ tailBytes: ENTRY(10) * 5 });
+    expect(outbox.take(10)).toEqual([]); // caught up: new commits go to the in-memory tail
+    await Promise.all(Array.from({ length: 20 }, (_, i) => outbox.append(msg('d1', i))));
+    const taken: number[] = [];
+    for (let round = 0; round < 6; round++) {
+      for (const e of outbox.take(3)) taken.push(e.payload[0] as number);
+      await Promise.all(Array.from({ length: 2 }, (_, i) => outbox.append(msg('d1', 20 + round * 2 + i))));
+    }
+    let batch = outbox.take(7);
+    while (batch.length > 0) {
+      for (const e of batch) taken.push(e.payload[0] as number);
+      batch = outbox.take(7);
+    }
+    expect(taken).toEqual(Array.from({ length: 32 }, (_, i) => i));
+  });
 });
