@@ -33,8 +33,8 @@ tests_for() {
       echo 'test/unit/deviceplugin/*laims*.test.ts,test/unit/deviceplugin/slots*.test.ts' ;;
     src/deviceplugin/manager.ts) echo 'test/integration/devicePluginManager.test.ts' ;;
     src/registry/kubeStore.ts) echo 'test/unit/registry/**/*.test.ts' ;;
-    src/discovery/naming.ts | src/discovery/deviceNames.ts)
-      echo 'test/unit/discovery/naming.test.ts,test/unit/discovery/manager.test.ts,test/unit/discovery/deviceNames.test.ts' ;;
+    src/discovery/naming.ts) echo 'test/unit/discovery/naming.test.ts,test/unit/discovery/deviceNames.test.ts' ;;
+    src/discovery/deviceNames.ts) echo 'test/unit/discovery/deviceNames.test.ts,test/unit/discovery/manager.test.ts' ;;
     *) echo 'test/unit/**/*.test.ts' ;;
   esac
 }
