@@ -7,7 +7,8 @@
 #   MUTATE_TESTS='test/unit/x.test.ts' npm run mutate -- src/x.ts   other tests (comma-separated globs)
 #   MUTATE_CONCURRENCY=2 ...                       more test runners (default 1: the machine is shared)
 # One module per run: with per-test coverage Stryker runs only the tests that reach each mutant, so a run
-# takes minutes. The report: reports/mutation/mutation.html and .json; the score is printed at the end.
+# takes minutes. The report: reports/mutation/mutation.html and .json (a copy per module, <name>.json); the
+# score is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS=.cache/stryker
@@ -32,7 +33,7 @@ tests_for() {
     src/deviceplugin/slots.ts | src/deviceplugin/storeClaims.ts)
       echo 'test/unit/deviceplugin/*laims*.test.ts,test/unit/deviceplugin/slots*.test.ts' ;;
     src/deviceplugin/manager.ts) echo 'test/integration/devicePluginManager.test.ts' ;;
-    src/registry/kubeStore.ts) echo 'test/unit/registry/**/*.test.ts' ;;
+    src/registry/kubeStore.ts) echo 'test/integration/deviceStore.test.ts' ;;
     src/discovery/naming.ts) echo 'test/unit/discovery/naming.test.ts,test/unit/discovery/deviceNames.test.ts' ;;
     src/discovery/deviceNames.ts) echo 'test/unit/discovery/deviceNames.test.ts,test/unit/discovery/manager.test.ts' ;;
     *) echo 'test/unit/**/*.test.ts' ;;
@@ -44,7 +45,13 @@ export MUTATE_TESTS="${MUTATE_TESTS:-$(tests_for "$module")}"
 # Only the outbox's tests run the built CLI (a writer process killed mid-stream); the others skip the build.
 case "$module" in src/store/outbox.ts) ;; *) export LEAFBRIDGE_BUILT="${LEAFBRIDGE_BUILT:-1}" ;; esac
 echo "mutate: $module; tests: $MUTATE_TESTS" >&2
-# The TypeScript checker type-checks only the mutated module and what it imports (stryker.config.json names
-# this file), not the whole repository with its tests, bench and examples: seconds per mutant, not minutes.
-printf '{"extends": "./tsconfig.json", "include": [], "files": ["%s"]}\n' "$module" > .stryker-tsconfig.json
-exec "$TOOLS/node_modules/.bin/stryker" run --mutate "$module" --concurrency "${MUTATE_CONCURRENCY:-1}"
+# The TypeScript checker type-checks only the mutated module, what it imports and the declarations in src/types
+# (stryker.config.json names this file), not the whole repository with its tests, bench and examples: seconds
+# per mutant, not minutes.
+printf '{"extends": "./tsconfig.json", "include": ["src/types"], "files": ["%s"]}\n' "$module" > .stryker-tsconfig.json
+# Each module keeps its own incremental file (a rerun tests only the mutants whose code or tests changed) and
+# its own copy of the JSON report.
+name="$(basename "$module" .ts)"
+"$TOOLS/node_modules/.bin/stryker" run --mutate "$module" --concurrency "${MUTATE_CONCURRENCY:-1}" \
+  --incremental --incrementalFile "reports/mutation/$name.incremental.json"
+cp reports/mutation/mutation.json "reports/mutation/$name.json"
