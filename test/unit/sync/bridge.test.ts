@@ -23,17 +23,33 @@ interface Seen {
 }
 
 /** An in-process upstream (aedes on 127.0.0.1, port 0) that records what the bridge's client publishes. */
-async function upstream(hold?: (release: (err?: Error) => void, topic: string) => void) {
+async function upstream(
+  hold?: (release: (err?: Error) => void, topic: string) => void,
+  credentials?: { username: string; password: string },
+) {
   const seen: Seen[] = [];
+  const sessions: { clean: boolean; expiry: number }[] = [];
   const broker = await Aedes.createBroker({
+    authenticate(_client, username, password, done) {
+      done(
+        null,
+        credentials === undefined ||
+          (username === credentials.username && String(password) === credentials.password),
+      );
+    },
     authorizePublish(client, packet, done) {
       if (client && packet.topic.includes('/devices/') && hold)
         hold((err) => done(err ?? null), packet.topic);
       else done(null);
     },
   });
+  broker.on('clientReady', (client) => {
+    const c = client as unknown as { clean: boolean; sessionExpiryInterval: number };
+    sessions.push({ clean: c.clean, expiry: c.sessionExpiryInterval });
+  });
   broker.on('publish', (packet, client) => {
-    if (!client) return;
+    // Wills are published by the broker itself: keep those of the agent's status topic.
+    if (!client && !packet.topic.endsWith('/agent/status')) return;
     const properties = (packet as { properties?: Record<string, unknown> }).properties;
     seen.push({
       topic: packet.topic,
@@ -50,6 +66,7 @@ async function upstream(hold?: (release: (err?: Error) => void, topic: string) =
   return {
     broker,
     seen,
+    sessions,
     url: `mqtt://127.0.0.1:${port}`,
     close: () =>
       new Promise<void>((r) => {
@@ -89,10 +106,11 @@ describe('UpstreamBridge', () => {
     o: {
       config?: Partial<UpstreamConfig>;
       hold?: Parameters<typeof upstream>[0];
+      credentials?: Parameters<typeof upstream>[1];
       onDownstream?: (t: EdgeTopic, p: Buffer, props: DownstreamProps) => void;
     } = {},
   ) {
-    const up = await upstream(o.hold);
+    const up = await upstream(o.hold, o.credentials);
     cleanups.push(() => up.close());
     const dir = tempDir();
     const db = openDb(dir.path, { synchronous: 'normal' });
@@ -243,6 +261,18 @@ describe('UpstreamBridge', () => {
     ][0];
     client?.conn.destroy();
     await until(() => outbox.messages === 0 && bridge.connects === 2, 10_000, 'the rest after a reconnect');
+    // The lost connection's will said offline (retained); the new connection says online again.
+    const status = up.seen.filter((s) => s.topic === 'lb/edge-1/agent/status');
+    expect(status.map((s) => [s.payload, s.retain])).toEqual([
+      ['online', true],
+      ['offline', true],
+      ['online', true],
+    ]);
+    // A persistent session each time, as configured.
+    expect(up.sessions).toEqual([
+      { clean: false, expiry: 600 },
+      { clean: false, expiry: 600 },
+    ]);
     for (const r of held.splice(0)) r();
     expect(lines.some((l) => l.msg === 'upstream down' && l.attempt === 1)).toBe(true);
     const payloads = up.seen.filter((s) => s.topic.includes('/devices/')).map((s) => s.payload);
@@ -302,5 +332,24 @@ describe('UpstreamBridge', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(outbox.messages).toBe(1);
     expect(up.seen.filter((s) => s.topic.includes('/devices/'))).toEqual([]);
+  });
+  it('logs in with the configured username and password; refused credentials are retried with backoff', async () => {
+    const credentials = { username: 'edge', password: 's3cret' };
+    const good = await setup({ credentials, config: { ...credentials, protocolVersion: 4 } });
+    await good.outbox.append(telemetry(1));
+    good.bridge.start();
+    await until(() => good.outbox.messages === 0, 10_000, 'the outbox to drain');
+    const bad = await setup({ credentials, config: { username: 'edge', password: 'wrong' } });
+    bad.bridge.start();
+    await until(
+      () => bad.lines.filter((l) => l.msg === 'upstream down').length >= 2,
+      10_000,
+      'two refused connects',
+    );
+    expect(bad.bridge.connects).toBe(0);
+    const downs = bad.lines.filter((l) => l.msg === 'upstream down');
+    expect(downs.map((l) => l.attempt)).toEqual(downs.map((_, i) => i + 1));
+    for (const d of downs) expect(d.retryInMs).toBeGreaterThanOrEqual(20);
+    for (const d of downs) expect(d.retryInMs).toBeLessThanOrEqual(50);
   });
 });
