@@ -146,6 +146,10 @@ describe('Outbox', () => {
       'rejected',
     ]);
     expect((results[3] as PromiseRejectedResult).reason).toBeInstanceOf(OutboxFullError);
+    expect((results[3] as PromiseRejectedResult).reason).toMatchObject({
+      code: 'OUTBOX_FULL',
+      message: `outbox full: a ${ENTRY(100)}-byte message was refused (overflow policy reject-new)`,
+    });
     expect(outbox.dropped.rejected).toBe(2);
     expect(outbox.take(10).map((e) => e.payload[0])).toEqual([0, 1, 2]);
   });
@@ -307,5 +311,37 @@ describe('Outbox', () => {
     expect(outbox.dropped.oldest).toBe(4);
     expect(outbox.take(10).map((e) => e.payload[0])).toEqual([4, 5, 6, 7]);
     expect(outbox.messages).toBe(4);
+  });
+  it('once caught up, take hands out at most `max` entries from memory, with the seqs and ids the table has', async () => {
+    const { outbox } = open();
+    expect(outbox.take(10)).toEqual([]);
+    let calls = 0;
+    const stop = outbox.onAppended(() => calls++);
+    await Promise.all([1, 2, 3, 4, 5].map((i) => outbox.append(msg('d1', i))));
+    const first = outbox.take(2);
+    const rest = outbox.take(10);
+    expect(first.map((e) => e.payload[0])).toEqual([1, 2]);
+    expect(rest.map((e) => e.payload[0])).toEqual([3, 4, 5]);
+    expect(outbox.take(10)).toEqual([]);
+    outbox.rewind();
+    expect(outbox.take(10)).toEqual([...first, ...rest]);
+    expect(calls).toBe(1);
+    stop();
+    await outbox.append(msg('d1', 6));
+    expect(calls).toBe(1);
+  });
+
+  it('a turn of exactly 128 appends (two full INSERT statements) commits them all', async () => {
+    const { outbox } = open();
+    await Promise.all(Array.from({ length: 128 }, (_, i) => outbox.append(msg('d1', i))));
+    expect(outbox.messages).toBe(128);
+    expect(outbox.take(200).map((e) => e.payload[0])).toEqual(Array.from({ length: 128 }, (_, i) => i));
+  });
+
+  it('a message of exactly maxBytes fits', async () => {
+    const { outbox } = open({ maxBytes: ENTRY(10), overflow: 'drop-oldest' });
+    await outbox.append(msg('d1', 1));
+    expect(outbox.messages).toBe(1);
+    expect(outbox.bytes).toBe(ENTRY(10));
   });
 });
