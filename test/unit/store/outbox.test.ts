@@ -219,8 +219,10 @@ describe('Outbox', () => {
   it('a failed write rejects its whole turn, reports it, keeps the totals true; the next turn commits', async () => {
     const health = { ok: 0, failed: [] as unknown[] };
     const { db, outbox } = open({}, undefined, undefined, {
-      succeeded: () => health.ok++,
-      failed: (err: unknown) => health.failed.push(err),
+      succeeded: () => {
+        health.ok++;
+      },
+      failed: (err: unknown) => health.failed.push(err) > 0,
     });
     await outbox.append(msg('d1', 1));
     expect(outbox.take(10)).toHaveLength(1); // caught up: served from memory from now on
@@ -245,8 +247,10 @@ describe('Outbox', () => {
   it('a failed delete keeps the acks and retries them; the entries go once the store can write', async () => {
     const health = { ok: 0, failed: 0 };
     const { db, outbox } = open({}, undefined, undefined, {
-      succeeded: () => health.ok++,
-      failed: () => health.failed++,
+      succeeded: () => {
+        health.ok++;
+      },
+      failed: () => ++health.failed > 0,
     });
     await Promise.all([1, 2, 3].map((i) => outbox.append(msg('d1', i))));
     const taken = outbox.take(10);
