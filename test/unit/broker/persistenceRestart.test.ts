@@ -165,4 +165,24 @@ describe('edge persistence across a restart', () => {
     expect(subs.map((s) => s.topic)).toEqual(['b/#']);
     expect(await again.subscriptionsByClient({ id: 'c2' })).toEqual([]);
   });
+  it('Buffers inside MQTT 5 properties come back as Buffers after a restart', async () => {
+    const { db, p } = await open();
+    const properties = { correlationData: Buffer.from([0, 1, 255]), userProperties: { type: 'Buffer' } };
+    await p.outgoingEnqueueCombi([sub], publish(1, 1, { properties }));
+    const again = await restart(db);
+    const [packet] = await read(again.outgoingStream(client));
+    expect(packet?.properties).toEqual(properties);
+    const got = packet?.properties as { correlationData?: unknown } | undefined;
+    expect(Buffer.isBuffer(got?.correlationData)).toBe(true);
+  });
+
+  it('a second copy of one publication for one client is found once the first is cleared', async () => {
+    const { p } = await open();
+    await p.outgoingEnqueueCombi([sub, sub], publish(1, 1));
+    await p.outgoingUpdate(client, { ...publish(1, 1), messageId: 7 });
+    expect((await p.outgoingClearMessageId(client, { messageId: 7 } as never))?.payload.toString()).toBe('1');
+    const copy = { ...publish(1, 1), messageId: 8 };
+    await p.outgoingUpdate(client, copy);
+    expect((await read(p.outgoingStream(client))).map((q) => q.messageId)).toEqual([8]);
+  });
 });
