@@ -191,8 +191,15 @@ describe('StoreSlotClaims', () => {
       code: 'API_UNREACHABLE',
     });
     expect(one.holder('cam-0')).toBeUndefined();
+    let heard = 0;
+    const unwatch = one.watch(() => heard++);
     expect(await one.claim([{ slot: 'serial-0', device: 'serial' }], A)).toEqual({ conflicts: [] });
     expect(store.queued).toBe(1);
+    // Claimed here at once, while the write waits for the server.
+    expect(heard).toBe(1);
+    unwatch();
+    await one.release(['serial-0'], 'n1');
+    expect(heard).toBe(1);
     expect(lines().some((l) => l.msg === 'API server unreachable; claim on a local device queued')).toBe(
       true,
     );
