@@ -14,6 +14,14 @@ describe('topic ACL', () => {
     expect(filterCovers('devices/+/telemetry/#', 'devices/d9/telemetry/t')).toBe(true);
     expect(filterCovers('devices/+/status', 'devices/#')).toBe(false);
     expect(filterCovers('#', 'anything/at/all')).toBe(true);
+    // Without '#', the filter must match level for level; '+' covers one level, a '+' or '#' in the filter too.
+    expect(filterCovers('devices/d1/status', 'devices/d1/status')).toBe(true);
+    expect(filterCovers('devices/+/status', 'devices/d1/status')).toBe(true);
+    expect(filterCovers('devices/+/status', 'devices/+/status')).toBe(true);
+    expect(filterCovers('devices/+/status', 'devices/d1/status/x')).toBe(false);
+    expect(filterCovers('devices/+/status', 'devices/d1')).toBe(false);
+    expect(filterCovers('devices/d1/status', 'devices/+/status')).toBe(false);
+    expect(filterCovers('devices/+', 'devices/#')).toBe(false);
   });
 
   it('parses the DESIGN topics and nothing else', () => {
@@ -106,7 +114,14 @@ describe('Authorizer', () => {
         { id: 'cam-1', username: 'camera-one', passwordHash: hash },
         { id: 'cam-2', passwordHash: empty },
       ],
-      users: [{ username: 'viewer', passwordHash: hash, publish: [], subscribe: ['devices/+/telemetry/#'] }],
+      users: [
+        {
+          username: 'viewer',
+          passwordHash: hash,
+          publish: [],
+          subscribe: ['devices/+/telemetry/#', 'devices/+/birth'],
+        },
+      ],
     });
     expect(await auth.authenticate('cam-1', Buffer.from('pw'))).toEqual({
       ok: false,
@@ -123,11 +138,18 @@ describe('Authorizer', () => {
     const viewer = await auth.authenticate('viewer', Buffer.from('pw'));
     expect(viewer).toEqual({
       ok: true,
-      identity: { kind: 'user', username: 'viewer', publish: [], subscribe: ['devices/+/telemetry/#'] },
+      identity: {
+        kind: 'user',
+        username: 'viewer',
+        publish: [],
+        subscribe: ['devices/+/telemetry/#', 'devices/+/birth'],
+      },
     });
     if (!viewer.ok) return;
     expect(auth.canSubscribe(viewer.identity, 'devices/cam-1/telemetry/fps')).toBe(true);
     expect(auth.canSubscribe(viewer.identity, 'devices/cam-1/status')).toBe(false);
+    // Allowed by one of its filters is enough.
+    expect(auth.canSubscribe(viewer.identity, 'devices/cam-1/birth')).toBe(true);
     expect(auth.canPublish(viewer.identity, 'devices/cam-1/telemetry/fps')).toBe(false);
   });
 
@@ -140,10 +162,13 @@ describe('Authorizer', () => {
     const ok = { ok: true, identity: { kind: 'device', device: 'cam-1', username: 'cam-1' } };
     expect(await auth.authenticate('cam-1', Buffer.from('pw'))).toEqual(ok);
     expect(await auth.authenticate('cam-1', Buffer.from('pw'))).toEqual(ok);
-    expect(await auth.authenticate('cam-1', Buffer.from('pw2'))).toEqual({
-      ok: false,
-      reason: 'bad-credentials',
-    });
+    // A refused password is not remembered: refused again.
+    for (let i = 0; i < 2; i++) {
+      expect(await auth.authenticate('cam-1', Buffer.from('pw2'))).toEqual({
+        ok: false,
+        reason: 'bad-credentials',
+      });
+    }
     expect(await auth.authenticate('cam-1', Buffer.from('pw'))).toEqual(ok);
   });
 });
