@@ -2,10 +2,13 @@
 # Mutation testing with StrykerJS (not part of `npm test`: slow on 2 cores). Stryker, its vitest runner and
 # TypeScript checker are installed into a cache folder of their own (.cache/stryker, outside package.json),
 # so the project's dependencies stay as they are.
-#   scripts/mutate.sh                                  src/hub/seen.ts against test/unit/hub + hub.test.ts
-#   MUTATE='src/hub/statusPatch.ts' scripts/mutate.sh  other modules (comma-separated globs)
-#   MUTATE_TESTS='test/unit/store/outbox.test.ts' ...  the tests to run against them (comma-separated globs)
-# The report: reports/mutation/mutation.html and .json; the score per file is printed at the end.
+#   npm run mutate                                 src/hub/seen.ts against its tests
+#   npm run mutate -- src/store/outbox.ts          one module against the tests listed for it below
+#   MUTATE_TESTS='test/unit/x.test.ts' npm run mutate -- src/x.ts   other tests (comma-separated globs)
+#   MUTATE_CONCURRENCY=2 ...                       more test runners (default 1: the machine is shared)
+# One module per run: with per-test coverage Stryker runs only the tests that reach each mutant, so a run
+# takes minutes. The report: reports/mutation/mutation.html and .json (a copy per module, <name>.json); the
+# score is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS=.cache/stryker
@@ -16,6 +19,39 @@ if [ ! -x "$TOOLS/node_modules/.bin/stryker" ]; then
     @stryker-mutator/core@9 @stryker-mutator/vitest-runner@9 @stryker-mutator/typescript-checker@9 \
     vitest@3.2.7 typescript@5.9
 fi
-args=()
-if [ -n "${MUTATE:-}" ]; then args+=(--mutate "$MUTATE"); fi
-exec "$TOOLS/node_modules/.bin/stryker" run "${args[@]}"
+
+# The tests that prove each module's promises. Only tests that run the module in the test process count:
+# a mutant lives in the test process, so tests that drive a spawned agent cannot kill it.
+tests_for() {
+  case "$1" in
+    src/store/outbox.ts) echo 'test/unit/store/outbox.test.ts' ;;
+    src/broker/persistence.ts)
+      echo 'test/contract/brokerPersistence.contract.test.ts,test/unit/broker/persistence*.test.ts' ;;
+    src/broker/auth.ts) echo 'test/unit/broker/auth.test.ts' ;;
+    src/hub/*) echo 'test/unit/hub/**/*.test.ts' ;;
+    src/sync/*) echo 'test/unit/sync/**/*.test.ts' ;;
+    src/deviceplugin/slots.ts | src/deviceplugin/storeClaims.ts)
+      echo 'test/unit/deviceplugin/*laims*.test.ts,test/unit/deviceplugin/slots*.test.ts' ;;
+    src/deviceplugin/manager.ts) echo 'test/integration/devicePluginManager.test.ts' ;;
+    src/registry/kubeDeviceStore.ts) echo 'test/integration/deviceStore.test.ts' ;;
+    src/model/naming.ts) echo 'test/unit/model/naming.test.ts,test/unit/discovery/deviceNames.test.ts,test/unit/deviceplugin/slots.test.ts' ;;
+    src/discovery/deviceNames.ts) echo 'test/unit/discovery/deviceNames.test.ts,test/unit/discovery/manager.test.ts' ;;
+    *) echo 'test/unit/**/*.test.ts' ;;
+  esac
+}
+
+module="${1:-src/hub/seen.ts}"
+export MUTATE_TESTS="${MUTATE_TESTS:-$(tests_for "$module")}"
+# Only the outbox's tests run the built CLI (a writer process killed mid-stream); the others skip the build.
+case "$module" in src/store/outbox.ts) ;; *) export LEAFBRIDGE_BUILT="${LEAFBRIDGE_BUILT:-1}" ;; esac
+echo "mutate: $module; tests: $MUTATE_TESTS" >&2
+# The TypeScript checker type-checks only the mutated module, what it imports and the declarations in src/types
+# (stryker.config.json names this file), not the whole repository with its tests, bench and examples: seconds
+# per mutant, not minutes.
+printf '{"extends": "./tsconfig.json", "include": ["src/types"], "files": ["%s"]}\n' "$module" > .stryker-tsconfig.json
+# Each module keeps its own incremental file (a rerun tests only the mutants whose code or tests changed) and
+# its own copy of the JSON report.
+name="$(basename "$module" .ts)"
+"$TOOLS/node_modules/.bin/stryker" run --mutate "$module" --concurrency "${MUTATE_CONCURRENCY:-1}" \
+  --incremental --incrementalFile "reports/mutation/$name.incremental.json"
+cp reports/mutation/mutation.json "reports/mutation/$name.json"

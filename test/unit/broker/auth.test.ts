@@ -14,6 +14,14 @@ describe('topic ACL', () => {
     expect(filterCovers('devices/+/telemetry/#', 'devices/d9/telemetry/t')).toBe(true);
     expect(filterCovers('devices/+/status', 'devices/#')).toBe(false);
     expect(filterCovers('#', 'anything/at/all')).toBe(true);
+    // Without '#', the filter must match level for level; '+' covers one level, a '+' or '#' in the filter too.
+    expect(filterCovers('devices/d1/status', 'devices/d1/status')).toBe(true);
+    expect(filterCovers('devices/+/status', 'devices/d1/status')).toBe(true);
+    expect(filterCovers('devices/+/status', 'devices/+/status')).toBe(true);
+    expect(filterCovers('devices/+/status', 'devices/d1/status/x')).toBe(false);
+    expect(filterCovers('devices/+/status', 'devices/d1')).toBe(false);
+    expect(filterCovers('devices/d1/status', 'devices/+/status')).toBe(false);
+    expect(filterCovers('devices/+', 'devices/#')).toBe(false);
   });
 
   it('parses the DESIGN topics and nothing else', () => {
@@ -138,5 +146,95 @@ describe('client certificates and the credentials file', () => {
     expect((await auth.authenticate('dev-3', Buffer.from('pw'))).ok).toBe(true);
     expect((await auth.authenticate('dev-2', Buffer.from('pw'))).ok).toBe(false);
     rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('Authorizer', () => {
+  it('anonymous clients, when allowed, publish what devices send and subscribe under devices/ only', async () => {
+    const auth = new Authorizer({ allowAnonymous: true, devices: [], users: [] });
+    for (const username of [undefined, '']) {
+      expect(await auth.authenticate(username, undefined)).toEqual({
+        ok: true,
+        identity: { kind: 'anonymous' },
+      });
+    }
+    const anon = { kind: 'anonymous' } as const;
+    expect(auth.canPublish(anon, 'devices/any/telemetry/t')).toBe(true);
+    expect(auth.canPublish(anon, 'devices/any/commands/reboot')).toBe(false);
+    expect(auth.canPublish(anon, 'elsewhere/x')).toBe(false);
+    expect(auth.canSubscribe(anon, 'devices/any/#')).toBe(true);
+    expect(auth.canSubscribe(anon, '#')).toBe(false);
+    // A configured username still needs its password when anonymous clients are allowed.
+    expect(await auth.authenticate('someone', Buffer.from('x'))).toEqual({
+      ok: false,
+      reason: 'bad-credentials',
+    });
+  });
+
+  it('a device may log in under its own username; no password is an empty one', async () => {
+    const hash = await hashPassword('pw');
+    const empty = await hashPassword('');
+    const auth = new Authorizer({
+      allowAnonymous: false,
+      devices: [
+        { id: 'cam-1', username: 'camera-one', passwordHash: hash },
+        { id: 'cam-2', passwordHash: empty },
+      ],
+      users: [
+        {
+          username: 'viewer',
+          passwordHash: hash,
+          publish: [],
+          subscribe: ['devices/+/telemetry/#', 'devices/+/birth'],
+        },
+      ],
+    });
+    expect(await auth.authenticate('cam-1', Buffer.from('pw'))).toEqual({
+      ok: false,
+      reason: 'bad-credentials',
+    });
+    expect(await auth.authenticate('camera-one', Buffer.from('pw'))).toEqual({
+      ok: true,
+      identity: { kind: 'device', device: 'cam-1', username: 'camera-one' },
+    });
+    expect(await auth.authenticate('cam-2', undefined)).toEqual({
+      ok: true,
+      identity: { kind: 'device', device: 'cam-2', username: 'cam-2' },
+    });
+    const viewer = await auth.authenticate('viewer', Buffer.from('pw'));
+    expect(viewer).toEqual({
+      ok: true,
+      identity: {
+        kind: 'user',
+        username: 'viewer',
+        publish: [],
+        subscribe: ['devices/+/telemetry/#', 'devices/+/birth'],
+      },
+    });
+    if (!viewer.ok) return;
+    expect(auth.canSubscribe(viewer.identity, 'devices/cam-1/telemetry/fps')).toBe(true);
+    expect(auth.canSubscribe(viewer.identity, 'devices/cam-1/status')).toBe(false);
+    // Allowed by one of its filters is enough.
+    expect(auth.canSubscribe(viewer.identity, 'devices/cam-1/birth')).toBe(true);
+    expect(auth.canPublish(viewer.identity, 'devices/cam-1/telemetry/fps')).toBe(false);
+  });
+
+  it('a remembered password admits only itself: another password is checked again and refused', async () => {
+    const auth = new Authorizer({
+      allowAnonymous: false,
+      devices: [{ id: 'cam-1', passwordHash: await hashPassword('pw') }],
+      users: [],
+    });
+    const ok = { ok: true, identity: { kind: 'device', device: 'cam-1', username: 'cam-1' } };
+    expect(await auth.authenticate('cam-1', Buffer.from('pw'))).toEqual(ok);
+    expect(await auth.authenticate('cam-1', Buffer.from('pw'))).toEqual(ok);
+    // A refused password is not remembered: refused again.
+    for (let i = 0; i < 2; i++) {
+      expect(await auth.authenticate('cam-1', Buffer.from('pw2'))).toEqual({
+        ok: false,
+        reason: 'bad-credentials',
+      });
+    }
+    expect(await auth.authenticate('cam-1', Buffer.from('pw'))).toEqual(ok);
   });
 });

@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDb } from '../../../src/store/db.js';
 import { Outbox, OutboxFullError } from '../../../src/store/outbox.js';
-import { silentLogger } from '../../../src/util/logger.js';
+import { createLogger, silentLogger } from '../../../src/util/logger.js';
 import { ROOT, tempDir } from '../../helpers/processes.js';
 import { until } from '../../helpers/wait.js';
 
@@ -21,10 +22,15 @@ describe('Outbox', () => {
   afterEach(() => {
     for (const c of cleanups.splice(0).reverse()) c();
   });
-  function open(options: Partial<ConstructorParameters<typeof Outbox>[1]> = {}, dir = tempDir()) {
+  function open(
+    options: Partial<ConstructorParameters<typeof Outbox>[1]> = {},
+    dir = tempDir(),
+    logger = silentLogger(),
+    health?: ConstructorParameters<typeof Outbox>[3],
+  ) {
     const db = openDb(dir.path, { synchronous: 'normal' });
     cleanups.push(() => dir.remove());
-    const outbox = new Outbox(db, { maxBytes: 1 << 30, overflow: 'drop-oldest', ...options }, silentLogger());
+    const outbox = new Outbox(db, { maxBytes: 1 << 30, overflow: 'drop-oldest', ...options }, logger, health);
     cleanups.push(() => {
       if (!db.open) return;
       outbox.close();
@@ -140,6 +146,10 @@ describe('Outbox', () => {
       'rejected',
     ]);
     expect((results[3] as PromiseRejectedResult).reason).toBeInstanceOf(OutboxFullError);
+    expect((results[3] as PromiseRejectedResult).reason).toMatchObject({
+      code: 'OUTBOX_FULL',
+      message: `outbox full: a ${ENTRY(100)}-byte message was refused (overflow policy reject-new)`,
+    });
     expect(outbox.dropped.rejected).toBe(2);
     expect(outbox.take(10).map((e) => e.payload[0])).toEqual([0, 1, 2]);
   });
@@ -207,5 +217,154 @@ describe('Outbox', () => {
       batch = outbox.take(7);
     }
     expect(taken).toEqual(Array.from({ length: 32 }, (_, i) => i));
+  });
+
+  it('close commits the appends of the current turn and the acks; later appends are refused', async () => {
+    const dir = tempDir();
+    const a = open({}, dir);
+    await Promise.all([1, 2, 3].map((i) => a.outbox.append(msg('d1', i))));
+    const [first] = a.outbox.take(1);
+    a.outbox.ack(first!.seq);
+    const last = a.outbox.append(msg('d1', 4));
+    a.outbox.close();
+    await expect(last).resolves.toBeUndefined();
+    await expect(a.outbox.append(msg('d1', 5))).rejects.toMatchObject({ code: 'OUTBOX_CLOSED' });
+    a.db.close();
+    const b = open({}, dir);
+    expect(b.outbox.messages).toBe(3);
+    expect(b.outbox.take(10).map((e) => e.payload[0])).toEqual([2, 3, 4]);
+  });
+
+  it('a failed write rejects its whole turn, reports it, keeps the totals true; the next turn commits', async () => {
+    const health = { ok: 0, failed: [] as unknown[] };
+    const { db, outbox } = open({}, undefined, undefined, {
+      succeeded: () => {
+        health.ok++;
+      },
+      failed: (err: unknown) => health.failed.push(err) > 0,
+    });
+    await outbox.append(msg('d1', 1));
+    expect(outbox.take(10)).toHaveLength(1); // caught up: served from memory from now on
+    expect(health.ok).toBe(1);
+    db.exec(`CREATE TRIGGER full BEFORE INSERT ON outbox WHEN NEW.device = 'bad'
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`);
+    const turn = await Promise.allSettled([outbox.append(msg('d1', 2)), outbox.append(msg('bad', 3))]);
+    expect(turn.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect((turn[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'OUTBOX_WRITE' });
+    expect(String((turn[0] as PromiseRejectedResult).reason.message)).toContain('database or disk is full');
+    expect(health.failed).toHaveLength(1);
+    expect(outbox.messages).toBe(1);
+    expect(outbox.bytes).toBe(ENTRY(10));
+    db.exec('DROP TRIGGER full');
+    await outbox.append(msg('d1', 4));
+    expect(health.ok).toBe(2);
+    expect(outbox.messages).toBe(2);
+    // After the failure the bridge reads the table again: the new entry once, nothing of the failed turn.
+    expect(outbox.take(10).map((e) => e.payload[0])).toEqual([4]);
+  });
+
+  it('a failed delete keeps the acks and retries them; the entries go once the store can write', async () => {
+    const health = { ok: 0, failed: 0 };
+    const { db, outbox } = open({}, undefined, undefined, {
+      succeeded: () => {
+        health.ok++;
+      },
+      failed: () => ++health.failed > 0,
+    });
+    await Promise.all([1, 2, 3].map((i) => outbox.append(msg('d1', i))));
+    const taken = outbox.take(10);
+    db.exec(`CREATE TRIGGER stuck BEFORE DELETE ON outbox BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END`);
+    for (const e of taken) outbox.ack(e.seq);
+    await until(() => health.failed > 0, 5_000, 'the delete to fail');
+    expect(outbox.messages).toBe(3);
+    db.exec('DROP TRIGGER stuck');
+    await until(() => outbox.messages === 0, 5_000, 'the retried delete');
+    expect(outbox.bytes).toBe(0);
+    expect((db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n).toBe(0);
+  });
+
+  it('deletes acks in runs, out of order and with gaps, and keeps the totals', async () => {
+    const { db, outbox } = open();
+    await Promise.all(Array.from({ length: 10 }, (_, i) => outbox.append(msg('d1', i, 10 + i))));
+    const taken = outbox.take(10);
+    for (const i of [7, 0, 1, 2, 5, 9, 8]) outbox.ack(taken[i]!.seq);
+    await until(() => outbox.messages === 3, 5_000, 'the deletes');
+    const left = (db.prepare('SELECT seq FROM outbox ORDER BY seq').all() as { seq: number }[]).map(
+      (r) => r.seq,
+    );
+    expect(left).toEqual([3, 4, 6].map((i) => taken[i]!.seq));
+    expect(outbox.bytes).toBe([3, 4, 6].reduce((sum, i) => sum + ENTRY(10 + i), 0));
+  });
+
+  it('logs drops at once with their count, then at most once a second', async () => {
+    const lines: { msg: string; dropped: number; policy: string }[] = [];
+    const destination = new Writable({
+      write(chunk, _enc, done) {
+        for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
+        done();
+      },
+    });
+    const { outbox } = open(
+      { maxBytes: ENTRY(100) * 2, overflow: 'reject-new' },
+      undefined,
+      createLogger({ destination }),
+    );
+    await outbox.append(msg('d1', 1, 100));
+    await outbox.append(msg('d1', 2, 100));
+    for (let i = 0; i < 5; i++) await outbox.append(msg('d1', 3, 100)).catch(() => {});
+    expect(lines.map((l) => [l.msg, l.dropped, l.policy])).toEqual([
+      ['outbox full: messages dropped', 1, 'reject-new'],
+    ]);
+    await until(() => lines.length === 2, 5_000, 'the second drop report');
+    expect(lines[1]?.dropped).toBe(4);
+    expect(outbox.dropped.rejected).toBe(5);
+  });
+
+  it('drop-oldest while the bridge is caught up: a dropped entry is never handed out, whether in memory or the table', async () => {
+    const { outbox } = open({ maxBytes: ENTRY(10) * 4, overflow: 'drop-oldest', tailBytes: ENTRY(10) * 3 });
+    await outbox.append(msg('d1', 0));
+    expect(outbox.take(10).map((e) => e.payload[0])).toEqual([0]);
+    // Caught up: these are held in memory for the bridge; the fifth drops the oldest (0, taken but not acked).
+    for (let i = 1; i <= 4; i++) await outbox.append(msg('d1', i));
+    expect(outbox.dropped.oldest).toBe(1);
+    expect(outbox.take(2).map((e) => e.payload[0])).toEqual([1, 2]);
+    await outbox.append(msg('d1', 5)); // drops 1, taken
+    await outbox.append(msg('d1', 6)); // drops 2, taken
+    await outbox.append(msg('d1', 7)); // drops 3, in memory and not taken yet
+    expect(outbox.dropped.oldest).toBe(4);
+    expect(outbox.take(10).map((e) => e.payload[0])).toEqual([4, 5, 6, 7]);
+    expect(outbox.messages).toBe(4);
+  });
+  it('once caught up, take hands out at most `max` entries from memory, with the seqs and ids the table has', async () => {
+    const { outbox } = open();
+    expect(outbox.take(10)).toEqual([]);
+    let calls = 0;
+    const stop = outbox.onAppended(() => calls++);
+    await Promise.all([1, 2, 3, 4, 5].map((i) => outbox.append(msg('d1', i))));
+    const first = outbox.take(2);
+    const rest = outbox.take(10);
+    expect(first.map((e) => e.payload[0])).toEqual([1, 2]);
+    expect(rest.map((e) => e.payload[0])).toEqual([3, 4, 5]);
+    expect(outbox.take(10)).toEqual([]);
+    outbox.rewind();
+    expect(outbox.take(10)).toEqual([...first, ...rest]);
+    expect(calls).toBe(1);
+    stop();
+    await outbox.append(msg('d1', 6));
+    expect(calls).toBe(1);
+  });
+
+  it('a turn of exactly 128 appends (two full INSERT statements) commits them all', async () => {
+    const { outbox } = open();
+    await Promise.all(Array.from({ length: 128 }, (_, i) => outbox.append(msg('d1', i))));
+    expect(outbox.messages).toBe(128);
+    expect(outbox.take(200).map((e) => e.payload[0])).toEqual(Array.from({ length: 128 }, (_, i) => i));
+  });
+
+  it('a message of exactly maxBytes fits', async () => {
+    const { outbox } = open({ maxBytes: ENTRY(10), overflow: 'drop-oldest' });
+    await outbox.append(msg('d1', 1));
+    expect(outbox.messages).toBe(1);
+    expect(outbox.bytes).toBe(ENTRY(10));
   });
 });

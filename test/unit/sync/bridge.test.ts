@@ -1,0 +1,355 @@
+import { createServer, type Server } from 'node:net';
+import { Writable } from 'node:stream';
+import { Aedes } from 'aedes';
+import mqtt from 'mqtt';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { UpstreamConfig } from '../../../src/config/load.js';
+import type { EdgeTopic } from '../../../src/model/topics.js';
+import { openDb } from '../../../src/store/db.js';
+import { Outbox } from '../../../src/store/outbox.js';
+import { UpstreamBridge } from '../../../src/sync/bridge.js';
+import type { DownstreamProps } from '../../../src/sync/engine.js';
+import { createLogger, silentLogger } from '../../../src/util/logger.js';
+import { tempDir } from '../../helpers/processes.js';
+import { until } from '../../helpers/wait.js';
+
+interface Seen {
+  topic: string;
+  payload: string;
+  msgId: unknown;
+  properties: Record<string, unknown> | undefined;
+  qos: number;
+  retain: boolean;
+}
+
+/** An in-process upstream (aedes on 127.0.0.1, port 0) that records what the bridge's client publishes. */
+async function upstream(
+  hold?: (release: (err?: Error) => void, topic: string) => void,
+  credentials?: { username: string; password: string },
+) {
+  const seen: Seen[] = [];
+  const sessions: { clean: boolean; expiry: number }[] = [];
+  const broker = await Aedes.createBroker({
+    authenticate(_client, username, password, done) {
+      done(
+        null,
+        credentials === undefined ||
+          (username === credentials.username && String(password) === credentials.password),
+      );
+    },
+    authorizePublish(client, packet, done) {
+      if (client && packet.topic.includes('/devices/') && hold)
+        hold((err) => done(err ?? null), packet.topic);
+      else done(null);
+    },
+  });
+  broker.on('clientReady', (client) => {
+    const c = client as unknown as { clean: boolean; sessionExpiryInterval: number };
+    sessions.push({ clean: c.clean, expiry: c.sessionExpiryInterval });
+  });
+  broker.on('publish', (packet, client) => {
+    // Wills are published by the broker itself: keep those of the agent's status topic.
+    if (!client && !packet.topic.endsWith('/agent/status')) return;
+    const properties = (packet as { properties?: Record<string, unknown> }).properties;
+    seen.push({
+      topic: packet.topic,
+      payload: packet.payload.toString(),
+      msgId: (properties?.userProperties as Record<string, unknown> | undefined)?.['lb-msg-id'],
+      properties,
+      qos: packet.qos,
+      retain: packet.retain,
+    });
+  });
+  const server: Server = createServer(broker.handle);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    broker,
+    seen,
+    sessions,
+    url: `mqtt://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close();
+        broker.close(() => r());
+      }),
+  };
+}
+
+function config(url: string, overrides: Partial<UpstreamConfig> = {}): UpstreamConfig {
+  return {
+    url,
+    prefix: 'lb',
+    clientId: 'edge-1-bridge',
+    protocolVersion: 5,
+    keepaliveSeconds: 30,
+    inflight: 4,
+    reconnect: { minDelayMs: 20, maxDelayMs: 50 },
+    sessionExpirySeconds: 600,
+    ...overrides,
+  };
+}
+
+const telemetry = (n: number, device = 'd1') => ({
+  device,
+  topic: `devices/${device}/telemetry/t`,
+  payload: Buffer.from(String(n)),
+});
+
+describe('UpstreamBridge', () => {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  async function setup(
+    o: {
+      config?: Partial<UpstreamConfig>;
+      hold?: Parameters<typeof upstream>[0];
+      credentials?: Parameters<typeof upstream>[1];
+      onDownstream?: (t: EdgeTopic, p: Buffer, props: DownstreamProps) => void;
+    } = {},
+  ) {
+    const up = await upstream(o.hold, o.credentials);
+    cleanups.push(() => up.close());
+    const dir = tempDir();
+    const db = openDb(dir.path, { synchronous: 'normal' });
+    const outbox = new Outbox(db, { maxBytes: 1 << 24, overflow: 'drop-oldest' }, silentLogger());
+    cleanups.push(() => {
+      outbox.close();
+      db.close();
+      dir.remove();
+    });
+    const lines: { msg: string; [k: string]: unknown }[] = [];
+    const destination = new Writable({
+      write(chunk, _enc, done) {
+        for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
+        done();
+      },
+    });
+    const bridge = new UpstreamBridge({
+      config: config(up.url, o.config),
+      node: 'edge-1',
+      outbox,
+      logger: createLogger({ level: 'debug', destination }),
+      onDownstream: o.onDownstream ?? (() => {}),
+    });
+    cleanups.push(() => bridge.stop());
+    return { up, outbox, bridge, lines };
+  }
+
+  it('drains the outbox in order under the node root, with the message id and MQTT 5 properties', async () => {
+    const { up, outbox, bridge } = await setup();
+    const props = {
+      correlationData: Buffer.from([1, 2]),
+      contentType: 'application/json',
+      userProperties: { a: 'b' },
+    };
+    await outbox.append({ ...telemetry(0), props });
+    await Promise.all(Array.from({ length: 19 }, (_, i) => outbox.append(telemetry(i + 1, `d${i % 3}`))));
+    outbox.rewind();
+    const ids = outbox.take(100).map((e) => e.msgId);
+    outbox.rewind();
+    expect(bridge.connected).toBe(false);
+    bridge.start();
+    await until(() => outbox.messages === 0, 10_000, 'the outbox to drain');
+    expect(bridge.connected).toBe(true);
+    expect(bridge.forwarded).toBe(20);
+    expect(bridge.rejected).toBe(0);
+    expect(bridge.connects).toBe(1);
+    const sent = up.seen.filter((s) => s.topic.includes('/devices/'));
+    expect(sent.map((s) => s.payload)).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
+    expect(sent.map((s) => s.msgId)).toEqual(ids);
+    expect(sent[0]?.topic).toBe('lb/edge-1/devices/d1/telemetry/t');
+    expect(sent[1]?.topic).toBe('lb/edge-1/devices/d0/telemetry/t');
+    expect(sent.every((s) => s.qos === 1 && !s.retain)).toBe(true);
+    expect(sent[0]?.properties).toMatchObject({
+      correlationData: Buffer.from([1, 2]),
+      contentType: 'application/json',
+      userProperties: { a: 'b', 'lb-msg-id': ids[0] },
+    });
+    expect(sent[1]?.properties?.contentType).toBeUndefined();
+    expect(sent[1]?.properties?.correlationData).toBeUndefined();
+    expect(up.seen.find((s) => s.topic === 'lb/edge-1/agent/status')).toMatchObject({
+      payload: 'online',
+      qos: 1,
+      retain: true,
+    });
+    // Later appends go out as they are committed.
+    await outbox.append(telemetry(20));
+    await until(() => bridge.forwarded === 21 && outbox.messages === 0, 10_000, 'the new message');
+  });
+
+  it('keeps at most `inflight` messages unacknowledged, and deletes each only after its PUBACK', async () => {
+    const held: (() => void)[] = [];
+    let most = 0;
+    const { up, outbox, bridge } = await setup({
+      config: { inflight: 3 },
+      hold: (release) => {
+        held.push(() => release());
+        most = Math.max(most, held.length);
+      },
+    });
+    await Promise.all(Array.from({ length: 10 }, (_, i) => outbox.append(telemetry(i))));
+    bridge.start();
+    let released = 0;
+    while (released < 10) {
+      await until(() => held.length > 0, 10_000, 'a held PUBLISH');
+      // Each acknowledged entry is deleted, and no other: the PUBLISHes held here stay.
+      await until(() => outbox.messages <= 10 - released, 10_000, 'the acknowledged entries deleted');
+      await new Promise((r) => setTimeout(r, 20));
+      expect(outbox.messages).toBe(10 - released);
+      expect(held.length).toBeLessThanOrEqual(3);
+      held.shift()?.();
+      released++;
+    }
+    await until(() => outbox.messages === 0, 10_000, 'the outbox to drain');
+    expect(most).toBe(3);
+    expect(up.seen.filter((s) => s.topic.includes('/devices/')).map((s) => s.payload)).toEqual(
+      Array.from({ length: 10 }, (_, i) => String(i)),
+    );
+  });
+
+  it('a message the upstream refuses for good (0x87) is dropped, counted and logged; the rest go on', async () => {
+    const { outbox, bridge, lines } = await setup({
+      hold: (release, topic) => (topic.endsWith('/bad/telemetry/t') ? release(new Error('no')) : release()),
+    });
+    await outbox.append(telemetry(1));
+    await outbox.append(telemetry(2, 'bad'));
+    await outbox.append(telemetry(3));
+    bridge.start();
+    await until(() => outbox.messages === 0, 10_000, 'the outbox to drain');
+    expect(bridge.rejected).toBe(1);
+    expect(bridge.forwarded).toBe(2);
+    expect(lines.find((l) => l.msg === 'upstream refused a message')).toMatchObject({
+      topic: 'devices/bad/telemetry/t',
+      reasonCode: 0x87,
+    });
+  });
+
+  it('MQTT 3.1.1: plain QoS 1 publishes without properties', async () => {
+    const { up, outbox, bridge } = await setup({ config: { protocolVersion: 4 } });
+    await outbox.append({ ...telemetry(1), props: { contentType: 'text/plain' } });
+    bridge.start();
+    await until(() => outbox.messages === 0, 10_000, 'the outbox to drain');
+    const sent = up.seen.filter((s) => s.topic.includes('/devices/'));
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.qos).toBe(1);
+    expect(sent[0]?.msgId).toBeUndefined();
+    expect(sent[0]?.properties).toBeUndefined();
+  });
+
+  it('after a lost connection it reconnects and resends what was not acknowledged, in order', async () => {
+    const held: ((err?: Error) => void)[] = [];
+    let holding = true;
+    const { up, outbox, bridge, lines } = await setup({
+      config: { inflight: 5 },
+      hold: (release) => (holding ? held.push(release) : release()),
+    });
+    await Promise.all(Array.from({ length: 8 }, (_, i) => outbox.append(telemetry(i))));
+    bridge.start();
+    await until(() => held.length === 5, 10_000, 'five PUBLISHes in flight');
+    // Two acknowledged, then the link drops with three unacknowledged.
+    held.shift()?.();
+    held.shift()?.();
+    await until(() => bridge.forwarded === 2, 10_000, 'two PUBACKs');
+    holding = false;
+    const client = [
+      ...Object.values(
+        (up.broker as unknown as { clients: Record<string, { conn: { destroy(): void } }> }).clients,
+      ),
+    ][0];
+    client?.conn.destroy();
+    await until(() => outbox.messages === 0 && bridge.connects === 2, 10_000, 'the rest after a reconnect');
+    // The lost connection's will said offline (retained); the new connection says online again.
+    const status = up.seen.filter((s) => s.topic === 'lb/edge-1/agent/status');
+    expect(status.map((s) => [s.payload, s.retain])).toEqual([
+      ['online', true],
+      ['offline', true],
+      ['online', true],
+    ]);
+    // A persistent session each time, as configured.
+    expect(up.sessions).toEqual([
+      { clean: false, expiry: 600 },
+      { clean: false, expiry: 600 },
+    ]);
+    for (const r of held.splice(0)) r();
+    expect(lines.some((l) => l.msg === 'upstream down' && l.attempt === 1)).toBe(true);
+    const payloads = up.seen.filter((s) => s.topic.includes('/devices/')).map((s) => s.payload);
+    // After the first connection's five, the second starts again at the oldest unacknowledged (2).
+    const second = payloads.slice(payloads.lastIndexOf('2'));
+    expect(second).toEqual(['2', '3', '4', '5', '6', '7']);
+    expect(bridge.forwarded).toBe(8);
+  });
+
+  it('hands on desired twins and commands for this node only; a throwing handler is logged', async () => {
+    const got: [EdgeTopic, string, DownstreamProps][] = [];
+    const { up, bridge, lines } = await setup({
+      onDownstream: (t, p, props) => {
+        if (t.device === 'boom') throw new Error('handler failed');
+        got.push([t, p.toString(), props]);
+      },
+    });
+    bridge.start();
+    await until(() => bridge.connected, 10_000, 'the bridge to connect');
+    const cloud = await mqtt.connectAsync(up.url, { protocolVersion: 5, clientId: 'cloud' });
+    cleanups.push(() => cloud.endAsync());
+    await until(
+      () => Object.keys((up.broker as unknown as { clients: object }).clients).length === 2,
+      10_000,
+      'subscriptions',
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    await cloud.publishAsync('lb/edge-1/devices/d1/twin/desired', '{"x":1}', {
+      qos: 1,
+      properties: { correlationData: Buffer.from('c') },
+    });
+    await cloud.publishAsync('lb/edge-1/devices/d1/commands/reboot', 'now', { qos: 1 });
+    await cloud.publishAsync('lb/edge-2/devices/d1/commands/reboot', 'other node', { qos: 1 });
+    await cloud.publishAsync('lb/edge-1/devices/boom/commands/x', 'fails', { qos: 1 });
+    await until(
+      () => got.length === 2 && lines.some((l) => l.msg === 'downstream message refused'),
+      10_000,
+      'downstream',
+    );
+    expect(got[0]?.[0]).toEqual({ kind: 'desired', device: 'd1' });
+    expect(got[0]?.[1]).toBe('{"x":1}');
+    expect(got[0]?.[2].correlationData).toEqual(Buffer.from('c'));
+    expect(got[1]?.[0]).toEqual({ kind: 'command', device: 'd1', name: 'reboot' });
+    expect(lines.find((l) => l.msg === 'downstream message refused')).toMatchObject({
+      topic: 'lb/edge-1/devices/boom/commands/x',
+      err: 'handler failed',
+    });
+  });
+
+  it('stop closes the link and leaves what is appended afterwards in the outbox', async () => {
+    const { up, outbox, bridge } = await setup();
+    bridge.start();
+    await until(() => bridge.connected, 10_000, 'the bridge to connect');
+    await bridge.stop();
+    expect(bridge.connected).toBe(false);
+    await outbox.append(telemetry(1));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(outbox.messages).toBe(1);
+    expect(up.seen.filter((s) => s.topic.includes('/devices/'))).toEqual([]);
+  });
+  it('logs in with the configured username and password; refused credentials are retried with backoff', async () => {
+    const credentials = { username: 'edge', password: 's3cret' };
+    const good = await setup({ credentials, config: { ...credentials, protocolVersion: 4 } });
+    await good.outbox.append(telemetry(1));
+    good.bridge.start();
+    await until(() => good.outbox.messages === 0, 10_000, 'the outbox to drain');
+    const bad = await setup({ credentials, config: { username: 'edge', password: 'wrong' } });
+    bad.bridge.start();
+    await until(
+      () => bad.lines.filter((l) => l.msg === 'upstream down').length >= 2,
+      10_000,
+      'two refused connects',
+    );
+    expect(bad.bridge.connects).toBe(0);
+    const downs = bad.lines.filter((l) => l.msg === 'upstream down');
+    expect(downs.map((l) => l.attempt)).toEqual(downs.map((_, i) => i + 1));
+    for (const d of downs) expect(d.retryInMs).toBeGreaterThanOrEqual(20);
+    for (const d of downs) expect(d.retryInMs).toBeLessThanOrEqual(50);
+  });
+});
