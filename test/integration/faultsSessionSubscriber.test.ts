@@ -5,7 +5,7 @@ import type { MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { connect, until } from '../helpers/mqtt.js';
-import { freePort, ROOT, startAgent, stopProcess, tempDir, waitForLine } from '../helpers/processes.js';
+import { ROOT, startAgent, stopProcess, tempDir, waitForLine } from '../helpers/processes.js';
 
 // Issue 18, fault suite: a persistent-session subscriber on the edge (a broker pod's view) is SIGKILLed
 // mid-stream, then the agent is SIGKILLed and restarted, then the subscriber comes back with the same session.
@@ -106,13 +106,13 @@ describe('faults, counted at a persistent-session subscriber on the edge', () =>
     const dir = tempDir();
     cleanups.push(() => dir.remove());
     const record = join(dir.path, 'received.tsv');
-    const brokerPort = await freePort();
-    const config = agentConfig(join(dir.path, 'agent'), undefined, {
-      broker: { listen: `127.0.0.1:${brokerPort}` },
-    });
-    const url = `mqtt://127.0.0.1:${brokerPort}`;
-    const first = await startAgent(dir.path, config);
+    // The clients reconnect to the restarted agent, so its broker keeps the port it bound first (port 0).
+    const firstConfig = agentConfig(join(dir.path, 'agent'), undefined);
+    const first = await startAgent(dir.path, firstConfig);
     killOnCleanup(first.child);
+    const brokerPort = first.broker.port;
+    const config = { ...firstConfig, broker: { ...firstConfig.broker, listen: `127.0.0.1:${brokerPort}` } };
+    const url = `mqtt://127.0.0.1:${brokerPort}`;
     const sub1 = await startSubscriber(url, 'pod-view', record);
     killOnCleanup(sub1.child);
     expect(sub1.sessionPresent).toBe(false);
