@@ -1,16 +1,12 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { dashboardRoutes } from './api/dashboard.js';
 import { devicesApi } from './api/devicesApi.js';
 import { HttpApi, type Route } from './api/http.js';
-import { HttpAuth } from './api/httpAuth.js';
+import { httpAuthFromConfig } from './api/httpAuthFromConfig.js';
 import { LiveFeed, withRuntimeConditions } from './api/liveFeed.js';
 import { createMetrics } from './api/metrics.js';
-import { TokenFile } from './api/tokenFile.js';
 import { twinsApi } from './api/twinsApi.js';
-import { Authorizer } from './broker/auth.js';
-import { CredentialsFile } from './broker/credentialsFile.js';
+import { authorizerFromConfig } from './broker/authorizerFromConfig.js';
 import { EdgeBroker, REFUSAL_REASONS } from './broker/edgeBroker.js';
 import { builtinHandlers } from './builtinHandlers.js';
 import type { AgentConfig, HostPort } from './config/load.js';
@@ -19,8 +15,8 @@ import { slotUsage } from './deviceplugin/slotUsage.js';
 import { StoreSlotClaims } from './deviceplugin/storeClaims.js';
 import { ExternalHandlers, withExternal } from './discovery/external/index.js';
 import { DiscoveryManager } from './discovery/manager.js';
+import { secretReader } from './discovery/secretReader.js';
 import type { DiscoveryHandler } from './model/handler.js';
-import type { DiscoveryConfigObject } from './model/resources.js';
 import { DeviceRegistry } from './registry/deviceRegistry.js';
 import type { DeviceStore } from './registry/deviceStore.js';
 import { type ObjectStores, objectStores } from './registry/objectStores.js';
@@ -32,9 +28,7 @@ import { CommandStore } from './sync/commands.js';
 import { SyncEngine } from './sync/engine.js';
 import { TwinStore } from './sync/twins.js';
 import { type Clock, systemClock } from './util/clock.js';
-import { LeafbridgeError } from './util/errors.js';
 import { child, type Logger } from './util/logger.js';
-import type { SecretReader } from './util/secretRef.js';
 
 export interface AgentAddresses {
   broker: HostPort;
@@ -44,29 +38,52 @@ export interface AgentAddresses {
   http: HostPort;
 }
 
+/** The agent's SQLite and what is kept in it for the sync layer. */
+interface StoreParts {
+  db: Db;
+  /** Whether the store can write (a full disk makes the agent not ready). */
+  writeHealth: WriteHealth;
+  /** Only with an upstream: without one the edge works alone and forwards nothing. */
+  outbox?: Outbox;
+  twins: TwinStore;
+}
+
+/** The edge broker, the sync engine between it and the outbox, and the upstream bridge (when configured). */
+interface SyncParts {
+  engine: SyncEngine;
+  broker: EdgeBroker;
+  bridge?: UpstreamBridge;
+}
+
+/** The handlers, where Device and DiscoveryConfig objects live, and the discovery that runs the handlers. */
+interface ObjectParts {
+  stores: ObjectStores;
+  discovery: DiscoveryManager;
+}
+
+/**
+ * What `start()` built, for `stop()` and readiness. Each part is kept as soon as it exists, so an agent whose
+ * start failed half-way still stops what did start.
+ */
+interface Parts extends StoreParts, SyncParts, ObjectParts {
+  externalHandlers?: ExternalHandlers;
+  /** The dashboard's samples and event stream (GET /api/v1/events). */
+  live: LiveFeed;
+  http: HttpApi;
+  unwatchConfigs: () => void;
+  slotClaims?: StoreSlotClaims;
+  devicePlugins?: DevicePluginManager;
+}
+
 /**
  * The edge agent: the store, the edge broker, the sync engine with its outbox and upstream bridge, and the
- * HTTP endpoints. Constructed from a validated config; nothing opens until `start()`.
+ * HTTP endpoints. Constructed from a validated config; nothing opens until `start()`. The Agent only wires:
+ * each choice (object stores, secrets, HTTP auth, slot usage) is made by the module that owns it.
  */
 export class Agent {
-  private db?: Db;
-  private broker?: EdgeBroker;
-  private bridge?: UpstreamBridge;
-  private engine?: SyncEngine;
-  private http?: HttpApi;
-  private outbox?: Outbox;
-  /** The dashboard's samples and event stream (GET /api/v1/events). */
-  private live?: LiveFeed;
+  private parts: Partial<Parts> = {};
   private readonly refused: Record<string, number> = Object.fromEntries(REFUSAL_REASONS.map((r) => [r, 0]));
-  /** Whether the store can write (a full disk makes the agent not ready). */
-  private writeHealth?: WriteHealth;
-  private discovery?: DiscoveryManager;
-  private externalHandlers?: ExternalHandlers;
-  private devicePlugins?: DevicePluginManager;
-  private slotClaims?: StoreSlotClaims;
-  /** Where Device and DiscoveryConfig objects are kept, and the cluster if there is one. */
-  private stores?: ObjectStores;
-  private unwatchConfigs?: () => void;
+  private readonly clock: Clock;
   /** This node's devices (what it sees now, or within the grace period): the device plugins' view. */
   readonly registry = new DeviceRegistry();
   /** Every node's devices as one set of Device objects: the cluster's, or this agent's SQLite. */
@@ -81,39 +98,86 @@ export class Agent {
       clock?: Clock;
       routes?: Record<string, Route>;
     } = {},
-  ) {}
+  ) {
+    this.clock = deps.clock ?? systemClock;
+  }
 
   async start(): Promise<AgentAddresses> {
-    const { config, logger } = this;
+    const store = this.openStore();
+    const sync = this.buildSync(store);
+    const objects = await this.openObjects(store);
+    const live = this.buildLiveFeed(store, sync, objects);
+    const http = await this.buildHttp(store, sync, objects, live);
+    this.addresses = await this.listen(sync, http, live);
+    await this.runDiscovery(objects);
+    await this.startDevicePlugins(objects.stores);
+    const { config } = this;
+    this.logger.info(
+      { ...this.addresses, node: config.node, upstream: config.upstream?.url },
+      'agent started',
+    );
+    return this.addresses;
+  }
+
+  /** Flush and close everything; what is in the outbox stays for the next start. */
+  async stop(): Promise<void> {
+    const p = this.parts;
+    await p.devicePlugins?.stop();
+    p.slotClaims?.stop();
+    p.unwatchConfigs?.();
+    await p.discovery?.stop();
+    await p.externalHandlers?.stop();
+    await p.stores?.configs.close();
+    await p.stores?.devices.close();
+    p.live?.stop();
+    await p.http?.stop();
+    await p.bridge?.stop();
+    p.engine?.stop();
+    await p.broker?.stop();
+    p.outbox?.close();
+    p.writeHealth?.stop();
+    p.db?.close();
+    this.parts = {};
+    this.logger.info('agent stopped');
+  }
+
+  /** The SQLite store, its write health, the outbox (with an upstream only) and the twins. */
+  private openStore(): StoreParts {
+    const { config, logger, clock } = this;
     const db = openDb(config.dataDir, config.store);
-    this.db = db;
-    const clock = this.deps.clock ?? systemClock;
+    this.parts.db = db;
     const writeHealth = new WriteHealth({ db, logger: child(logger, 'store'), clock });
-    this.writeHealth = writeHealth;
+    this.parts.writeHealth = writeHealth;
     const outbox = config.upstream
       ? new Outbox(db, config.outbox, child(logger, 'sync:outbox'), writeHealth)
       : undefined;
-    this.outbox = outbox;
-    const twins = new TwinStore(db);
-    // The engine and the broker call each other; neither calls the other before `start()`, so the engine's
-    // publish may name the broker built next.
+    const parts: StoreParts = { db, writeHealth, twins: new TwinStore(db), ...(outbox ? { outbox } : {}) };
+    Object.assign(this.parts, parts);
+    return parts;
+  }
+
+  /**
+   * The engine first, then the broker built with the engine's ingest; the engine is handed the broker to
+   * publish through when it starts (`listen`). The live feed, built later, is told through `this.parts`.
+   */
+  private buildSync({ db, writeHealth, outbox, twins }: StoreParts): SyncParts {
+    const { config, logger } = this;
     const engine = new SyncEngine({
       logger: child(logger, 'sync:engine'),
       outbox,
       twins,
       commands: new CommandStore(db),
       commandTtlMs: config.commands.ttlMs,
-      edgePublish: (message): Promise<void> => broker.publish(message),
     });
     const broker = new EdgeBroker({
       db,
       logger: child(logger, 'broker'),
-      authorizer: this.brokerAuthorizer(),
+      authorizer: authorizerFromConfig(config.auth, child(logger, 'broker:auth')),
       ingest: (identity, clientId, packet, done): void => {
         engine.ingest(identity, clientId, packet, (err) => {
           // Twins and commands write outside the outbox: their storage failures count for readiness too.
           if (err) writeHealth.failed(err);
-          else this.live?.observe?.(packet.topic, packet.payload as Buffer); // set only while a dashboard page is open
+          else this.parts.live?.observe?.(packet.topic, packet.payload as Buffer); // set while a dashboard is open
           done(err);
         });
       },
@@ -126,112 +190,52 @@ export class Agent {
       maxPacketSize: config.broker.maxPacketSize,
       rateLimit: config.broker.rateLimit,
       refusalLogIntervalMs: Math.max(100, config.broker.refusalLogIntervalMs),
-      clock,
+      clock: this.clock,
     });
-    this.broker = broker;
-    this.engine = engine;
-    if (config.upstream && outbox) {
-      this.bridge = new UpstreamBridge({
-        config: config.upstream,
-        node: config.node,
-        outbox,
-        logger: child(logger, 'sync:bridge'),
-        onDownstream: (topic, payload, props) => {
-          engine.downstream(topic, payload, props);
-          if (topic.kind === 'desired') this.live?.twinChanged(topic.device);
-        },
-      });
-    }
-    const metrics = createMetrics({
-      ...(outbox ? { outbox } : {}),
-      ...(this.bridge ? { bridge: this.bridge } : {}),
-      received: engine.received,
-      brokerClients: () => broker.connectedClients,
-      refused: this.refused,
-      devicesPending: () => this.stores?.pending() ?? 0,
-    });
+    const bridge =
+      config.upstream && outbox
+        ? new UpstreamBridge({
+            config: config.upstream,
+            node: config.node,
+            outbox,
+            logger: child(logger, 'sync:bridge'),
+            onDownstream: (topic, payload, props) => {
+              engine.downstream(topic, payload, props);
+              if (topic.kind === 'desired') this.parts.live?.twinChanged(topic.device);
+            },
+          })
+        : undefined;
+    const parts: SyncParts = { engine, broker, ...(bridge ? { bridge } : {}) };
+    Object.assign(this.parts, parts);
+    return parts;
+  }
+
+  /** The handlers (with external ones), the object stores, and discovery over them. */
+  private async openObjects({ db }: StoreParts): Promise<ObjectParts> {
+    const { config, logger, clock } = this;
     const handlers = await this.withExternalHandlers(this.deps.handlers ?? builtinHandlers);
     const stores = await objectStores({ config, db, handlers, clock, logger });
-    const { devices, configs, writable } = stores;
-    this.stores = stores;
-    this.devices = devices;
+    this.parts.stores = stores;
+    this.devices = stores.devices;
     const discovery = new DiscoveryManager({
       node: config.node,
       namespace: stores.namespace,
       handlers,
       registry: this.registry,
-      store: devices,
+      store: stores.devices,
       logger,
       clock,
       gracePeriodMs: config.discovery.gracePeriodMs,
       probeWritePaths: config.discovery.probeWritePaths,
-      readSecret: await this.secretReader(stores),
-      onConfigStatus: (name, status) => configs.reportStatus(name, status),
+      readSecret: await secretReader({
+        dir: config.secrets.dir,
+        namespace: stores.namespace,
+        ...(stores.cluster ? { cluster: stores.cluster } : {}),
+      }),
+      onConfigStatus: (name, status) => stores.configs.reportStatus(name, status),
     });
-    this.discovery = discovery;
-    const live = this.liveFeed(engine, twins, devices, () =>
-      configs.list().map((c) => withRuntimeConditions(c, discovery.runtime(c.metadata.name))),
-    );
-    this.live = live;
-    this.http = new HttpApi({
-      logger: child(logger, 'api'),
-      auth: await this.httpAuth(stores),
-      ...(config.http.tls ? { tls: config.http.tls } : {}),
-      metrics,
-      ready: () => this.readiness(),
-      routes: {
-        '/api/v1/events': live.route,
-        '/api/v1/twins': twinsApi(twins),
-        '/api/v1/': devicesApi({
-          devices,
-          configs,
-          writable,
-          runtime: (name) => discovery.runtime(name),
-          logger: child(logger, 'api'),
-        }),
-        ...this.deps.routes,
-        ...dashboardRoutes(child(logger, 'api:dashboard')),
-      },
-    });
-
-    const brokerAddresses = await broker.start(config.broker);
-    engine.start();
-    this.bridge?.start();
-    const httpAddress = await this.http.start(config.http.listen);
-    live.start();
-    await configs.start();
-    discovery.sync(configs.list());
-    this.unwatchConfigs = configs.watch((list) => discovery.sync(list));
-    await this.startDevicePlugins(stores);
-    this.addresses = {
-      broker: brokerAddresses.mqtt,
-      ...(brokerAddresses.mqtts ? { brokerTls: brokerAddresses.mqtts } : {}),
-      ...(brokerAddresses.websocket ? { brokerWebsocket: brokerAddresses.websocket } : {}),
-      http: httpAddress,
-    };
-    logger.info({ ...this.addresses, node: config.node, upstream: config.upstream?.url }, 'agent started');
-    return this.addresses;
-  }
-
-  /** Flush and close everything; what is in the outbox stays for the next start. */
-  async stop(): Promise<void> {
-    await this.devicePlugins?.stop();
-    this.slotClaims?.stop();
-    this.unwatchConfigs?.();
-    await this.discovery?.stop();
-    await this.externalHandlers?.stop();
-    await this.stores?.configs.close();
-    await this.devices?.close();
-    this.live?.stop();
-    await this.http?.stop();
-    await this.bridge?.stop();
-    this.engine?.stop();
-    await this.broker?.stop();
-    this.outbox?.close();
-    this.writeHealth?.stop();
-    this.db?.close();
-    this.db = undefined;
-    this.logger.info('agent stopped');
+    this.parts.discovery = discovery;
+    return { stores, discovery };
   }
 
   /** The registration socket of external (Akri) handlers, when the config names any, and their handlers. */
@@ -241,23 +245,22 @@ export class Agent {
     if (this.config.discovery.external.handlers.length === 0) return handlers;
     const external = new ExternalHandlers(this.config.discovery.external, this.logger);
     await external.start();
-    this.externalHandlers = external;
+    this.parts.externalHandlers = external;
     return withExternal(handlers, external.handlers);
   }
 
   /** The dashboard's view of the sync layer: sampled once a second, messages observed only while watched. */
-  private liveFeed(
-    engine: SyncEngine,
-    twins: TwinStore,
-    devices: DeviceStore,
-    configs: () => DiscoveryConfigObject[],
+  private buildLiveFeed(
+    { outbox, twins }: StoreParts,
+    { engine, bridge }: SyncParts,
+    { stores, discovery }: ObjectParts,
   ): LiveFeed {
-    const { outbox, bridge } = this;
-    return new LiveFeed({
+    const live = new LiveFeed({
       node: this.config.node,
       logger: child(this.logger, 'api:live'),
-      devices,
-      configs,
+      devices: stores.devices,
+      configs: () =>
+        stores.configs.list().map((c) => withRuntimeConditions(c, discovery.runtime(c.metadata.name))),
       twins,
       sample: () => ({
         outboxMessages: outbox?.messages ?? 0,
@@ -268,71 +271,80 @@ export class Agent {
         dropped: outbox ? outbox.dropped.oldest + outbox.dropped.rejected : 0,
       }),
     });
+    this.parts.live = live;
+    return live;
   }
 
-  /**
-   * Where `{secretKeyRef: {name, key}}` in handler details is read: the Secret of the agent's namespace in a
-   * cluster, else the file secrets.dir/NAME/KEY. Errors name the Secret and key, never a value.
-   */
-  private async secretReader(stores: ObjectStores): Promise<SecretReader> {
-    const { cluster, namespace } = stores;
-    if (!cluster) {
-      const dir = this.config.secrets.dir;
-      return async ({ name, key }) => {
-        try {
-          return (await readFile(join(dir, name, key), 'utf8')).replace(/\r?\n$/, '');
-        } catch (err) {
-          throw new LeafbridgeError(
-            'SECRET_UNREADABLE',
-            `secret ${name}/${key}: cannot read it under ${dir} (${(err as { code?: string }).code ?? 'error'})`,
-          );
-        }
-      };
-    }
-    const [{ KubeRest }, { readSecretKey }] = await Promise.all([
-      import('./kubeclient/kubeRest.js'),
-      import('./kubeclient/secrets.js'),
-    ]);
-    const rest = new KubeRest(cluster.kubeConfig, { timeoutMs: 10_000 });
-    return (ref) => readSecretKey(rest, namespace, ref);
-  }
-
-  /** The broker's credentials: the config's, and the credentials file's, read again when it changes. */
-  private brokerAuthorizer(): Authorizer {
-    const { auth } = this.config;
-    if (!auth.credentialsFile) return new Authorizer(auth);
-    const file = new CredentialsFile(auth.credentialsFile, auth, child(this.logger, 'broker:auth'));
-    file.load();
-    return new Authorizer(auth, file);
-  }
-
-  /** Who may use the HTTP API: the tokens file, and in a cluster the API server's reviews (RBAC). */
-  private async httpAuth(stores: ObjectStores): Promise<HttpAuth> {
-    const { auth } = this.config.http;
-    const logger = child(this.logger, 'api:auth');
-    let tokens: TokenFile | undefined;
-    if (auth.tokensFile) {
-      tokens = new TokenFile(auth.tokensFile, logger);
-      tokens.load();
-    }
-    let cluster: ConstructorParameters<typeof HttpAuth>[0]['cluster'];
-    if (stores.cluster) {
-      const [{ KubeRest }, { AccessReviews }] = await Promise.all([
-        import('./kubeclient/kubeRest.js'),
-        import('./kubeclient/accessReview.js'),
-      ]);
-      const rest = new KubeRest(stores.cluster.kubeConfig, { timeoutMs: 10_000 });
-      cluster = { reviews: new AccessReviews(rest), namespace: stores.namespace };
-    }
-    if (!tokens && !cluster && auth.anonymous === 'none')
-      logger.warn('no http.auth.tokensFile and no cluster: the HTTP API answers only /healthz and /readyz');
-    return new HttpAuth({
-      logger,
-      anonymous: auth.anonymous,
-      cacheTtlMs: auth.cacheTtlMs,
-      ...(tokens ? { tokens } : {}),
-      ...(cluster ? { cluster } : {}),
+  /** The HTTP API: metrics, readiness, the devices, twins and events routes, and the dashboard. */
+  private async buildHttp(
+    { outbox, twins }: StoreParts,
+    { engine, broker, bridge }: SyncParts,
+    { stores, discovery }: ObjectParts,
+    live: LiveFeed,
+  ): Promise<HttpApi> {
+    const { config, logger } = this;
+    const metrics = createMetrics({
+      ...(outbox ? { outbox } : {}),
+      ...(bridge ? { bridge } : {}),
+      received: engine.received,
+      brokerClients: () => broker.connectedClients,
+      refused: this.refused,
+      devicesPending: () => stores.pending(),
     });
+    const http = new HttpApi({
+      logger: child(logger, 'api'),
+      auth: await httpAuthFromConfig({
+        auth: config.http.auth,
+        namespace: stores.namespace,
+        logger: child(logger, 'api:auth'),
+        ...(stores.cluster ? { cluster: stores.cluster } : {}),
+      }),
+      ...(config.http.tls ? { tls: config.http.tls } : {}),
+      metrics,
+      ready: () => this.readiness(),
+      routes: {
+        '/api/v1/events': live.route,
+        '/api/v1/twins': twinsApi(twins),
+        '/api/v1/': devicesApi({
+          devices: stores.devices,
+          configs: stores.configs,
+          writable: stores.writable,
+          runtime: (name) => discovery.runtime(name),
+          logger: child(logger, 'api'),
+        }),
+        ...this.deps.routes,
+        ...dashboardRoutes(child(logger, 'api:dashboard')),
+      },
+    });
+    this.parts.http = http;
+    return http;
+  }
+
+  /** Opens the listeners: the engine first (given the broker), then the broker, the bridge, HTTP, the feed. */
+  private async listen(
+    { engine, broker, bridge }: SyncParts,
+    http: HttpApi,
+    live: LiveFeed,
+  ): Promise<AgentAddresses> {
+    engine.start(broker);
+    const brokerAddresses = await broker.start(this.config.broker);
+    bridge?.start();
+    const httpAddress = await http.start(this.config.http.listen);
+    live.start();
+    return {
+      broker: brokerAddresses.mqtt,
+      ...(brokerAddresses.mqtts ? { brokerTls: brokerAddresses.mqtts } : {}),
+      ...(brokerAddresses.websocket ? { brokerWebsocket: brokerAddresses.websocket } : {}),
+      http: httpAddress,
+    };
+  }
+
+  /** Discovery follows the configs: those there now, then every change. */
+  private async runDiscovery({ stores, discovery }: ObjectParts): Promise<void> {
+    const { configs } = stores;
+    await configs.start();
+    discovery.sync(configs.list());
+    this.parts.unwatchConfigs = configs.watch((list) => discovery.sync(list));
   }
 
   /** Device-plugin resources for the kubelet, when this node has a kubelet device-plugin directory. */
@@ -344,11 +356,11 @@ export class Agent {
     }
     // The gRPC stack (~7 MB resident) loads only on a node with a kubelet.
     const { DevicePluginManager } = await import('./deviceplugin/manager.js');
-    const clock = this.deps.clock ?? systemClock;
+    const { clock } = this;
     const claims = new StoreSlotClaims({ store: stores.devices, logger: this.logger, clock });
     await claims.start();
-    this.slotClaims = claims;
-    this.devicePlugins = new DevicePluginManager({
+    this.parts.slotClaims = claims;
+    const devicePlugins = new DevicePluginManager({
       registry: this.registry,
       node: this.config.node,
       dir,
@@ -365,13 +377,15 @@ export class Agent {
       reconcileGraceMs: this.config.devicePlugins.releaseGraceMs,
       ...(this.config.devicePlugins.cdi ? { cdiDir: this.config.devicePlugins.cdiDir } : {}),
     });
-    await this.devicePlugins.start();
+    this.parts.devicePlugins = devicePlugins;
+    await devicePlugins.start();
   }
 
   private readiness(): { ready: boolean; details: Record<string, unknown> } {
-    const unwritable = this.writeHealth?.state;
+    const { writeHealth, db, bridge, outbox } = this.parts;
+    const unwritable = writeHealth?.state;
     return {
-      ready: this.addresses !== undefined && this.db !== undefined && unwritable === undefined,
+      ready: this.addresses !== undefined && db !== undefined && unwritable === undefined,
       details: {
         store: unwritable
           ? {
@@ -380,8 +394,8 @@ export class Agent {
               since: new Date(unwritable.since).toISOString(),
             }
           : { writable: true },
-        upstream: this.bridge ? (this.bridge.connected ? 'connected' : 'disconnected') : 'none',
-        outboxMessages: this.outbox?.messages ?? 0,
+        upstream: bridge ? (bridge.connected ? 'connected' : 'disconnected') : 'none',
+        outboxMessages: outbox?.messages ?? 0,
       },
     };
   }

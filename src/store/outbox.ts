@@ -51,6 +51,14 @@ interface Pending {
   done: AppendDone;
 }
 
+/** What a write dropped under drop-oldest: applied to the totals and the bridge's view only once committed. */
+interface Dropped {
+  /** Rows deleted from the table, up to and including `through`, and their bytes. */
+  rows: number;
+  bytes: number;
+  through: number;
+}
+
 interface Row {
   seq: number;
   device: string;
@@ -100,7 +108,7 @@ export class Outbox {
   private readonly listeners = new Set<() => void>();
   private readonly statements;
   private readonly inserts: (Statement | undefined)[] = [];
-  private readonly writeBatch: (batch: Pending[], now: number) => OutboxEntry[];
+  private readonly writeBatch: (batch: Pending[], now: number) => { added: OutboxEntry[]; dropped: Dropped };
   private readonly removeRuns: (seqs: number[]) => void;
   /** Messages dropped by the overflow policy, by reason. */
   readonly dropped = { oldest: 0, rejected: 0 };
@@ -266,9 +274,10 @@ export class Outbox {
     this.pending = [];
     this.pendingBytes = 0;
     if (batch.length === 0) return;
-    let added: OutboxEntry[];
+    const kept = this.newestWithin(batch);
+    let written: { added: OutboxEntry[]; dropped: Dropped };
     try {
-      added = this.writeBatch(batch, Date.now());
+      written = this.writeBatch(kept, Date.now());
     } catch (err) {
       this.health?.failed(err);
       this.resync();
@@ -279,9 +288,10 @@ export class Outbox {
       return;
     }
     this.health?.succeeded();
-    this.count += batch.length;
-    for (const p of batch) this.size += p.bytes;
-    this.extendTail(added);
+    this.forgetDropped(written.dropped, batch.length - kept.length);
+    this.count += kept.length;
+    for (const p of kept) this.size += p.bytes;
+    this.extendTail(written.added);
     for (const p of batch) this.settle(p);
     for (const l of this.listeners) l();
   }
@@ -295,25 +305,42 @@ export class Outbox {
     }
   }
 
+  /**
+   * drop-oldest, for a turn whose appends alone exceed `maxBytes`: its newest that fit, the rest dropped as the
+   * oldest (never written; their callers are told of success, as for an entry dropped after its commit). Each
+   * message fits on its own (`appendThen` refuses larger ones), so at least one is kept.
+   */
+  private newestWithin(batch: Pending[]): Pending[] {
+    if (this.options.overflow !== 'drop-oldest') return batch;
+    let bytes = 0;
+    let first = batch.length;
+    while (first > 0 && bytes + (batch[first - 1] as Pending).bytes <= this.options.maxBytes)
+      bytes += (batch[--first] as Pending).bytes;
+    return first === 0 ? batch : batch.slice(first);
+  }
+
   /** drop-oldest: delete the oldest entries until `needed` bytes are free. Runs inside the write transaction. */
-  private makeRoom(needed: number): void {
-    let freed = 0;
-    let droppedNow = 0;
-    let last = 0;
-    while (freed < needed) {
-      const rows = this.statements.oldest.all(last) as { seq: number; bytes: number }[];
+  private makeRoom(needed: number): Dropped {
+    const dropped: Dropped = { rows: 0, bytes: 0, through: 0 };
+    while (dropped.bytes < needed) {
+      const rows = this.statements.oldest.all(dropped.through) as { seq: number; bytes: number }[];
       if (rows.length === 0) break;
       for (const r of rows) {
-        if (freed >= needed) break;
-        freed += r.bytes;
-        droppedNow++;
-        last = r.seq;
+        if (dropped.bytes >= needed) break;
+        dropped.bytes += r.bytes;
+        dropped.rows++;
+        dropped.through = r.seq;
       }
     }
-    if (droppedNow === 0) return;
-    this.statements.dropThrough.run(last);
-    this.count -= droppedNow;
-    this.size -= freed;
+    if (dropped.rows > 0) this.statements.dropThrough.run(dropped.through);
+    return dropped;
+  }
+
+  /** After a commit: the rows it dropped leave the totals and the bridge's view; every drop is counted. */
+  private forgetDropped(dropped: Dropped, unwritten: number): void {
+    const last = dropped.through;
+    this.count -= dropped.rows;
+    this.size -= dropped.bytes;
     while (
       this.readAheadHead < this.readAhead.length &&
       (this.readAhead[this.readAheadHead] as OutboxEntry).seq <= last
@@ -324,8 +351,8 @@ export class Outbox {
         this.tailSize -= (this.tail[this.tailHead++] as OutboxEntry).bytes;
       }
     }
-    this.dropped.oldest += droppedNow;
-    this.noteDrop(droppedNow, 'drop-oldest');
+    this.dropped.oldest += dropped.rows + unwritten;
+    this.noteDrop(dropped.rows + unwritten, 'drop-oldest');
   }
 
   private extendTail(added: OutboxEntry[]): void {
@@ -380,15 +407,18 @@ export class Outbox {
   }
 
   /**
-   * Inside the write transaction: room made by the overflow policy, then every pending message inserted, up to
-   * INSERT_ROWS rows per statement (one call into SQLite per row was a tenth of the agent's CPU under load). The
-   * rows of one INSERT take consecutive sequence numbers: AUTOINCREMENT and one writer.
+   * Inside the write transaction: room made by the overflow policy (counted by the caller once committed), then
+   * every message of the turn inserted, up to INSERT_ROWS rows per statement (one call into SQLite per row was a
+   * tenth of the agent's CPU under load). The rows of one INSERT take consecutive sequence numbers: AUTOINCREMENT
+   * and one writer.
    */
-  private insertAll(batch: Pending[], now: number): OutboxEntry[] {
+  private insertAll(batch: Pending[], now: number): { added: OutboxEntry[]; dropped: Dropped } {
     const added: OutboxEntry[] = [];
     const incoming = batch.reduce((sum, p) => sum + p.bytes, 0);
-    if (this.size + incoming > this.options.maxBytes)
-      this.makeRoom(this.size + incoming - this.options.maxBytes);
+    const dropped =
+      this.size + incoming > this.options.maxBytes
+        ? this.makeRoom(this.size + incoming - this.options.maxBytes)
+        : { rows: 0, bytes: 0, through: 0 };
     for (let start = 0; start < batch.length; start += INSERT_ROWS) {
       const rows = batch.slice(start, start + INSERT_ROWS);
       const values: unknown[] = [];
@@ -421,7 +451,7 @@ export class Outbox {
         added.push(entry);
       }
     }
-    return added;
+    return { added, dropped };
   }
 
   /** `INSERT … VALUES (…), (…)` for `rows` rows, prepared once per row count. */

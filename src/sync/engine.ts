@@ -29,7 +29,11 @@ export interface SyncEngineOptions {
   twins: TwinStore;
   commands: CommandStore;
   commandTtlMs: number;
-  edgePublish: (message: OutgoingMessage) => Promise<void>;
+}
+
+/** Where the engine publishes to devices: the edge broker, handed over at `start()`. */
+export interface EdgePublisher {
+  publish(message: OutgoingMessage): Promise<void>;
 }
 
 export const STATUS_VALUES = new Set(['online', 'offline']);
@@ -57,13 +61,20 @@ export class SyncEngine {
     other: 0,
   };
   private expiryTimer?: NodeJS.Timeout;
+  private edge?: EdgePublisher;
   private readonly logger: Logger;
 
   constructor(private readonly o: SyncEngineOptions) {
     this.logger = o.logger;
   }
 
-  start(): void {
+  /**
+   * Starts expiring commands, and publishing to devices through `edge`. The broker is built with this engine's
+   * `ingest` and `onSubscribed`, so the engine gets the broker here rather than in its constructor; start the
+   * engine before the broker listens, so the first subscriber finds it ready.
+   */
+  start(edge: EdgePublisher): void {
+    this.edge = edge;
     const every = Math.max(250, Math.min(5000, this.o.commandTtlMs / 4));
     this.expiryTimer = setInterval(() => this.expireCommands(), every);
     this.expiryTimer.unref();
@@ -259,8 +270,12 @@ export class SyncEngine {
   }
 
   private edgePublish(message: OutgoingMessage): void {
-    this.o
-      .edgePublish(message)
+    if (!this.edge) {
+      this.logger.warn({ topic: message.topic }, 'edge publish before the engine started: not sent');
+      return;
+    }
+    this.edge
+      .publish(message)
       .catch((err: unknown) =>
         this.logger.warn({ topic: message.topic, err: errorMessage(err) }, 'edge publish failed'),
       );

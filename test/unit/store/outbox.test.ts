@@ -133,6 +133,37 @@ describe('Outbox', () => {
     expect(outbox.take(100).map((e) => e.payload[0])).toEqual([15, 16, 17, 18, 19, 20, 21, 22, 23, 24]);
   });
 
+  it('drop-oldest: a turn whose appends exceed maxBytes on their own keeps its newest within maxBytes', async () => {
+    const { db, outbox } = open({ maxBytes: ENTRY(100) * 3, overflow: 'drop-oldest' });
+    await Promise.all([0, 1].map((i) => outbox.append(msg('d1', i, 100))));
+    // One turn of five: the two already kept and the turn's own first two give way to its newest three.
+    const turn = await Promise.allSettled([2, 3, 4, 5, 6].map((i) => outbox.append(msg('d1', i, 100))));
+    expect(turn.map((r) => r.status)).toEqual(Array(5).fill('fulfilled'));
+    expect(outbox.messages).toBe(3);
+    expect(outbox.bytes).toBe(ENTRY(100) * 3);
+    expect(outbox.dropped).toEqual({ oldest: 4, rejected: 0 });
+    const totals = db.prepare('SELECT count(*) AS n, sum(bytes) AS b FROM outbox').get();
+    expect(totals).toEqual({ n: 3, b: ENTRY(100) * 3 });
+    expect(outbox.take(10).map((e) => e.payload[0])).toEqual([4, 5, 6]);
+  });
+
+  it('drop-oldest: a failed write counts no drops, since its deletes were rolled back too', async () => {
+    const { db, outbox } = open({ maxBytes: ENTRY(10) * 2, overflow: 'drop-oldest' });
+    await Promise.all([0, 1].map((i) => outbox.append(msg('d1', i))));
+    db.exec(`CREATE TRIGGER full BEFORE INSERT ON outbox WHEN NEW.device = 'bad'
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`);
+    const turn = await Promise.allSettled(
+      [2, 3, 4].map((i) => outbox.append(msg(i === 4 ? 'bad' : 'd1', i))),
+    );
+    expect(turn.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(outbox.dropped).toEqual({ oldest: 0, rejected: 0 });
+    expect(outbox.messages).toBe(2);
+    db.exec('DROP TRIGGER full');
+    await outbox.append(msg('d1', 5));
+    expect(outbox.dropped.oldest).toBe(1);
+    expect(outbox.take(10).map((e) => e.payload[0])).toEqual([1, 5]);
+  });
+
   it('reject-new: refuses what does not fit, keeps what it has, counts the refusals', async () => {
     const { outbox } = open({ maxBytes: ENTRY(100) * 3, overflow: 'reject-new' });
     const results = await Promise.allSettled(
