@@ -23,6 +23,10 @@ options:
       --handlers A,B,...        discovery handlers the agents are set up for (default ${DEFAULT_HANDLERS.join(',')}):
                                 onvif runs the agent on the node's network (multicast), serial mounts
                                 /dev and makes it privileged; opcua and mqtt need neither
+      --external-handlers A,B,...
+                                discovery handlers in their own processes (Akri's protocol) that
+                                DiscoveryConfigs may name: added to the CRD, to the agent's config, and
+                                /var/lib/akri (where they register) mounted into the agent
       --no-controller           leave out the controller (broker Pods/Jobs/Services per Device)
       --hub URL                 add the twin hub, subscribed to this cloud broker
       --hub-replicas N          hub replicas, sharing the broker's load (default 2)
@@ -71,6 +75,7 @@ export function parseManifestsArgs(argv: string[]): Partial<InstallOptions> | 'h
       image: { type: 'string' },
       upstream: { type: 'string' },
       handlers: { type: 'string' },
+      'external-handlers': { type: 'string' },
       'no-controller': { type: 'boolean', default: false },
       hub: { type: 'string' },
       'hub-replicas': { type: 'string' },
@@ -91,6 +96,9 @@ export function parseManifestsArgs(argv: string[]): Partial<InstallOptions> | 'h
     ...(values.image !== undefined ? { image: values.image } : {}),
     ...(values.upstream !== undefined ? { upstream: values.upstream } : {}),
     ...(values.handlers !== undefined ? { handlers: list(values.handlers) } : {}),
+    ...(values['external-handlers'] !== undefined
+      ? { externalHandlers: list(values['external-handlers']) }
+      : {}),
     controller: !values['no-controller'],
     ...(values.hub !== undefined ? { hub: { brokerUrl: values.hub, replicas: Number(replicas) } } : {}),
     ...(values['device-plugin-dir'] !== undefined ? { devicePluginDir: values['device-plugin-dir'] } : {}),

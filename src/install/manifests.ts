@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Document, isNode, stringify } from 'yaml';
+import { externalHandlerSpecs, withExternal } from '../model/externalHandlers.js';
 import type { DiscoveryHandler } from '../model/handler.js';
 import { ConfigError } from '../util/errors.js';
 import { crdManifests } from './crds.js';
@@ -36,6 +37,7 @@ export function defaultInstallOptions(): InstallOptions {
     namespace: 'leafbridge',
     image: `${DEFAULT_IMAGE_REPOSITORY}:${packageVersion()}`,
     handlers: [...DEFAULT_HANDLERS],
+    externalHandlers: [],
     controller: true,
     devicePluginDir: '/var/lib/kubelet/device-plugins',
     nodeSelector: {},
@@ -62,7 +64,7 @@ export function installFiles(
   if (problems.length > 0) throw new ConfigError(problems);
   const files: InstallFile[] = [
     { part: 'agent', file: 'namespace.yaml', objects: [namespace(o)] },
-    ...crdManifests(handlers).map((crd) => ({
+    ...crdManifests(withExternal(handlers, externalHandlerSpecs(o.externalHandlers))).map((crd) => ({
       part: 'crds' as const,
       file: `${crd.spec.group}_${crd.spec.names.plural}.yaml`,
       objects: [crd as unknown as KubeManifest],
@@ -122,6 +124,8 @@ export function packageVersion(): string {
 export const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 export const BROKER_URL = /^mqtts?:\/\/[^\s/?#]+(:\d{1,5})?\/?$/;
 export const HUB_REPLICAS = { min: 1, max: 100 } as const;
+/** As the agent's config has it (`discovery.external.handlers`). */
+export const EXTERNAL_HANDLER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 function optionProblems(o: InstallOptions, handlers: readonly DiscoveryHandler[]): string[] {
   const problems: string[] = [];
@@ -133,6 +137,12 @@ function optionProblems(o: InstallOptions, handlers: readonly DiscoveryHandler[]
     if (!known.includes(name)) problems.push(`handlers: ${name}: unknown (known: ${known.join(', ')})`);
     else if (!HANDLER_NEEDS[name]) problems.push(`handlers: ${name}: its needs of the node are not known`);
   }
+  for (const name of o.externalHandlers) {
+    if (!EXTERNAL_HANDLER_NAME.test(name))
+      problems.push(`externalHandlers: ${name}: not a handler name (letters, digits, ".", "_", "-")`);
+  }
+  if (new Set(o.externalHandlers).size !== o.externalHandlers.length)
+    problems.push('externalHandlers: a name is listed twice');
   if (o.hub && !BROKER_URL.test(o.hub.brokerUrl))
     problems.push(`hub: ${o.hub.brokerUrl}: must be an mqtt:// or mqtts:// URL`);
   const { min, max } = HUB_REPLICAS;
