@@ -21,7 +21,7 @@ import {
 
 export { GRANTS, type Grant } from './rbac.js';
 export type { Component, InstallFile, InstallOptions, KubeManifest, Toleration } from './types.js';
-export { AGENT_PORTS, HANDLER_NEEDS } from './workloads.js';
+export { AGENT_PORTS, EXTERNAL_HANDLERS_DIR, HANDLER_NEEDS } from './workloads.js';
 
 /**
  * The whole leafbridge install as Kubernetes objects: Namespace, CRDs, RBAC, the agent's ConfigMap and
@@ -124,8 +124,6 @@ export function packageVersion(): string {
 export const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 export const BROKER_URL = /^mqtts?:\/\/[^\s/?#]+(:\d{1,5})?\/?$/;
 export const HUB_REPLICAS = { min: 1, max: 100 } as const;
-/** As the agent's config has it (`discovery.external.handlers`). */
-export const EXTERNAL_HANDLER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 function optionProblems(o: InstallOptions, handlers: readonly DiscoveryHandler[]): string[] {
   const problems: string[] = [];
@@ -137,10 +135,7 @@ function optionProblems(o: InstallOptions, handlers: readonly DiscoveryHandler[]
     if (!known.includes(name)) problems.push(`handlers: ${name}: unknown (known: ${known.join(', ')})`);
     else if (!HANDLER_NEEDS[name]) problems.push(`handlers: ${name}: its needs of the node are not known`);
   }
-  for (const name of o.externalHandlers) {
-    if (!EXTERNAL_HANDLER_NAME.test(name))
-      problems.push(`externalHandlers: ${name}: not a handler name (letters, digits, ".", "_", "-")`);
-  }
+  // Their names are checked by the agent's config schema (agentConfigProblems).
   if (new Set(o.externalHandlers).size !== o.externalHandlers.length)
     problems.push('externalHandlers: a name is listed twice');
   if (o.hub && !BROKER_URL.test(o.hub.brokerUrl))

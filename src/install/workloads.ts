@@ -180,7 +180,9 @@ function agentMounts(o: InstallOptions): IVolumeMount[] {
     { name: 'device-plugins', mountPath: o.devicePluginDir },
     { name: 'pod-resources', mountPath: podResourcesDir(o), readOnly: true },
     { name: 'tmp', mountPath: '/tmp' },
-    ...(o.externalHandlers.length > 0 ? [{ name: 'external-handlers', mountPath: EXTERNAL_HANDLERS_DIR }] : []),
+    ...(o.externalHandlers.length > 0
+      ? [{ name: 'external-handlers', mountPath: EXTERNAL_HANDLERS_DIR }]
+      : []),
     ...(needs(o).hostDevices
       ? [
           // Not read-only: that would not stop writes to device nodes (only the creation of files), and
