@@ -544,6 +544,19 @@ describe('leafbridge manifests', () => {
     expect(stderr).toContain('usage: leafbridge manifests');
   });
 
+  it('--crds-only: the CRDs alone, as the other flags make them', async () => {
+    const { code, stdout } = await run(['--crds-only', '--external-handlers', 'my-sensors']);
+    expect(code).toBe(0);
+    const crds = install({ externalHandlers: ['my-sensors'] }).filter(
+      (o) => o.kind === 'CustomResourceDefinition',
+    );
+    expect(crds.map((c) => c.metadata.name)).toEqual([
+      'discoveryconfigs.leafbridge.io',
+      'devices.leafbridge.io',
+    ]);
+    expect(yamlObjects(stdout)).toEqual(JSON.parse(JSON.stringify(crds)));
+  });
+
   it('--help: usage on stdout, exit 0', async () => {
     const { code, stdout } = await run(['--help']);
     expect(code).toBe(0);
