@@ -274,6 +274,11 @@ describe('DiscoveryConfig schema with external handlers (leafbridge manifests --
       'spec.handler.details.discoveryDetails',
     );
     expect(admit(spec('opcua', {}), externalCrd).join('\n')).toContain('discoveryUrls');
+    // Unknown fields of a built-in handler's details are kept, not pruned: the agent refuses them (Valid=False).
+    const stray = spec('serial', { pathz: ['/dev/x'] });
+    expect(admit(stray, externalCrd)).toEqual([]);
+    expect(stray.handler.details).toEqual({ pathz: ['/dev/x'] });
+    expect(detailsProblems(handler('serial'), { pathz: ['/dev/x'] })).not.toEqual([]);
     // The limit docs/akri-handlers.md states: a field a built-in handler declares keeps its type.
     expect(admit(spec('my-sensors', { maxDevices: 'many' }), externalCrd).join('\n')).toContain(
       'spec.handler.details.maxDevices',
