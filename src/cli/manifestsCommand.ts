@@ -23,6 +23,12 @@ options:
       --handlers A,B,...        discovery handlers the agents are set up for (default ${DEFAULT_HANDLERS.join(',')}):
                                 onvif runs the agent on the node's network (multicast), serial mounts
                                 /dev and makes it privileged; opcua and mqtt need neither
+      --external-handlers A,B,...
+                                discovery handlers in their own processes (Akri's protocol) that
+                                DiscoveryConfigs may name: added to the CRD, to the agent's config, and
+                                /var/lib/akri (where they register) mounted into the agent
+      --crds-only               print only the CRDs (for a Helm install with external handlers:
+                                Helm installs the chart's crds/ as they are)
       --no-controller           leave out the controller (broker Pods/Jobs/Services per Device)
       --hub URL                 add the twin hub, subscribed to this cloud broker
       --hub-replicas N          hub replicas, sharing the broker's load (default 2)
@@ -37,19 +43,21 @@ const EXIT_USAGE = 2;
 
 /** `leafbridge manifests [...]`: the install as multi-document YAML on stdout. */
 export async function manifestsCommand(argv: string[]): Promise<number> {
-  let options: Partial<InstallOptions> | 'help';
+  let args: ManifestsArgs | 'help';
   try {
-    options = parseManifestsArgs(argv);
+    args = parseManifestsArgs(argv);
   } catch (err) {
     process.stderr.write(`error: ${errorMessage(err)}\n${MANIFESTS_USAGE}`);
     return EXIT_USAGE;
   }
-  if (options === 'help') {
+  if (args === 'help') {
     process.stdout.write(MANIFESTS_USAGE);
     return 0;
   }
   try {
-    const objects = installManifests(builtinHandlers, options);
+    const objects = installManifests(builtinHandlers, args.options).filter(
+      (o) => !args.crdsOnly || o.kind === 'CustomResourceDefinition',
+    );
     const header = `# leafbridge ${packageVersion()}: leafbridge manifests${argv.map((a) => ` ${a}`).join('')}\n`;
     process.stdout.write(manifestsYaml(objects, header));
     return 0;
@@ -60,8 +68,14 @@ export async function manifestsCommand(argv: string[]): Promise<number> {
   }
 }
 
+export interface ManifestsArgs {
+  options: Partial<InstallOptions>;
+  /** Print only the CustomResourceDefinitions. */
+  crdsOnly: boolean;
+}
+
 /** The options the flags give (the rest default); throws on a flag that is unknown, repeated or malformed. */
-export function parseManifestsArgs(argv: string[]): Partial<InstallOptions> | 'help' {
+export function parseManifestsArgs(argv: string[]): ManifestsArgs | 'help' {
   const { values, positionals } = parseArgs({
     args: argv,
     strict: true,
@@ -71,6 +85,8 @@ export function parseManifestsArgs(argv: string[]): Partial<InstallOptions> | 'h
       image: { type: 'string' },
       upstream: { type: 'string' },
       handlers: { type: 'string' },
+      'external-handlers': { type: 'string' },
+      'crds-only': { type: 'boolean', default: false },
       'no-controller': { type: 'boolean', default: false },
       hub: { type: 'string' },
       'hub-replicas': { type: 'string' },
@@ -86,17 +102,21 @@ export function parseManifestsArgs(argv: string[]): Partial<InstallOptions> | 'h
     throw new Error('--hub-replicas needs --hub URL');
   const replicas = values['hub-replicas'] ?? '2';
   if (!/^\d+$/.test(replicas)) throw new Error(`--hub-replicas ${replicas}: must be a whole number`);
-  return {
+  const options: Partial<InstallOptions> = {
     ...(values.namespace !== undefined ? { namespace: values.namespace } : {}),
     ...(values.image !== undefined ? { image: values.image } : {}),
     ...(values.upstream !== undefined ? { upstream: values.upstream } : {}),
     ...(values.handlers !== undefined ? { handlers: list(values.handlers) } : {}),
+    ...(values['external-handlers'] !== undefined
+      ? { externalHandlers: list(values['external-handlers']) }
+      : {}),
     controller: !values['no-controller'],
     ...(values.hub !== undefined ? { hub: { brokerUrl: values.hub, replicas: Number(replicas) } } : {}),
     ...(values['device-plugin-dir'] !== undefined ? { devicePluginDir: values['device-plugin-dir'] } : {}),
     ...(values['node-selector'] !== undefined ? { nodeSelector: nodeSelector(values['node-selector']) } : {}),
     ...(values.tolerate ? { tolerations: values.tolerate.map(toleration) } : {}),
   };
+  return { options, crdsOnly: values['crds-only'] };
 }
 
 const list = (text: string) => text.split(',').filter((s) => s !== '');

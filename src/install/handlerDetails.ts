@@ -34,6 +34,11 @@ import { type JsonSchemaProps, StructuralSchemaError, toStructural, VALUE_KEYWOR
  * `--validate=strict` does refuse them). Defaults under details are left out, because the skeleton is
  * shared (an onvif default would land in an mqtt config); the agent applies them at run time (`resolvedDetails`)
  * and reports anything the schema missed as the config's `Valid=False` condition.
+ *
+ * An external handler's details are free-form (`ExternalDetailsSchema`): its rule refuses no field, and
+ * `details` then keeps unknown fields rather than pruning them (for every handler: a built-in handler's
+ * stray field then reaches the agent, which reports it as `Valid=False`). The skeleton's types still hold
+ * for it: a field a built-in handler also has must have that handler's type.
  */
 export function foldHandlerDetails(
   handler: JsonSchemaProps,
@@ -92,8 +97,12 @@ function merge(contribs: Contribution[], path: string, depth: number): JsonSchem
       (out as Record<string, unknown>)[k] = structuredClone(v);
     }
   }
-  for (const k of ['x-kubernetes-int-or-string', 'x-kubernetes-preserve-unknown-fields', 'anyOf'] as const) {
+  for (const k of ['x-kubernetes-int-or-string', 'anyOf'] as const) {
     if (first[k] !== undefined) (out as Record<string, unknown>)[k] = structuredClone(first[k]);
+  }
+  // Kept if one handler keeps unknown fields here (an external handler's free-form details).
+  if (contribs.some((c) => c.schema['x-kubernetes-preserve-unknown-fields'])) {
+    out['x-kubernetes-preserve-unknown-fields'] = true;
   }
   for (const k of [
     'x-kubernetes-list-type',
@@ -171,7 +180,10 @@ function kindOf(s: JsonSchemaProps): string {
 /** One handler's rule: unless `name` is another handler, its details must satisfy what the skeleton lacks. */
 function rule(c: Contribution, skeleton: JsonSchemaProps): JsonSchemaProps[] {
   const details = residual(c.schema, skeleton);
-  const foreign = Object.keys(skeleton.properties ?? {}).filter((k) => !c.schema.properties?.[k]);
+  // Free-form details (an external handler's) may use any field, another handler's too.
+  const foreign = c.schema['x-kubernetes-preserve-unknown-fields']
+    ? []
+    : Object.keys(skeleton.properties ?? {}).filter((k) => !c.schema.properties?.[k]);
   // `not: {}` fails for any value, so the error names the field: "details.interface: must not validate".
   for (const k of foreign) {
     details.properties ??= {};

@@ -1,4 +1,5 @@
 import { stringify } from 'yaml';
+import { AgentConfigSchema } from '../config/schema.js';
 import type { DiscoveryHandler } from '../model/handler.js';
 import { crdManifests } from './crds.js';
 import {
@@ -62,6 +63,10 @@ function chartYaml() {
   };
 }
 
+/** An external handler's name, as the agent's config allows it. */
+const EXTERNAL_NAME =
+  AgentConfigSchema.properties.discovery.properties.external.properties.handlers.items.pattern!;
+
 const string = (pattern?: RegExp) => ({ type: 'string', ...(pattern ? { pattern: pattern.source } : {}) });
 
 /** The rules installFiles() applies to its options, for the chart's values (helm checks them on every render). */
@@ -100,6 +105,13 @@ function valuesSchema(handlers: readonly DiscoveryHandler[]) {
         uniqueItems: true,
         items: { enum: handlers.map((h) => h.name).filter((n) => HANDLER_NEEDS[n]) },
         description: `the discovery handlers: they decide hostNetwork and /dev (default ${defaults.handlers.join(', ')})`,
+      },
+      externalHandlers: {
+        type: 'array',
+        uniqueItems: true,
+        items: string(new RegExp(EXTERNAL_NAME)),
+        description:
+          "discovery handlers in their own processes (Akri's protocol): the agent's discovery.external.handlers, /var/lib/akri mounted. The CRD of crds/ does not follow (Helm does not template it): docs/akri-handlers.md",
       },
       controller: {
         type: 'object',

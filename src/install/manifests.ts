@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Document, isNode, stringify } from 'yaml';
+import { externalHandlerSpecs, withExternal } from '../model/externalHandlers.js';
 import type { DiscoveryHandler } from '../model/handler.js';
 import { ConfigError } from '../util/errors.js';
 import { crdManifests } from './crds.js';
@@ -20,7 +21,7 @@ import {
 
 export { GRANTS, type Grant } from './rbac.js';
 export type { Component, InstallFile, InstallOptions, KubeManifest, Toleration } from './types.js';
-export { AGENT_PORTS, HANDLER_NEEDS } from './workloads.js';
+export { AGENT_PORTS, EXTERNAL_HANDLERS_DIR, HANDLER_NEEDS } from './workloads.js';
 
 /**
  * The whole leafbridge install as Kubernetes objects: Namespace, CRDs, RBAC, the agent's ConfigMap and
@@ -36,6 +37,7 @@ export function defaultInstallOptions(): InstallOptions {
     namespace: 'leafbridge',
     image: `${DEFAULT_IMAGE_REPOSITORY}:${packageVersion()}`,
     handlers: [...DEFAULT_HANDLERS],
+    externalHandlers: [],
     controller: true,
     devicePluginDir: '/var/lib/kubelet/device-plugins',
     nodeSelector: {},
@@ -62,7 +64,7 @@ export function installFiles(
   if (problems.length > 0) throw new ConfigError(problems);
   const files: InstallFile[] = [
     { part: 'agent', file: 'namespace.yaml', objects: [namespace(o)] },
-    ...crdManifests(handlers).map((crd) => ({
+    ...crdManifests(withExternal(handlers, externalHandlerSpecs(o.externalHandlers))).map((crd) => ({
       part: 'crds' as const,
       file: `${crd.spec.group}_${crd.spec.names.plural}.yaml`,
       objects: [crd as unknown as KubeManifest],
@@ -133,6 +135,9 @@ function optionProblems(o: InstallOptions, handlers: readonly DiscoveryHandler[]
     if (!known.includes(name)) problems.push(`handlers: ${name}: unknown (known: ${known.join(', ')})`);
     else if (!HANDLER_NEEDS[name]) problems.push(`handlers: ${name}: its needs of the node are not known`);
   }
+  // Their names are checked by the agent's config schema (agentConfigProblems).
+  if (new Set(o.externalHandlers).size !== o.externalHandlers.length)
+    problems.push('externalHandlers: a name is listed twice');
   if (o.hub && !BROKER_URL.test(o.hub.brokerUrl))
     problems.push(`hub: ${o.hub.brokerUrl}: must be an mqtt:// or mqtts:// URL`);
   const { min, max } = HUB_REPLICAS;

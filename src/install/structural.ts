@@ -167,7 +167,9 @@ function object(s: Json, path: string): JsonSchemaProps {
   const properties: Record<string, JsonSchemaProps> = {};
   for (const [k, v] of Object.entries(props)) properties[k] = convert(v, path ? `${path}.${k}` : k);
   const required = Array.isArray(s.required) && s.required.length > 0 ? [...(s.required as string[])] : [];
-  return { ...(required.length > 0 ? { required } : {}), properties };
+  // Fields beside the named ones allowed (an external handler's details): kept, not pruned.
+  const open = s.additionalProperties === true ? { 'x-kubernetes-preserve-unknown-fields': true } : {};
+  return { ...(required.length > 0 ? { required } : {}), properties, ...open };
 }
 
 function array(s: Json, out: JsonSchemaProps, path: string): JsonSchemaProps {

@@ -7,6 +7,12 @@ export interface InstallOptions {
   upstream?: string;
   /** The discovery handlers the agent is set up for: they decide hostNetwork and the /dev mount. */
   handlers: string[];
+  /**
+   * Discovery handlers in their own processes (Akri's protocol) that DiscoveryConfigs may name: added to the
+   * CRD (free-form details), to the agent's `discovery.external.handlers`, and the registration directory
+   * mounted. None by default.
+   */
+  externalHandlers: string[];
   controller: boolean;
   /** The twin hub and the cloud broker it subscribes to; none by default. */
   hub?: { brokerUrl: string; replicas: number };

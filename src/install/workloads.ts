@@ -34,6 +34,12 @@ export const HANDLER_NEEDS: Record<string, { hostNetwork?: true; hostDevices?: t
 export const AGENT_PORTS = { mqtt: 1883, http: 8080 } as const;
 const AGENT_DATA_DIR = '/var/lib/leafbridge';
 const CONFIG_DIR = '/etc/leafbridge';
+/**
+ * Where external handlers register (`agent-registration.sock`) and listen: the node's directory that Akri's
+ * handlers use by default (their DISCOVERY_HANDLERS_DIRECTORY), so their images run unchanged beside the
+ * agent, at the same path in both containers (the agent dials the socket path a handler registers).
+ */
+export const EXTERNAL_HANDLERS_DIR = '/var/lib/akri';
 
 const podResourcesDir = (o: InstallOptions) => join(dirname(o.devicePluginDir), 'pod-resources');
 const needs = (o: InstallOptions) => ({
@@ -49,6 +55,9 @@ export function agentConfigText(o: InstallOptions): string {
     http: { listen: `0.0.0.0:${AGENT_PORTS.http}` },
     ...(o.upstream ? { upstream: { url: o.upstream } } : {}),
     kubernetes: 'auto',
+    ...(o.externalHandlers.length > 0
+      ? { discovery: { external: { handlers: o.externalHandlers, dir: EXTERNAL_HANDLERS_DIR } } }
+      : {}),
     devicePlugins: {
       dir: o.devicePluginDir,
       podResources: join(podResourcesDir(o), 'kubelet.sock'),
@@ -171,6 +180,9 @@ function agentMounts(o: InstallOptions): IVolumeMount[] {
     { name: 'device-plugins', mountPath: o.devicePluginDir },
     { name: 'pod-resources', mountPath: podResourcesDir(o), readOnly: true },
     { name: 'tmp', mountPath: '/tmp' },
+    ...(o.externalHandlers.length > 0
+      ? [{ name: 'external-handlers', mountPath: EXTERNAL_HANDLERS_DIR }]
+      : []),
     ...(needs(o).hostDevices
       ? [
           // Not read-only: that would not stop writes to device nodes (only the creation of files), and
@@ -194,6 +206,9 @@ function agentVolumes(o: InstallOptions): IVolume[] {
     host('device-plugins', o.devicePluginDir, 'Directory'),
     host('pod-resources', podResourcesDir(o), 'DirectoryOrCreate'),
     { name: 'tmp', emptyDir: { sizeLimit: '64Mi' } },
+    ...(o.externalHandlers.length > 0
+      ? [host('external-handlers', EXTERNAL_HANDLERS_DIR, 'DirectoryOrCreate')]
+      : []),
     ...(needs(o).hostDevices
       ? [host('dev', '/dev', 'Directory'), host('udev', '/run/udev', 'DirectoryOrCreate')]
       : []),

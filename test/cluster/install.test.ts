@@ -85,6 +85,7 @@ const CASES: [string, (Record<string, unknown> | string)[], Partial<InstallOptio
   ['network handlers only', [{ handlers: ['opcua', 'mqtt'] }], { handlers: ['opcua', 'mqtt'] }],
   ['onvif alone', [{ handlers: ['onvif'] }], { handlers: ['onvif'] }],
   ['serial alone', [{ handlers: ['serial'] }], { handlers: ['serial'] }],
+
   [
     'namespace, image, plugin dir, node selector, tolerations',
     [
@@ -140,6 +141,19 @@ describeControlPlane('the Helm chart and the overlays, with helm and the real AP
     expect(plain(rendered)).toEqual(plain(asChart(installManifests(builtinHandlers, o))));
   });
 
+  it('externalHandlers: the agent config and mount of `--external-handlers`; the CRDs of crds/ as they are', async () => {
+    const o = { externalHandlers: ['onvif', 'my-sensors'] };
+    const rendered = yamlObjects(await render(o));
+    expect(rendered.map(modelProblems).filter(Boolean)).toEqual([]);
+    const isCrd = (x: KubeManifest) => x.kind === 'CustomResourceDefinition';
+    // Helm does not template crds/: the CRDs naming the handlers come from `leafbridge manifests --crds-only`.
+    const expected = [
+      ...installManifests(builtinHandlers).filter(isCrd),
+      ...installManifests(builtinHandlers, o).filter((x) => !isCrd(x)),
+    ];
+    expect(plain(rendered)).toEqual(plain(asChart(expected)));
+  });
+
   it('createNamespace: false leaves out only the Namespace', async () => {
     const rendered = yamlObjects(await render({ createNamespace: false }));
     const expected = installManifests(builtinHandlers).filter((x) => x.kind !== 'Namespace');
@@ -150,6 +164,7 @@ describeControlPlane('the Helm chart and the overlays, with helm and the real AP
     ['an unknown handler', { handlers: ['zigbee'] }, 'handlers'],
     ['no handler', { handlers: [] }, 'handlers'],
     ['a namespace that is no DNS label', { namespace: 'Leaf_Bridge' }, 'namespace'],
+    ['an external handler name the agent refuses', { externalHandlers: ['-bad'] }, 'externalHandlers'],
     ['a relative device-plugin directory', { devicePluginDir: 'kubelet/device-plugins' }, 'devicePluginDir'],
     ['an upstream that is no MQTT URL', { upstream: 'http://cloud' }, 'upstream'],
     ['the hub without a broker', { hub: { enabled: true } }, 'brokerUrl'],

@@ -8,6 +8,7 @@ import { crdFiles, crdManifests } from '../../src/install/crds.js';
 import { foldHandlerDetails } from '../../src/install/handlerDetails.js';
 import { type JsonSchemaProps, StructuralSchemaError, toStructural } from '../../src/install/structural.js';
 import { detailsProblems } from '../../src/model/discoveryConfigs.js';
+import { externalHandlerSpecs, withExternal } from '../../src/model/externalHandlers.js';
 import type { DiscoveryHandler } from '../../src/model/handler.js';
 import { applyDefaults, prune, type Schema, structuralProblems, validate } from '../helpers/kubeSchema.js';
 import { ROOT } from '../helpers/processes.js';
@@ -238,6 +239,50 @@ describe('DiscoveryConfig schema: handler details checked by the API server', ()
       properties: { x: { anyOf: [{ type: 'string' }, { type: 'object' }] } },
     });
     expect(() => foldHandlerDetails(base, [mixed])).toThrow(StructuralSchemaError);
+  });
+});
+
+describe('DiscoveryConfig schema with external handlers (leafbridge manifests --external-handlers)', () => {
+  const [externalCrd] = crdManifests(
+    withExternal(builtinHandlers, externalHandlerSpecs(['onvif', 'my-sensors'])),
+  );
+
+  it('names them: refused without, accepted with', () => {
+    const errors = admit(spec('my-sensors', {}));
+    expect(errors.join('\n')).toContain('spec.handler.name: Unsupported value: "my-sensors"');
+    expect(admit(spec('my-sensors', {}), externalCrd)).toEqual([]);
+    expect(
+      externalCrd!.spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!.properties!.handler!.properties!
+        .name!.enum,
+    ).toEqual(['opcua', 'serial', 'mqtt', 'debug-echo', 'onvif', 'my-sensors']);
+  });
+
+  it('keeps their free-form details whole, fields of built-in handlers too', () => {
+    const details = { subnet: '10.0.0.0/24', nested: { a: [1, 'two'], b: { c: true } }, paths: ['/dev/x'] };
+    const sent = spec('my-sensors', structuredClone(details));
+    expect(admit(sent, externalCrd)).toEqual([]);
+    expect(sent.handler.details).toEqual(details);
+    const akri = spec('onvif', { discoveryDetails: 'ipAddresses:\n  action: Exclude\n  items: []\n' });
+    expect(admit(akri, externalCrd)).toEqual([]);
+    expect(akri.handler.details).toEqual({
+      discoveryDetails: 'ipAddresses:\n  action: Exclude\n  items: []\n',
+    });
+  });
+
+  it('still checks the built-in handlers, and the types of the fields they declare', () => {
+    expect(admit(spec('opcua', { discoveryDetails: 'x' }), externalCrd).join('\n')).toContain(
+      'spec.handler.details.discoveryDetails',
+    );
+    expect(admit(spec('opcua', {}), externalCrd).join('\n')).toContain('discoveryUrls');
+    // Unknown fields of a built-in handler's details are kept, not pruned: the agent refuses them (Valid=False).
+    const stray = spec('serial', { pathz: ['/dev/x'] });
+    expect(admit(stray, externalCrd)).toEqual([]);
+    expect(stray.handler.details).toEqual({ pathz: ['/dev/x'] });
+    expect(detailsProblems(handler('serial'), { pathz: ['/dev/x'] })).not.toEqual([]);
+    // The limit docs/akri-handlers.md states: a field a built-in handler declares keeps its type.
+    expect(admit(spec('my-sensors', { maxDevices: 'many' }), externalCrd).join('\n')).toContain(
+      'spec.handler.details.maxDevices',
+    );
   });
 });
 

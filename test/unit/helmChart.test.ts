@@ -57,6 +57,7 @@ describe('deploy/helm/leafbridge holds what the code generates (regenerate: npx 
     expect(values).toMatchObject({
       namespace: d.namespace,
       handlers: d.handlers,
+      externalHandlers: d.externalHandlers,
       devicePluginDir: d.devicePluginDir,
       controller: { enabled: d.controller },
       hub: { enabled: false },

@@ -7,6 +7,7 @@ import { manifestsCommand, parseManifestsArgs } from '../../src/cli/manifestsCom
 import { parseConfig } from '../../src/config/load.js';
 import {
   deployFiles,
+  EXTERNAL_HANDLERS_DIR,
   GRANTS,
   HANDLER_NEEDS,
   type InstallOptions,
@@ -14,6 +15,7 @@ import {
   type KubeManifest,
   packageVersion,
 } from '../../src/install/manifests.js';
+import type { JsonSchemaProps } from '../../src/install/structural.js';
 import { ConfigError } from '../../src/util/errors.js';
 import { byKey, grantedTriples, modelProblems, yamlObjects } from '../helpers/kubeManifests.js';
 import { ROOT } from '../helpers/processes.js';
@@ -61,6 +63,7 @@ const OPTION_SETS: [string, Partial<InstallOptions>][] = [
     { upstream: 'mqtts://b.example:8883', hub: { brokerUrl: 'mqtt://b.example', replicas: 3 } },
   ],
   ['network handlers only', { handlers: ['opcua', 'mqtt'] }],
+  ['external handlers', { externalHandlers: ['onvif', 'my-sensors'] }],
   [
     'namespace, image, plugin dir, node selector, tolerations',
     {
@@ -205,6 +208,42 @@ describe('installManifests', () => {
     expect(Object.keys(HANDLER_NEEDS).sort()).toEqual(builtinHandlers.map((h) => h.name).sort());
   });
 
+  it('external handlers: named in the CRD and the agent config, their registration directory mounted', () => {
+    const objects = install({ externalHandlers: ['onvif', 'my-sensors'] });
+    const crd = find(objects, 'CustomResourceDefinition', 'discoveryconfigs.leafbridge.io') as unknown as {
+      spec: { versions: { schema: { openAPIV3Schema: JsonSchemaProps } }[] };
+    };
+    const handler = crd.spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!.properties!.handler!;
+    expect(handler.properties!.name!.enum).toEqual([
+      'opcua',
+      'serial',
+      'mqtt',
+      'debug-echo',
+      'onvif',
+      'my-sensors',
+    ]);
+    const config = parseConfig(parse(agentConfigText(objects)), undefined, { NODE_NAME: 'edge-1' });
+    expect(config.discovery.external).toMatchObject({
+      handlers: ['onvif', 'my-sensors'],
+      dir: EXTERNAL_HANDLERS_DIR,
+    });
+    const pod = agentPod(objects);
+    expect(pod.volumes).toContainEqual({
+      name: 'external-handlers',
+      hostPath: { path: '/var/lib/akri', type: 'DirectoryOrCreate' },
+    });
+    expect(agentContainer(objects).volumeMounts).toContainEqual({
+      name: 'external-handlers',
+      mountPath: '/var/lib/akri',
+    });
+
+    const none = install();
+    expect(parse(agentConfigText(none))).not.toHaveProperty('discovery');
+    expect(agentPod(none).volumes.map((v) => v.name)).not.toContain('external-handlers');
+    const noneCrd = find(none, 'CustomResourceDefinition', 'discoveryconfigs.leafbridge.io');
+    expect(JSON.stringify(noneCrd)).not.toContain('my-sensors');
+  });
+
   it('least privilege where privilege is not needed: no capabilities, no escalation, read-only root', () => {
     const objects = install({
       handlers: ['onvif', 'opcua', 'mqtt'],
@@ -265,6 +304,10 @@ describe('installManifests', () => {
       'agent config: upstream.url: must be an mqtt:// or mqtts:// URL',
     ]);
     expect(problems({ handlers: [] })).toEqual(['handlers: name at least one handler']);
+    expect(problems({ externalHandlers: ['ok', '-bad', 'ok'] })).toEqual([
+      'externalHandlers: a name is listed twice',
+      'agent config: discovery.external.handlers[1]: must be a handler name: letters, digits, ".", "_", "-"',
+    ]);
   });
 });
 
@@ -458,6 +501,7 @@ describe('leafbridge manifests', () => {
       ],
       ...['--device-plugin-dir', '/k/device-plugins', '--node-selector', 'edge=true,zone=a'],
       ...['--tolerate', 'edge:NoSchedule', '--tolerate', 'dedicated=iot'],
+      ...['--external-handlers', 'udev,my-sensors'],
     ];
     const { code, stdout } = await run(argv);
     expect(code).toBe(0);
@@ -474,6 +518,7 @@ describe('leafbridge manifests', () => {
         { key: 'edge', operator: 'Exists', effect: 'NoSchedule' },
         { key: 'dedicated', operator: 'Equal', value: 'iot' },
       ],
+      externalHandlers: ['udev', 'my-sensors'],
     });
     const objects = yamlObjects(stdout);
     expect(objects).toEqual(JSON.parse(JSON.stringify(expected)));
@@ -488,6 +533,7 @@ describe('leafbridge manifests', () => {
     [['--upstream', 'http://x'], 'upstream.url: must be an mqtt:// or mqtts:// URL'],
     [['--node-selector', 'a'], '--node-selector a: must be KEY=VALUE'],
     [['--tolerate', 'a:Sometimes'], 'the effect must be one of'],
+    [['--external-handlers', 'a b'], 'discovery.external.handlers[0]: must be a handler name'],
     [['extra'], 'unexpected argument extra'],
     [['--namespace'], "Option '--namespace <value>' argument missing"],
   ])('%j: usage on stderr, exit 2', async (argv, message) => {
@@ -496,6 +542,19 @@ describe('leafbridge manifests', () => {
     expect(stdout).toBe('');
     expect(stderr).toContain(message);
     expect(stderr).toContain('usage: leafbridge manifests');
+  });
+
+  it('--crds-only: the CRDs alone, as the other flags make them', async () => {
+    const { code, stdout } = await run(['--crds-only', '--external-handlers', 'my-sensors']);
+    expect(code).toBe(0);
+    const crds = install({ externalHandlers: ['my-sensors'] }).filter(
+      (o) => o.kind === 'CustomResourceDefinition',
+    );
+    expect(crds.map((c) => c.metadata.name)).toEqual([
+      'discoveryconfigs.leafbridge.io',
+      'devices.leafbridge.io',
+    ]);
+    expect(yamlObjects(stdout)).toEqual(JSON.parse(JSON.stringify(crds)));
   });
 
   it('--help: usage on stdout, exit 0', async () => {
