@@ -43,7 +43,12 @@ export const builtinHandlers: readonly DiscoveryHandler[] = [
     async () => (await import('../discovery-handlers/mqtt/index.js')).mqttHandler,
   ),
   lazyHandler(
-    { name: 'modbus', shared: true, detailsSchema: ModbusDetailsSchema },
+    {
+      name: 'modbus',
+      shared: true,
+      detailsSchema: ModbusDetailsSchema,
+      sharedFor: (details) => ((details as { serialPorts?: unknown[] }).serialPorts ?? []).length === 0,
+    },
     async () => (await import('../discovery-handlers/modbus/index.js')).modbusHandler,
   ),
   lazyHandler(

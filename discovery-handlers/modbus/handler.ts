@@ -1,4 +1,9 @@
-import type { DiscoveredDevice, DiscoveryContext, DiscoveryHandler } from '../../src/model/handler.js';
+import {
+  DEFAULT_PROBE_WRITE_PATHS,
+  type DiscoveredDevice,
+  type DiscoveryContext,
+  type DiscoveryHandler,
+} from '../../src/model/handler.js';
 import { sleep } from '../../src/util/clock.js';
 import { logError } from '../../src/util/logger.js';
 import { ModbusScanner } from './scanner.js';
@@ -7,11 +12,16 @@ import { resolveSettings } from './targets.js';
 
 export type ModbusHandler = DiscoveryHandler<typeof ModbusDetailsSchema>;
 
-/** Modbus TCP units are reachable from every node that reaches the network: shared. */
-export const modbusHandler: ModbusHandler = {
+/** TCP units are seen from every node that reaches the network (shared); an RTU line is one node's. */
+export function modbusShared(details: ModbusDetails): boolean {
+  return (details.serialPorts ?? []).length === 0;
+}
+
+export const modbusHandler: ModbusHandler & { sharedFor: typeof modbusShared } = {
   name: 'modbus',
   detailsSchema: ModbusDetailsSchema,
   shared: true,
+  sharedFor: modbusShared,
   discover: discoverModbus,
 };
 
@@ -25,7 +35,12 @@ async function* discoverModbus(
 ): AsyncGenerator<DiscoveredDevice[]> {
   const settings = resolveSettings(details);
   const { logger, clock, signal } = ctx;
-  const scanner = new ModbusScanner(settings, { logger, clock, signal });
+  const scanner = new ModbusScanner(settings, {
+    logger,
+    clock,
+    signal,
+    probeWritePaths: ctx.probeWritePaths ?? DEFAULT_PROBE_WRITE_PATHS,
+  });
   let last: string | undefined;
   while (!signal.aborted) {
     let devices: DiscoveredDevice[] | undefined;

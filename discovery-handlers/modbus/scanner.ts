@@ -3,22 +3,25 @@ import type { Clock } from '../../src/util/clock.js';
 import type { Logger } from '../../src/util/logger.js';
 import { Semaphore } from '../../src/util/semaphore.js';
 import { probeUnit, type UnitProbe } from './probe.js';
-import { type Endpoint, endpointUrl, type ModbusSettings } from './targets.js';
-import { TcpConnection } from './tcpConnection.js';
+import { rtuTarget, type ScanTarget, tcpTarget } from './scanTargets.js';
+import type { ModbusSettings } from './targets.js';
+import type { ModbusTransport } from './tcpConnection.js';
 
 export interface ScanContext {
   logger: Logger;
   clock: Clock;
   signal: AbortSignal;
+  probeWritePaths: readonly string[];
 }
 
 /**
- * Probes every endpoint's units, `concurrency` endpoints at once, within `scanTimeoutMs`. An endpoint the
+ * Probes every target's units, `concurrency` targets at once, within `scanTimeoutMs`. A target the
  * deadline cut short keeps the devices its last finished probe found, so a large range scanned over
  * several rounds does not flap.
  */
 export class ModbusScanner {
   private readonly found = new Map<string, DiscoveredDevice[]>();
+  private targets: ScanTarget[] | undefined;
 
   constructor(
     private readonly settings: ModbusSettings,
@@ -31,13 +34,14 @@ export class ModbusScanner {
     const timer = clock.setTimeout(() => deadline.abort(), this.settings.scanTimeoutMs);
     const stop = AbortSignal.any([signal, deadline.signal]);
     const limit = new Semaphore(this.settings.concurrency);
+    this.targets ??= await this.resolveTargets();
     try {
       await Promise.all(
-        this.settings.endpoints.map((endpoint) =>
+        this.targets.map((target) =>
           limit.run(async () => {
             if (stop.aborted) return;
-            const devices = await this.probeEndpoint(endpoint, stop);
-            if (!stop.aborted) this.found.set(endpointUrl(endpoint), devices);
+            const devices = await this.probeTarget(target, stop);
+            if (!stop.aborted) this.found.set(target.key, devices);
           }),
         ),
       );
@@ -49,14 +53,23 @@ export class ModbusScanner {
     return [...this.found.values()].flat().sort((a, b) => a.id.localeCompare(b.id));
   }
 
-  private async probeEndpoint(endpoint: Endpoint, stop: AbortSignal): Promise<DiscoveredDevice[]> {
+  private async resolveTargets(): Promise<ScanTarget[]> {
+    const serial = await Promise.all(
+      this.settings.serialLines.map((line) => rtuTarget(line, this.ctx.probeWritePaths)),
+    );
+    return [...this.settings.endpoints.map(tcpTarget), ...serial];
+  }
+
+  private async probeTarget(target: ScanTarget, stop: AbortSignal): Promise<DiscoveredDevice[]> {
     const { timeoutMs, unitIds, registers } = this.settings;
-    const url = endpointUrl(endpoint);
-    let connection: TcpConnection;
+    let connection: ModbusTransport;
     try {
-      connection = await TcpConnection.open(endpoint.host, endpoint.port, timeoutMs, this.ctx.clock);
+      connection = await target.open(timeoutMs, this.ctx.clock);
     } catch (err) {
-      this.ctx.logger.debug({ endpoint: url, err: (err as Error).message }, 'modbus endpoint not reachable');
+      this.ctx.logger.debug(
+        { target: target.key, err: (err as Error).message },
+        'modbus target not reachable',
+      );
       return [];
     }
     const closeOnStop = () => connection.close();
@@ -66,8 +79,12 @@ export class ModbusScanner {
       for (const unitId of unitIds) {
         if (stop.aborted) break;
         const probe = await probeUnit(connection, unitId, registers, timeoutMs);
-        if (probe.found) devices.push(toDevice(endpoint, unitId, probe));
-        else this.ctx.logger.debug({ endpoint: url, unitId, reason: probe.reason }, 'modbus unit not found');
+        if (probe.found) devices.push(toDevice(target, unitId, probe));
+        else
+          this.ctx.logger.debug(
+            { target: target.key, unitId, reason: probe.reason },
+            'modbus unit not found',
+          );
         if (!probe.found && probe.fatal) break;
       }
     } finally {
@@ -78,21 +95,12 @@ export class ModbusScanner {
   }
 }
 
-export function modbusDeviceId(endpoint: Endpoint, unitId: number): string {
-  return `${endpointUrl(endpoint)}/${unitId}`;
-}
-
 function toDevice(
-  endpoint: Endpoint,
+  target: ScanTarget,
   unitId: number,
   probe: Extract<UnitProbe, { found: true }>,
 ): DiscoveredDevice {
-  const properties: Record<string, string> = {
-    MODBUS_ENDPOINT: endpointUrl(endpoint),
-    MODBUS_HOST: endpoint.host,
-    MODBUS_PORT: String(endpoint.port),
-    MODBUS_UNIT_ID: String(unitId),
-  };
+  const properties: Record<string, string> = { ...target.properties, MODBUS_UNIT_ID: String(unitId) };
   const { vendor, productCode, revision } = probe.identity;
   if (vendor !== undefined) properties.MODBUS_VENDOR = vendor;
   if (productCode !== undefined) properties.MODBUS_PRODUCT_CODE = productCode;
@@ -100,5 +108,7 @@ function toDevice(
   for (const [name, value] of Object.entries(probe.registers)) {
     properties[`MODBUS_REGISTER_${name.toUpperCase()}`] = value;
   }
-  return { id: modbusDeviceId(endpoint, unitId), properties };
+  const device: DiscoveredDevice = { id: `${target.key}/${unitId}`, properties };
+  if (target.deviceNodes) device.deviceNodes = target.deviceNodes;
+  return device;
 }

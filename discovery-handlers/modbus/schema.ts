@@ -7,6 +7,8 @@ export const modbusDefaults = {
   concurrency: 16,
   scanTimeoutMs: 30_000,
   rescanIntervalMs: 60_000,
+  baudRate: 19_200,
+  parity: 'even',
 } as const;
 
 /** Most endpoints one config may expand to (a /22 range); larger ranges are refused at start-up. */
@@ -37,8 +39,38 @@ export const ModbusRegisterSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const ModbusSerialLineSchema = Type.Object(
+  {
+    path: Type.String({ minLength: 2, pattern: '^/', description: 'The serial port, e.g. /dev/ttyUSB0.' }),
+    baudRate: Type.Optional(
+      Type.Integer({
+        minimum: 50,
+        maximum: 4_000_000,
+        default: modbusDefaults.baudRate,
+        description: 'Baud rate.',
+      }),
+    ),
+    parity: Type.Optional(
+      Type.Union([Type.Literal('none'), Type.Literal('even'), Type.Literal('odd')], {
+        default: modbusDefaults.parity,
+        description: 'Parity (Modbus RTU defaults to even).',
+      }),
+    ),
+    dataBits: Type.Optional(Type.Integer({ minimum: 7, maximum: 8, default: 8, description: 'Data bits.' })),
+    stopBits: Type.Optional(Type.Integer({ minimum: 1, maximum: 2, default: 1, description: 'Stop bits.' })),
+  },
+  { additionalProperties: false },
+);
+
 export const ModbusDetailsSchema = Type.Object(
   {
+    serialPorts: Type.Optional(
+      Type.Array(ModbusSerialLineSchema, {
+        maxItems: 32,
+        description:
+          'Modbus RTU lines, each probed for `unitIds` one request at a time. A config with serial ports is node-local: its devices are not shared.',
+      }),
+    ),
     hosts: Type.Optional(
       Type.Array(Type.String({ minLength: 1, maxLength: 260 }), {
         maxItems: maxEndpoints,
@@ -118,9 +150,11 @@ export const ModbusDetailsSchema = Type.Object(
   },
   {
     additionalProperties: false,
-    description: 'Modbus TCP units found by probing hosts or an IPv4 range for unit ids.',
+    description:
+      'Modbus TCP and RTU units found by probing hosts, an IPv4 range and serial ports for unit ids.',
   },
 );
 
 export type ModbusDetails = Static<typeof ModbusDetailsSchema>;
 export type ModbusRegister = Static<typeof ModbusRegisterSchema>;
+export type ModbusSerialLine = Static<typeof ModbusSerialLineSchema>;

@@ -6,8 +6,17 @@ export interface Endpoint {
   port: number;
 }
 
+export interface SerialLine {
+  path: string;
+  baudRate: number;
+  parity: 'none' | 'even' | 'odd';
+  dataBits: 7 | 8;
+  stopBits: 1 | 2;
+}
+
 export interface ModbusSettings {
   endpoints: Endpoint[];
+  serialLines: SerialLine[];
   unitIds: number[];
   registers: ModbusRegister[];
   timeoutMs: number;
@@ -31,7 +40,15 @@ export function resolveSettings(details: ModbusDetails): ModbusSettings {
     if (typeof range === 'string') problems.push(`details.cidr: ${range}`);
     else endpoints.push(...range.map((host) => ({ host, port })));
   }
-  if (endpoints.length === 0) problems.push('details: give hosts or cidr');
+  const serialLines: SerialLine[] = (details.serialPorts ?? []).map((line) => ({
+    path: line.path,
+    baudRate: line.baudRate ?? modbusDefaults.baudRate,
+    parity: line.parity ?? modbusDefaults.parity,
+    dataBits: line.dataBits === 7 ? 7 : 8,
+    stopBits: line.stopBits === 2 ? 2 : 1,
+  }));
+  if (endpoints.length === 0 && serialLines.length === 0)
+    problems.push('details: give hosts, cidr or serialPorts');
   if (endpoints.length > maxEndpoints)
     problems.push(`details: ${endpoints.length} endpoints, at most ${maxEndpoints}`);
   const unitIds = new Set(details.unitIds ?? (details.unitIdRange ? [] : modbusDefaults.unitIds));
@@ -41,6 +58,7 @@ export function resolveSettings(details: ModbusDetails): ModbusSettings {
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     endpoints: dedupe(endpoints),
+    serialLines,
     unitIds: [...unitIds].sort((a, b) => a - b),
     registers: details.registers ?? [],
     timeoutMs: details.timeoutMs ?? modbusDefaults.timeoutMs,

@@ -2,7 +2,8 @@
 
 Unit 1 and 2 answer Read Device Identification (43/14) and hold registers; unit 3 refuses 43/14 with an
 exception (illegal function) but holds registers, so a client must fall back to them; pymodbus's framer drops
-requests to any other unit id unanswered. Prints {"port": N} once it listens.
+requests to any other unit id unanswered. Prints {"port": N} once it listens; with `--rtu PATH` it serves
+Modbus RTU on that serial port (a pty) instead and prints {"rtu": PATH}.
 """
 import asyncio
 import json
@@ -11,7 +12,7 @@ import sys
 from pymodbus.datastore import ModbusSequentialDataBlock, ModbusServerContext, ModbusSlaveContext
 from pymodbus.device import ModbusDeviceIdentification
 from pymodbus.pdu import ExceptionResponse
-from pymodbus.server.async_io import ModbusTcpServer
+from pymodbus.server.async_io import ModbusSerialServer, ModbusTcpServer
 
 NO_IDENTITY_UNIT = 3
 
@@ -42,6 +43,13 @@ async def main():
             "MajorMinorRevision": "3.0.0",
         }
     )
+    if len(sys.argv) == 3 and sys.argv[1] == "--rtu":
+        serial_server = ModbusSerialServer(
+            context, identity=identity, port=sys.argv[2], baudrate=9600, response_manipulator=refuse_identity
+        )
+        await serial_server.start()
+        print(json.dumps({"rtu": sys.argv[2]}), flush=True)
+        await asyncio.Event().wait()
     server = ModbusTcpServer(
         context,
         identity=identity,

@@ -16,6 +16,12 @@ describe('the handler list', () => {
       expect(lazy.shared).toBe(h.shared);
       expect(lazy.detailsSchema).toBe(h.detailsSchema);
     });
+    const rtu = { serialPorts: [{ path: '/dev/ttyUSB0' }] } as never;
+    expect(builtinHandlers[4]!.sharedFor?.(rtu)).toBe(false);
+    expect(builtinHandlers[4]!.sharedFor?.({ hosts: ['plc'] } as never)).toBe(
+      modbusHandler.sharedFor({ hosts: ['plc'] }),
+    );
+    expect(modbusHandler.sharedFor(rtu)).toBe(false);
     expect(builtinHandlers[5]!.sharedFor?.({ shared: true } as never)).toBe(
       debugEchoHandler.sharedFor({ shared: true } as never),
     );
