@@ -7,6 +7,7 @@ import {
   parseHoldingReply,
   readHoldingRequest,
 } from '../../discovery-handlers/modbus/pdu.js';
+import { crc16, encodeRtu, openRtu, rtuFrameLength } from '../../discovery-handlers/modbus/rtuFrame.js';
 import { expandCidr, parseHost, resolveSettings } from '../../discovery-handlers/modbus/targets.js';
 
 const codeOf = (fn: () => unknown) => {
@@ -102,5 +103,33 @@ describe('targets', () => {
     expect(s.endpoints).toEqual([{ host: 'h', port: 502 }]);
     expect(s.unitIds).toEqual([1, 3, 4, 5]);
     expect(() => resolveSettings({ hosts: ['a:b:c'], cidr: '10.0.0.0/8' })).toThrow(/hosts\[0\][\s\S]*cidr/);
+  });
+});
+
+describe('RTU frames', () => {
+  it('computes CRC-16/MODBUS (check value of "123456789" is 0x4B37) and appends it low byte first', () => {
+    expect(crc16(Buffer.from('123456789'))).toBe(0x4b37);
+    // Read holding register 0 of unit 1, as every Modbus tool writes it: 01 03 00 00 00 01 84 0A.
+    expect(encodeRtu(1, readHoldingRequest(0, 1)).toString('hex')).toBe('010300000001840a');
+  });
+
+  it('knows a reply’s length from its function and counts, and refuses what it never asked for', () => {
+    expect(rtuFrameLength(Buffer.from([1]))).toBeUndefined();
+    expect(rtuFrameLength(Buffer.from([1, 0x83]))).toBe(5);
+    expect(rtuFrameLength(Buffer.from([1, 3]))).toBeUndefined();
+    expect(rtuFrameLength(Buffer.from([1, 3, 4]))).toBe(9);
+    expect(rtuFrameLength(Buffer.from([1, 0x2b, 0x0e, 1, 1, 0, 0, 1, 0]))).toBeUndefined();
+    expect(rtuFrameLength(Buffer.from([1, 0x2b, 0x0e, 1, 1, 0, 0, 1, 0, 2, 0x41, 0x42]))).toBe(14);
+    expect(codeOf(() => rtuFrameLength(Buffer.from([1, 0x10])))).toBe(modbusErrorCode.malformed);
+    expect(codeOf(() => rtuFrameLength(Buffer.from([1, 3, 255])))).toBe(modbusErrorCode.malformed);
+  });
+
+  it('checks CRC and address before handing out the PDU', () => {
+    const frame = encodeRtu(5, Buffer.from([3, 2, 0, 7]));
+    expect([...openRtu(frame, 5)]).toEqual([3, 2, 0, 7]);
+    expect(codeOf(() => openRtu(frame, 6))).toBe(modbusErrorCode.malformed);
+    const corrupt = Buffer.from(frame);
+    corrupt[4] = 8;
+    expect(codeOf(() => openRtu(corrupt, 5))).toBe(modbusErrorCode.malformed);
   });
 });
