@@ -11,6 +11,7 @@ packages=(
   chromium                      # headless browser for the dashboard test (test/e2e, through playwright-core)
   python3-paho-mqtt             # an independent MQTT client (run with /usr/bin/python3): test/interop/pahoSessions, test/conformance
   python3-grpcio                # an Akri discovery handler in Python (messages encoded by hand, no grpc-tools): test/interop/akriPythonHandler, examples/akri-handler
+  python3-pymodbus python3-serial python3-serial-asyncio  # a Modbus TCP server nobody here wrote (test/interop/modbusPymodbus); pymodbus 3.0 imports both serial modules
   ffmpeg                        # the camera-broker example grabs frames with it; ffprobe checks them
   openssl                       # makes the CAs and certificates of the TLS tests (test/helpers/tlsCerts, controlPlaneCerts)
   curl                          # fetches the camera stub's snapshot with HTTP Digest (test/interop/onvifClient)

@@ -1,5 +1,6 @@
 import type { TSchema } from '@sinclair/typebox';
 import { DebugEchoDetailsSchema } from '../discovery-handlers/debugEcho/schema.js';
+import { ModbusDetailsSchema } from '../discovery-handlers/modbus/schema.js';
 import { MqttDetailsSchema } from '../discovery-handlers/mqtt/schema.js';
 import { OnvifDetailsSchema } from '../discovery-handlers/onvif/schema.js';
 import { opcuaDetailsSchema } from '../discovery-handlers/opcua/detailsSchema.js';
@@ -40,6 +41,15 @@ export const builtinHandlers: readonly DiscoveryHandler[] = [
   lazyHandler(
     { name: 'mqtt', shared: false, detailsSchema: MqttDetailsSchema },
     async () => (await import('../discovery-handlers/mqtt/index.js')).mqttHandler,
+  ),
+  lazyHandler(
+    {
+      name: 'modbus',
+      shared: true,
+      detailsSchema: ModbusDetailsSchema,
+      sharedFor: (details) => ((details as { serialPorts?: unknown[] }).serialPorts ?? []).length === 0,
+    },
+    async () => (await import('../discovery-handlers/modbus/index.js')).modbusHandler,
   ),
   lazyHandler(
     {

@@ -13,7 +13,7 @@ commands:
   manifests [options]      print the install as Kubernetes YAML (| kubectl apply -f -)
   get devices|configs      kubectl-like tables (-o wide|json|yaml, -l SELECTOR): from the agent's API
                            (--server URL) or from the cluster (--cluster, --kubeconfig FILE, -n NS, -A)
-  simulate KIND [...]      simulated devices: camera, plc, serial, mqtt-sensor
+  simulate KIND [...]      simulated devices: camera, plc, serial, mqtt-sensor, modbus
   config-reference         print the configuration reference (Markdown), generated from the schema
   handlers-reference       print the discovery handlers' details reference (Markdown)
   token [--name N] [--role R]  a bearer token for the HTTP API and its tokens-file entry (docs/security.md)

@@ -1,4 +1,5 @@
 import { simulateCamera } from '../../firmware-stubs/camera/cli.js';
+import { simulateModbus } from '../../firmware-stubs/modbus/cli.js';
 import { simulateMqttSensor } from '../../firmware-stubs/mqtt-sensor/cli.js';
 import { simulatePlc } from '../../firmware-stubs/plc/cli.js';
 import { simulateSerial } from '../../firmware-stubs/serial/cli.js';
@@ -11,9 +12,10 @@ const SIMULATORS: Record<string, Simulator> = {
   plc: simulatePlc,
   serial: (argv, logger) => simulateSerial(argv, logger),
   'mqtt-sensor': simulateMqttSensor,
+  modbus: (argv, logger) => simulateModbus(argv, logger),
 };
 
-/** `leafbridge simulate camera|plc|serial|mqtt-sensor [...]`: simulated devices speaking the real protocols. */
+/** `leafbridge simulate camera|plc|serial|mqtt-sensor|modbus [...]`: simulated devices speaking the real protocols. */
 export async function simulateCommand(argv: string[]): Promise<number> {
   const [kind, ...rest] = argv;
   const simulate = kind ? SIMULATORS[kind] : undefined;

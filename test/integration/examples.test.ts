@@ -243,10 +243,16 @@ const jpeg = (b: Buffer) =>
 describe('examples/discoveryconfigs', () => {
   const files = readdirSync(CONFIGS).filter((f) => f.endsWith('.yaml'));
 
-  it('has one for cameras, PLCs, serial sensors and MQTT devices', () => {
-    expect(files.sort()).toEqual(['cameras.yaml', 'mqtt-devices.yaml', 'plcs.yaml', 'serial-sensors.yaml']);
+  it('has one for cameras, PLCs, serial sensors, MQTT devices and Modbus meters', () => {
+    expect(files.sort()).toEqual([
+      'cameras.yaml',
+      'modbus-meters.yaml',
+      'mqtt-devices.yaml',
+      'plcs.yaml',
+      'serial-sensors.yaml',
+    ]);
     const handlers = files.map((f) => (example(f).spec.handler as { name: string }).name);
-    expect(handlers.sort()).toEqual(['mqtt', 'onvif', 'opcua', 'serial']);
+    expect(handlers.sort()).toEqual(['modbus', 'mqtt', 'onvif', 'opcua', 'serial']);
   });
 
   it.each(files)('%s passes the CRD schema, the agent’s checks and the controller’s', (file) => {

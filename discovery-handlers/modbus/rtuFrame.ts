@@ -1,0 +1,67 @@
+import { ModbusError, modbusErrorCode } from './errors.js';
+import { functionCode } from './pdu.js';
+
+/** An RTU frame is at most 256 bytes: address, PDU (≤ 253), CRC. */
+export const maxRtuFrameBytes = 256;
+
+/** CRC-16/MODBUS (polynomial 0xA001 reflected, initial 0xFFFF), appended low byte first. */
+export function crc16(bytes: Buffer): number {
+  let crc = 0xffff;
+  for (const byte of bytes) {
+    crc ^= byte;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 1 ? (crc >>> 1) ^ 0xa001 : crc >>> 1;
+  }
+  return crc;
+}
+
+export function encodeRtu(unitId: number, pdu: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from([unitId]), pdu]);
+  const crc = Buffer.alloc(2);
+  crc.writeUInt16LE(crc16(body), 0);
+  return Buffer.concat([body, crc]);
+}
+
+/**
+ * RTU has no length field: the length of a reply follows from its function code and the counts inside it.
+ * Returns the whole frame's length once it can be known, undefined while more bytes are needed; throws for
+ * a function the handler never asked for or a frame longer than RTU allows.
+ */
+export function rtuFrameLength(buffer: Buffer): number | undefined {
+  const fc = buffer[1];
+  if (fc === undefined) return undefined;
+  let length: number | undefined;
+  if (fc & 0x80) length = 5;
+  else if (fc === functionCode.readHoldingRegisters)
+    length = buffer[2] === undefined ? undefined : 5 + buffer[2];
+  else if (fc === functionCode.encapsulated) length = deviceIdLength(buffer);
+  else throw new ModbusError(modbusErrorCode.malformed, `RTU reply with function ${fc}`);
+  if (length !== undefined && length > maxRtuFrameBytes) {
+    throw new ModbusError(modbusErrorCode.malformed, `RTU frame of ${length} bytes`);
+  }
+  return length;
+}
+
+/** unit, 2B, 0E, code, conformity, more, next, count, then count × (id, length, bytes), then CRC. */
+function deviceIdLength(buffer: Buffer): number | undefined {
+  const count = buffer[7];
+  if (count === undefined) return undefined;
+  let at = 8;
+  for (let i = 0; i < count; i++) {
+    const length = buffer[at + 1];
+    if (length === undefined) return undefined;
+    at += 2 + length;
+    if (at > maxRtuFrameBytes) return at;
+  }
+  return at + 2;
+}
+
+/** Checks the CRC and the address of a complete frame; returns its PDU. */
+export function openRtu(frame: Buffer, unitId: number): Buffer {
+  const body = frame.subarray(0, frame.length - 2);
+  if (crc16(body) !== frame.readUInt16LE(frame.length - 2)) {
+    throw new ModbusError(modbusErrorCode.malformed, 'RTU frame with a bad CRC');
+  }
+  if (frame[0] !== unitId)
+    throw new ModbusError(modbusErrorCode.malformed, `RTU reply from unit ${frame[0]}`);
+  return Buffer.from(body.subarray(1));
+}
