@@ -28,6 +28,8 @@ export const HANDLER_NEEDS: Record<string, { hostNetwork?: true; hostDevices?: t
   opcua: {},
   serial: { hostDevices: true },
   mqtt: {},
+  // RTU probes serial ports (/dev); Modbus TCP is unicast to the configured hosts, which the pod network reaches.
+  modbus: { hostDevices: true },
   'debug-echo': {},
 };
 

@@ -254,7 +254,7 @@ describe('DiscoveryConfig schema with external handlers (leafbridge manifests --
     expect(
       externalCrd!.spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!.properties!.handler!.properties!
         .name!.enum,
-    ).toEqual(['opcua', 'serial', 'mqtt', 'debug-echo', 'onvif', 'my-sensors']);
+    ).toEqual(['opcua', 'serial', 'mqtt', 'modbus', 'debug-echo', 'onvif', 'my-sensors']);
   });
 
   it('keeps their free-form details whole, fields of built-in handlers too', () => {

@@ -218,6 +218,7 @@ describe('installManifests', () => {
       'opcua',
       'serial',
       'mqtt',
+      'modbus',
       'debug-echo',
       'onvif',
       'my-sensors',
@@ -297,7 +298,7 @@ describe('installManifests', () => {
     ).toEqual([
       'namespace: Leaf_Bridge: not a namespace name',
       'image: "has space": not an image reference',
-      'handlers: zigbee: unknown (known: onvif, opcua, serial, mqtt, debug-echo)',
+      'handlers: zigbee: unknown (known: onvif, opcua, serial, mqtt, modbus, debug-echo)',
       'hub: ws://x: must be an mqtt:// or mqtts:// URL',
       'hub replicas: 0: must be a whole number from 1 to 100',
       'devicePluginDir: relative/dir: must be an absolute path',

@@ -7,5 +7,7 @@ opcua: {}
 serial:
   hostDevices: true
 mqtt: {}
+modbus:
+  hostDevices: true
 debug-echo: {}
 {{- end }}
