@@ -1,9 +1,8 @@
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { LeafbridgeError } from '../util/errors.js';
+import { findProto, loadProto } from '../util/protoFiles.js';
 
 /** Constants of the kubelet device-plugin API (k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1/constants.go). */
 export const DevicePluginApi = {
@@ -137,13 +136,8 @@ export interface DevicePluginProto {
  * or from dist/ before the copy).
  */
 export function protoPath(from = dirname(fileURLToPath(import.meta.url)), file = 'api.proto'): string {
-  const beside = join(from, 'proto', file);
-  if (existsSync(beside)) return beside;
-  for (let dir = from; ; dir = dirname(dir)) {
-    const candidate = join(dir, 'src', 'deviceplugin', 'proto', file);
-    if (existsSync(candidate)) return candidate;
-    if (dirname(dir) === dir) break;
-  }
+  const found = findProto(from, 'deviceplugin', file);
+  if (found) return found;
   throw new LeafbridgeError('DEVICEPLUGIN_PROTO_MISSING', `device-plugin ${file} not found from ${from}`);
 }
 
@@ -152,13 +146,7 @@ let loaded: DevicePluginProto | undefined;
 /** The v1beta1 services, loaded once from api.proto. */
 export function devicePluginProto(): DevicePluginProto {
   if (loaded) return loaded;
-  const definition = protoLoader.loadSync(protoPath(), {
-    keepCase: true,
-    longs: Number,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
+  const definition = loadProto(protoPath());
   // proto-loader types services as untyped method tables; the interfaces above give them their messages.
   loaded = {
     DevicePlugin: definition['v1beta1.DevicePlugin'] as unknown as DevicePluginProto['DevicePlugin'],

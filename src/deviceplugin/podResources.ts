@@ -1,8 +1,8 @@
 import type { Stats } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { errorMessage, LeafbridgeError } from '../util/errors.js';
+import { loadProto } from '../util/protoFiles.js';
 import { type CDIDevice, type Method, protoPath, type TopologyInfo, unaryCall, unixAddress } from './api.js';
 
 /** Where the kubelet serves the PodResources API. */
@@ -117,13 +117,7 @@ let loaded: PodResourcesProto | undefined;
 /** The v1 PodResourcesLister service, loaded once. */
 export function podResourcesProto(): PodResourcesProto {
   if (loaded) return loaded;
-  const definition = protoLoader.loadSync(protoPath(undefined, PROTO_FILE), {
-    keepCase: true,
-    longs: Number,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
+  const definition = loadProto(protoPath(undefined, PROTO_FILE));
   const service = definition[SERVICE] as unknown as PodResourcesProto['PodResourcesLister'];
   loaded = { PodResourcesLister: service };
   return loaded;

@@ -300,7 +300,7 @@ describe('PodResources: the kubelet side (test kubelet) and the client, over the
     expect(slotsInUse(await list())).toEqual(new Set([slot(0)]));
     await kubelet.waitFor(
       () => (kubelet.registrations.length >= 3 && kubelet.devices(DOOR).length === 2 ? true : undefined),
-      5000,
+      10_000,
       'the plugin back after the restart',
     );
     const next = await kubelet.admitPod({
@@ -308,7 +308,7 @@ describe('PodResources: the kubelet side (test kubelet) and the client, over the
       containers: [{ name: 'app', resources: { [DOOR]: 1 } }],
     });
     expect(next.containers[0]?.devices[DOOR]).toEqual([slot(1)]);
-  }, 15_000);
+  }, 20_000);
 
   it('a missing socket is PODRESOURCES_UNAVAILABLE at once, naming the socket', async () => {
     const missing = join(dir.path, 'nowhere', 'kubelet.sock');

@@ -1,10 +1,9 @@
-import { existsSync } from 'node:fs';
-import { dirname, isAbsolute, join } from 'node:path';
+import { dirname, isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import type { DiscoveredDevice } from '../../model/handler.js';
 import { LeafbridgeError } from '../../util/errors.js';
+import { findProto, loadProto } from '../../util/protoFiles.js';
 
 /**
  * Akri's discovery-handler protocol (proto/discovery.proto, package v0) as @grpc/proto-loader hands its
@@ -60,12 +59,8 @@ export interface AkriProto {
 
 /** discovery.proto next to this module (dist, once the build copies it), else under src/ walking up. */
 function protoFile(from = dirname(fileURLToPath(import.meta.url))): string {
-  const beside = join(from, 'proto', 'discovery.proto');
-  if (existsSync(beside)) return beside;
-  for (let dir = from; dirname(dir) !== dir; dir = dirname(dir)) {
-    const candidate = join(dir, 'src', 'discovery', 'external', 'proto', 'discovery.proto');
-    if (existsSync(candidate)) return candidate;
-  }
+  const found = findProto(from, 'discovery/external', 'discovery.proto');
+  if (found) return found;
   throw new LeafbridgeError('AKRI_PROTO_MISSING', `discovery.proto not found from ${from}`);
 }
 
@@ -74,13 +69,7 @@ let loaded: AkriProto | undefined;
 /** Akri's two services, loaded once. */
 export function akriProto(): AkriProto {
   if (loaded) return loaded;
-  const definition = protoLoader.loadSync(protoFile(), {
-    keepCase: true,
-    longs: Number,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
+  const definition = loadProto(protoFile());
   loaded = {
     Registration: definition['v0.Registration'] as unknown as AkriProto['Registration'],
     DiscoveryHandler: definition['v0.DiscoveryHandler'] as unknown as AkriProto['DiscoveryHandler'],
