@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
 import { parse } from 'yaml';
 import { ConfigError, errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
+import { ReloadedFile } from '../util/reloadedFile.js';
 import { ROLES, type Role } from './access.js';
 
 /** One accepted token: who it stands for, what it may do, and the SHA-256 of the token (never the token). */
@@ -14,8 +14,6 @@ export interface TokenEntry {
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** How often the file's modification time is looked at: a rotated token takes effect within this. */
-const RECHECK_MS = 1000;
-
 /** A new random token (256 bits) and the entry that accepts it. */
 export function newToken(name: string, role: Role): { token: string; entry: TokenEntry } {
   const token = `lbt_${randomBytes(32).toString('base64url')}`;
@@ -57,58 +55,27 @@ export function parseTokenFile(text: string, file: string): TokenEntry[] {
  * A file that turns bad later keeps the last good set and is logged.
  */
 export class TokenFile {
-  private byHash = new Map<string, TokenEntry>();
-  private mtimeMs = -1;
-  private checkedAt = 0;
-  private failedVersion: number | undefined;
+  private readonly reloaded: ReloadedFile<Map<string, TokenEntry>>;
 
-  constructor(
-    private readonly file: string,
-    private readonly logger: Logger,
-    private readonly now: () => number = Date.now,
-  ) {}
+  constructor(file: string, logger: Logger, now: () => number = Date.now) {
+    this.reloaded = new ReloadedFile({
+      file,
+      key: 'http.auth.tokensFile',
+      what: 'tokens file',
+      parse: (text) => new Map(parseTokenFile(text, file).map((e) => [e.sha256, e])),
+      summary: (byHash) => ({ tokens: byHash.size }),
+      logger,
+      now,
+    });
+  }
 
   /** Reads the file; throws ConfigError when it cannot be read or is not valid. */
   load(): void {
-    let text: string;
-    let mtimeMs: number;
-    try {
-      mtimeMs = statSync(this.file).mtimeMs;
-      text = readFileSync(this.file, 'utf8');
-    } catch (err) {
-      throw new ConfigError([`http.auth.tokensFile: cannot read ${this.file}: ${errorMessage(err)}`]);
-    }
-    const entries = parseTokenFile(text, this.file);
-    this.byHash = new Map(entries.map((e) => [e.sha256, e]));
-    this.mtimeMs = mtimeMs;
-    this.checkedAt = this.now();
+    this.reloaded.load();
   }
 
   /** The entry for this token, if the file has one. */
   match(token: string): TokenEntry | undefined {
-    this.refresh();
-    return this.byHash.get(tokenHash(token));
-  }
-
-  private refresh(): void {
-    const now = this.now();
-    if (now - this.checkedAt < RECHECK_MS) return;
-    this.checkedAt = now;
-    let mtimeMs: number | undefined;
-    try {
-      mtimeMs = statSync(this.file).mtimeMs;
-      if (mtimeMs === this.mtimeMs) return;
-      this.load();
-      this.failedVersion = undefined;
-      this.logger.info({ file: this.file, tokens: this.byHash.size }, 'tokens file reloaded');
-    } catch (err) {
-      // The last good set stays; logged once per version of the bad file (or once while it is missing).
-      const version = mtimeMs ?? -1;
-      if (version !== this.failedVersion) {
-        const why = err instanceof ConfigError ? err.problems.join('; ') : errorMessage(err);
-        this.logger.error({ file: this.file, err: why }, 'tokens file not reloaded; the last good one stays');
-      }
-      this.failedVersion = version;
-    }
+    return this.reloaded.current().get(tokenHash(token));
   }
 }

@@ -1,4 +1,3 @@
-import { readFileSync, statSync } from 'node:fs';
 import { type Static, Type as T } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse } from 'yaml';
@@ -6,6 +5,7 @@ import { checkUniqueCredentials } from '../config/load.js';
 import { DeviceCredentialSchema, type RawAgentConfig, UserCredentialSchema } from '../config/schema.js';
 import { ConfigError, errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
+import { ReloadedFile } from '../util/reloadedFile.js';
 
 const CredentialsSchema = T.Object(
   {
@@ -17,8 +17,6 @@ const CredentialsSchema = T.Object(
 export type Credentials = Static<typeof CredentialsSchema>;
 
 /** How often the file's modification time is looked at: a changed password takes effect within this. */
-const RECHECK_MS = 1000;
-
 /** The devices and users of a credentials file's text, checked against the config's own; throws ConfigError. */
 export function parseCredentialsFile(text: string, file: string, inConfig: Credentials): Credentials {
   let doc: unknown;
@@ -52,66 +50,37 @@ export function parseCredentialsFile(text: string, file: string, inConfig: Crede
  * turns bad later keeps the last good set and is logged once per version.
  */
 export class CredentialsFile {
-  private credentials: Credentials = { devices: [], users: [] };
-  private mtimeMs = -1;
-  private checkedAt = 0;
-  private failedVersion: number | undefined;
-  /** Counts the sets read, so a reader knows when to rebuild what it derived from them. */
-  version = 0;
+  private readonly reloaded: ReloadedFile<Credentials>;
 
   constructor(
-    private readonly file: string,
-    private readonly inConfig: Pick<RawAgentConfig['auth'], 'devices' | 'users'>,
-    private readonly logger: Logger,
-    private readonly now: () => number = Date.now,
-  ) {}
+    file: string,
+    inConfig: Pick<RawAgentConfig['auth'], 'devices' | 'users'>,
+    logger: Logger,
+    now: () => number = Date.now,
+  ) {
+    this.reloaded = new ReloadedFile({
+      file,
+      key: 'auth.credentialsFile',
+      what: 'credentials file',
+      parse: (text) => parseCredentialsFile(text, file, inConfig),
+      summary: ({ devices, users }) => ({ devices: devices.length, users: users.length }),
+      logger,
+      now,
+    });
+  }
 
+  /** Counts the sets read, so a reader knows when to rebuild what it derived from them. */
+  get version(): number {
+    return this.reloaded.version;
+  }
+
+  /** Reads the file; throws ConfigError when it cannot be read or is not valid. */
   load(): void {
-    let text: string;
-    let mtimeMs: number;
-    try {
-      mtimeMs = statSync(this.file).mtimeMs;
-      text = readFileSync(this.file, 'utf8');
-    } catch (err) {
-      throw new ConfigError([`auth.credentialsFile: cannot read ${this.file}: ${errorMessage(err)}`]);
-    }
-    this.credentials = parseCredentialsFile(text, this.file, this.inConfig);
-    this.mtimeMs = mtimeMs;
-    this.checkedAt = this.now();
-    this.version++;
+    this.reloaded.load();
   }
 
   /** The file's devices and users, read again first if it changed. */
   current(): Credentials {
-    this.refresh();
-    return this.credentials;
-  }
-
-  private refresh(): void {
-    const now = this.now();
-    if (now - this.checkedAt < RECHECK_MS) return;
-    this.checkedAt = now;
-    let mtimeMs: number | undefined;
-    try {
-      mtimeMs = statSync(this.file).mtimeMs;
-      if (mtimeMs === this.mtimeMs) return;
-      this.load();
-      this.failedVersion = undefined;
-      const { devices, users } = this.credentials;
-      this.logger.info(
-        { file: this.file, devices: devices.length, users: users.length },
-        'credentials file reloaded',
-      );
-    } catch (err) {
-      const version = mtimeMs ?? -1;
-      if (version !== this.failedVersion) {
-        const why = err instanceof ConfigError ? err.problems.join('; ') : errorMessage(err);
-        this.logger.error(
-          { file: this.file, err: why },
-          'credentials file not reloaded; the last good one stays',
-        );
-      }
-      this.failedVersion = version;
-    }
+    return this.reloaded.current();
   }
 }
