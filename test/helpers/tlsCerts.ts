@@ -8,16 +8,16 @@ export interface CertFiles {
   key: string;
 }
 
-const openssl = (args: string[], cwd: string) =>
+export const openssl = (args: string[], cwd: string) =>
   execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
 
-function ecKey(dir: string, name: string): string {
+export function ecKey(dir: string, name: string): string {
   openssl(['ecparam', '-genkey', '-name', 'prime256v1', '-noout', '-out', `${name}.key`], dir);
   return join(dir, `${name}.key`);
 }
 
 /** A self-signed CA named `name` in `dir` (name.crt, name.key). */
-export function makeCa(dir: string, name: string): CertFiles {
+export function makeCa(dir: string, name: string, subject = `/CN=${name}`): CertFiles {
   const key = ecKey(dir, name);
   openssl(
     [
@@ -27,7 +27,7 @@ export function makeCa(dir: string, name: string): CertFiles {
       '-key',
       `${name}.key`,
       '-subj',
-      `/CN=${name}`,
+      subject,
       '-days',
       '7',
       '-addext',
@@ -52,15 +52,25 @@ export function makeLeaf(
   name: string,
   o: { cn: string; usage: 'server' | 'client'; sans?: string[] },
 ): CertFiles {
-  const key = ecKey(dir, name);
-  openssl(['req', '-new', '-key', `${name}.key`, '-subj', `/CN=${o.cn}`, '-out', `${name}.csr`], dir);
   const sans = o.usage === 'server' ? ['IP:127.0.0.1', 'DNS:localhost', ...(o.sans ?? [])] : (o.sans ?? []);
-  const extensions = [
+  return signCert(dir, ca, name, `/CN=${o.cn}`, [
     'basicConstraints=critical,CA:FALSE',
     'keyUsage=critical,digitalSignature,keyEncipherment',
     `extendedKeyUsage=${o.usage === 'server' ? 'serverAuth' : 'clientAuth'}`,
     ...(sans.length > 0 ? [`subjectAltName=${sans.join(',')}`] : []),
-  ];
+  ]);
+}
+
+/** A certificate `name` for `subject`, signed by `ca`, with the given X.509v3 extensions. */
+export function signCert(
+  dir: string,
+  ca: CertFiles,
+  name: string,
+  subject: string,
+  extensions: string[],
+): CertFiles {
+  const key = ecKey(dir, name);
+  openssl(['req', '-new', '-key', `${name}.key`, '-subj', subject, '-out', `${name}.csr`], dir);
   writeFileSync(join(dir, `${name}.ext`), `${extensions.join('\n')}\n`);
   openssl(
     [
