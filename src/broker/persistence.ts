@@ -130,6 +130,13 @@ export class SqlitePersistence extends MemoryPersistence {
   private readonly outgoing = new Map<string, OutgoingQueue>();
   /** Per client, the QoS 2 packets received and not yet released, by message id. */
   private readonly incoming = new Map<string, Map<number, StoredPacket>>();
+  /**
+   * The clients that may have rows in broker_subscriptions and broker_wills (a superset: an id leaves only with
+   * its last row). Every clean-session connect and disconnect asks to delete both; most clients never had any,
+   * and a DELETE that finds nothing still costs a statement and a write transaction, per connection.
+   */
+  private readonly withSubscriptions = new Set<string>();
+  private readonly withWill = new Set<string>();
 
   constructor(private readonly db: Db) {
     super();
@@ -183,6 +190,7 @@ export class SqlitePersistence extends MemoryPersistence {
       const list = subs.get(r.client_id) ?? [];
       list.push(JSON.parse(r.sub) as SubscriptionLike);
       subs.set(r.client_id, list);
+      this.withSubscriptions.add(r.client_id);
     }
     for (const [id, list] of subs) await super.addSubscriptions({ id } as never, list as never);
     type OutRow = PacketRow & { client_id: string };
@@ -202,6 +210,7 @@ export class SqlitePersistence extends MemoryPersistence {
       this.incomingOf(r.client_id).set(r.message_id, packet);
     }
     for (const r of rows<OutRow>('SELECT client_id, packet, payload FROM broker_wills')) {
+      this.withWill.add(r.client_id);
       const will = decode(r);
       await super.putWill({ id: r.client_id } as never, will as never);
       // putWill stamps the current broker id; restore the dead broker's so aedes publishes the orphaned will.
@@ -216,6 +225,7 @@ export class SqlitePersistence extends MemoryPersistence {
   }
 
   override async addSubscriptions(client: ClientLike, subs: SubscriptionLike[]): Promise<void> {
+    if (subs.length > 0) this.withSubscriptions.add(client.id);
     this.db.transaction(() => {
       for (const s of subs) this.q.putSub.run(client.id, s.topic, JSON.stringify(s));
     })();
@@ -231,7 +241,7 @@ export class SqlitePersistence extends MemoryPersistence {
 
   override async cleanSubscriptions(client: ClientLike): Promise<void> {
     // Like aedes' in-memory persistence, the outgoing queue stays: aedes clears it message by message.
-    this.q.delSubs.run(client.id);
+    if (this.withSubscriptions.delete(client.id)) this.q.delSubs.run(client.id);
     await super.cleanSubscriptions(client as never);
   }
 
@@ -333,8 +343,8 @@ export class SqlitePersistence extends MemoryPersistence {
   }
 
   override async cleanIncoming(client: ClientLike): Promise<void> {
-    this.q.delInClient.run(client.id);
-    this.incoming.delete(client.id);
+    // Rows exist only for a client with an entry here: both are written and deleted together.
+    if (this.incoming.delete(client.id)) this.q.delInClient.run(client.id);
   }
 
   private queue(clientId: string): OutgoingQueue {
@@ -357,11 +367,12 @@ export class SqlitePersistence extends MemoryPersistence {
 
   override async putWill(client: ClientLike, packet: StoredPacket): Promise<void> {
     await super.putWill(client as never, packet as never);
+    this.withWill.add(client.id);
     this.q.putWill.run(client.id, encode(packet), packet.payload);
   }
 
   override async delWill(client: ClientLike): Promise<StoredPacket | undefined> {
-    this.q.delWill.run(client.id);
+    if (this.withWill.delete(client.id)) this.q.delWill.run(client.id);
     return (await super.delWill(client as never)) as unknown as StoredPacket | undefined;
   }
 }

@@ -165,6 +165,25 @@ describe('edge persistence across a restart', () => {
     expect(subs.map((s) => s.topic)).toEqual(['b/#']);
     expect(await again.subscriptionsByClient({ id: 'c2' })).toEqual([]);
   });
+  it('subscriptions, wills and QoS 2 packets loaded at start are still deleted by the restarted broker', async () => {
+    // The deletes are skipped for clients known to have no rows: what was loaded must count as rows.
+    const { db, p } = await open();
+    await p.addSubscriptions(client, [{ topic: 'a/#', qos: 1 }]);
+    await p.putWill(client, { cmd: 'publish', topic: 'w', payload: Buffer.from('x'), qos: 1, retain: false });
+    await p.incomingStorePacket(client, { ...publish(1, 1), messageId: 7 });
+    const second = await restart(db);
+    await second.cleanSubscriptions(client);
+    await second.delWill(client);
+    await second.cleanIncoming(client);
+    const third = await restart(db);
+    expect(await third.subscriptionsByClient(client)).toEqual([]);
+    expect(await third.getWill(client)).toBeUndefined();
+    await expect(third.incomingGetPacket(client, { ...publish(1, 1), messageId: 7 })).rejects.toThrow();
+    const rows = (table: string) =>
+      (db.prepare(`SELECT count(*) AS n FROM ${table} WHERE client_id = ?`).get('c1') as { n: number }).n;
+    expect([rows('broker_subscriptions'), rows('broker_wills'), rows('broker_incoming')]).toEqual([0, 0, 0]);
+  });
+
   it('Buffers inside MQTT 5 properties come back as Buffers after a restart', async () => {
     const { db, p } = await open();
     const properties = { correlationData: Buffer.from([0, 1, 255]), userProperties: { type: 'Buffer' } };
