@@ -18,7 +18,6 @@ import { DiscoveryManager } from './discovery/manager.js';
 import { secretReader } from './discovery/secretReader.js';
 import type { DiscoveryHandler } from './model/handler.js';
 import { DeviceRegistry } from './registry/deviceRegistry.js';
-import type { DeviceStore } from './registry/deviceStore.js';
 import { type ObjectStores, objectStores } from './registry/objectStores.js';
 import { type Db, openDb } from './store/db.js';
 import { Outbox } from './store/outbox.js';
@@ -26,8 +25,10 @@ import { WriteHealth } from './store/writeHealth.js';
 import { UpstreamBridge } from './sync/bridge.js';
 import { CommandStore } from './sync/commands.js';
 import { SyncEngine } from './sync/engine.js';
+import type { SyncEventBus, SyncEvents } from './sync/syncEvents.js';
 import { TwinStore } from './sync/twins.js';
 import { type Clock, systemClock } from './util/clock.js';
+import { EventBus } from './util/events.js';
 import { child, type Logger } from './util/logger.js';
 
 export interface AgentAddresses {
@@ -48,8 +49,12 @@ interface StoreParts {
   twins: TwinStore;
 }
 
-/** The edge broker, the sync engine between it and the outbox, and the upstream bridge (when configured). */
+/**
+ * The edge broker, the sync engine between it and the outbox, the upstream bridge (when configured), and the
+ * events they emit for the live feed.
+ */
 interface SyncParts {
+  events: SyncEventBus;
   engine: SyncEngine;
   broker: EdgeBroker;
   bridge?: UpstreamBridge;
@@ -86,8 +91,7 @@ export class Agent {
   private readonly clock: Clock;
   /** This node's devices (what it sees now, or within the grace period): the device plugins' view. */
   readonly registry = new DeviceRegistry();
-  /** Every node's devices as one set of Device objects: the cluster's, or this agent's SQLite. */
-  devices?: DeviceStore;
+  /** Where the listeners are, once `start()` has opened them. */
   addresses?: AgentAddresses;
 
   constructor(
@@ -117,6 +121,11 @@ export class Agent {
       'agent started',
     );
     return this.addresses;
+  }
+
+  /** Device writes queued and not yet on the API server (0 with the local store, or before `start()`). */
+  pendingDeviceWrites(): number {
+    return this.parts.stores?.pending() ?? 0;
   }
 
   /** Flush and close everything; what is in the outbox stays for the next start. */
@@ -157,11 +166,13 @@ export class Agent {
   }
 
   /**
-   * The engine first, then the broker built with the engine's ingest; the engine is handed the broker to
-   * publish through when it starts (`listen`). The live feed, built later, is told through `this.parts`.
+   * The events and the engine first, then the broker and the bridge whose callbacks use them; the engine is
+   * handed the broker to publish through when it starts (`listen`). The live feed, built later, subscribes to
+   * the events.
    */
   private buildSync({ db, writeHealth, outbox, twins }: StoreParts): SyncParts {
     const { config, logger } = this;
+    const events: SyncEventBus = new EventBus<SyncEvents>(child(logger, 'sync:events'));
     const engine = new SyncEngine({
       logger: child(logger, 'sync:engine'),
       outbox,
@@ -177,7 +188,7 @@ export class Agent {
         engine.ingest(identity, clientId, packet, (err) => {
           // Twins and commands write outside the outbox: their storage failures count for readiness too.
           if (err) writeHealth.failed(err);
-          else this.parts.live?.observe?.(packet.topic, packet.payload as Buffer); // set while a dashboard is open
+          else events.emit('accepted', packet as { topic: string; payload: Buffer }); // aedes parses to a Buffer
           done(err);
         });
       },
@@ -201,11 +212,11 @@ export class Agent {
             logger: child(logger, 'sync:bridge'),
             onDownstream: (topic, payload, props) => {
               engine.downstream(topic, payload, props);
-              if (topic.kind === 'desired') this.parts.live?.twinChanged(topic.device);
+              if (topic.kind === 'desired') events.emit('desired', topic.device);
             },
           })
         : undefined;
-    const parts: SyncParts = { engine, broker, ...(bridge ? { bridge } : {}) };
+    const parts: SyncParts = { events, engine, broker, ...(bridge ? { bridge } : {}) };
     Object.assign(this.parts, parts);
     return parts;
   }
@@ -216,7 +227,6 @@ export class Agent {
     const handlers = await this.withExternalHandlers(this.deps.handlers ?? builtinHandlers);
     const stores = await objectStores({ config, db, handlers, clock, logger });
     this.parts.stores = stores;
-    this.devices = stores.devices;
     const discovery = new DiscoveryManager({
       node: config.node,
       namespace: stores.namespace,
@@ -252,10 +262,11 @@ export class Agent {
   /** The dashboard's view of the sync layer: sampled once a second, messages observed only while watched. */
   private buildLiveFeed(
     { outbox, twins }: StoreParts,
-    { engine, bridge }: SyncParts,
+    { events, engine, bridge }: SyncParts,
     { stores, discovery }: ObjectParts,
   ): LiveFeed {
     const live = new LiveFeed({
+      events,
       node: this.config.node,
       logger: child(this.logger, 'api:live'),
       devices: stores.devices,
