@@ -7,7 +7,7 @@ import { LiveFeed, withRuntimeConditions } from './api/liveFeed.js';
 import { createMetrics } from './api/metrics.js';
 import { twinsApi } from './api/twinsApi.js';
 import { authorizerFromConfig } from './broker/authorizerFromConfig.js';
-import { EdgeBroker, REFUSAL_REASONS } from './broker/edgeBroker.js';
+import { EdgeBroker } from './broker/edgeBroker.js';
 import { builtinHandlers } from './builtinHandlers.js';
 import type { AgentConfig, HostPort } from './config/load.js';
 import type { DevicePluginManager } from './deviceplugin/manager.js';
@@ -39,10 +39,10 @@ export interface AgentAddresses {
   http: HostPort;
 }
 
-/** The agent's SQLite and what is kept in it for the sync layer. */
-interface StoreParts {
+/** The agent's SQLite database and what the sync layer keeps in it. */
+interface DatabaseParts {
   db: Db;
-  /** Whether the store can write (a full disk makes the agent not ready). */
+  /** Whether the database can write (a full disk makes the agent not ready). */
   writeHealth: WriteHealth;
   /** Only with an upstream: without one the edge works alone and forwards nothing. */
   outbox?: Outbox;
@@ -70,7 +70,7 @@ interface ObjectParts {
  * What `start()` built, for `stop()` and readiness. Each part is kept as soon as it exists, so an agent whose
  * start failed half-way still stops what did start.
  */
-interface Parts extends StoreParts, SyncParts, ObjectParts {
+interface Parts extends DatabaseParts, SyncParts, ObjectParts {
   externalHandlers?: ExternalHandlers;
   /** The dashboard's samples and event stream (GET /api/v1/events). */
   live: LiveFeed;
@@ -81,13 +81,12 @@ interface Parts extends StoreParts, SyncParts, ObjectParts {
 }
 
 /**
- * The edge agent: the store, the edge broker, the sync engine with its outbox and upstream bridge, and the
+ * The edge agent: the SQLite database, the edge broker, the sync engine with its outbox and upstream bridge, and the
  * HTTP endpoints. Constructed from a validated config; nothing opens until `start()`. The Agent only wires:
  * each choice (object stores, secrets, HTTP auth, slot usage) is made by the module that owns it.
  */
 export class Agent {
   private parts: Partial<Parts> = {};
-  private readonly refused: Record<string, number> = Object.fromEntries(REFUSAL_REASONS.map((r) => [r, 0]));
   private readonly clock: Clock;
   /** This node's devices (what it sees now, or within the grace period): the device plugins' view. */
   readonly registry = new DeviceRegistry();
@@ -107,11 +106,11 @@ export class Agent {
   }
 
   async start(): Promise<AgentAddresses> {
-    const store = this.openStore();
-    const sync = this.buildSync(store);
-    const objects = await this.openObjects(store);
-    const live = this.buildLiveFeed(store, sync, objects);
-    const http = await this.buildHttp(store, sync, objects, live);
+    const database = this.openDatabase();
+    const sync = this.buildSync(database);
+    const objects = await this.openObjects(database);
+    const live = this.buildLiveFeed(database, sync, objects);
+    const http = await this.buildHttp(database, sync, objects, live);
     this.addresses = await this.listen(sync, http, live);
     await this.runDiscovery(objects);
     await this.startDevicePlugins(objects.stores);
@@ -123,7 +122,7 @@ export class Agent {
     return this.addresses;
   }
 
-  /** Device writes queued and not yet on the API server (0 with the local store, or before `start()`). */
+  /** Device writes queued and not yet on the API server (0 without a cluster, or before `start()`). */
   pendingDeviceWrites(): number {
     return this.parts.stores?.pending() ?? 0;
   }
@@ -150,8 +149,8 @@ export class Agent {
     this.logger.info('agent stopped');
   }
 
-  /** The SQLite store, its write health, the outbox (with an upstream only) and the twins. */
-  private openStore(): StoreParts {
+  /** The SQLite database, its write health, the outbox (with an upstream only) and the twins. */
+  private openDatabase(): DatabaseParts {
     const { config, logger, clock } = this;
     const db = openDb(config.dataDir, config.store);
     this.parts.db = db;
@@ -160,7 +159,7 @@ export class Agent {
     const outbox = config.upstream
       ? new Outbox(db, config.outbox, child(logger, 'sync:outbox'), writeHealth)
       : undefined;
-    const parts: StoreParts = { db, writeHealth, twins: new TwinStore(db), ...(outbox ? { outbox } : {}) };
+    const parts: DatabaseParts = { db, writeHealth, twins: new TwinStore(db), ...(outbox ? { outbox } : {}) };
     Object.assign(this.parts, parts);
     return parts;
   }
@@ -170,7 +169,7 @@ export class Agent {
    * handed the broker to publish through when it starts (`listen`). The live feed, built later, subscribes to
    * the events.
    */
-  private buildSync({ db, writeHealth, outbox, twins }: StoreParts): SyncParts {
+  private buildSync({ db, writeHealth, outbox, twins }: DatabaseParts): SyncParts {
     const { config, logger } = this;
     const events: SyncEventBus = new EventBus<SyncEvents>(child(logger, 'sync:events'));
     const engine = new SyncEngine({
@@ -192,12 +191,7 @@ export class Agent {
           done(err);
         });
       },
-      events: {
-        onSubscribed: (identity, _clientId, topics) => engine.onSubscribed(identity, topics),
-        onRefused: (reason) => {
-          this.refused[reason] = (this.refused[reason] ?? 0) + 1;
-        },
-      },
+      events: { onSubscribed: (identity, _clientId, topics) => engine.onSubscribed(identity, topics) },
       maxPacketSize: config.broker.maxPacketSize,
       rateLimit: config.broker.rateLimit,
       refusalLogIntervalMs: Math.max(100, config.broker.refusalLogIntervalMs),
@@ -222,7 +216,7 @@ export class Agent {
   }
 
   /** The handlers (with external ones), the object stores, and discovery over them. */
-  private async openObjects({ db }: StoreParts): Promise<ObjectParts> {
+  private async openObjects({ db }: DatabaseParts): Promise<ObjectParts> {
     const { config, logger, clock } = this;
     const handlers = await this.withExternalHandlers(this.deps.handlers ?? builtinHandlers);
     const stores = await objectStores({ config, db, handlers, clock, logger });
@@ -261,7 +255,7 @@ export class Agent {
 
   /** The dashboard's view of the sync layer: sampled once a second, messages observed only while watched. */
   private buildLiveFeed(
-    { outbox, twins }: StoreParts,
+    { outbox, twins }: DatabaseParts,
     { events, engine, bridge }: SyncParts,
     { stores, discovery }: ObjectParts,
   ): LiveFeed {
@@ -288,7 +282,7 @@ export class Agent {
 
   /** The HTTP API: metrics, readiness, the devices, twins and events routes, and the dashboard. */
   private async buildHttp(
-    { outbox, twins }: StoreParts,
+    { outbox, twins }: DatabaseParts,
     { engine, broker, bridge }: SyncParts,
     { stores, discovery }: ObjectParts,
     live: LiveFeed,
@@ -299,7 +293,7 @@ export class Agent {
       ...(bridge ? { bridge } : {}),
       received: engine.received,
       brokerClients: () => broker.connectedClients,
-      refused: this.refused,
+      refused: broker.refused,
       devicesPending: () => stores.pending(),
     });
     const http = new HttpApi({

@@ -67,7 +67,6 @@ export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 export interface EdgeBrokerEvents {
   /** A client subscribed (after the ACL): the sync layer delivers pending commands then. */
   onSubscribed?: (identity: Identity, clientId: string, topics: string[]) => void;
-  onRefused?: (reason: RefusalReason) => void;
 }
 
 export interface OutgoingMessage {
@@ -89,6 +88,8 @@ class RefusedError extends Error {
 
 /** The node's MQTT broker (aedes, MQTT 3.1.1 and 5) with durable sessions, authentication and topic ACLs. */
 export class EdgeBroker {
+  /** Refusals since the broker was built, by reason (`leafbridge_broker_refused_total`). */
+  readonly refused = Object.fromEntries(REFUSAL_REASONS.map((r) => [r, 0])) as Record<RefusalReason, number>;
   private aedes?: Aedes;
   private listeners?: BrokerListeners;
   /** The verified client certificate of a connection (mqtts, wss), by the connection aedes was handed. */
@@ -199,7 +200,7 @@ export class EdgeBroker {
     details: Record<string, unknown>,
     msg: string,
   ) {
-    this.events.onRefused?.(reason);
+    this.refused[reason]++;
     this.refusalLog.warn(
       `${clientId}\0${reason}`,
       { clientId, reason },
