@@ -81,9 +81,9 @@ interface Parts extends DatabaseParts, SyncParts, ObjectParts {
 }
 
 /**
- * The edge agent: the SQLite database, the edge broker, the sync engine with its outbox and upstream bridge, and the
- * HTTP endpoints. Constructed from a validated config; nothing opens until `start()`. The Agent only wires:
- * each choice (object stores, secrets, HTTP auth, slot usage) is made by the module that owns it.
+ * The edge agent: the SQLite database, the edge broker, the sync engine with its outbox and upstream bridge,
+ * and the HTTP endpoints. Constructed from a validated config; nothing opens until `start()`. The Agent only
+ * wires: each choice (object stores, secrets, HTTP auth, slot usage) is made by the module that owns it.
  */
 export class Agent {
   private parts: Partial<Parts> = {};
@@ -186,8 +186,9 @@ export class Agent {
       ingest: (identity, clientId, packet, done): void => {
         engine.ingest(identity, clientId, packet, (err) => {
           // Twins and commands write outside the outbox: their storage failures count for readiness too.
+          // The packet itself is the event (no copy per message); aedes parses every payload to a Buffer.
           if (err) writeHealth.failed(err);
-          else events.emit('accepted', packet as { topic: string; payload: Buffer }); // aedes parses to a Buffer
+          else events.emit('accepted', packet as { topic: string; payload: Buffer });
           done(err);
         });
       },
