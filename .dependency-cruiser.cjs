@@ -15,7 +15,7 @@ const FLOORS = [
   // contract, sightings, names, topics). Every feature imports them; they import no feature.
   { floor: 'ground', folders: { util: [], types: [], config: ['util'], model: ['util', 'config'] } },
   // What the features keep things in: the agent's SQLite, the Kubernetes API.
-  { floor: 'infrastructure', folders: { store: [], kubeclient: [] } },
+  { floor: 'infrastructure', folders: { database: [], kubeclient: [] } },
   {
     floor: 'features',
     folders: {

@@ -3,7 +3,7 @@
 # TypeScript checker are installed into a cache folder of their own (.cache/stryker, outside package.json),
 # so the project's dependencies stay as they are.
 #   npm run mutate                                 src/hub/seen.ts against its tests
-#   npm run mutate -- src/store/outbox.ts          one module against the tests listed for it below
+#   npm run mutate -- src/database/outbox.ts          one module against the tests listed for it below
 #   MUTATE_TESTS='test/unit/x.test.ts' npm run mutate -- src/x.ts   other tests (comma-separated globs)
 #   MUTATE_CONCURRENCY=2 ...                       more test runners (default 1: the machine is shared)
 # One module per run: with per-test coverage Stryker runs only the tests that reach each mutant, so a run
@@ -24,7 +24,7 @@ fi
 # a mutant lives in the test process, so tests that drive a spawned agent cannot kill it.
 tests_for() {
   case "$1" in
-    src/store/outbox.ts) echo 'test/unit/store/outbox.test.ts' ;;
+    src/database/outbox.ts) echo 'test/unit/database/outbox.test.ts' ;;
     src/broker/persistence.ts)
       echo 'test/contract/brokerPersistence.contract.test.ts,test/unit/broker/persistence*.test.ts' ;;
     src/broker/auth.ts) echo 'test/unit/broker/auth.test.ts' ;;
@@ -43,7 +43,7 @@ tests_for() {
 module="${1:-src/hub/seen.ts}"
 export MUTATE_TESTS="${MUTATE_TESTS:-$(tests_for "$module")}"
 # Only the outbox's tests run the built CLI (a writer process killed mid-stream); the others skip the build.
-case "$module" in src/store/outbox.ts) ;; *) export LEAFBRIDGE_BUILT="${LEAFBRIDGE_BUILT:-1}" ;; esac
+case "$module" in src/database/outbox.ts) ;; *) export LEAFBRIDGE_BUILT="${LEAFBRIDGE_BUILT:-1}" ;; esac
 echo "mutate: $module; tests: $MUTATE_TESTS" >&2
 # The TypeScript checker type-checks only the mutated module, what it imports and the declarations in src/types
 # (stryker.config.json names this file), not the whole repository with its tests, bench and examples: seconds

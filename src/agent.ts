@@ -7,9 +7,12 @@ import { LiveFeed, withRuntimeConditions } from './api/liveFeed.js';
 import { createMetrics } from './api/metrics.js';
 import { twinsApi } from './api/twinsApi.js';
 import { authorizerFromConfig } from './broker/authorizerFromConfig.js';
-import { EdgeBroker, REFUSAL_REASONS } from './broker/edgeBroker.js';
+import { EdgeBroker } from './broker/edgeBroker.js';
 import { builtinHandlers } from './builtinHandlers.js';
 import type { AgentConfig, HostPort } from './config/load.js';
+import { type Db, openDb } from './database/db.js';
+import { Outbox } from './database/outbox.js';
+import { WriteHealth } from './database/writeHealth.js';
 import type { DevicePluginManager } from './deviceplugin/manager.js';
 import { slotUsage } from './deviceplugin/slotUsage.js';
 import { StoreSlotClaims } from './deviceplugin/storeClaims.js';
@@ -18,16 +21,14 @@ import { DiscoveryManager } from './discovery/manager.js';
 import { secretReader } from './discovery/secretReader.js';
 import type { DiscoveryHandler } from './model/handler.js';
 import { DeviceRegistry } from './registry/deviceRegistry.js';
-import type { DeviceStore } from './registry/deviceStore.js';
 import { type ObjectStores, objectStores } from './registry/objectStores.js';
-import { type Db, openDb } from './store/db.js';
-import { Outbox } from './store/outbox.js';
-import { WriteHealth } from './store/writeHealth.js';
 import { UpstreamBridge } from './sync/bridge.js';
 import { CommandStore } from './sync/commands.js';
 import { SyncEngine } from './sync/engine.js';
+import type { SyncEventBus, SyncEvents } from './sync/syncEvents.js';
 import { TwinStore } from './sync/twins.js';
 import { type Clock, systemClock } from './util/clock.js';
+import { EventBus } from './util/events.js';
 import { child, type Logger } from './util/logger.js';
 
 export interface AgentAddresses {
@@ -38,18 +39,22 @@ export interface AgentAddresses {
   http: HostPort;
 }
 
-/** The agent's SQLite and what is kept in it for the sync layer. */
-interface StoreParts {
+/** The agent's SQLite database and what the sync layer keeps in it. */
+interface DatabaseParts {
   db: Db;
-  /** Whether the store can write (a full disk makes the agent not ready). */
+  /** Whether the database can write (a full disk makes the agent not ready). */
   writeHealth: WriteHealth;
   /** Only with an upstream: without one the edge works alone and forwards nothing. */
   outbox?: Outbox;
   twins: TwinStore;
 }
 
-/** The edge broker, the sync engine between it and the outbox, and the upstream bridge (when configured). */
+/**
+ * The edge broker, the sync engine between it and the outbox, the upstream bridge (when configured), and the
+ * events they emit for the live feed.
+ */
 interface SyncParts {
+  events: SyncEventBus;
   engine: SyncEngine;
   broker: EdgeBroker;
   bridge?: UpstreamBridge;
@@ -65,7 +70,7 @@ interface ObjectParts {
  * What `start()` built, for `stop()` and readiness. Each part is kept as soon as it exists, so an agent whose
  * start failed half-way still stops what did start.
  */
-interface Parts extends StoreParts, SyncParts, ObjectParts {
+interface Parts extends DatabaseParts, SyncParts, ObjectParts {
   externalHandlers?: ExternalHandlers;
   /** The dashboard's samples and event stream (GET /api/v1/events). */
   live: LiveFeed;
@@ -76,18 +81,16 @@ interface Parts extends StoreParts, SyncParts, ObjectParts {
 }
 
 /**
- * The edge agent: the store, the edge broker, the sync engine with its outbox and upstream bridge, and the
- * HTTP endpoints. Constructed from a validated config; nothing opens until `start()`. The Agent only wires:
- * each choice (object stores, secrets, HTTP auth, slot usage) is made by the module that owns it.
+ * The edge agent: the SQLite database, the edge broker, the sync engine with its outbox and upstream bridge,
+ * and the HTTP endpoints. Constructed from a validated config; nothing opens until `start()`. The Agent only
+ * wires: each choice (object stores, secrets, HTTP auth, slot usage) is made by the module that owns it.
  */
 export class Agent {
   private parts: Partial<Parts> = {};
-  private readonly refused: Record<string, number> = Object.fromEntries(REFUSAL_REASONS.map((r) => [r, 0]));
   private readonly clock: Clock;
   /** This node's devices (what it sees now, or within the grace period): the device plugins' view. */
   readonly registry = new DeviceRegistry();
-  /** Every node's devices as one set of Device objects: the cluster's, or this agent's SQLite. */
-  devices?: DeviceStore;
+  /** Where the listeners are, once `start()` has opened them. */
   addresses?: AgentAddresses;
 
   constructor(
@@ -103,11 +106,11 @@ export class Agent {
   }
 
   async start(): Promise<AgentAddresses> {
-    const store = this.openStore();
-    const sync = this.buildSync(store);
-    const objects = await this.openObjects(store);
-    const live = this.buildLiveFeed(store, sync, objects);
-    const http = await this.buildHttp(store, sync, objects, live);
+    const database = this.openDatabase();
+    const sync = this.buildSync(database);
+    const objects = await this.openObjects(database);
+    const live = this.buildLiveFeed(database, sync, objects);
+    const http = await this.buildHttp(database, sync, objects, live);
     this.addresses = await this.listen(sync, http, live);
     await this.runDiscovery(objects);
     await this.startDevicePlugins(objects.stores);
@@ -117,6 +120,11 @@ export class Agent {
       'agent started',
     );
     return this.addresses;
+  }
+
+  /** Device writes queued and not yet on the API server (0 without a cluster, or before `start()`). */
+  pendingDeviceWrites(): number {
+    return this.parts.stores?.pending() ?? 0;
   }
 
   /** Flush and close everything; what is in the outbox stays for the next start. */
@@ -141,8 +149,8 @@ export class Agent {
     this.logger.info('agent stopped');
   }
 
-  /** The SQLite store, its write health, the outbox (with an upstream only) and the twins. */
-  private openStore(): StoreParts {
+  /** The SQLite database, its write health, the outbox (with an upstream only) and the twins. */
+  private openDatabase(): DatabaseParts {
     const { config, logger, clock } = this;
     const db = openDb(config.dataDir, config.store);
     this.parts.db = db;
@@ -151,17 +159,19 @@ export class Agent {
     const outbox = config.upstream
       ? new Outbox(db, config.outbox, child(logger, 'sync:outbox'), writeHealth)
       : undefined;
-    const parts: StoreParts = { db, writeHealth, twins: new TwinStore(db), ...(outbox ? { outbox } : {}) };
+    const parts: DatabaseParts = { db, writeHealth, twins: new TwinStore(db), ...(outbox ? { outbox } : {}) };
     Object.assign(this.parts, parts);
     return parts;
   }
 
   /**
-   * The engine first, then the broker built with the engine's ingest; the engine is handed the broker to
-   * publish through when it starts (`listen`). The live feed, built later, is told through `this.parts`.
+   * The events and the engine first, then the broker and the bridge whose callbacks use them; the engine is
+   * handed the broker to publish through when it starts (`listen`). The live feed, built later, subscribes to
+   * the events.
    */
-  private buildSync({ db, writeHealth, outbox, twins }: StoreParts): SyncParts {
+  private buildSync({ db, writeHealth, outbox, twins }: DatabaseParts): SyncParts {
     const { config, logger } = this;
+    const events: SyncEventBus = new EventBus<SyncEvents>(child(logger, 'sync:events'));
     const engine = new SyncEngine({
       logger: child(logger, 'sync:engine'),
       outbox,
@@ -176,17 +186,13 @@ export class Agent {
       ingest: (identity, clientId, packet, done): void => {
         engine.ingest(identity, clientId, packet, (err) => {
           // Twins and commands write outside the outbox: their storage failures count for readiness too.
+          // The packet itself is the event (no copy per message); aedes parses every payload to a Buffer.
           if (err) writeHealth.failed(err);
-          else this.parts.live?.observe?.(packet.topic, packet.payload as Buffer); // set while a dashboard is open
+          else events.emit('accepted', packet as { topic: string; payload: Buffer });
           done(err);
         });
       },
-      events: {
-        onSubscribed: (identity, _clientId, topics) => engine.onSubscribed(identity, topics),
-        onRefused: (reason) => {
-          this.refused[reason] = (this.refused[reason] ?? 0) + 1;
-        },
-      },
+      events: { onSubscribed: (identity, _clientId, topics) => engine.onSubscribed(identity, topics) },
       maxPacketSize: config.broker.maxPacketSize,
       rateLimit: config.broker.rateLimit,
       refusalLogIntervalMs: Math.max(100, config.broker.refusalLogIntervalMs),
@@ -201,22 +207,21 @@ export class Agent {
             logger: child(logger, 'sync:bridge'),
             onDownstream: (topic, payload, props) => {
               engine.downstream(topic, payload, props);
-              if (topic.kind === 'desired') this.parts.live?.twinChanged(topic.device);
+              if (topic.kind === 'desired') events.emit('desired', topic.device);
             },
           })
         : undefined;
-    const parts: SyncParts = { engine, broker, ...(bridge ? { bridge } : {}) };
+    const parts: SyncParts = { events, engine, broker, ...(bridge ? { bridge } : {}) };
     Object.assign(this.parts, parts);
     return parts;
   }
 
   /** The handlers (with external ones), the object stores, and discovery over them. */
-  private async openObjects({ db }: StoreParts): Promise<ObjectParts> {
+  private async openObjects({ db }: DatabaseParts): Promise<ObjectParts> {
     const { config, logger, clock } = this;
     const handlers = await this.withExternalHandlers(this.deps.handlers ?? builtinHandlers);
     const stores = await objectStores({ config, db, handlers, clock, logger });
     this.parts.stores = stores;
-    this.devices = stores.devices;
     const discovery = new DiscoveryManager({
       node: config.node,
       namespace: stores.namespace,
@@ -253,11 +258,12 @@ export class Agent {
 
   /** The dashboard's view of the sync layer: sampled once a second, messages observed only while watched. */
   private buildLiveFeed(
-    { outbox, twins }: StoreParts,
-    { engine, bridge }: SyncParts,
+    { outbox, twins }: DatabaseParts,
+    { events, engine, bridge }: SyncParts,
     { stores, discovery }: ObjectParts,
   ): LiveFeed {
     const live = new LiveFeed({
+      events,
       node: this.config.node,
       logger: child(this.logger, 'api:live'),
       devices: stores.devices,
@@ -279,7 +285,7 @@ export class Agent {
 
   /** The HTTP API: metrics, readiness, the devices, twins and events routes, and the dashboard. */
   private async buildHttp(
-    { outbox, twins }: StoreParts,
+    { outbox, twins }: DatabaseParts,
     { engine, broker, bridge }: SyncParts,
     { stores, discovery }: ObjectParts,
     live: LiveFeed,
@@ -290,7 +296,7 @@ export class Agent {
       ...(bridge ? { bridge } : {}),
       received: engine.received,
       brokerClients: () => broker.connectedClients,
-      refused: this.refused,
+      refused: broker.refused,
       devicesPending: () => stores.pending(),
     });
     const http = new HttpApi({

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Condition, DiscoveryConfigObject } from '../model/resources.js';
 import { parseEdgeTopic } from '../model/topics.js';
 import type { DeviceStore } from '../registry/deviceStore.js';
+import type { SyncEventBus, SyncedMessage } from '../sync/syncEvents.js';
 import type { Twin } from '../sync/twins.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
@@ -33,6 +34,9 @@ export interface TwinView extends Twin {
   device: string;
 }
 
+/** The feed's name as the owner of its event listeners. */
+const LISTENER = 'api:live';
+
 export interface LiveFeedOptions {
   node: string;
   logger: Logger;
@@ -42,6 +46,8 @@ export interface LiveFeedOptions {
   /** The configs with this node's runtime conditions, as the API serves them. */
   configs: () => DiscoveryConfigObject[];
   twins: { devices(): string[]; get(device: string): Twin };
+  /** The sync layer's accepted messages and desired twins, listened to only while a page watches. */
+  events: Pick<SyncEventBus, 'on' | 'removeOwner'>;
   clock?: Clock;
   /** Default 1 s. */
   sampleIntervalMs?: number;
@@ -57,12 +63,10 @@ export interface LiveFeedOptions {
  * connects (`hello`, `samples`, `devices`, `configs`, `twins`, `telemetry`), then a `sample` every
  * interval and the `devices`, `configs`, `twins` and `telemetry` that changed. The sample ring runs
  * always (one read of a few counters a second); telemetry and twin changes are tracked only while a page
- * is open, through `observe`, which the agent calls for each accepted device message.
+ * is open: only then does the feed listen to the sync layer's events.
  */
 export class LiveFeed {
   readonly samples: Ring<LiveSample>;
-  /** Set only while a page watches; the agent calls it after each device message it accepted. */
-  observe?: (topic: string, payload: Buffer) => void;
   private readonly hub: SseHub;
   private readonly clock: Clock;
   private readonly interval: number;
@@ -116,8 +120,7 @@ export class LiveFeed {
     this.hub.open(req, res, this.hub.full ? [] : await this.snapshot());
   };
 
-  /** A desired twin arrived from upstream (the agent tells; reported ones are seen through `observe`). */
-  twinChanged(device: string): void {
+  private twinChanged(device: string): void {
     if (this.hub.size > 0 && this.dirtyTwins.size < this.maxDevices) this.dirtyTwins.add(device);
   }
 
@@ -202,20 +205,23 @@ export class LiveFeed {
     this.unwatchDevices = this.o.devices.watch(() => {
       this.devicesDirty = true;
     });
-    this.observe = (topic, payload) => {
-      try {
-        const parsed = parseEdgeTopic(topic);
-        if (parsed?.kind === 'telemetry')
-          stats.record(parsed.device, parsed.stream, payload, this.clock.now());
-        else if (parsed?.kind === 'reported') this.twinChanged(parsed.device);
-      } catch (err) {
-        this.o.logger.debug({ err: errorMessage(err) }, 'live feed: message not observed');
-      }
-    };
+    this.o.events.on('accepted', LISTENER, (message) => this.observe(stats, message));
+    this.o.events.on('desired', LISTENER, (device) => this.twinChanged(device));
+  }
+
+  /** Telemetry into the stats; a reported twin marks its device's twin as changed. */
+  private observe(stats: TelemetryStats, { topic, payload }: SyncedMessage): void {
+    try {
+      const parsed = parseEdgeTopic(topic);
+      if (parsed?.kind === 'telemetry') stats.record(parsed.device, parsed.stream, payload, this.clock.now());
+      else if (parsed?.kind === 'reported') this.twinChanged(parsed.device);
+    } catch (err) {
+      this.o.logger.debug({ err: errorMessage(err) }, 'live feed: message not observed');
+    }
   }
 
   private stopWatching(): void {
-    this.observe = undefined;
+    this.o.events.removeOwner(LISTENER);
     this.telemetry = undefined;
     this.unwatchDevices?.();
     this.unwatchDevices = undefined;

@@ -2,9 +2,9 @@ import type { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
 import { generate, writeToStream } from 'mqtt-packet';
-import type { Db } from '../store/db.js';
-import { OutboxFullError } from '../store/outbox.js';
-import { storageFailure } from '../store/writeHealth.js';
+import type { Db } from '../database/db.js';
+import { OutboxFullError } from '../database/outbox.js';
+import { storageFailure } from '../database/writeHealth.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { errorMessage, PayloadError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
@@ -73,7 +73,6 @@ export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 export interface EdgeBrokerEvents {
   /** A client subscribed (after the ACL): the sync layer delivers pending commands then. */
   onSubscribed?: (identity: Identity, clientId: string, topics: string[]) => void;
-  onRefused?: (reason: RefusalReason) => void;
 }
 
 export interface OutgoingMessage {
@@ -95,6 +94,8 @@ class RefusedError extends Error {
 
 /** The node's MQTT broker (aedes, MQTT 3.1.1 and 5) with durable sessions, authentication and topic ACLs. */
 export class EdgeBroker {
+  /** Refusals since the broker was built, by reason (`leafbridge_broker_refused_total`). */
+  readonly refused = Object.fromEntries(REFUSAL_REASONS.map((r) => [r, 0])) as Record<RefusalReason, number>;
   private aedes?: Aedes;
   private listeners?: BrokerListeners;
   /** The verified client certificate of a connection (mqtts, wss), by the connection aedes was handed. */
@@ -205,7 +206,7 @@ export class EdgeBroker {
     details: Record<string, unknown>,
     msg: string,
   ) {
-    this.events.onRefused?.(reason);
+    this.refused[reason]++;
     this.refusalLog.warn(
       `${clientId}\0${reason}`,
       { clientId, reason },

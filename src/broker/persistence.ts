@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import MemoryPersistence, { Packet } from 'aedes-persistence/asyncPersistence.js';
-import type { Db } from '../store/db.js';
+import type { Db } from '../database/db.js';
 
 // The aedes packet and client shapes this store touches. aedes types these loosely; we keep ours narrow.
 interface StoredPacket {

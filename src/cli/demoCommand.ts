@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
-import { Agent } from '../agent.js';
+import { Agent, type AgentAddresses } from '../agent.js';
 import { newToken } from '../api/tokenFile.js';
 import { parseConfig } from '../config/load.js';
 import type { DiscoveryConfigEntry } from '../config/schema.js';
@@ -115,16 +115,19 @@ export async function demoCommand(argv: string[]): Promise<number> {
       probeWritePaths: devices.started.flatMap((d) => d.probeWritePaths ?? []),
     };
     const token = demoToken(dataDir);
-    const { agent, notes } = await startAgent(values, dataDir, upstream.port, fileConfigs, logger);
+    const { agent, addresses, notes } = await startAgent(values, dataDir, upstream.port, fileConfigs, logger);
     running.push(() => agent.stop());
-    const edgeUrl = `mqtt://127.0.0.1:${agent.addresses.broker.port}`;
+    const edgeUrl = `mqtt://127.0.0.1:${addresses.broker.port}`;
     const sensors = await startDemoSensors(edgeUrl, counts.sensors);
     running.push(() => sensors.stop());
     const cloud = startCloud(upstream.port);
     running.push(() => void cloud.client.end(true));
     const simulated = [sensors, ...devices.started];
-    printBanner({ agent, upstream, started: simulated, skipped: devices.skipped, notes, token });
-    const status = setInterval(() => void printStatus(agent, upstream, cloud.arrived, token), 2000);
+    printBanner({ addresses, upstream, started: simulated, skipped: devices.skipped, notes, token });
+    const status = setInterval(
+      () => void printStatus(addresses.http.port, upstream, cloud.arrived, token),
+      2000,
+    );
     const input = watchInput(upstream);
     running.push(() => {
       clearInterval(status);
@@ -217,7 +220,7 @@ async function startAgent(
   upstreamPort: number,
   files: { configs: DiscoveryConfigEntry[]; probeWritePaths: string[] },
   logger: Logger,
-): Promise<{ agent: Agent & { addresses: NonNullable<Agent['addresses']> }; notes: string[] }> {
+): Promise<{ agent: Agent; addresses: AgentAddresses; notes: string[] }> {
   const notes: string[] = [];
   for (let attempt = 0; attempt < 3; attempt++) {
     const ports = {
@@ -226,8 +229,8 @@ async function startAgent(
     };
     const agent = new Agent(demoConfig(dataDir, ports, upstreamPort, files), logger);
     try {
-      await agent.start();
-      return { agent: agent as Agent & { addresses: NonNullable<Agent['addresses']> }, notes };
+      const addresses = await agent.start();
+      return { agent, addresses, notes };
     } catch (err) {
       await agent.stop().catch(() => {});
       if ((err as { code?: string }).code !== 'EADDRINUSE') throw err;
@@ -273,14 +276,14 @@ function startCloud(port: number): { client: mqtt.MqttClient; arrived: () => num
 }
 
 function printBanner(o: {
-  agent: Agent & { addresses: NonNullable<Agent['addresses']> };
+  addresses: AgentAddresses;
   upstream: EmbeddedUpstream;
   started: DemoDevices[];
   skipped: DemoSkip[];
   notes: string[];
   token: string;
 }): void {
-  const { broker, http } = o.agent.addresses;
+  const { broker, http } = o.addresses;
   const base = `http://127.0.0.1:${http.port}`;
   const lines = [
     'leafbridge demo is running (everything on 127.0.0.1)',
@@ -300,14 +303,12 @@ function printBanner(o: {
 }
 
 async function printStatus(
-  agent: Agent,
+  httpPort: number,
   upstream: EmbeddedUpstream,
   arrived: () => number,
   token: string,
 ): Promise<void> {
-  const port = agent.addresses?.http.port;
-  const outbox =
-    port === undefined ? Number.NaN : await metricValue(port, 'leafbridge_outbox_messages', token);
+  const outbox = await metricValue(httpPort, 'leafbridge_outbox_messages', token);
   process.stdout.write(
     `cloud ${upstream.up ? 'up  ' : 'DOWN'}  outbox ${String(outbox).padStart(6)}  arrived at cloud ${arrived()}\n`,
   );

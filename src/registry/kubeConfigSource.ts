@@ -1,10 +1,10 @@
 import type { KubeConfig } from '@kubernetes/client-node';
+import type { Db } from '../database/db.js';
 import { isConflict, isNotFound, isTransient, shortError } from '../kubeclient/kubeApiError.js';
 import { KubeRest } from '../kubeclient/kubeRest.js';
 import { type CustomResource, customPath, MERGE_PATCH } from '../kubeclient/paths.js';
 import { olderThan, Reflector } from '../kubeclient/reflector.js';
 import { API_GROUP, type DiscoveryConfigObject } from '../model/resources.js';
-import type { Db } from '../store/db.js';
 import { backoffDelay, sleep } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import { stableJson } from '../util/json.js';

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Value } from '@sinclair/typebox/value';
 import { type DiscoveryConfigEntry, DiscoveryConfigEntrySchema } from '../config/schema.js';
+import type { Db } from '../database/db.js';
 import { discoveryConfigProblems } from '../model/discoveryConfigs.js';
 import type { DiscoveryHandler } from '../model/handler.js';
 import { API_VERSION, type Condition, type DiscoveryConfigObject } from '../model/resources.js';
-import type { Db } from '../store/db.js';
 import type { Clock } from '../util/clock.js';
 import { kubeTime } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';

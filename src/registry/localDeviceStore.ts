@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import type { Db } from '../database/db.js';
 import type { DeviceObject } from '../model/resources.js';
-import type { Db } from '../store/db.js';
 import type { Clock } from '../util/clock.js';
 import { kubeTime } from '../util/clock.js';
 import { stableJson } from '../util/json.js';

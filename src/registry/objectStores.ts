@@ -1,7 +1,7 @@
 import type { AgentConfig } from '../config/load.js';
+import type { Db } from '../database/db.js';
 import { type ClusterConnection, clusterConnection } from '../kubeclient/connection.js';
 import type { DiscoveryHandler } from '../model/handler.js';
-import type { Db } from '../store/db.js';
 import type { Clock } from '../util/clock.js';
 import { child, type Logger } from '../util/logger.js';
 import type { DiscoveryConfigSource, WritableConfigSource } from './configSource.js';

@@ -1,5 +1,5 @@
+import type { Db } from '../database/db.js';
 import type { DeviceObject } from '../model/resources.js';
-import type { Db } from '../store/db.js';
 
 /** The next resourceVersion of a local collection: one counter per collection in the `meta` table. */
 export function nextResourceVersion(db: Db, key: string): number {

@@ -1,7 +1,7 @@
 import mqtt, { type IClientOptions, type MqttClient, type Packet } from 'mqtt';
 import type { UpstreamConfig } from '../config/load.js';
+import type { Outbox, OutboxEntry } from '../database/outbox.js';
 import { type EdgeTopic, fromUpstream, MESSAGE_ID_PROPERTY, upstreamRoot } from '../model/topics.js';
-import type { Outbox, OutboxEntry } from '../store/outbox.js';
 import { backoffDelay } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';

@@ -1,4 +1,4 @@
-import type { Db } from '../store/db.js';
+import type { Db } from '../database/db.js';
 
 export interface PendingCommand {
   id: string;

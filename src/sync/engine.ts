@@ -3,6 +3,7 @@ import type { PublishPacket } from 'aedes';
 import type { Identity } from '../broker/auth.js';
 import { filterCovers } from '../broker/auth.js';
 import type { OutgoingMessage } from '../broker/edgeBroker.js';
+import type { MessageProps, Outbox, OutboxMessage } from '../database/outbox.js';
 import {
   type EdgeTopic,
   edgeTopic,
@@ -10,7 +11,6 @@ import {
   parseEdgeTopic,
   UPSTREAM_KINDS,
 } from '../model/topics.js';
-import type { MessageProps, Outbox, OutboxMessage } from '../store/outbox.js';
 import { errorMessage, PayloadError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import type { CommandStore, PendingCommand } from './commands.js';

@@ -1,4 +1,4 @@
-import type { Db } from '../store/db.js';
+import type { Db } from '../database/db.js';
 import { PayloadError } from '../util/errors.js';
 
 export type JsonObject = { [key: string]: unknown };

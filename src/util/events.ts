@@ -7,21 +7,27 @@ type Listener<T> = (payload: T) => void;
  * listeners with one call; a listener that throws is logged and does not stop the others.
  */
 export class EventBus<Events extends { [K in keyof Events]: unknown }> {
-  private readonly listeners = new Map<keyof Events, Map<Listener<never>, string>>();
+  private readonly byEvent = new Map<keyof Events, Map<Listener<never>, string>>();
   constructor(private readonly logger: Logger) {}
 
   on<K extends keyof Events>(event: K, owner: string, listener: Listener<Events[K]>): void {
-    let set = this.listeners.get(event);
+    let set = this.byEvent.get(event);
     if (!set) {
       set = new Map();
-      this.listeners.set(event, set);
+      this.byEvent.set(event, set);
     }
     set.set(listener as Listener<never>, owner);
   }
 
+  /** How many listeners `event` has now. */
+  listenerCount(event: keyof Events): number {
+    return this.byEvent.get(event)?.size ?? 0;
+  }
+
+  /** Calls each listener of `event`; with none, this is one map lookup. */
   emit<K extends keyof Events>(event: K, payload: Events[K]): void {
-    const set = this.listeners.get(event);
-    if (!set) return;
+    const set = this.byEvent.get(event);
+    if (set === undefined || set.size === 0) return;
     for (const [listener, owner] of set) {
       try {
         (listener as Listener<Events[K]>)(payload);
@@ -32,7 +38,7 @@ export class EventBus<Events extends { [K in keyof Events]: unknown }> {
   }
 
   removeOwner(owner: string): void {
-    for (const set of this.listeners.values()) {
+    for (const set of this.byEvent.values()) {
       for (const [listener, o] of set) if (o === owner) set.delete(listener);
     }
   }

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import type { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SqlitePersistence } from '../../src/broker/persistence.js';
-import { type Db, openDb } from '../../src/store/db.js';
+import { type Db, openDb } from '../../src/database/db.js';
 import { tempDir } from '../helpers/processes.js';
 
 /**

@@ -150,10 +150,10 @@ export class TestCluster {
     if (node) node.agent = undefined;
   }
 
-  /** Device writes node `name`'s agent has queued or in flight (its store's `pending`, or its metric). */
+  /** Device writes node `name`'s agent has queued or in flight (asked in process, or read from its metric). */
   async pendingWrites(name: string): Promise<number> {
     const node = this.nodes.get(name);
-    if (node?.agent) return (node.agent.devices as { pending?: number } | undefined)?.pending ?? 0;
+    if (node?.agent) return node.agent.pendingDeviceWrites();
     if (!node?.process) throw new Error(`node ${name} has no agent running`);
     const { host, port } = node.process.http;
     const text = await (await fetch(`http://${host}:${port}/metrics`)).text();

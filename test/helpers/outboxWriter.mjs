@@ -5,8 +5,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
-const { openDb } = await import(join(root, 'dist/src/store/db.js'));
-const { Outbox } = await import(join(root, 'dist/src/store/outbox.js'));
+const { openDb } = await import(join(root, 'dist/src/database/db.js'));
+const { Outbox } = await import(join(root, 'dist/src/database/outbox.js'));
 const { silentLogger } = await import(join(root, 'dist/src/util/logger.js'));
 
 const db = openDb(process.argv[2], { synchronous: 'normal' });

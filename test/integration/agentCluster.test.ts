@@ -197,7 +197,7 @@ describe('agents on two nodes, one cluster', () => {
     // One write per changed Device and node (Kubernetes takes the spec and the status in two requests):
     // counted once both agents have nothing left to write.
     await until(
-      () => agents.every((a) => (a.devices as { pending?: number }).pending === 0),
+      () => agents.every((a) => a.pendingDeviceWrites() === 0),
       10_000,
       'both agents to have written everything',
     );

@@ -9,7 +9,9 @@ import { gunzipSync } from 'node:zlib';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LiveFeed, type LiveSample } from '../../src/api/liveFeed.js';
+import type { SyncEvents } from '../../src/sync/syncEvents.js';
 import type { Twin } from '../../src/sync/twins.js';
+import { EventBus } from '../../src/util/events.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { Ring } from '../../src/util/ring.js';
 import { agentConfig } from '../helpers/agentConfig.js';
@@ -223,8 +225,10 @@ describe('live feed', () => {
       devices: () => [],
       get: (): Twin => ({ reported: {}, reportedVersion: 0, desired: {}, desiredVersion: 0 }),
     };
+    const events = new EventBus<SyncEvents>(silentLogger());
     const feed = new LiveFeed({
       node: 'n1',
+      events,
       logger: silentLogger(),
       sample: () => ({
         outboxMessages: ++counter,
@@ -247,6 +251,7 @@ describe('live feed', () => {
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1/events`;
     return {
       feed,
+      events,
       url,
       stop: () => {
         feed.stop();
@@ -280,16 +285,19 @@ describe('live feed', () => {
   it('observes messages only while a page is open, and caps the number of streams', async () => {
     const s = await feedServer({ intervalMs: 50, history: 10, maxClients: 1 });
     try {
-      expect(s.feed.observe).toBeUndefined();
+      const listening = () => s.events.listenerCount('accepted') + s.events.listenerCount('desired');
+      expect(listening()).toBe(0);
       const stream = await openStream(s.url);
-      await until(() => s.feed.observe !== undefined, 1_000, 'watching');
+      await until(() => listening() === 2, 1_000, 'watching');
       const refused = await fetch(s.url);
       expect(refused.status).toBe(503);
       expect(refused.headers.get('retry-after')).toBe('5');
-      s.feed.observe?.('devices/a/telemetry/x', Buffer.from('1'));
+      s.events.emit('accepted', { topic: 'devices/a/telemetry/x', payload: Buffer.from('1') });
       await stream.next('telemetry', (d) => hasItem(d, 'a'), 1_000);
+      s.events.emit('desired', 'b');
+      await stream.next('twins', (d) => hasItem(d, 'b'), 1_000);
       stream.close();
-      await until(() => s.feed.watchers === 0 && s.feed.observe === undefined, 1_000, 'unwatched');
+      await until(() => s.feed.watchers === 0 && listening() === 0, 1_000, 'unwatched');
     } finally {
       s.stop();
     }

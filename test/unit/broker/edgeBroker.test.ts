@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Authorizer } from '../../../src/broker/auth.js';
 import { EdgePersistence } from '../../../src/broker/delivery.js';
 import { EdgeBroker } from '../../../src/broker/edgeBroker.js';
-import { openDb } from '../../../src/store/db.js';
+import { openDb } from '../../../src/database/db.js';
 import { silentLogger } from '../../../src/util/logger.js';
 import { tempDir } from '../../helpers/processes.js';
 import { RawClient } from '../../helpers/rawMqtt.js';

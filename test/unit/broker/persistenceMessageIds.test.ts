@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqlitePersistence } from '../../../src/broker/persistence.js';
-import { openDb } from '../../../src/store/db.js';
+import { openDb } from '../../../src/database/db.js';
 import { tempDir } from '../../helpers/processes.js';
 
 // A packet in flight when a persistent client's earlier connection ended keeps its message id; aedes numbers

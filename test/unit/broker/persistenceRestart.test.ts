@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqlitePersistence } from '../../../src/broker/persistence.js';
-import { type Db, openDb } from '../../../src/store/db.js';
+import { type Db, openDb } from '../../../src/database/db.js';
 import { tempDir } from '../../helpers/processes.js';
 
 // What the edge broker's persistence must hand a restarted broker, beyond what the abstract suite compares:

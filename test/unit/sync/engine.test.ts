@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { OutgoingMessage } from '../../../src/broker/edgeBroker.js';
-import { openDb } from '../../../src/store/db.js';
+import { openDb } from '../../../src/database/db.js';
 import { CommandStore } from '../../../src/sync/commands.js';
 import { SyncEngine } from '../../../src/sync/engine.js';
 import { TwinStore } from '../../../src/sync/twins.js';

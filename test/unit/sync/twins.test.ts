@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { openDb } from '../../../src/store/db.js';
+import { openDb } from '../../../src/database/db.js';
 import { mergePatch, TwinStore, twinDelta } from '../../../src/sync/twins.js';
 import { PayloadError } from '../../../src/util/errors.js';
 import { tempDir } from '../../helpers/processes.js';

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { openDb } from '../../../src/store/db.js';
-import { storageFailure, WriteHealth } from '../../../src/store/writeHealth.js';
+import { openDb } from '../../../src/database/db.js';
+import { storageFailure, WriteHealth } from '../../../src/database/writeHealth.js';
 import { systemClock } from '../../../src/util/clock.js';
 import { LeafbridgeError } from '../../../src/util/errors.js';
 import { silentLogger } from '../../../src/util/logger.js';
