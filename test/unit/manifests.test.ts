@@ -3,6 +3,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
 import { builtinHandlers } from '../../src/builtinHandlers.js';
+import { CONTROLLER_LEASE } from '../../src/cli/controllerCommand.js';
 import { manifestsCommand, parseManifestsArgs } from '../../src/cli/manifestsCommand.js';
 import { parseConfig } from '../../src/config/load.js';
 import {
@@ -431,7 +432,20 @@ describe('RBAC: each component gets exactly what its code calls', () => {
     }
     // Owner references with blockOwnerDeletion need `update` on the owner's finalizers (an admission check).
     const finalizers = [`${LB}/devices/finalizers update`, `${LB}/discoveryconfigs/finalizers update`];
-    expect(grantedTriples(install(), 'leafbridge-controller')).toEqual([...needed, ...finalizers].sort());
+    // Leader election (src/kubeclient/leaderElection.ts): read, renew and take over the one Lease; create it once.
+    const text = readFileSync(join(ROOT, 'src/kubeclient/leaderElection.ts'), 'utf8');
+    const methods = [...text.matchAll(/\bmethod: '(\w+)'|'(POST|PUT)'/g)].map((m) => m[1] ?? m[2]);
+    expect([...new Set(methods)].sort()).toEqual(['GET', 'POST', 'PUT']);
+    const leases = ['get', 'create', 'update'].map((v) => `coordination.k8s.io/leases ${v}`);
+    expect(grantedTriples(install(), 'leafbridge-controller')).toEqual(
+      [...needed, ...finalizers, ...leases].sort(),
+    );
+    // get and update on the controller's Lease alone; create cannot be narrowed by name.
+    const named = GRANTS.controller.namespaced.filter((g) => g.resources.includes('leases'));
+    expect(named.map((g) => [g.verbs.join(), g.resourceNames])).toEqual([
+      ['get,update', [CONTROLLER_LEASE]],
+      ['create', undefined],
+    ]);
   });
 });
 
