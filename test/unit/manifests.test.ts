@@ -293,6 +293,7 @@ describe('installManifests', () => {
         handlers: ['onvif', 'zigbee'],
         upstream: 'http://cloud',
         hub: { brokerUrl: 'ws://x', replicas: 0 },
+        controllerReplicas: 0,
         devicePluginDir: 'relative/dir',
         image: 'has space',
       }),
@@ -302,6 +303,7 @@ describe('installManifests', () => {
       'handlers: zigbee: unknown (known: onvif, opcua, serial, mqtt, modbus, debug-echo)',
       'hub: ws://x: must be an mqtt:// or mqtts:// URL',
       'hub replicas: 0: must be a whole number from 1 to 100',
+      'controller replicas: 0: must be a whole number from 1 to 5',
       'devicePluginDir: relative/dir: must be an absolute path',
       'agent config: upstream.url: must be an mqtt:// or mqtts:// URL',
     ]);
