@@ -110,6 +110,20 @@ describe('leafbridge controller (the command)', () => {
     expect(lease()).toMatchObject({ holderIdentity: '', leaseDurationSeconds: 1 });
   });
 
+  it('stops and exits 1 when it cannot renew the Lease (API server down), for Kubernetes to start it afresh', async () => {
+    api = await KubeApiServer.start({ crds: crdManifests(builtinHandlers) });
+    const dir = tempDir('lb-controller-');
+    dirs.push(dir);
+    const kubeconfig = api.writeKubeconfig(dir.path, NS);
+    const timing = ['--leader-elect-lease-duration', '4s', '--leader-elect-renew-deadline', '3s'];
+    const p = run(['--kubeconfig', kubeconfig, '-n', NS, ...timing, '--leader-elect-retry-period', '500ms']);
+    await waitForLine(p.child, (l) => (l.msg === 'caches synced; reconciling' ? true : undefined), 15_000);
+    await api.down();
+    const lost = await waitForLine(p.child, (l) => (l.msg === 'lost the lease' ? l : undefined), 20_000);
+    expect(lost.why).toBe('no renewal for 3000 ms');
+    expect(await p.exited).toBe(1);
+  });
+
   it('exits 2 on a bad flag, and when there is no cluster to connect to', async () => {
     const bad = run(['--node-grace', 'soon']);
     expect(await bad.exited).toBe(2);
