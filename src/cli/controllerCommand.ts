@@ -1,8 +1,14 @@
 import { parseArgs } from 'node:util';
+import { parseHostPort } from '../config/load.js';
 import { parseDuration } from '../config/size.js';
-import { clusterConnection } from '../kubeclient/connection.js';
+import type { HealthServer } from '../controller/healthServer.js';
+import { type ClusterConnection, clusterConnection } from '../kubeclient/connection.js';
+import { electionTimingProblems } from '../kubeclient/leaderElection.js';
 import { errorMessage } from '../util/errors.js';
-import { createLogger } from '../util/logger.js';
+import { createLogger, type Logger } from '../util/logger.js';
+
+/** The Lease the controller's replicas elect their leader on (the install's RBAC names it). */
+export const CONTROLLER_LEASE = 'leafbridge-controller';
 
 export const CONTROLLER_USAGE = `usage: leafbridge controller [options]
 
@@ -15,6 +21,13 @@ options:
       --pending-timeout T    replace a broker pod Pending longer than T (default 5m)
       --node-grace T         a node not Ready for T is taken out of its Devices (default 40s)
       --resync T             reconcile everything every T besides the watches (default 2m)
+      --leader-elect BOOL    true: run as one of several replicas, reconciling only while holding the
+                             Lease (default true); false: reconcile at once, as the only replica
+      --leader-elect-lease-duration T   a leader silent for T is replaced (default 15s)
+      --leader-elect-renew-deadline T   a leader that could not renew for T stops (default 10s)
+      --leader-elect-retry-period T     tries to acquire or renew every T (default 2s)
+      --leader-elect-resource-name NAME the Lease, in the namespace (default ${CONTROLLER_LEASE})
+      --health-addr HOST:PORT           serve /healthz and /readyz there (default: none)
       --log-level LEVEL      trace | debug | info | warn | error (default: $LEAFBRIDGE_LOG_LEVEL or info)
   -h, --help                 this text
 `;
@@ -26,6 +39,8 @@ interface ControllerArgs {
   nodeGraceMs: number;
   resyncMs: number;
   logLevel?: string;
+  election?: { leaseDurationMs: number; renewDeadlineMs: number; retryPeriodMs: number; lease: string };
+  health?: { host: string; port: number };
 }
 
 function parse(argv: string[]): ControllerArgs | 'help' {
@@ -37,6 +52,12 @@ function parse(argv: string[]): ControllerArgs | 'help' {
       'pending-timeout': { type: 'string', default: '5m' },
       'node-grace': { type: 'string', default: '40s' },
       resync: { type: 'string', default: '2m' },
+      'leader-elect': { type: 'string', default: 'true' },
+      'leader-elect-lease-duration': { type: 'string', default: '15s' },
+      'leader-elect-renew-deadline': { type: 'string', default: '10s' },
+      'leader-elect-retry-period': { type: 'string', default: '2s' },
+      'leader-elect-resource-name': { type: 'string', default: CONTROLLER_LEASE },
+      'health-addr': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -49,6 +70,27 @@ function parse(argv: string[]): ControllerArgs | 'help' {
       throw new Error(`--${flag}: expected a duration such as 30s or 5m, got "${text}"`);
     return ms;
   };
+  const elect = values['leader-elect'];
+  if (elect !== 'true' && elect !== 'false')
+    throw new Error(`--leader-elect: expected true or false, got "${elect}"`);
+  const election = {
+    leaseDurationMs: duration('leader-elect-lease-duration', values['leader-elect-lease-duration']),
+    renewDeadlineMs: duration('leader-elect-renew-deadline', values['leader-elect-renew-deadline']),
+    retryPeriodMs: duration('leader-elect-retry-period', values['leader-elect-retry-period']),
+    lease: values['leader-elect-resource-name'],
+  };
+  const timing = electionTimingProblems(
+    election.leaseDurationMs,
+    election.renewDeadlineMs,
+    election.retryPeriodMs,
+  );
+  if (timing.length > 0) throw new Error(`--leader-elect-*: ${timing.join('; ')}`);
+  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(election.lease))
+    throw new Error(`--leader-elect-resource-name: "${election.lease}" is not a Kubernetes object name`);
+  const healthText = values['health-addr'];
+  const health = healthText === undefined ? undefined : parseHostPort(healthText);
+  if (healthText !== undefined && !health)
+    throw new Error(`--health-addr: expected HOST:PORT such as 0.0.0.0:8081, got "${healthText}"`);
   return {
     ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
     ...(values.namespace ? { namespace: values.namespace } : {}),
@@ -56,6 +98,8 @@ function parse(argv: string[]): ControllerArgs | 'help' {
     nodeGraceMs: duration('node-grace', values['node-grace']),
     resyncMs: duration('resync', values.resync),
     ...(values['log-level'] ? { logLevel: values['log-level'] } : {}),
+    ...(elect === 'true' ? { election } : {}),
+    ...(health ? { health } : {}),
   };
 }
 
@@ -91,6 +135,22 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const logger = createLogger(args.logLevel ? { level: args.logLevel } : {});
+  process.on('unhandledRejection', (err) => logger.error({ err: String(err) }, 'unhandled rejection'));
+  return runReplica(args, connection, logger);
+}
+
+/**
+ * One replica: with leader election, a candidate that reconciles only while it holds the Lease; on losing
+ * it, the controller stops every write at once and the process exits 1, so that Kubernetes starts a fresh
+ * one (caches, queues and backoffs of the lost term are dropped with it, as client-go's controllers do).
+ * SIGTERM or SIGINT: the work stops, then the Lease is released (another replica takes over at its next
+ * try), exit 0.
+ */
+async function runReplica(
+  args: ControllerArgs,
+  connection: ClusterConnection,
+  logger: Logger,
+): Promise<number> {
   const namespace = args.namespace ?? connection.namespace;
   const { BrokerController } = await import('../controller/brokerController.js');
   const controller = new BrokerController({
@@ -101,20 +161,78 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     nodeGraceMs: args.nodeGraceMs,
     resyncMs: args.resyncMs,
   });
-  process.on('unhandledRejection', (err) => logger.error({ err: String(err) }, 'unhandled rejection'));
-  logger.info({ source: connection.source, namespace }, 'controller starting');
-  controller.start();
-  const signal = await new Promise<string>((resolve) => {
+  const election = args.election ? await candidate(args.election, connection, namespace, logger) : undefined;
+  const elector = election?.elector;
+  let stopping = false;
+  const role = () => (stopping ? 'stopping' : !elector || elector.leading ? 'leader' : 'candidate');
+  let health: HealthServer | undefined;
+  if (args.health) {
+    const { HealthServer } = await import('../controller/healthServer.js');
+    health = new HealthServer(() => ({ role: role(), synced: controller.reconciling }));
+    try {
+      const port = await health.listen(args.health.host, args.health.port);
+      logger.info({ host: args.health.host, port }, 'health endpoints listening');
+    } catch (err) {
+      process.stderr.write(`error: --health-addr: ${errorMessage(err)}\n`);
+      return 2;
+    }
+  }
+  logger.info(
+    { source: connection.source, namespace, identity: elector?.identity, lease: args.election?.lease },
+    elector ? 'controller starting as a candidate' : 'controller starting',
+  );
+  const signal = new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
-  logger.info({ signal }, 'shutting down');
+  const leading = () => controller.start();
+  if (!elector) leading();
+  // Without an election nothing ends the term but a signal.
+  const term = elector ? elector.run(leading) : new Promise<never>(() => {});
+  const ended = await Promise.race([signal, term]);
+  stopping = true;
+  if (ended === 'lost') {
+    // Another replica may be leading already: no write of this one may follow.
+    await controller.stop();
+    election?.rest.close();
+    await health?.close();
+    return 1;
+  }
+  logger.info({ signal: ended }, 'shutting down');
   const force = setTimeout(() => {
     logger.error('shutdown took over 5 s; exiting');
     process.exit(1);
   }, 5000);
   force.unref();
+  await elector?.stop();
   await controller.stop();
+  await elector?.release();
+  election?.rest.close();
+  await health?.close();
   clearTimeout(force);
   return 0;
+}
+
+/** A candidate for the controller's Lease, on a connection of its own (renewals never queue behind reconciles). */
+async function candidate(
+  election: NonNullable<ControllerArgs['election']>,
+  connection: ClusterConnection,
+  namespace: string,
+  logger: Logger,
+) {
+  const { KubeRest } = await import('../kubeclient/kubeRest.js');
+  const { LeaderElector, leaderIdentity } = await import('../kubeclient/leaderElection.js');
+  // A renewal gets at most the renew deadline; the elector also cuts it when the deadline passes.
+  const rest = new KubeRest(connection.kubeConfig, { timeoutMs: election.renewDeadlineMs });
+  const elector = new LeaderElector({
+    rest,
+    namespace,
+    name: election.lease,
+    identity: leaderIdentity(),
+    logger,
+    leaseDurationMs: election.leaseDurationMs,
+    renewDeadlineMs: election.renewDeadlineMs,
+    retryPeriodMs: election.retryPeriodMs,
+  });
+  return { elector, rest };
 }

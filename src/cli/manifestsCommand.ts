@@ -30,6 +30,7 @@ options:
       --crds-only               print only the CRDs (for a Helm install with external handlers:
                                 Helm installs the chart's crds/ as they are)
       --no-controller           leave out the controller (broker Pods/Jobs/Services per Device)
+      --controller-replicas N   controller replicas: one leads on a Lease, the others stand by (default 2)
       --hub URL                 add the twin hub, subscribed to this cloud broker
       --hub-replicas N          hub replicas, sharing the broker's load (default 2)
       --device-plugin-dir DIR   the kubelet's device-plugin directory (default /var/lib/kubelet/device-plugins)
@@ -88,6 +89,7 @@ export function parseManifestsArgs(argv: string[]): ManifestsArgs | 'help' {
       'external-handlers': { type: 'string' },
       'crds-only': { type: 'boolean', default: false },
       'no-controller': { type: 'boolean', default: false },
+      'controller-replicas': { type: 'string' },
       hub: { type: 'string' },
       'hub-replicas': { type: 'string' },
       'device-plugin-dir': { type: 'string' },
@@ -102,6 +104,9 @@ export function parseManifestsArgs(argv: string[]): ManifestsArgs | 'help' {
     throw new Error('--hub-replicas needs --hub URL');
   const replicas = values['hub-replicas'] ?? '2';
   if (!/^\d+$/.test(replicas)) throw new Error(`--hub-replicas ${replicas}: must be a whole number`);
+  const controllerReplicas = values['controller-replicas'];
+  if (controllerReplicas !== undefined && !/^\d+$/.test(controllerReplicas))
+    throw new Error(`--controller-replicas ${controllerReplicas}: must be a whole number`);
   const options: Partial<InstallOptions> = {
     ...(values.namespace !== undefined ? { namespace: values.namespace } : {}),
     ...(values.image !== undefined ? { image: values.image } : {}),
@@ -111,6 +116,7 @@ export function parseManifestsArgs(argv: string[]): ManifestsArgs | 'help' {
       ? { externalHandlers: list(values['external-handlers']) }
       : {}),
     controller: !values['no-controller'],
+    ...(controllerReplicas !== undefined ? { controllerReplicas: Number(controllerReplicas) } : {}),
     ...(values.hub !== undefined ? { hub: { brokerUrl: values.hub, replicas: Number(replicas) } } : {}),
     ...(values['device-plugin-dir'] !== undefined ? { devicePluginDir: values['device-plugin-dir'] } : {}),
     ...(values['node-selector'] !== undefined ? { nodeSelector: nodeSelector(values['node-selector']) } : {}),

@@ -106,6 +106,11 @@ export class BrokerController {
     };
   }
 
+  /** True once the caches have been listed and the work queue runs, until `stop()`. */
+  get reconciling(): boolean {
+    return this.started && !this.stopped;
+  }
+
   /** Starts the caches; the work queue runs once they have all been listed (see `ready`). */
   start(): void {
     for (const i of this.informers) i.start();

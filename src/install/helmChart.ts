@@ -4,6 +4,7 @@ import type { DiscoveryHandler } from '../model/handler.js';
 import { crdManifests } from './crds.js';
 import {
   BROKER_URL,
+  CONTROLLER_REPLICAS,
   DEFAULT_IMAGE_REPOSITORY,
   DISTRIBUTIONS,
   DNS_LABEL,
@@ -116,7 +117,15 @@ function valuesSchema(handlers: readonly DiscoveryHandler[]) {
       controller: {
         type: 'object',
         additionalProperties: false,
-        properties: { enabled: { type: 'boolean' } },
+        properties: {
+          enabled: { type: 'boolean' },
+          replicas: {
+            type: 'integer',
+            minimum: CONTROLLER_REPLICAS.min,
+            maximum: CONTROLLER_REPLICAS.max,
+            description: 'one leads on the Lease leafbridge-controller, the others stand by',
+          },
+        },
       },
       hub: {
         type: 'object',

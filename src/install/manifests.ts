@@ -39,6 +39,7 @@ export function defaultInstallOptions(): InstallOptions {
     handlers: [...DEFAULT_HANDLERS],
     externalHandlers: [],
     controller: true,
+    controllerReplicas: 2,
     devicePluginDir: '/var/lib/kubelet/device-plugins',
     nodeSelector: {},
     tolerations: [],
@@ -124,6 +125,8 @@ export function packageVersion(): string {
 export const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 export const BROKER_URL = /^mqtts?:\/\/[^\s/?#]+(:\d{1,5})?\/?$/;
 export const HUB_REPLICAS = { min: 1, max: 100 } as const;
+/** One leads; more than a few only add candidates polling the Lease. */
+export const CONTROLLER_REPLICAS = { min: 1, max: 5 } as const;
 
 function optionProblems(o: InstallOptions, handlers: readonly DiscoveryHandler[]): string[] {
   const problems: string[] = [];
@@ -143,6 +146,17 @@ function optionProblems(o: InstallOptions, handlers: readonly DiscoveryHandler[]
   const { min, max } = HUB_REPLICAS;
   if (o.hub && !(Number.isInteger(o.hub.replicas) && o.hub.replicas >= min && o.hub.replicas <= max))
     problems.push(`hub replicas: ${o.hub.replicas}: must be a whole number from ${min} to ${max}`);
+  const c = CONTROLLER_REPLICAS;
+  if (
+    !(
+      Number.isInteger(o.controllerReplicas) &&
+      o.controllerReplicas >= c.min &&
+      o.controllerReplicas <= c.max
+    )
+  )
+    problems.push(
+      `controller replicas: ${o.controllerReplicas}: must be a whole number from ${c.min} to ${c.max}`,
+    );
   if (!o.devicePluginDir.startsWith('/'))
     problems.push(`devicePluginDir: ${o.devicePluginDir}: must be an absolute path`);
   return problems;

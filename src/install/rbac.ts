@@ -12,6 +12,8 @@ export interface Grant {
   apiGroup: string;
   resources: string[];
   verbs: string[];
+  /** Only these objects (RBAC cannot narrow `create` or `list` by name). */
+  resourceNames?: string[];
   why: string;
 }
 
@@ -128,6 +130,19 @@ export const GRANTS: Record<Component, { namespaced: Grant[]; cluster: Grant[] }
         verbs: ['update'],
         why: 'owner references with blockOwnerDeletion on what it creates (OwnerReferencesPermissionEnforcement)',
       },
+      {
+        apiGroup: 'coordination.k8s.io',
+        resources: ['leases'],
+        verbs: ['get', 'update'],
+        resourceNames: ['leafbridge-controller'],
+        why: 'leader election: the one Lease its replicas elect a leader on (read, renew, take over, release)',
+      },
+      {
+        apiGroup: 'coordination.k8s.io',
+        resources: ['leases'],
+        verbs: ['create'],
+        why: 'leader election: the Lease, the first time (RBAC cannot narrow create to a name)',
+      },
     ],
     cluster: [
       {
@@ -157,7 +172,12 @@ export const GRANTS: Record<Component, { namespaced: Grant[]; cluster: Grant[] }
   },
 };
 
-const rule = (g: Grant): IPolicyRule => ({ apiGroups: [g.apiGroup], resources: g.resources, verbs: g.verbs });
+const rule = (g: Grant): IPolicyRule => ({
+  apiGroups: [g.apiGroup],
+  resources: g.resources,
+  ...(g.resourceNames ? { resourceNames: g.resourceNames } : {}),
+  verbs: g.verbs,
+});
 
 /** The ServiceAccount, Role + RoleBinding and (when needed) ClusterRole + ClusterRoleBinding of a component. */
 export function rbac(o: InstallOptions, component: Component): KubeManifest[] {

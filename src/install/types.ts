@@ -14,6 +14,8 @@ export interface InstallOptions {
    */
   externalHandlers: string[];
   controller: boolean;
+  /** Replicas of the controller: one leads (holds the Lease), the others stand by. Default 2. */
+  controllerReplicas: number;
   /** The twin hub and the cloud broker it subscribes to; none by default. */
   hub?: { brokerUrl: string; replicas: number };
   /** The kubelet's device-plugin directory; its sibling `pod-resources` holds the PodResources socket. */

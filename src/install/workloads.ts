@@ -257,13 +257,19 @@ const RESTRICTED: ISecurityContext = {
 
 type DeploymentStrategy = NonNullable<NonNullable<IDeployment['spec']>['strategy']>;
 
+/** The port of the controller's /healthz and /readyz. */
+export const CONTROLLER_HEALTH_PORT = 8081;
+
 export function controllerDeployment(o: InstallOptions): KubeManifest {
   return deployment(o, 'controller', {
-    replicas: 1,
-    // One controller at a time (it has no leader election): the old one goes before the new one starts.
-    strategy: { type: 'Recreate' },
-    args: ['controller'],
-    env: [],
+    replicas: o.controllerReplicas,
+    // One replica leads on the Lease, the others stand by: a rollout replaces them one at a time, and a
+    // leader stopped by it releases the Lease to a standby at once.
+    strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+    args: ['controller', '--health-addr', `0.0.0.0:${CONTROLLER_HEALTH_PORT}`],
+    // The candidate's identity in the Lease: the pod's name and a random suffix.
+    env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+    healthPort: CONTROLLER_HEALTH_PORT,
   });
 }
 
@@ -284,7 +290,14 @@ export function hubDeployment(o: InstallOptions, hub: { brokerUrl: string; repli
 function deployment(
   o: InstallOptions,
   component: 'controller' | 'hub',
-  d: { replicas: number; strategy: DeploymentStrategy; args: string[]; env: IEnvVar[] },
+  d: {
+    replicas: number;
+    strategy: DeploymentStrategy;
+    args: string[];
+    env: IEnvVar[];
+    /** Where /healthz and /readyz answer; none: no probes (a process that fails exits and is restarted). */
+    healthPort?: number;
+  },
 ): KubeManifest {
   const name = `leafbridge-${component}`;
   return manifest<IDeployment>({
@@ -301,13 +314,13 @@ function deployment(
           serviceAccountName: name,
           nodeSelector: { 'kubernetes.io/os': 'linux' },
           terminationGracePeriodSeconds: 10,
-          // No HTTP endpoint (yet): no probes; a process that fails exits and is restarted.
           containers: [
             {
               name: component,
               image: o.image,
               args: d.args,
               ...(d.env.length > 0 ? { env: d.env } : {}),
+              ...(d.healthPort === undefined ? {} : healthProbes(d.healthPort)),
               // @kubernetes/client-node alone costs ~70 MB.
               resources: { requests: { cpu: '20m', memory: '128Mi' }, limits: { memory: '256Mi' } },
               securityContext: RESTRICTED,
@@ -317,4 +330,19 @@ function deployment(
       },
     },
   });
+}
+
+/** Liveness and readiness on a component's health port; a standby controller answers both (it is healthy). */
+function healthProbes(port: number): Pick<IContainer, 'ports' | 'livenessProbe' | 'readinessProbe'> {
+  const probe = (path: string): IProbe => ({
+    httpGet: { path, port: 'health' },
+    periodSeconds: 10,
+    timeoutSeconds: 3,
+    failureThreshold: 3,
+  });
+  return {
+    ports: [{ name: 'health', containerPort: port, protocol: 'TCP' }],
+    livenessProbe: probe('/healthz'),
+    readinessProbe: probe('/readyz'),
+  };
 }

@@ -77,6 +77,7 @@ const CASES: [string, (Record<string, unknown> | string)[], Partial<InstallOptio
   ['k3s (values-k3s.yaml)', [join(CHART, 'values-k3s.yaml')], DISTRIBUTIONS.k3s],
   ['MicroK8s (values-microk8s.yaml)', [join(CHART, 'values-microk8s.yaml')], DISTRIBUTIONS.microk8s],
   ['no controller', [{ controller: { enabled: false } }], { controller: false }],
+  ['three controller replicas', [{ controller: { replicas: 3 } }], { controllerReplicas: 3 }],
   [
     'the cloud: upstream and hub',
     [{ upstream: EXAMPLE_CLOUD_BROKER, hub: { enabled: true, brokerUrl: 'mqtt://b.example', replicas: 3 } }],

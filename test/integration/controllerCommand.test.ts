@@ -78,19 +78,63 @@ describe('leafbridge controller (the command)', () => {
       { subresource: 'status' },
     );
 
-    const p = run(['--kubeconfig', kubeconfig, '-n', NS, '--pending-timeout', '5m', '--node-grace', '40s']);
+    const p = run([
+      '--kubeconfig',
+      kubeconfig,
+      '-n',
+      NS,
+      '--pending-timeout',
+      '5m',
+      '--node-grace',
+      '40s',
+      '--health-addr',
+      '127.0.0.1:0',
+    ]);
+    const port = await waitForLine(p.child, (l) =>
+      l.msg === 'health endpoints listening' ? (l.port as number) : undefined,
+    );
+    // The only candidate: it creates the Lease, leads, and only then reconciles.
+    await waitForLine(p.child, (l) => (l.msg === 'became the leader' ? true : undefined), 15_000);
     await waitForLine(p.child, (l) => (l.msg === 'caches synced; reconciling' ? true : undefined), 15_000);
     await until(() => api?.object('pods', NS, 'cams-aaaaaa-pod') !== undefined, 10_000, 'the broker pod');
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect([ready.status, await ready.json()]).toEqual([200, { role: 'leader', synced: true }]);
+    expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(404);
+    const lease = () => api?.object('leases', NS, 'leafbridge-controller')?.spec as Record<string, unknown>;
+    expect(lease()).toMatchObject({ leaseDurationSeconds: 15, leaseTransitions: 0 });
     const t0 = Date.now();
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
     expect(Date.now() - t0).toBeLessThan(5000);
+    // Released on the way out: the next candidate need not wait out the 15 s.
+    expect(lease()).toMatchObject({ holderIdentity: '', leaseDurationSeconds: 1 });
+  });
+
+  it('stops and exits 1 when it cannot renew the Lease (API server down), for Kubernetes to start it afresh', async () => {
+    api = await KubeApiServer.start({ crds: crdManifests(builtinHandlers) });
+    const dir = tempDir('lb-controller-');
+    dirs.push(dir);
+    const kubeconfig = api.writeKubeconfig(dir.path, NS);
+    const timing = ['--leader-elect-lease-duration', '4s', '--leader-elect-renew-deadline', '3s'];
+    const p = run(['--kubeconfig', kubeconfig, '-n', NS, ...timing, '--leader-elect-retry-period', '500ms']);
+    await waitForLine(p.child, (l) => (l.msg === 'caches synced; reconciling' ? true : undefined), 15_000);
+    await api.down();
+    const lost = await waitForLine(p.child, (l) => (l.msg === 'lost the lease' ? l : undefined), 20_000);
+    expect(lost.why).toBe('no renewal for 3000 ms');
+    expect(await p.exited).toBe(1);
   });
 
   it('exits 2 on a bad flag, and when there is no cluster to connect to', async () => {
     const bad = run(['--node-grace', 'soon']);
     expect(await bad.exited).toBe(2);
     expect(bad.stderr()).toContain('--node-grace: expected a duration');
+
+    const timing = run(['--leader-elect-renew-deadline', '20s']);
+    expect(await timing.exited).toBe(2);
+    expect(timing.stderr()).toContain('the lease duration must be longer than the renew deadline');
+    const addr = run(['--health-addr', 'everywhere']);
+    expect(await addr.exited).toBe(2);
+    expect(addr.stderr()).toContain('--health-addr: expected HOST:PORT');
 
     const none = run([]); // no KUBECONFIG, no service account
     expect(await none.exited).toBe(2);

@@ -3,6 +3,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
 import { builtinHandlers } from '../../src/builtinHandlers.js';
+import { CONTROLLER_LEASE } from '../../src/cli/controllerCommand.js';
 import { manifestsCommand, parseManifestsArgs } from '../../src/cli/manifestsCommand.js';
 import { parseConfig } from '../../src/config/load.js';
 import {
@@ -292,6 +293,7 @@ describe('installManifests', () => {
         handlers: ['onvif', 'zigbee'],
         upstream: 'http://cloud',
         hub: { brokerUrl: 'ws://x', replicas: 0 },
+        controllerReplicas: 0,
         devicePluginDir: 'relative/dir',
         image: 'has space',
       }),
@@ -301,6 +303,7 @@ describe('installManifests', () => {
       'handlers: zigbee: unknown (known: onvif, opcua, serial, mqtt, modbus, debug-echo)',
       'hub: ws://x: must be an mqtt:// or mqtts:// URL',
       'hub replicas: 0: must be a whole number from 1 to 100',
+      'controller replicas: 0: must be a whole number from 1 to 5',
       'devicePluginDir: relative/dir: must be an absolute path',
       'agent config: upstream.url: must be an mqtt:// or mqtts:// URL',
     ]);
@@ -431,7 +434,20 @@ describe('RBAC: each component gets exactly what its code calls', () => {
     }
     // Owner references with blockOwnerDeletion need `update` on the owner's finalizers (an admission check).
     const finalizers = [`${LB}/devices/finalizers update`, `${LB}/discoveryconfigs/finalizers update`];
-    expect(grantedTriples(install(), 'leafbridge-controller')).toEqual([...needed, ...finalizers].sort());
+    // Leader election (src/kubeclient/leaderElection.ts): read, renew and take over the one Lease; create it once.
+    const text = readFileSync(join(ROOT, 'src/kubeclient/leaderElection.ts'), 'utf8');
+    const methods = [...text.matchAll(/\bmethod: '(\w+)'|'(POST|PUT)'/g)].map((m) => m[1] ?? m[2]);
+    expect([...new Set(methods)].sort()).toEqual(['GET', 'POST', 'PUT']);
+    const leases = ['get', 'create', 'update'].map((v) => `coordination.k8s.io/leases ${v}`);
+    expect(grantedTriples(install(), 'leafbridge-controller')).toEqual(
+      [...needed, ...finalizers, ...leases].sort(),
+    );
+    // get and update on the controller's Lease alone; create cannot be narrowed by name.
+    const named = GRANTS.controller.namespaced.filter((g) => g.resources.includes('leases'));
+    expect(named.map((g) => [g.verbs.join(), g.resourceNames])).toEqual([
+      ['get,update', [CONTROLLER_LEASE]],
+      ['create', undefined],
+    ]);
   });
 });
 
