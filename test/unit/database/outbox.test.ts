@@ -232,6 +232,26 @@ describe('Outbox', () => {
     expect(taken.length - inTable.length).toBeLessThanOrEqual(dropped);
   });
 
+  it('drop-oldest while the bridge reads ahead of the table: no dropped entry is handed out, nor counted twice', async () => {
+    // 600 committed entries: the first take reads 512 rows (READ_AHEAD) and keeps the 511 it does not hand out.
+    const { db, outbox } = open({ tailBytes: 1, maxBytes: ENTRY(10) * 600 });
+    await Promise.all(Array.from({ length: 600 }, (_, i) => outbox.append(msg('d1', i))));
+    const [first] = outbox.take(1);
+    // 50 more: the 50 oldest are dropped, 49 of them among those read ahead and not yet handed out.
+    await Promise.all(Array.from({ length: 50 }, (_, i) => outbox.append(msg('d2', i))));
+    expect(outbox.dropped.oldest).toBe(50);
+    const inTable = (db.prepare('SELECT seq FROM outbox ORDER BY seq').all() as { seq: number }[]).map(
+      (r) => r.seq,
+    );
+    expect(inTable).toHaveLength(600);
+    expect(inTable[0]).toBe((first?.seq as number) + 50);
+    const taken: number[] = [];
+    for (let batch = outbox.take(100); batch.length > 0; batch = outbox.take(100))
+      for (const e of batch) taken.push(e.seq);
+    // Exactly what is left, each once: a dropped message is never delivered after it was counted as dropped.
+    expect(taken).toEqual(inTable);
+  });
+
   it('a tail that reached its size limit is served, then the table after it, every entry once and in order', async () => {
     // Room in memory for 5 entries: past that, commits are in the table only, and are read from there after the tail.
     const { outbox } = open({ tailBytes: ENTRY(10) * 5 });

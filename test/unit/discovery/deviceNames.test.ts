@@ -61,9 +61,12 @@ describe('DeviceNames', () => {
       names.note(deviceName('cams', 'a', 'edge-1', attempt), `x${attempt}`);
     expect(names.nameFor('a', false, logger)).toBeUndefined();
     expect(lines).toHaveLength(17);
+    // The line names the config and the device left out: without them an operator cannot tell which one.
     expect(lines[16]).toMatchObject({
       level: 50,
       msg: 'no free Device name after 16 attempts; device left out',
+      config: 'cams',
+      id: 'a',
     });
     // One more alternative free (the 16th, attempt 15): it is taken.
     names.forget(deviceName('cams', 'a', 'edge-1', 15));
