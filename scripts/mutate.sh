@@ -29,6 +29,7 @@ tests_for() {
       echo 'test/contract/brokerPersistence.contract.test.ts,test/unit/broker/persistence*.test.ts' ;;
     src/broker/auth.ts) echo 'test/unit/broker/auth.test.ts' ;;
     src/hub/*) echo 'test/unit/hub/**/*.test.ts' ;;
+    src/sync/bridge.ts) echo 'test/unit/sync/**/*.test.ts,test/integration/bridgePuback.test.ts' ;;
     src/sync/*) echo 'test/unit/sync/**/*.test.ts' ;;
     src/deviceplugin/slots.ts | src/deviceplugin/storeClaims.ts)
       echo 'test/unit/deviceplugin/*laims*.test.ts,test/unit/deviceplugin/slots*.test.ts' ;;

@@ -113,15 +113,20 @@ export class StatusWriter {
     return newer;
   }
 
-  /** Writes every pending change now (shutting down); resolves when none is left or after `ms`. */
+  /**
+   * Writes every pending change now (shutting down); resolves when none is left or after `ms`. A change that
+   * arrived while its Device was being written is scheduled when that write ends: it is written at once too.
+   */
   async drain(ms: number): Promise<void> {
-    for (const [name, timer] of this.timers) {
-      clearTimeout(timer);
-      this.timers.delete(name);
-      void this.flush(name);
-    }
     const end = performance.now() + ms;
-    while (this.backlog > 0 && performance.now() < end) await sleep(20);
+    while (this.backlog > 0 && performance.now() < end) {
+      for (const [name, timer] of this.timers) {
+        clearTimeout(timer);
+        this.timers.delete(name);
+        void this.flush(name);
+      }
+      await sleep(20);
+    }
   }
 
   /** The watch saw `o`: our own copy of it is no longer needed once the watch has caught up. */

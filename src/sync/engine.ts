@@ -181,15 +181,15 @@ export class SyncEngine {
     }
   }
 
-  /** A client subscribed: hand it the commands waiting for its device. */
+  /** A client subscribed: hand it the commands waiting for its device that its filter covers. */
   onSubscribed(identity: Identity, topics: string[]): void {
     for (const filter of topics) {
       const device = identity.kind === 'device' ? identity.device : filter.split('/')[1];
       if (!device || device === '+' || device === '#') continue;
-      if (!filterCovers(filter, edgeTopic.command(device, 'x'))) continue;
-      // After the SUBACK has gone out.
+      // After the SUBACK has gone out. Per command: a filter may name one command (`devices/d1/commands/reboot`).
       setImmediate(() => {
-        for (const cmd of this.o.commands.pendingFor(device)) this.deliver(cmd);
+        for (const cmd of this.o.commands.pendingFor(device))
+          if (filterCovers(filter, edgeTopic.command(device, cmd.name))) this.deliver(cmd);
       });
     }
   }

@@ -213,4 +213,42 @@ describe('upstream bridge: its own QoS 1 PUBLISHes and their PUBACKs', () => {
     expect(fives.map((s) => s.connection)).toEqual([1, 2]);
     expect(fives[0]?.msgId).toBe(fives[1]?.msgId);
   });
+  it('"unspecified" (0x80) and "implementation specific" (0x83) also mean retry later; 0x10 (no subscribers) is a success', async () => {
+    const refused = new Set<string>();
+    const upstream = new ScriptedUpstream(5, (p) => {
+      const n = p.topic.slice(p.topic.lastIndexOf('/') + 1);
+      if (n === '6') return 0x10;
+      const code = n === '2' ? 0x80 : n === '4' ? 0x83 : 0;
+      if (code === 0 || refused.has(n)) return 0;
+      refused.add(n);
+      return code;
+    });
+    const { outbox, bridge, append } = await setup(5, 1, upstream);
+    await append(8);
+    await until(() => outbox.messages === 0, 10_000, 'the outbox emptied');
+    expect(upstream.connections).toBe(3);
+    expect(bridge.rejected).toBe(0);
+    expect(bridge.forwarded).toBe(8);
+    const topics = upstream.seen.map((s) => s.topic.slice(s.topic.lastIndexOf('/') + 1));
+    expect(topics).toEqual(['0', '1', '2', '2', '3', '4', '4', '5', '6', '7']);
+  });
+
+  it('a message MQTT cannot carry (a topic over 65,535 bytes) is dropped and counted; the rest of its batch goes', async () => {
+    const upstream = new ScriptedUpstream(4, () => 0);
+    const { outbox, bridge } = await setup(4, 10, upstream);
+    const long = `devices/d1/telemetry/${'x'.repeat(70_000)}`;
+    await Promise.all(
+      ['devices/d1/telemetry/a', long, 'devices/d1/telemetry/b'].map((topic) =>
+        outbox.append({ device: 'd1', topic, payload: Buffer.from('v') }),
+      ),
+    );
+    await until(() => outbox.messages === 0, 10_000, 'the outbox emptied');
+    expect(bridge.rejected).toBe(1);
+    expect(bridge.forwarded).toBe(2);
+    expect(upstream.seen.map((s) => s.topic)).toEqual([
+      `${PREFIX}devices/d1/telemetry/a`,
+      `${PREFIX}devices/d1/telemetry/b`,
+    ]);
+    expect(upstream.connections).toBe(1);
+  });
 });

@@ -1,0 +1,346 @@
+// The hub's Device status writes (src/hub/statusWriter.ts) and the version ordering they rest on
+// (src/hub/statusPatch.ts), against the test API server over HTTP with the real REST client: a burst is one
+// write, nothing older than the server's state is written, conflicts re-read and keep what others wrote, an
+// outage ends in one write with the newest state.
+import { Writable } from 'node:stream';
+import { KubeConfig } from '@kubernetes/client-node';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { builtinHandlers } from '../../../src/builtinHandlers.js';
+import type { Presence, Report } from '../../../src/hub/messages.js';
+import { StatusWriter } from '../../../src/hub/statusWriter.js';
+import { emptyMetrics, type HubDevice } from '../../../src/hub/types.js';
+import { crdManifests } from '../../../src/install/crds.js';
+import { KubeRest } from '../../../src/kubeclient/kubeRest.js';
+import { createLogger } from '../../../src/util/logger.js';
+import { KubeApiServer } from '../../helpers/kubeApiServer.js';
+import { until } from '../../helpers/wait.js';
+
+const NS = 'default';
+const T0 = '2026-01-01T00:00:00Z';
+const AT = Date.parse('2026-06-01T12:00:00Z');
+
+type Status = {
+  online?: boolean;
+  lastSeen?: string;
+  reported?: Record<string, unknown>;
+  conditions?: { type: string; status: string; reason: string; message: string }[];
+};
+
+const report = (version: number, doc: Record<string, unknown>, o: Partial<Report> = {}): Report => ({
+  node: 'n1',
+  epoch: 'e1',
+  receivedAt: AT,
+  doc: { ...doc, $version: version },
+  version,
+  ...o,
+});
+
+const presence = (online: boolean, seq: number | undefined, o: Partial<Presence> = {}): Presence => ({
+  node: 'n1',
+  receivedAt: AT,
+  online,
+  ...(seq === undefined ? {} : { msgId: { epoch: 'e1', seq, text: `e1-${seq}` } }),
+  ...o,
+});
+
+describe('StatusWriter', () => {
+  let api: KubeApiServer;
+  let seq = 0;
+  const cleanups: (() => void)[] = [];
+  beforeAll(async () => {
+    api = await KubeApiServer.start({ crds: crdManifests(builtinHandlers) });
+  });
+  afterAll(async () => {
+    await api?.close();
+  });
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) c();
+    await api.up();
+    api.slow(0);
+  });
+
+  /** A Device on the server (with `status` when given); returns its name. */
+  function seed(status?: Status): string {
+    const name = `dev-${++seq}`;
+    api.seed('devices', {
+      apiVersion: 'leafbridge.io/v1alpha1',
+      kind: 'Device',
+      metadata: { name, namespace: NS },
+      spec: {
+        id: name,
+        configName: 'sensors',
+        handler: 'mqtt',
+        shared: false,
+        nodes: ['n1'],
+        capacity: 1,
+        properties: {},
+        deviceNodes: [],
+        mounts: [],
+      },
+    });
+    if (status) patchStatus(name, status);
+    return name;
+  }
+
+  function patchStatus(name: string, status: Status): void {
+    api.resources.patch(
+      api.type('devices'),
+      NS,
+      name,
+      'application/merge-patch+json',
+      { status },
+      {
+        subresource: 'status',
+      },
+    );
+  }
+
+  const stored = (name: string) => api.object('devices', NS, name) as unknown as HubDevice;
+  const statusOf = (name: string) => (stored(name)?.status ?? {}) as Status;
+  const statusWrites = (name: string) =>
+    api.requests({ verb: 'patch', subresource: 'status', name }).filter((r) => r.status === 200).length;
+
+  /**
+   * A writer whose watch is the server itself (`known` reads the stored object), or what `known` says.
+   * `intervalMs` long by default: only the first write of a quiet Device comes soon (after its settle).
+   */
+  function writer(o: { known?: (name: string) => HubDevice | undefined; intervalMs?: number } = {}) {
+    const kubeConfig = new KubeConfig();
+    kubeConfig.loadFromString(api.kubeconfig(NS));
+    const rest = new KubeRest(kubeConfig, { timeoutMs: 5_000 });
+    const metrics = emptyMetrics();
+    const refused: [string, string][] = [];
+    const lines: { msg: string; [k: string]: unknown }[] = [];
+    const logger = createLogger({
+      level: 'debug',
+      destination: new Writable({
+        write(chunk, _enc, cb) {
+          for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
+          cb();
+        },
+      }),
+    });
+    const w = new StatusWriter({
+      rest,
+      namespace: NS,
+      logger,
+      metrics,
+      intervalMs: o.intervalMs ?? 60_000,
+      concurrency: 4,
+      backoff: { baseMs: 20, maxMs: 100 },
+      probe: { baseMs: 20, maxMs: 100 },
+      known: o.known ?? ((name) => stored(name)),
+      onRefused: (name, err) => refused.push([name, err]),
+    });
+    cleanups.push(() => {
+      w.close();
+      rest.close();
+    });
+    return { w, metrics, refused, lines };
+  }
+
+  it('a burst of changes to a quiet Device is one write with the newest report and presence', async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    const { w, metrics } = writer();
+    expect(w.offer(name, { report: report(1, { fw: '1.0' }) })).toBe(true);
+    expect(w.offer(name, { report: report(3, { fw: '1.2' }) })).toBe(true);
+    // Older than what is pending: not newer, and not written.
+    expect(w.offer(name, { report: report(2, { fw: '1.1' }) })).toBe(false);
+    expect(w.offer(name, { presence: presence(false, 7) })).toBe(true);
+    expect(w.offer(name, { presence: presence(true, 9, { receivedAt: AT + 5_000 }) })).toBe(true);
+    expect(w.offer(name, { presence: presence(false, 8) })).toBe(false);
+    expect(w.backlog).toBe(1);
+    await until(() => w.backlog === 0, 10_000, 'the write');
+    expect(statusWrites(name)).toBe(1);
+    const s = statusOf(name);
+    expect(s.reported).toEqual({ fw: '1.2', $version: 3, $node: 'n1', $epoch: 'e1' });
+    expect(s.online).toBe(true); // the agents own it; the hub leaves it
+    expect(s.lastSeen).toBe('2026-06-01T12:00:05Z');
+    expect(s.conditions).toEqual([
+      expect.objectContaining({
+        type: 'Connected',
+        status: 'True',
+        reason: 'MqttOnline',
+        message: 'online at n1 (lb-msg-id e1-9)',
+      }),
+    ]);
+    expect(metrics).toMatchObject({ apiWrites: 1, reportedWritten: 1, apiWriteFailures: 0, stale: 0 });
+    expect(metrics.apiWriteMs).toBeGreaterThan(0);
+  });
+
+  it('writes online: false only when the Device has no online field; an offline presence reads MqttOffline', async () => {
+    const name = seed();
+    const { w } = writer();
+    w.offer(name, { presence: presence(false, undefined, { node: 'n2' }) });
+    await until(() => w.backlog === 0 && statusWrites(name) === 1, 10_000, 'the write');
+    const s = statusOf(name);
+    expect(s.online).toBe(false);
+    expect(s.lastSeen).toBe('2026-06-01T12:00:00Z');
+    expect(s.conditions?.[0]).toMatchObject({
+      type: 'Connected',
+      status: 'False',
+      reason: 'MqttOffline',
+      message: 'offline at n2',
+    });
+  });
+
+  it('never writes a report older than the server holds from the same edge database; another epoch or node replaces it', async () => {
+    const name = seed({
+      online: true,
+      lastSeen: '2027-01-01T00:00:00Z',
+      reported: { fw: '2.0', $version: 5, $node: 'n1', $epoch: 'e1' },
+    });
+    const { w, metrics } = writer({ intervalMs: 50 });
+    w.offer(name, { report: report(5, { fw: 'same version' }) });
+    w.offer(name, { presence: presence(true, 3) });
+    await until(() => metrics.apiWrites === 1, 10_000, 'the presence write');
+    // The same version is stale: only the condition was written; lastSeen never moves back.
+    expect(metrics.stale).toBe(1);
+    expect(metrics.reportedWritten).toBe(0);
+    expect(statusOf(name).reported).toMatchObject({ fw: '2.0', $version: 5 });
+    expect(statusOf(name).lastSeen).toBe('2027-01-01T00:00:00Z');
+    // Older again, and an older presence of the same epoch: nothing to write at all.
+    w.offer(name, { report: report(4, { fw: 'older' }), presence: presence(false, 2) });
+    await until(() => metrics.writesSkipped === 1, 10_000, 'the skipped write');
+    expect(metrics.stale).toBe(3);
+    expect(metrics.apiWrites).toBe(1);
+    // A replaced edge database (another epoch): its lower version wins, and so does its presence.
+    w.offer(name, {
+      report: report(1, { fw: '3.0' }, { epoch: 'e2' }),
+      presence: presence(false, 1, { msgId: { epoch: 'e2', seq: 1, text: 'e2-1' } }),
+    });
+    await until(() => w.backlog === 0 && statusOf(name).reported?.$epoch === 'e2', 10_000, 'the new epoch');
+    expect(statusOf(name).reported).toEqual({ fw: '3.0', $version: 1, $node: 'n1', $epoch: 'e2' });
+    expect(statusOf(name).conditions?.[0]?.message).toBe('offline at n1 (lb-msg-id e2-1)');
+    expect(metrics.reportedWritten).toBe(1);
+  });
+
+  it('without message ids (MQTT 3.1.1) a report orders by version per node, and another node replaces it', async () => {
+    const name = seed({
+      online: true,
+      lastSeen: T0,
+      reported: { fw: '2.0', $version: 5, $node: 'n1' },
+    });
+    const { w, metrics } = writer({ intervalMs: 50 });
+    w.offer(name, { report: report(4, { fw: 'older' }, { epoch: undefined }) });
+    await until(() => metrics.writesSkipped + metrics.apiWrites >= 1, 10_000, 'the first decision');
+    // Only lastSeen could change, and a stale report moves nothing: skipped.
+    expect(metrics.writesSkipped).toBe(1);
+    w.offer(name, { report: report(6, { fw: '2.1' }, { epoch: undefined }) });
+    await until(() => statusOf(name).reported?.$version === 6, 10_000, 'the newer version');
+    // Only what changed is sent: fw, $version.
+    w.offer(name, { report: report(1, { fw: '9.0' }, { epoch: undefined, node: 'n2' }) });
+    await until(() => statusOf(name).reported?.$node === 'n2', 10_000, 'the other node');
+    expect(statusOf(name).reported).toEqual({ fw: '9.0', $version: 1, $node: 'n2' });
+  });
+
+  it('a write against an old copy gets 409, re-reads and keeps what another writer put there', async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    const old = structuredClone(stored(name));
+    // Another writer (an agent) changes the status after the hub's copy was taken.
+    patchStatus(name, { online: false });
+    const { w, metrics } = writer({ known: () => old });
+    w.offer(name, { report: report(1, { fw: '1.0' }) });
+    await until(() => w.backlog === 0 && metrics.apiWrites === 2, 10_000, 'the write after the conflict');
+    expect(metrics.apiWriteConflicts).toBe(1);
+    expect(statusOf(name)).toMatchObject({ online: false, reported: { fw: '1.0', $version: 1 } });
+    // The answer is remembered: the next write goes against it, not the watch's old copy, without a conflict.
+    w.offer(name, { report: report(2, { fw: '1.1' }) });
+    await w.drain(10_000);
+    expect(statusOf(name).reported).toMatchObject({ fw: '1.1', $version: 2 });
+    expect(metrics.apiWriteConflicts).toBe(1);
+    expect(metrics.apiWrites).toBe(3);
+  });
+
+  it('while the API server is down the changes wait and fold; once it is back each Device gets one write', async () => {
+    const a = seed({ online: true, lastSeen: T0 });
+    const b = seed({ online: true, lastSeen: T0 });
+    const { w, lines, metrics } = writer({ intervalMs: 50 });
+    await api.down();
+    w.offer(a, { report: report(1, { v: 1 }) });
+    w.offer(b, { presence: presence(true, 1) });
+    await until(
+      () => lines.some((l) => l.msg === 'API server unreachable; Device status writes wait'),
+      10_000,
+      'the outage noticed',
+    );
+    for (let v = 2; v <= 20; v++) w.offer(a, { report: report(v, { v }) });
+    w.offer(b, { presence: presence(false, 2) });
+    expect(w.backlog).toBe(2);
+    api.clearLog();
+    await api.up();
+    await until(() => w.backlog === 0, 10_000, 'the writes after the outage');
+    expect(statusOf(a).reported).toMatchObject({ v: 20, $version: 20 });
+    expect(statusOf(b).conditions?.[0]?.message).toBe('offline at n1 (lb-msg-id e1-2)');
+    expect(statusWrites(a)).toBe(1);
+    expect(statusWrites(b)).toBe(1);
+    expect(metrics.reportedWritten).toBe(1);
+  });
+
+  it('retries a 503 with backoff; a write refused for good (422) is dropped and reported', async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    const { w, metrics, refused } = writer({ intervalMs: 50 });
+    api.failNext(2, 503, { verb: 'patch' });
+    w.offer(name, { report: report(1, { fw: '1.0' }) });
+    await until(() => statusOf(name).reported?.$version === 1, 10_000, 'the write after two 503s');
+    expect(metrics.apiWriteFailures).toBe(2);
+    expect(refused).toEqual([]);
+    api.failNext(1, 422, { verb: 'patch' });
+    w.offer(name, { report: report(2, { fw: '2.0' }) });
+    await until(() => refused.length === 1, 10_000, 'the refusal');
+    expect(refused[0]?.[0]).toBe(name);
+    expect(refused[0]?.[1]).toMatch(/^HTTP 422: /);
+    expect(metrics.apiWriteFailures).toBe(3);
+    // Dropped: nothing left to write, the server keeps version 1.
+    await until(() => w.backlog === 0, 10_000, 'the backlog emptied');
+    expect(statusOf(name).reported?.$version).toBe(1);
+  });
+
+  it('a Device deleted on the server, unknown to the watch or forgotten is not written', async () => {
+    const gone = seed({ online: true, lastSeen: T0 });
+    const unknown = seed({ online: true, lastSeen: T0 });
+    const forgotten = seed({ online: true, lastSeen: T0 });
+    const copy = structuredClone(stored(gone));
+    const { w, metrics, refused } = writer({
+      intervalMs: 50,
+      known: (n) => (n === gone ? copy : n === unknown ? undefined : stored(n)),
+    });
+    api.remove('devices', NS, gone);
+    w.offer(gone, { report: report(1, { x: 1 }) });
+    w.offer(unknown, { report: report(1, { x: 1 }) });
+    w.offer(forgotten, { report: report(1, { x: 1 }) });
+    w.forget(forgotten);
+    await until(() => w.backlog === 0, 10_000, 'nothing left');
+    // The deleted one was tried once (404: done, no retry), the others never.
+    expect(api.requests({ verb: 'patch', subresource: 'status', name: gone }).map((r) => r.status)).toEqual([
+      404,
+    ]);
+    expect(api.requests({ verb: 'patch', subresource: 'status', name: unknown })).toEqual([]);
+    expect(api.requests({ verb: 'patch', subresource: 'status', name: forgotten })).toEqual([]);
+    expect(refused).toEqual([]);
+    expect(metrics.apiWrites).toBe(1);
+  });
+
+  it('drain writes what waits for its interval now, and a change that came during a write; after close nothing is taken', async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    const { w } = writer();
+    // A change arrives while the first write is on its way.
+    api.beforeNext({ verb: 'patch', subresource: 'status', name }, () =>
+      w.offer(name, { report: report(2, { v: 2 }) }),
+    );
+    w.offer(name, { report: report(1, { v: 1 }) });
+    await until(() => statusOf(name).reported?.$version === 1, 10_000, 'the first write');
+    await w.drain(10_000);
+    expect(w.backlog).toBe(0);
+    expect(statusOf(name).reported?.$version).toBe(2);
+    // The next change waits for the (minute-long) interval; drain writes it at once.
+    w.offer(name, { report: report(3, { v: 3 }) });
+    expect(w.backlog).toBe(1);
+    await w.drain(10_000);
+    expect(w.backlog).toBe(0);
+    expect(statusOf(name).reported?.$version).toBe(3);
+    w.close();
+    expect(w.offer(name, { report: report(4, { v: 4 }) })).toBe(false);
+    expect(w.backlog).toBe(0);
+  });
+});
