@@ -30,6 +30,12 @@ options:
       --crds-only               print only the CRDs (for a Helm install with external handlers:
                                 Helm installs the chart's crds/ as they are)
       --no-controller           leave out the controller (broker Pods/Jobs/Services per Device)
+      --broker-tls-secret NAME  the edge broker's mqtts listener on port 8883, its certificate and key
+                                from this kubernetes.io/tls Secret (tls.crt, tls.key), mounted read-only
+      --broker-client-ca        with --broker-tls-secret: that Secret's ca.crt is the CA of the devices'
+                                client certificates (docs/security.md)
+      --broker-websocket ws|wss the edge broker's MQTT over WebSocket on port 8083 (wss: with the
+                                certificate of --broker-tls-secret)
       --hub URL                 add the twin hub, subscribed to this cloud broker
       --hub-replicas N          hub replicas, sharing the broker's load (default 2)
       --device-plugin-dir DIR   the kubelet's device-plugin directory (default /var/lib/kubelet/device-plugins)
@@ -88,6 +94,9 @@ export function parseManifestsArgs(argv: string[]): ManifestsArgs | 'help' {
       'external-handlers': { type: 'string' },
       'crds-only': { type: 'boolean', default: false },
       'no-controller': { type: 'boolean', default: false },
+      'broker-tls-secret': { type: 'string' },
+      'broker-client-ca': { type: 'boolean', default: false },
+      'broker-websocket': { type: 'string' },
       hub: { type: 'string' },
       'hub-replicas': { type: 'string' },
       'device-plugin-dir': { type: 'string' },
@@ -100,6 +109,11 @@ export function parseManifestsArgs(argv: string[]): ManifestsArgs | 'help' {
   if (positionals.length > 0) throw new Error(`unexpected argument ${positionals[0]}`);
   if (values['hub-replicas'] !== undefined && values.hub === undefined)
     throw new Error('--hub-replicas needs --hub URL');
+  if (values['broker-client-ca'] && values['broker-tls-secret'] === undefined)
+    throw new Error('--broker-client-ca needs --broker-tls-secret NAME');
+  const websocket = values['broker-websocket'];
+  if (websocket !== undefined && websocket !== 'ws' && websocket !== 'wss')
+    throw new Error(`--broker-websocket ${websocket}: must be ws or wss`);
   const replicas = values['hub-replicas'] ?? '2';
   if (!/^\d+$/.test(replicas)) throw new Error(`--hub-replicas ${replicas}: must be a whole number`);
   const options: Partial<InstallOptions> = {
@@ -111,6 +125,10 @@ export function parseManifestsArgs(argv: string[]): ManifestsArgs | 'help' {
       ? { externalHandlers: list(values['external-handlers']) }
       : {}),
     controller: !values['no-controller'],
+    ...(values['broker-tls-secret'] !== undefined
+      ? { brokerTls: { secret: values['broker-tls-secret'], clientCa: values['broker-client-ca'] } }
+      : {}),
+    ...(websocket !== undefined ? { brokerWebsocket: websocket } : {}),
     ...(values.hub !== undefined ? { hub: { brokerUrl: values.hub, replicas: Number(replicas) } } : {}),
     ...(values['device-plugin-dir'] !== undefined ? { devicePluginDir: values['device-plugin-dir'] } : {}),
     ...(values['node-selector'] !== undefined ? { nodeSelector: nodeSelector(values['node-selector']) } : {}),

@@ -89,23 +89,27 @@ function discoveryConfigCrd(handlers: readonly DiscoveryHandler[]): CustomResour
 }
 
 /**
- * Every field `X` beside an `XSecretRef` (a password) gets a CEL rule that refuses a non-empty inline value,
- * with the message the agent gives (model/discoveryConfigs.ts): the API server then refuses such an object
- * at `kubectl apply`, before it is stored where every reader of DiscoveryConfigs would see the secret. The
- * field stays in the schema, so objects stored before still load and the refusal names what to use.
+ * An object with a field `X` beside an `XSecretRef` (a password) gets a CEL rule that refuses a non-empty
+ * inline `X`, with the message the agent gives (model/discoveryConfigs.ts): the API server then refuses such
+ * an object at `kubectl apply`, before it is stored where every reader of DiscoveryConfigs would see the
+ * secret. The rule sits on the object, not the string: a rule on the string makes the API server quote the
+ * value in its answer (`Invalid value: "the password"`); on the object, with `fieldPath`, it quotes nothing. The field stays
+ * in the schema, so objects stored before still load and the refusal names what to use.
  */
 export function refuseInlineSecrets(schema: JsonSchemaProps): JsonSchemaProps {
   const out: JsonSchemaProps = { ...schema };
   if (schema.properties) {
     const props = schema.properties;
-    out.properties = Object.fromEntries(
-      Object.entries(props).map(([k, v]) => {
-        const walked = refuseInlineSecrets(v);
-        if (!(`${k}SecretRef` in props) || v.type !== 'string') return [k, walked];
-        const rule = { rule: "self == ''", message: inlineSecretRefusal(k) };
-        return [k, { ...walked, 'x-kubernetes-validations': [rule] }];
-      }),
-    );
+    out.properties = Object.fromEntries(Object.entries(props).map(([k, v]) => [k, refuseInlineSecrets(v)]));
+    const rules = Object.keys(props)
+      .filter((k) => `${k}SecretRef` in props && props[k]?.type === 'string')
+      .map((k) => ({
+        rule: `!has(self.${k}) || self.${k} == ''`,
+        message: inlineSecretRefusal(k),
+        fieldPath: `.${k}`,
+      }));
+    if (rules.length > 0)
+      out['x-kubernetes-validations'] = [...(schema['x-kubernetes-validations'] ?? []), ...rules];
   }
   if (schema.items) out.items = refuseInlineSecrets(schema.items);
   if (schema.additionalProperties)

@@ -28,7 +28,7 @@ let cp: ControlPlane | undefined;
 describeControlPlane('inline passwords in DiscoveryConfigs, on the real API server', () => {
   beforeAll(async () => {
     cp = await ControlPlane.start();
-    await cp.kubectl(['apply', '-f', join(ROOT, 'deploy/crds')]);
+    await cp.kubectl(['apply', '-k', join(ROOT, 'deploy/crds')]);
     await cp.kubectl([
       'wait',
       '--for=condition=Established',
@@ -55,7 +55,7 @@ describeControlPlane('inline passwords in DiscoveryConfigs, on the real API serv
     };
     await refused(
       config('broker', 'mqtt', { brokerUrl: 'mqtt://10.0.0.5:1883', username: 'lb', password: PLANTED }),
-      /spec\.handler\.details\.password/,
+      /spec\.handler\.details\.password: Invalid value: an inline password/,
     );
     await refused(
       config('cams', 'onvif', {
