@@ -93,8 +93,9 @@ function discoveryConfigCrd(handlers: readonly DiscoveryHandler[]): CustomResour
  * inline `X`, with the message the agent gives (model/discoveryConfigs.ts): the API server then refuses such
  * an object at `kubectl apply`, before it is stored where every reader of DiscoveryConfigs would see the
  * secret. The rule sits on the object, not the string: a rule on the string makes the API server quote the
- * value in its answer (`Invalid value: "the password"`); on the object, with `fieldPath`, it quotes nothing. The field stays
- * in the schema, so objects stored before still load and the refusal names what to use.
+ * value in its answer (`Invalid value: "the password"`); on the object, with `fieldPath`, it quotes
+ * nothing. The field stays in the schema, so objects stored before still load and the refusal names what
+ * to use.
  */
 export function refuseInlineSecrets(schema: JsonSchemaProps): JsonSchemaProps {
   const out: JsonSchemaProps = { ...schema };
