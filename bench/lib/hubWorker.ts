@@ -37,6 +37,8 @@ async function start(m: {
   kubeConfig.loadFromString(m.kubeconfig);
   hub = new TwinHub({
     brokerUrl: m.brokerUrl,
+    // Replicas of a bench share a hostname: each its own client id (its own session).
+    clientId: `leafbridge-hub-bench-${process.pid}`,
     kubeConfig,
     namespace: m.namespace ?? 'default',
     intervalMs: m.intervalMs,

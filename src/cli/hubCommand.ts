@@ -15,7 +15,11 @@ options:
       --broker URL          the cloud broker, mqtt:// or mqtts:// (required)
       --prefix PREFIX       the edges' upstream.prefix (default leafbridge)
       --group NAME          shared-subscription group of the replicas (default leafbridge-hub)
-      --client-id ID        MQTT client id, one per replica (default leafbridge-hub-<hostname>-<random>)
+      --client-id ID        MQTT client id, one per replica, the same across its restarts: it names the
+                            replica's persistent session (default leafbridge-hub-<hostname>; in a pod the
+                            hostname is the pod's name)
+      --session-expiry T    how long the broker keeps a replica's session and the reports queued for it
+                            while it is away (e.g. 30s, 10m, 1h; default 10m; 0 = clean session)
       --username NAME       broker user; the password comes from $LEAFBRIDGE_HUB_PASSWORD or --password-file
       --password-file FILE  a file holding the broker password
       --ca FILE             PEM CAs to trust (mqtts://)
@@ -83,6 +87,7 @@ export async function hubCommand(argv: string[]): Promise<number> {
     ...(password !== undefined ? { password } : {}),
     ...(tls ? { tls } : {}),
     ...(values['client-id'] ? { clientId: values['client-id'] } : {}),
+    sessionExpiryS: Math.round((sessionExpiryMs(values['session-expiry']) as number) / 1000),
     ...(values.prefix ? { prefix: values.prefix } : {}),
     ...(values.group ? { group: values.group } : {}),
     kubeConfig: connection.kubeConfig,
@@ -132,6 +137,7 @@ function parse(argv: string[]) {
       prefix: { type: 'string' },
       group: { type: 'string' },
       'client-id': { type: 'string' },
+      'session-expiry': { type: 'string', default: '10m' },
       username: { type: 'string' },
       'password-file': { type: 'string' },
       ca: { type: 'string' },
@@ -158,7 +164,17 @@ function check(v: ReturnType<typeof parse>): string | undefined {
   const interval = parseDuration(v.interval);
   if (interval === undefined || interval < 10 || interval > 3_600_000)
     return `--interval ${v.interval}: use a duration from 10ms to 1h, e.g. 500ms or 1s`;
+  if (v['client-id'] !== undefined && !/^[\x21-\x7e]{1,128}$/.test(v['client-id']))
+    return `--client-id ${v['client-id']}: use 1 to 128 printable ASCII characters without spaces`;
+  const expiry = sessionExpiryMs(v['session-expiry']);
+  if (expiry === undefined || (expiry !== 0 && expiry < 1000) || expiry > 7 * 86_400_000)
+    return `--session-expiry ${v['session-expiry']}: use 0 or a duration from 1s to 7d, e.g. 10m`;
   if (v.namespace !== undefined && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v.namespace))
     return `--namespace ${v.namespace}: not a namespace name`;
   return undefined;
+}
+
+/** `--session-expiry`: a duration, or a bare 0 for a clean session. */
+function sessionExpiryMs(value: string | undefined): number | undefined {
+  return value?.trim() === '0' ? 0 : parseDuration(value ?? '');
 }

@@ -31,6 +31,12 @@ options:
                                 Helm installs the chart's crds/ as they are)
       --no-controller           leave out the controller (broker Pods/Jobs/Services per Device)
       --controller-replicas N   controller replicas: one leads on a Lease, the others stand by (default 2)
+      --broker-tls-secret NAME  the edge broker's mqtts listener on port 8883, its certificate and key
+                                from this kubernetes.io/tls Secret (tls.crt, tls.key), mounted read-only
+      --broker-client-ca        with --broker-tls-secret: that Secret's ca.crt is the CA of the devices'
+                                client certificates (docs/security.md)
+      --broker-websocket ws|wss the edge broker's MQTT over WebSocket on port 8083 (wss: with the
+                                certificate of --broker-tls-secret)
       --hub URL                 add the twin hub, subscribed to this cloud broker
       --hub-replicas N          hub replicas, sharing the broker's load (default 2)
       --device-plugin-dir DIR   the kubelet's device-plugin directory (default /var/lib/kubelet/device-plugins)
@@ -90,6 +96,9 @@ export function parseManifestsArgs(argv: string[]): ManifestsArgs | 'help' {
       'crds-only': { type: 'boolean', default: false },
       'no-controller': { type: 'boolean', default: false },
       'controller-replicas': { type: 'string' },
+      'broker-tls-secret': { type: 'string' },
+      'broker-client-ca': { type: 'boolean', default: false },
+      'broker-websocket': { type: 'string' },
       hub: { type: 'string' },
       'hub-replicas': { type: 'string' },
       'device-plugin-dir': { type: 'string' },
@@ -102,6 +111,11 @@ export function parseManifestsArgs(argv: string[]): ManifestsArgs | 'help' {
   if (positionals.length > 0) throw new Error(`unexpected argument ${positionals[0]}`);
   if (values['hub-replicas'] !== undefined && values.hub === undefined)
     throw new Error('--hub-replicas needs --hub URL');
+  if (values['broker-client-ca'] && values['broker-tls-secret'] === undefined)
+    throw new Error('--broker-client-ca needs --broker-tls-secret NAME');
+  const websocket = values['broker-websocket'];
+  if (websocket !== undefined && websocket !== 'ws' && websocket !== 'wss')
+    throw new Error(`--broker-websocket ${websocket}: must be ws or wss`);
   const replicas = values['hub-replicas'] ?? '2';
   if (!/^\d+$/.test(replicas)) throw new Error(`--hub-replicas ${replicas}: must be a whole number`);
   const controllerReplicas = values['controller-replicas'];
@@ -117,6 +131,10 @@ export function parseManifestsArgs(argv: string[]): ManifestsArgs | 'help' {
       : {}),
     controller: !values['no-controller'],
     ...(controllerReplicas !== undefined ? { controllerReplicas: Number(controllerReplicas) } : {}),
+    ...(values['broker-tls-secret'] !== undefined
+      ? { brokerTls: { secret: values['broker-tls-secret'], clientCa: values['broker-client-ca'] } }
+      : {}),
+    ...(websocket !== undefined ? { brokerWebsocket: websocket } : {}),
     ...(values.hub !== undefined ? { hub: { brokerUrl: values.hub, replicas: Number(replicas) } } : {}),
     ...(values['device-plugin-dir'] !== undefined ? { devicePluginDir: values['device-plugin-dir'] } : {}),
     ...(values['node-selector'] !== undefined ? { nodeSelector: nodeSelector(values['node-selector']) } : {}),

@@ -134,6 +134,7 @@ export class TwinHub {
       pendingDevices: this.writer.backlog,
       writeConcurrency: this.governor.limit,
       connects: this.link.connects,
+      sessionsResumed: this.link.resumed,
     };
   }
 

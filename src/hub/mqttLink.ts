@@ -1,16 +1,28 @@
-import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import mqtt, { type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
+import mqtt, {
+  type IClientOptions,
+  type IConnackPacket,
+  type IDisconnectPacket,
+  type IPublishPacket,
+  type MqttClient,
+} from 'mqtt';
 import type { Logger } from '../util/logger.js';
 import type { HubOptions } from './types.js';
 
 /** SUBACK reason code: "Shared Subscriptions not supported" (MQTT 5). */
 const SHARED_NOT_SUPPORTED = 0x9e;
+/** DISCONNECT reason code: "Session taken over" (another connection with this client id). */
+const SESSION_TAKEN_OVER = 0x8e;
+/** How long the broker keeps a replica's session while it is away, by default: 10 minutes. */
+export const DEFAULT_SESSION_EXPIRY_S = 600;
 /** Messages handled in a row before the hub yields to the event loop (timers, API responses, the watch). */
 const YIELD_EVERY = 100;
 
 export interface LinkOptions {
-  hub: Pick<HubOptions, 'brokerUrl' | 'username' | 'password' | 'tls' | 'clientId' | 'reconnectMs'>;
+  hub: Pick<
+    HubOptions,
+    'brokerUrl' | 'username' | 'password' | 'tls' | 'clientId' | 'reconnectMs' | 'sessionExpiryS'
+  >;
   logger: Logger;
   /** The topic filters to subscribe to, shared or (when the broker has no shared subscriptions) not. */
   filters: (shared: boolean) => string[];
@@ -19,10 +31,21 @@ export interface LinkOptions {
   onReady: () => void;
 }
 
+/** The client id a replica uses unless given one: stable across reconnects and restarts of the same pod. */
+export function defaultClientId(): string {
+  return `leafbridge-hub-${hostname()}`;
+}
+
 /**
- * The hub's one MQTT 5 connection to the cloud broker: a clean session (messages sent to the group while no
- * replica is connected are not kept for this one), reconnecting every `reconnectMs`, subscribing at QoS 1
- * on every connection. Shared subscriptions split the messages among the replicas of a group; a broker that
+ * The hub's one MQTT 5 connection to the cloud broker, reconnecting every `reconnectMs`, subscribing at QoS 1.
+ * The session is persistent (clean start false, Session Expiry Interval `sessionExpiryS`) under a client id
+ * stable per replica: QoS 1 messages the group hands this replica while it is away wait in its session and
+ * arrive when it reconnects within the expiry. When the broker kept the session (CONNACK session present)
+ * the subscriptions are in it and are not sent again; when it did not, or on the first connection of this
+ * process (the options may have changed since the session was made), they are. `stop()` ends the session
+ * (DISCONNECT with expiry 0): a replica stopped on purpose leaves the group, so the broker stops queueing its
+ * share for a client that may not return (mosquitto round-robins over offline members too; docs/hub.md).
+ * `sessionExpiryS: 0` gives the clean session of before. Shared subscriptions split the messages among the replicas of a group; a broker that
  * has none (aedes: CONNACK `sharedSubscriptionAvailable: false`, or SUBACK 0x9E) gets plain subscriptions
  * and a warning: every replica then handles every message, which the monotonic writes keep correct, at
  * the cost of doing the work once per replica.
@@ -32,7 +55,11 @@ export class HubLink {
   private shared = true;
   private handled = 0;
   private corked = false;
+  /** Subscribed on some connection of this process: a session the broker kept holds these subscriptions. */
+  private subscribedOnce = false;
   connects = 0;
+  /** Connections on which the broker still had this replica's session (CONNACK session present). */
+  resumed = 0;
 
   constructor(private readonly o: LinkOptions) {}
 
@@ -42,10 +69,12 @@ export class HubLink {
 
   start(): void {
     const h = this.o.hub;
+    const expiry = h.sessionExpiryS ?? DEFAULT_SESSION_EXPIRY_S;
     const options: IClientOptions = {
       protocolVersion: 5,
-      clientId: h.clientId ?? `leafbridge-hub-${hostname()}-${randomBytes(4).toString('hex')}`,
-      clean: true,
+      clientId: h.clientId ?? defaultClientId(),
+      clean: expiry === 0,
+      ...(expiry > 0 ? { properties: { sessionExpiryInterval: expiry } } : {}),
       keepalive: 30,
       reconnectPeriod: h.reconnectMs ?? 1000,
       connectTimeout: 10_000,
@@ -63,6 +92,7 @@ export class HubLink {
     client.on('connect', (connack) => this.onConnect(client, connack));
     client.on('message', (topic, payload, packet) => this.o.onMessage(topic, payload, packet));
     client.on('error', (err) => this.o.logger.warn({ err: err.message }, 'cloud broker error'));
+    client.on('disconnect', (packet) => this.onDisconnect(packet, options.clientId as string));
     client.on('close', () => {
       if (this.connects > 0 && this.client === client)
         this.o.logger.warn('cloud broker connection closed; reconnecting');
@@ -81,9 +111,11 @@ export class HubLink {
     const client = this.client;
     this.client = undefined;
     if (!client) return;
+    // Session Expiry Interval 0 in the DISCONNECT ends the session: allowed only when CONNECT set one.
+    const leave = (this.o.hub.sessionExpiryS ?? DEFAULT_SESSION_EXPIRY_S) > 0;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, 1000);
-      client.end(false, {}, () => {
+      client.end(false, leave ? { properties: { sessionExpiryInterval: 0 } } : {}, () => {
         clearTimeout(timer);
         resolve();
       });
@@ -118,8 +150,24 @@ export class HubLink {
       this.shared = false;
       this.o.logger.warn('the broker has no shared subscriptions: this replica takes every message');
     }
-    this.o.logger.info({ url: this.o.hub.brokerUrl, shared: this.shared }, 'cloud broker connected');
-    this.subscribe(client);
+    const resumed = connack.sessionPresent && this.subscribedOnce;
+    if (connack.sessionPresent) this.resumed++;
+    this.o.logger.info(
+      { url: this.o.hub.brokerUrl, shared: this.shared, sessionPresent: connack.sessionPresent },
+      'cloud broker connected',
+    );
+    if (resumed) this.o.onReady();
+    else this.subscribe(client);
+  }
+
+  /** The broker closing the connection says why; a session taken over means two replicas share a client id. */
+  private onDisconnect(packet: IDisconnectPacket, clientId: string): void {
+    if (packet.reasonCode === SESSION_TAKEN_OVER)
+      this.o.logger.error(
+        { clientId },
+        'another client connected with this client id and took the session: give each replica its own --client-id',
+      );
+    else this.o.logger.warn({ reasonCode: packet.reasonCode }, 'the cloud broker disconnected the hub');
   }
 
   private subscribe(client: MqttClient): void {
@@ -138,6 +186,7 @@ export class HubLink {
       }
       for (const g of refused)
         this.o.logger.error({ topic: g.topic, reasonCode: g.qos }, 'the broker refused a subscription');
+      this.subscribedOnce = true;
       this.o.onReady();
     });
   }

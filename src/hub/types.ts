@@ -9,8 +9,16 @@ export interface HubOptions {
   username?: string;
   password?: string;
   tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer; rejectUnauthorized?: boolean };
-  /** MQTT client id; default `leafbridge-hub-{hostname}-{8 random hex}`. Each replica needs its own. */
+  /**
+   * MQTT client id; default `leafbridge-hub-{hostname}` (in a pod: its name). It names the replica's persistent
+   * session, so it must stay the same across restarts of one replica and differ between replicas.
+   */
   clientId?: string;
+  /**
+   * Seconds the broker keeps this replica's session (and the messages the group hands it) while it is away.
+   * Default 600; 0 gives a clean session that ends with each connection.
+   */
+  sessionExpiryS?: number;
   /** The edges' `upstream.prefix` (one or more topic levels). Default `leafbridge`. */
   prefix?: string;
   /** The MQTT 5 shared-subscription group every replica joins. Default `leafbridge-hub`. */
@@ -101,6 +109,8 @@ export interface HubMetrics {
   telemetryDropped: number;
   /** Broker connections made. */
   connects: number;
+  /** Of those, connections on which the broker still held this replica's session (CONNACK session present). */
+  sessionsResumed: number;
 }
 
 export function emptyMetrics(): HubMetrics {
@@ -127,5 +137,6 @@ export function emptyMetrics(): HubMetrics {
     telemetryWritten: 0,
     telemetryDropped: 0,
     connects: 0,
+    sessionsResumed: 0,
   };
 }

@@ -1,5 +1,6 @@
 import { stringify } from 'yaml';
 import { DiscoveryConfigEntrySchema } from '../config/schema.js';
+import { inlineSecretRefusal } from '../model/discoveryConfigs.js';
 import type { DiscoveryHandler } from '../model/handler.js';
 import { API_GROUP } from '../model/resources.js';
 import { foldHandlerDetails } from './handlerDetails.js';
@@ -67,7 +68,7 @@ export function crdManifests(handlers: readonly DiscoveryHandler[]): CustomResou
 function discoveryConfigCrd(handlers: readonly DiscoveryHandler[]): CustomResourceDefinition {
   const spec = toStructural(DiscoveryConfigEntrySchema.properties.spec, 'spec');
   spec.description = 'What to look for, and how found devices are offered to pods.';
-  spec.properties!.handler = foldHandlerDetails(spec.properties!.handler!, handlers);
+  spec.properties!.handler = refuseInlineSecrets(foldHandlerDetails(spec.properties!.handler!, handlers));
   return crd({
     kind: 'DiscoveryConfig',
     plural: 'discoveryconfigs',
@@ -85,6 +86,40 @@ function discoveryConfigCrd(handlers: readonly DiscoveryHandler[]): CustomResour
       { name: 'Reason', type: 'string', jsonPath: `${VALID}.message`, priority: 1 },
     ],
   });
+}
+
+/**
+ * An object with a field `X` beside an `XSecretRef` (a password) gets a CEL rule that refuses a non-empty
+ * inline `X`, with the message the agent gives (model/discoveryConfigs.ts): the API server then refuses such
+ * an object at `kubectl apply`, before it is stored where every reader of DiscoveryConfigs would see the
+ * secret. The rule sits on the object, not the string: a rule on the string makes the API server quote the
+ * value in its answer (`Invalid value: "the password"`); on the object, with `fieldPath`, it quotes
+ * nothing. The field stays in the schema, so objects stored before still load and the refusal names what
+ * to use.
+ */
+export function refuseInlineSecrets(schema: JsonSchemaProps): JsonSchemaProps {
+  const out: JsonSchemaProps = { ...schema };
+  if (schema.properties) {
+    const props = schema.properties;
+    out.properties = Object.fromEntries(Object.entries(props).map(([k, v]) => [k, refuseInlineSecrets(v)]));
+    const rules = Object.keys(props)
+      .filter((k) => `${k}SecretRef` in props && props[k]?.type === 'string')
+      .map((k) => ({
+        rule: `!has(self.${k}) || self.${k} == ''`,
+        message: inlineSecretRefusal(k),
+        fieldPath: `.${k}`,
+      }));
+    if (rules.length > 0)
+      out['x-kubernetes-validations'] = [...(schema['x-kubernetes-validations'] ?? []), ...rules];
+  }
+  if (schema.items) out.items = refuseInlineSecrets(schema.items);
+  if (schema.additionalProperties)
+    out.additionalProperties = refuseInlineSecrets(schema.additionalProperties);
+  for (const k of ['anyOf', 'oneOf', 'allOf'] as const) {
+    const list = schema[k];
+    if (list) out[k] = list.map(refuseInlineSecrets);
+  }
+  return out;
 }
 
 function deviceCrd(): CustomResourceDefinition {

@@ -11,6 +11,7 @@ import {
   defaultInstallOptions,
   HUB_REPLICAS,
   packageVersion,
+  SECRET_NAME,
   toYaml,
 } from './manifests.js';
 import { rbac } from './rbac.js';
@@ -126,6 +127,36 @@ function valuesSchema(handlers: readonly DiscoveryHandler[]) {
             description: 'one leads on the Lease leafbridge-controller, the others stand by',
           },
         },
+      },
+      broker: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          tls: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              secretName: {
+                ...string(new RegExp(`^$|${SECRET_NAME.source}`)),
+                description:
+                  'a kubernetes.io/tls Secret (tls.crt, tls.key): the mqtts listener on 8883 (empty: none)',
+              },
+              clientCa: {
+                type: 'boolean',
+                description: "the Secret's ca.crt is the CA of the devices' certificates",
+              },
+            },
+          },
+          websocket: { enum: ['', 'ws', 'wss'], description: 'MQTT over WebSocket on 8083 (wss needs tls)' },
+        },
+        // wss serves the mqtts listener's certificate.
+        anyOf: [
+          { properties: { websocket: { enum: ['', 'ws'] } } },
+          {
+            required: ['tls'],
+            properties: { tls: { required: ['secretName'], properties: { secretName: { minLength: 1 } } } },
+          },
+        ],
       },
       hub: {
         type: 'object',

@@ -127,6 +127,8 @@ export const BROKER_URL = /^mqtts?:\/\/[^\s/?#]+(:\d{1,5})?\/?$/;
 export const HUB_REPLICAS = { min: 1, max: 100 } as const;
 /** One leads; more than a few only add candidates polling the Lease. */
 export const CONTROLLER_REPLICAS = { min: 1, max: 5 } as const;
+/** A Secret's name: a DNS subdomain. */
+export const SECRET_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 function optionProblems(o: InstallOptions, handlers: readonly DiscoveryHandler[]): string[] {
   const problems: string[] = [];
@@ -157,6 +159,12 @@ function optionProblems(o: InstallOptions, handlers: readonly DiscoveryHandler[]
     problems.push(
       `controller replicas: ${o.controllerReplicas}: must be a whole number from ${c.min} to ${c.max}`,
     );
+  if (o.brokerTls && !SECRET_NAME.test(o.brokerTls.secret))
+    problems.push(`brokerTls: ${o.brokerTls.secret}: not a Secret name`);
+  if (o.brokerWebsocket !== undefined && o.brokerWebsocket !== 'ws' && o.brokerWebsocket !== 'wss')
+    problems.push(`brokerWebsocket: ${o.brokerWebsocket}: must be ws or wss`);
+  if (o.brokerWebsocket === 'wss' && !o.brokerTls)
+    problems.push('brokerWebsocket: wss needs brokerTls (the certificate and key it serves)');
   if (!o.devicePluginDir.startsWith('/'))
     problems.push(`devicePluginDir: ${o.devicePluginDir}: must be an absolute path`);
   return problems;

@@ -33,6 +33,8 @@ export interface JsonSchemaProps {
   'x-kubernetes-list-type'?: 'atomic' | 'set' | 'map';
   'x-kubernetes-list-map-keys'?: string[];
   'x-kubernetes-map-type'?: 'atomic' | 'granular';
+  /** CEL rules the API server checks on this node (the message is what `kubectl` shows when one fails). */
+  'x-kubernetes-validations'?: { rule: string; message?: string; fieldPath?: string }[];
 }
 
 /** Keywords that only constrain values; the only ones a structural schema allows under anyOf/oneOf/allOf/not. */

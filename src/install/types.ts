@@ -16,6 +16,14 @@ export interface InstallOptions {
   controller: boolean;
   /** Replicas of the controller: one leads (holds the Lease), the others stand by. Default 2. */
   controllerReplicas: number;
+  /**
+   * The edge broker's mqtts listener (port 8883): the certificate and key from this kubernetes.io/tls Secret
+   * (`tls.crt`, `tls.key`), and with `clientCa` its `ca.crt` as the CA of the devices' client certificates.
+   * None by default.
+   */
+  brokerTls?: { secret: string; clientCa: boolean };
+  /** The edge broker's MQTT-over-WebSocket listener (port 8083): `wss` needs `brokerTls`. None by default. */
+  brokerWebsocket?: 'ws' | 'wss';
   /** The twin hub and the cloud broker it subscribes to; none by default. */
   hub?: { brokerUrl: string; replicas: number };
   /** The kubelet's device-plugin directory; its sibling `pod-resources` holds the PodResources socket. */

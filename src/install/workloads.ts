@@ -3,6 +3,7 @@ import type { IDaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
 import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
 import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IContainerPort } from 'kubernetes-models/v1/ContainerPort';
 import type { IEnvVar } from 'kubernetes-models/v1/EnvVar';
 import type { INamespace } from 'kubernetes-models/v1/Namespace';
 import type { IProbe } from 'kubernetes-models/v1/Probe';
@@ -33,9 +34,11 @@ export const HANDLER_NEEDS: Record<string, { hostNetwork?: true; hostDevices?: t
   'debug-echo': {},
 };
 
-export const AGENT_PORTS = { mqtt: 1883, http: 8080 } as const;
+export const AGENT_PORTS = { mqtt: 1883, mqtts: 8883, websocket: 8083, http: 8080 } as const;
 const AGENT_DATA_DIR = '/var/lib/leafbridge';
 const CONFIG_DIR = '/etc/leafbridge';
+/** Where the broker's TLS Secret is mounted (its keys as files: tls.crt, tls.key, ca.crt). */
+const BROKER_TLS_DIR = '/etc/leafbridge-tls';
 /**
  * Where external handlers register (`agent-registration.sock`) and listen: the node's directory that Akri's
  * handlers use by default (their DISCOVERY_HANDLERS_DIRECTORY), so their images run unchanged beside the
@@ -53,7 +56,7 @@ const needs = (o: InstallOptions) => ({
 export function agentConfigText(o: InstallOptions): string {
   const config = {
     dataDir: AGENT_DATA_DIR,
-    broker: { listen: `0.0.0.0:${AGENT_PORTS.mqtt}` },
+    broker: brokerConfig(o),
     http: { listen: `0.0.0.0:${AGENT_PORTS.http}` },
     ...(o.upstream ? { upstream: { url: o.upstream } } : {}),
     kubernetes: 'auto',
@@ -70,6 +73,26 @@ export function agentConfigText(o: InstallOptions): string {
     '# Leaf devices and pods need credentials on the edge broker: add auth.devices / auth.users here.\n' +
     stringify(config, { lineWidth: 0 })
   );
+}
+
+/** The broker's listeners: plain MQTT always, mqtts and WebSocket when the install turns them on. */
+function brokerConfig(o: InstallOptions): Record<string, unknown> {
+  return {
+    listen: `0.0.0.0:${AGENT_PORTS.mqtt}`,
+    ...(o.brokerTls
+      ? {
+          tls: {
+            listen: `0.0.0.0:${AGENT_PORTS.mqtts}`,
+            cert: `${BROKER_TLS_DIR}/tls.crt`,
+            key: `${BROKER_TLS_DIR}/tls.key`,
+            ...(o.brokerTls.clientCa ? { clientCa: `${BROKER_TLS_DIR}/ca.crt` } : {}),
+          },
+        }
+      : {}),
+    ...(o.brokerWebsocket
+      ? { websocket: { listen: `0.0.0.0:${AGENT_PORTS.websocket}`, tls: o.brokerWebsocket === 'wss' } }
+      : {}),
+  };
 }
 
 /** What the agent would say about its config, on a node named `edge-1`. */
@@ -154,12 +177,9 @@ function agentContainer(o: InstallOptions): IContainer {
     env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
     ports: [
       // Leaf devices reach the edge broker at the node's address: on the node's network, or a host port.
-      {
-        name: 'mqtt',
-        containerPort: AGENT_PORTS.mqtt,
-        ...(hostNetwork ? {} : { hostPort: AGENT_PORTS.mqtt }),
-        protocol: 'TCP',
-      },
+      brokerPort('mqtt', AGENT_PORTS.mqtt, hostNetwork),
+      ...(o.brokerTls ? [brokerPort('mqtts', AGENT_PORTS.mqtts, hostNetwork)] : []),
+      ...(o.brokerWebsocket ? [brokerPort('mqtt-ws', AGENT_PORTS.websocket, hostNetwork)] : []),
       { name: 'http', containerPort: AGENT_PORTS.http, protocol: 'TCP' },
     ],
     // Start: the store, the broker, then up to 2 s for the API server and the device plugins.
@@ -173,6 +193,10 @@ function agentContainer(o: InstallOptions): IContainer {
     ...(hostDevices ? { terminationMessagePath: '/tmp/termination-log' } : {}),
     volumeMounts: agentMounts(o),
   };
+}
+
+function brokerPort(name: string, port: number, hostNetwork: boolean): IContainerPort {
+  return { name, containerPort: port, ...(hostNetwork ? {} : { hostPort: port }), protocol: 'TCP' };
 }
 
 function agentMounts(o: InstallOptions): IVolumeMount[] {
@@ -193,6 +217,7 @@ function agentMounts(o: InstallOptions): IVolumeMount[] {
           { name: 'udev', mountPath: '/run/udev', readOnly: true },
         ]
       : []),
+    ...(o.brokerTls ? [{ name: 'broker-tls', mountPath: BROKER_TLS_DIR, readOnly: true }] : []),
   ];
 }
 
@@ -213,6 +238,10 @@ function agentVolumes(o: InstallOptions): IVolume[] {
       : []),
     ...(needs(o).hostDevices
       ? [host('dev', '/dev', 'Directory'), host('udev', '/run/udev', 'DirectoryOrCreate')]
+      : []),
+    // The key readable by the agent (root) alone; a renewed Secret reaches the files, which the agent reloads.
+    ...(o.brokerTls
+      ? [{ name: 'broker-tls', secret: { secretName: o.brokerTls.secret, defaultMode: 0o400 } }]
       : []),
   ];
 }

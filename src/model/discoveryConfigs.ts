@@ -54,9 +54,14 @@ function inlineSecrets(value: unknown, path: string): string[] {
   return Object.entries(value).flatMap(([k, v]) => {
     const at = path ? `${path}.${k}` : `.${k}`;
     if (k === 'password' && typeof v === 'string' && v !== '')
-      return [`${at}: an inline password is refused; give passwordSecretRef: {name, key} (docs/security.md)`];
+      return [`${at}: ${inlineSecretRefusal('password')}`];
     return inlineSecrets(v, at);
   });
+}
+
+/** Why an inline secret field is refused, naming the reference to give instead (the agent and the CRD say it). */
+export function inlineSecretRefusal(field: string): string {
+  return `an inline ${field} is refused; give ${field}SecretRef: {name, key} (docs/security.md)`;
 }
 
 /** Details with the handler schema's defaults filled in. */

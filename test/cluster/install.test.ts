@@ -83,6 +83,16 @@ const CASES: [string, (Record<string, unknown> | string)[], Partial<InstallOptio
     [{ upstream: EXAMPLE_CLOUD_BROKER, hub: { enabled: true, brokerUrl: 'mqtt://b.example', replicas: 3 } }],
     { upstream: EXAMPLE_CLOUD_BROKER, hub: { brokerUrl: 'mqtt://b.example', replicas: 3 } },
   ],
+  [
+    'the broker with mqtts (client CA) and wss',
+    [{ broker: { tls: { secretName: 'edge-broker-tls', clientCa: true }, websocket: 'wss' } }],
+    { brokerTls: { secret: 'edge-broker-tls', clientCa: true }, brokerWebsocket: 'wss' },
+  ],
+  [
+    'the broker with plain ws, on the node network',
+    [{ handlers: ['onvif'], broker: { websocket: 'ws' } }],
+    { handlers: ['onvif'], brokerWebsocket: 'ws' },
+  ],
   ['network handlers only', [{ handlers: ['opcua', 'mqtt'] }], { handlers: ['opcua', 'mqtt'] }],
   ['onvif alone', [{ handlers: ['onvif'] }], { handlers: ['onvif'] }],
   ['serial alone', [{ handlers: ['serial'] }], { handlers: ['serial'] }],

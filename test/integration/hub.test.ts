@@ -11,9 +11,9 @@ import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { TwinHub } from '../../src/hub/hub.js';
 import type { HubOptions } from '../../src/hub/types.js';
 import { crdManifests } from '../../src/install/crds.js';
-import { deviceName } from '../../src/model/naming.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { agentConfig } from '../helpers/agentConfig.js';
+import { seedHubDevice, SEEN_AT as T0 } from '../helpers/hubDevices.js';
 import { KubeApiServer } from '../helpers/kubeApiServer.js';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { collect, connect, type Received, startInProcessAgent, until } from '../helpers/mqtt.js';
@@ -22,7 +22,6 @@ import { SilentProxy } from '../helpers/proxy.js';
 
 const NS = 'default';
 const CONFIG = 'sensors';
-const T0 = '2026-01-01T00:00:00Z';
 const json = (v: unknown) => JSON.stringify(v);
 
 type Status = {
@@ -66,6 +65,8 @@ describe('cloud twin hub', () => {
     kubeConfig.loadFromString(api.kubeconfig(NS));
     const h = new TwinHub({
       brokerUrl: cloud.url,
+      // Each replica its own session: one client id shared by two would have them take it from each other.
+      clientId: `hub-test-${hubs.length}`,
       kubeConfig,
       namespace: NS,
       intervalMs: 200,
@@ -80,42 +81,7 @@ describe('cloud twin hub', () => {
     return h;
   }
 
-  /** A Device as the mqtt handler's discovery makes one for `id` on `node`, with the agent's status. */
-  function seedDevice(id: string, node: string): string {
-    const name = deviceName(CONFIG, id, node);
-    api.seed('devices', {
-      apiVersion: 'leafbridge.io/v1alpha1',
-      kind: 'Device',
-      metadata: { name, namespace: NS, labels: { 'leafbridge.io/config': CONFIG } },
-      spec: {
-        id,
-        configName: CONFIG,
-        handler: 'mqtt',
-        shared: false,
-        nodes: [node],
-        capacity: 1,
-        properties: { MQTT_DEVICE_ID: id },
-        deviceNodes: [],
-        mounts: [],
-      },
-    });
-    patch(name, {
-      status: {
-        online: true,
-        lastSeen: T0,
-        conditions: [
-          {
-            type: 'Online',
-            status: 'True',
-            reason: 'Discovered',
-            message: `seen by mqtt from ${node}`,
-            lastTransitionTime: T0,
-          },
-        ],
-      },
-    });
-    return name;
-  }
+  const seedDevice = (id: string, node: string) => seedHubDevice(api, NS, CONFIG, id, node);
 
   function patch(name: string, body: Record<string, unknown>): void {
     const sub = 'status' in body ? { subresource: 'status' as const } : {};

@@ -246,6 +246,61 @@ describe('installManifests', () => {
     expect(JSON.stringify(noneCrd)).not.toContain('my-sensors');
   });
 
+  it('the broker TLS and WebSocket listeners: config, ports (host ports off the node network) and the Secret mounted', () => {
+    const objects = install({
+      handlers: ['opcua', 'mqtt'],
+      brokerTls: { secret: 'edge-broker-tls', clientCa: true },
+      brokerWebsocket: 'wss',
+    });
+    const config = parse(agentConfigText(objects)) as {
+      broker: Record<string, unknown>;
+    };
+    expect(config.broker).toEqual({
+      listen: '0.0.0.0:1883',
+      tls: {
+        listen: '0.0.0.0:8883',
+        cert: '/etc/leafbridge-tls/tls.crt',
+        key: '/etc/leafbridge-tls/tls.key',
+        clientCa: '/etc/leafbridge-tls/ca.crt',
+      },
+      websocket: { listen: '0.0.0.0:8083', tls: true },
+    });
+    const agent = agentContainer(objects);
+    expect(agent.ports).toEqual([
+      { name: 'mqtt', containerPort: 1883, hostPort: 1883, protocol: 'TCP' },
+      { name: 'mqtts', containerPort: 8883, hostPort: 8883, protocol: 'TCP' },
+      { name: 'mqtt-ws', containerPort: 8083, hostPort: 8083, protocol: 'TCP' },
+      { name: 'http', containerPort: 8080, protocol: 'TCP' },
+    ]);
+    expect(agent.volumeMounts).toContainEqual({
+      name: 'broker-tls',
+      mountPath: '/etc/leafbridge-tls',
+      readOnly: true,
+    });
+    expect(agentPod(objects).volumes).toContainEqual({
+      name: 'broker-tls',
+      secret: { secretName: 'edge-broker-tls', defaultMode: 0o400 },
+    });
+    // On the node's network (onvif) the ports are the node's own: no host ports.
+    const onNode = agentContainer(install({ handlers: ['onvif'], brokerWebsocket: 'ws' }));
+    expect(onNode.ports?.map((p) => [p.name, p.hostPort])).toEqual([
+      ['mqtt', undefined],
+      ['mqtt-ws', undefined],
+      ['http', undefined],
+    ]);
+    // Off by default: no listener, port or mount.
+    const plain = install();
+    expect(agentContainer(plain).ports?.map((p) => p.name)).toEqual(['mqtt', 'http']);
+    expect(agentPod(plain).volumes.map((v) => v.name)).not.toContain('broker-tls');
+    expect(
+      parseManifestsArgs(['--broker-tls-secret', 's', '--broker-client-ca', '--broker-websocket', 'wss']),
+    ).toMatchObject({
+      options: { brokerTls: { secret: 's', clientCa: true }, brokerWebsocket: 'wss' },
+    });
+    expect(() => parseManifestsArgs(['--broker-websocket', 'http'])).toThrow(/must be ws or wss/);
+    expect(() => parseManifestsArgs(['--broker-client-ca'])).toThrow(/needs --broker-tls-secret/);
+  });
+
   it('least privilege where privilege is not needed: no capabilities, no escalation, read-only root', () => {
     const objects = install({
       handlers: ['onvif', 'opcua', 'mqtt'],
