@@ -1,24 +1,14 @@
+import { crc16, withCrc16 } from '../../src/util/crc16.js';
 import { ModbusError, modbusErrorCode } from './errors.js';
 import { functionCode } from './pdu.js';
 
 /** An RTU frame is at most 256 bytes: address, PDU (≤ 253), CRC. */
 export const maxRtuFrameBytes = 256;
 
-/** CRC-16/MODBUS (polynomial 0xA001 reflected, initial 0xFFFF), appended low byte first. */
-export function crc16(bytes: Buffer): number {
-  let crc = 0xffff;
-  for (const byte of bytes) {
-    crc ^= byte;
-    for (let bit = 0; bit < 8; bit++) crc = crc & 1 ? (crc >>> 1) ^ 0xa001 : crc >>> 1;
-  }
-  return crc;
-}
+export { crc16 };
 
 export function encodeRtu(unitId: number, pdu: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from([unitId]), pdu]);
-  const crc = Buffer.alloc(2);
-  crc.writeUInt16LE(crc16(body), 0);
-  return Buffer.concat([body, crc]);
+  return withCrc16(Buffer.concat([Buffer.from([unitId]), pdu]));
 }
 
 /**
