@@ -47,11 +47,15 @@ function deviceIdLength(buffer: Buffer): number | undefined {
 
 /** Checks the CRC and the address of a complete frame; returns its PDU. */
 export function openRtu(frame: Buffer, unitId: number): Buffer {
-  const body = frame.subarray(0, frame.length - 2);
-  if (crc16(body) !== frame.readUInt16LE(frame.length - 2)) {
-    throw new ModbusError(modbusErrorCode.malformed, 'RTU frame with a bad CRC');
-  }
+  if (!crcMatches(frame)) throw new ModbusError(modbusErrorCode.malformed, 'RTU frame with a bad CRC');
   if (frame[0] !== unitId)
     throw new ModbusError(modbusErrorCode.malformed, `RTU reply from unit ${frame[0]}`);
-  return Buffer.from(body.subarray(1));
+  return Buffer.from(frame.subarray(1, frame.length - 2));
+}
+
+/** Whether a complete frame's last two bytes are the CRC of the rest. */
+export function crcMatches(frame: Buffer): boolean {
+  return (
+    frame.length >= 4 && crc16(frame.subarray(0, frame.length - 2)) === frame.readUInt16LE(frame.length - 2)
+  );
 }
