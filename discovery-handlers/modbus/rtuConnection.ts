@@ -2,14 +2,15 @@ import { SerialPort } from 'serialport';
 import type { Clock } from '../../src/util/clock.js';
 import { errorMessage } from '../../src/util/errors.js';
 import { ModbusError, modbusErrorCode } from './errors.js';
-import { encodeRtu, openRtu, rtuFrameLength } from './rtuFrame.js';
+import { crcMatches, encodeRtu, openRtu, rtuFrameLength } from './rtuFrame.js';
 import type { SerialLine } from './targets.js';
 import type { ModbusTransport } from './tcpConnection.js';
 
 /**
  * A Modbus RTU master on one serial port: one request at a time, the reply framed by its function code's
- * length rules and checked by CRC. Bytes after a reply or before a request are stale and dropped; a reply
- * that breaks the framing fails the request and the port is given up for this scan.
+ * length rules and checked by CRC. Bytes after a reply or before a request are stale and dropped, and so is
+ * a sound frame from another unit; a reply that breaks the framing fails the request and the port is given
+ * up for this scan.
  */
 export class RtuConnection implements ModbusTransport {
   private buffer: Buffer = Buffer.alloc(0);
@@ -75,9 +76,8 @@ export class RtuConnection implements ModbusTransport {
       this.waiting = (err) => {
         if (err) return finish(err);
         try {
-          const length = rtuFrameLength(this.buffer);
-          if (length === undefined || this.buffer.length < length) return;
-          finish(undefined, openRtu(this.buffer.subarray(0, length), unitId));
+          const reply = this.takeReply(unitId);
+          if (reply) finish(undefined, reply);
         } catch (e) {
           this.failure = e as ModbusError;
           finish(e as ModbusError);
@@ -87,6 +87,20 @@ export class RtuConnection implements ModbusTransport {
         if (err) finish(new ModbusError(modbusErrorCode.connection, err.message, { cause: err }));
       });
     });
+  }
+
+  /**
+   * The PDU of `unitId`'s reply once it is whole. A sound frame from another unit is skipped: on a shared
+   * line that is a late answer to a request that already timed out, not a broken peer.
+   */
+  private takeReply(unitId: number): Buffer | undefined {
+    for (;;) {
+      const length = rtuFrameLength(this.buffer);
+      if (length === undefined || this.buffer.length < length) return undefined;
+      const frame = this.buffer.subarray(0, length);
+      this.buffer = this.buffer.subarray(length);
+      if (frame[0] === unitId || !crcMatches(frame)) return openRtu(frame, unitId);
+    }
   }
 
   close(): void {

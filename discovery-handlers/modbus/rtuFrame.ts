@@ -1,24 +1,14 @@
+import { crc16, withCrc16 } from '../../src/util/crc16.js';
 import { ModbusError, modbusErrorCode } from './errors.js';
 import { functionCode } from './pdu.js';
 
 /** An RTU frame is at most 256 bytes: address, PDU (≤ 253), CRC. */
 export const maxRtuFrameBytes = 256;
 
-/** CRC-16/MODBUS (polynomial 0xA001 reflected, initial 0xFFFF), appended low byte first. */
-export function crc16(bytes: Buffer): number {
-  let crc = 0xffff;
-  for (const byte of bytes) {
-    crc ^= byte;
-    for (let bit = 0; bit < 8; bit++) crc = crc & 1 ? (crc >>> 1) ^ 0xa001 : crc >>> 1;
-  }
-  return crc;
-}
+export { crc16 };
 
 export function encodeRtu(unitId: number, pdu: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from([unitId]), pdu]);
-  const crc = Buffer.alloc(2);
-  crc.writeUInt16LE(crc16(body), 0);
-  return Buffer.concat([body, crc]);
+  return withCrc16(Buffer.concat([Buffer.from([unitId]), pdu]));
 }
 
 /**
@@ -57,11 +47,15 @@ function deviceIdLength(buffer: Buffer): number | undefined {
 
 /** Checks the CRC and the address of a complete frame; returns its PDU. */
 export function openRtu(frame: Buffer, unitId: number): Buffer {
-  const body = frame.subarray(0, frame.length - 2);
-  if (crc16(body) !== frame.readUInt16LE(frame.length - 2)) {
-    throw new ModbusError(modbusErrorCode.malformed, 'RTU frame with a bad CRC');
-  }
+  if (!crcMatches(frame)) throw new ModbusError(modbusErrorCode.malformed, 'RTU frame with a bad CRC');
   if (frame[0] !== unitId)
     throw new ModbusError(modbusErrorCode.malformed, `RTU reply from unit ${frame[0]}`);
-  return Buffer.from(body.subarray(1));
+  return Buffer.from(frame.subarray(1, frame.length - 2));
+}
+
+/** Whether a complete frame's last two bytes are the CRC of the rest. */
+export function crcMatches(frame: Buffer): boolean {
+  return (
+    frame.length >= 4 && crc16(frame.subarray(0, frame.length - 2)) === frame.readUInt16LE(frame.length - 2)
+  );
 }

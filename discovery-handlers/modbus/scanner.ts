@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { DiscoveredDevice } from '../../src/model/handler.js';
 import type { Clock } from '../../src/util/clock.js';
 import type { Logger } from '../../src/util/logger.js';
@@ -33,6 +34,8 @@ export class ModbusScanner {
     const deadline = new AbortController();
     const timer = clock.setTimeout(() => deadline.abort(), this.settings.scanTimeoutMs);
     const stop = AbortSignal.any([signal, deadline.signal]);
+    // Each target being probed listens for the stop: up to `concurrency` at once, more than Node's default 10.
+    setMaxListeners(this.settings.concurrency + 1, stop);
     const limit = new Semaphore(this.settings.concurrency);
     this.targets ??= await this.resolveTargets();
     try {

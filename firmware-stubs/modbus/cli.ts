@@ -2,21 +2,27 @@ import { parseArgs } from 'node:util';
 import { errorMessage, LeafbridgeError } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { MeterModel } from './meter.js';
+import { startModbusRtuStub } from './rtuServer.js';
 import { startModbusTcpStub } from './tcpServer.js';
 
 export const simulateModbusUsage = `usage: leafbridge simulate modbus [options]
   --host HOST       address to listen on (default 127.0.0.1)
   --port N          TCP port, 0 for any (default 5020)
+  --rtu PATH        Modbus RTU on a serial line instead of TCP: a pseudo-terminal (needs socat) whose
+                    other end is linked at PATH, for a master to open as its port
   --units N         unit ids 1..N, each a meter (default 2)
   --no-identity     the meters refuse Read Device Identification (43/14): found by registers only
   --vendor NAME     VendorName object (default Leafbridge Simulated)`;
 
-/** `leafbridge simulate modbus`: a Modbus TCP server with meters; prints {"modbus": "tcp://host:port", ...}. */
+/**
+ * `leafbridge simulate modbus`: meters behind a Modbus TCP server, or with `--rtu` on an RTU line; prints
+ * {"modbus": "tcp://host:port", ...} or {"modbus": "rtu://PATH", "pty": "/dev/pts/N", ...}.
+ */
 export async function simulateModbus(
   argv: string[],
   logger: Logger,
   out: NodeJS.WritableStream = process.stdout,
-): Promise<{ port: number; stop(): Promise<void> }> {
+): Promise<{ port?: number; stop(): Promise<void> }> {
   const values = parseFlags(argv);
   const count = integer('--units', values.units ?? '2', 1, 247);
   const units = new Map<number, MeterModel>();
@@ -30,13 +36,21 @@ export async function simulateModbus(
       identification: !values['no-identity'],
     });
   }
+  const unitIds = [...units.keys()];
+  if (values.rtu !== undefined) {
+    const line = await startModbusRtuStub({ path: values.rtu, units, logger });
+    out.write(
+      `${JSON.stringify({ modbus: `rtu://${line.devicePath}`, pty: line.nodePath, units: unitIds })}\n`,
+    );
+    return { stop: line.stop };
+  }
   const stub = await startModbusTcpStub({
     host: values.host ?? '127.0.0.1',
     port: integer('--port', values.port ?? '5020', 0, 65_535),
     units,
     logger,
   });
-  out.write(`${JSON.stringify({ modbus: `tcp://${stub.host}:${stub.port}`, units: [...units.keys()] })}\n`);
+  out.write(`${JSON.stringify({ modbus: `tcp://${stub.host}:${stub.port}`, units: unitIds })}\n`);
   return { port: stub.port, stop: stub.stop };
 }
 
@@ -49,6 +63,7 @@ function parseFlags(argv: string[]) {
       options: {
         host: { type: 'string' },
         port: { type: 'string' },
+        rtu: { type: 'string' },
         units: { type: 'string' },
         vendor: { type: 'string' },
         'no-identity': { type: 'boolean' },

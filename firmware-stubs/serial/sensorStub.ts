@@ -106,7 +106,7 @@ function stubHandle(
 }
 
 /** A leftover symlink whose pty is gone (a stub killed with SIGKILL) is replaced; a live path is not. */
-async function refuseLivePath(path: string): Promise<void> {
+export async function refuseLivePath(path: string): Promise<void> {
   const exists = await lstat(path).then(
     () => true,
     () => false,

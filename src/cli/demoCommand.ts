@@ -12,11 +12,13 @@ import type { DiscoveryConfigEntry } from '../config/schema.js';
 import { errorMessage } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import {
+  DEMO_EXTERNAL_HANDLER,
   type DemoDevices,
   type DemoSkip,
   echoConfig,
   mqttSensorsConfig,
   startDemoDevices,
+  startDemoExternalHandler,
   startDemoSensors,
 } from './demoDevices.js';
 
@@ -66,6 +68,7 @@ function flags(argv: string[]) {
       cameras: { type: 'string', default: '1' },
       plcs: { type: 'string', default: '1' },
       serial: { type: 'string', default: '1' },
+      modbus: { type: 'string', default: '2' },
       duration: { type: 'string', description: 'stop after this many seconds' },
     },
     strict: true,
@@ -110,6 +113,18 @@ export async function demoCommand(argv: string[]): Promise<number> {
     if (up.status === 'rejected') throw up.reason;
     if (started.status === 'rejected') throw started.reason;
     const devices = started.value;
+    // The external handler watches the simulators' TCP ports and the cloud broker's ("u" turns it offline).
+    const targets = [...devices.started.flatMap((d) => d.endpoints ?? []), `127.0.0.1:${upstream.port}`];
+    const external = await startDemoExternalHandler(akriDir(dataDir), targets, logger).catch(
+      (err: unknown) => {
+        devices.skipped.push({ kind: 'external handler', reason: errorMessage(err) });
+        return undefined;
+      },
+    );
+    if (external) {
+      running.push(() => external.stop());
+      devices.started.push(external);
+    }
     const fileConfigs = {
       configs: [...devices.started.map((d) => d.config), echoConfig()],
       probeWritePaths: devices.started.flatMap((d) => d.probeWritePaths ?? []),
@@ -141,11 +156,12 @@ export async function demoCommand(argv: string[]): Promise<number> {
 }
 
 const DEMO_USAGE = `usage: leafbridge demo [--http-port N] [--broker-port N] [--data-dir DIR] [--duration SECONDS]
-                      [--sensors N] [--cameras N] [--plcs N] [--serial N]
+                      [--sensors N] [--cameras N] [--plcs N] [--serial N] [--modbus N]
   --http-port, --broker-port   default 8080 and 1883; a free port when taken; 0 for any free port
   --data-dir                   the agent's store and the simulators' files (default .data/demo)
   --duration                   stop after this many seconds (default: at Ctrl-C)
-  --sensors, --cameras, --plcs, --serial   how many simulated devices of each kind (default 3, 1, 1, 1)
+  --sensors, --cameras, --plcs, --serial, --modbus
+                               how many simulated devices of each kind (default 3, 1, 1, 1, 2)
 `;
 
 interface Counts {
@@ -153,6 +169,7 @@ interface Counts {
   cameras: number;
   plcs: number;
   serials: number;
+  modbus: number;
   duration?: number;
 }
 
@@ -170,11 +187,14 @@ function countsOf(values: DemoFlags): Counts {
     cameras: int('cameras', values.cameras, 20),
     plcs: int('plcs', values.plcs, 10),
     serials: int('serial', values.serial, 10),
+    modbus: int('modbus', values.modbus, 247),
     ...(values.duration !== undefined ? { duration: int('duration', values.duration, 7 * 86_400) } : {}),
   };
 }
 
 const tokensFile = (dataDir: string) => join(dataDir, 'http-tokens.yaml');
+/** Where the agent serves Akri's agent-registration.sock for the demo's external handler. */
+const akriDir = (dataDir: string) => join(dataDir, 'akri');
 
 /**
  * A new read-write token for the agent's HTTP API on every run, its hash in the data directory's tokens
@@ -205,7 +225,11 @@ function demoConfig(
     // Never a real kubelet's: the demo registers no device plugins, even on a Kubernetes node.
     devicePlugins: { dir: join(dataDir, 'no-kubelet') },
     // A device of an earlier run (a serial pty of another number) goes soon.
-    discovery: { gracePeriod: '30s', probeWritePaths: files.probeWritePaths },
+    discovery: {
+      gracePeriod: '30s',
+      probeWritePaths: files.probeWritePaths,
+      external: { handlers: [DEMO_EXTERNAL_HANDLER], dir: akriDir(dataDir) },
+    },
     discoveryConfigs: [...files.configs, mqttSensorsConfig(`mqtt://127.0.0.1:${ports.broker}`)],
   });
 }

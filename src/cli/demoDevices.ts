@@ -1,7 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { startTcpHandler } from '../../examples/tcp-handler/handler.js';
 import { type CameraStub, startCameraStub } from '../../firmware-stubs/camera/index.js';
+import type { MeterModel } from '../../firmware-stubs/modbus/meter.js';
+import { startModbusTcpStub } from '../../firmware-stubs/modbus/tcpServer.js';
 import { type MqttSensor, startMqttSensor } from '../../firmware-stubs/mqtt-sensor/sensor.js';
 import { startPlcStub } from '../../firmware-stubs/plc/index.js';
 import { loadOpcua } from '../../firmware-stubs/plc/opcuaModule.js';
@@ -18,6 +21,8 @@ export interface DemoDevices {
   config: DiscoveryConfigEntry;
   /** Device files its probes write to: the agent's discovery.probeWritePaths must name them. */
   probeWritePaths?: string[];
+  /** TCP endpoints (host:port) it serves, for the external handler to watch. */
+  endpoints?: string[];
   stop(): Promise<void>;
 }
 
@@ -32,6 +37,7 @@ export interface DemoDeviceOptions {
   cameras: number;
   plcs: number;
   serials: number;
+  modbus: number;
   logger: Logger;
 }
 
@@ -40,7 +46,7 @@ const CAMERA_UUID_PREFIX = 'urn:uuid:1eafb1d9-de30-4000-8000-';
 const LOOPBACK = '127.0.0.1';
 
 /**
- * Starts the simulated cameras, PLCs and serial sensors at once (each kind on its own: one that cannot run
+ * Starts the simulated cameras, PLCs, serial sensors and Modbus meters at once (each kind on its own: one that cannot run
  * here is skipped with its reason). MQTT sensors start later, once the edge broker is up.
  */
 export async function startDemoDevices(
@@ -50,6 +56,7 @@ export async function startDemoDevices(
     ['ONVIF camera', o.cameras, () => startCameras(o)],
     ['OPC UA PLC', o.plcs, () => startPlcs(o)],
     ['serial sensor', o.serials, () => startSerials(o)],
+    ['Modbus meter', o.modbus, () => startModbus(o)],
   ];
   const wanted = kinds.filter(([, count]) => count > 0);
   const results = await Promise.allSettled(wanted.map(([, , start]) => start()));
@@ -208,6 +215,75 @@ async function startSerials(o: DemoDeviceOptions): Promise<DemoDevices> {
     stop: async () => {
       await Promise.all(stubs.map((s) => s.stop()));
     },
+  };
+}
+
+/** Modbus meters (units 1..n) behind one Modbus TCP server on 127.0.0.1, probed every 10 s. */
+async function startModbus(o: DemoDeviceOptions): Promise<DemoDevices> {
+  const units = new Map<number, MeterModel>();
+  for (let unitId = 1; unitId <= o.modbus; unitId++) {
+    units.set(unitId, {
+      vendor: 'Leafbridge Simulated',
+      productCode: `LB-EM${unitId}`,
+      revision: '1.0',
+      registers: [230, 10 * unitId],
+      identification: true,
+    });
+  }
+  const stub = await startModbusTcpStub({ host: LOOPBACK, port: 0, units, logger: o.logger });
+  return {
+    kind: 'modbus',
+    summary: `${count(o.modbus, 'Modbus meter')}   modbus tcp://${LOOPBACK}:${stub.port} (units 1-${o.modbus})`,
+    endpoints: [`${LOOPBACK}:${stub.port}`],
+    config: {
+      name: 'modbus-meters',
+      spec: {
+        handler: {
+          name: 'modbus',
+          details: {
+            hosts: [`${LOOPBACK}:${stub.port}`],
+            unitIdRange: { first: 1, last: o.modbus },
+            registers: [
+              { name: 'voltage', address: 0 },
+              { name: 'current', address: 1 },
+            ],
+            timeoutMs: 500,
+            rescanIntervalMs: 10_000,
+          },
+        },
+        capacity: 1,
+        properties: {},
+      },
+    },
+    stop: () => stub.stop(),
+  };
+}
+
+/** The name the demo's external handler registers under (the agent's discovery.external.handlers). */
+export const DEMO_EXTERNAL_HANDLER = 'tcp-endpoints';
+
+/**
+ * The external (Akri-protocol) discovery handler of examples/tcp-handler, in this process but speaking
+ * gRPC over the agent's registration socket in `dir`: it reports which of `targets` (host:port) accept TCP.
+ */
+export async function startDemoExternalHandler(
+  dir: string,
+  targets: string[],
+  logger: Logger,
+): Promise<DemoDevices> {
+  const handler = await startTcpHandler({ dir, name: DEMO_EXTERNAL_HANDLER, logger });
+  return {
+    kind: DEMO_EXTERNAL_HANDLER,
+    summary: `external handler ${DEMO_EXTERNAL_HANDLER} (Akri gRPC, ${handler.endpoint})   watching ${targets.join(' ')}`,
+    config: {
+      name: 'tcp-endpoints',
+      spec: {
+        handler: { name: DEMO_EXTERNAL_HANDLER, details: { targets, intervalMs: 1_000 } },
+        capacity: 1,
+        properties: {},
+      },
+    },
+    stop: () => handler.stop(),
   };
 }
 

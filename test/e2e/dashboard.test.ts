@@ -32,6 +32,7 @@ const CHROMIUM_ARGS = [
 /** The page's globals, for the functions run in the page (the tests compile without the DOM library). */
 interface PageNode {
   textContent: string | null;
+  querySelector(selector: string): PageNode | null;
 }
 declare const document: {
   querySelectorAll(selector: string): Iterable<PageNode> & { length: number };
@@ -140,6 +141,14 @@ async function stopDemo(child: ChildProcess): Promise<number | null> {
 
 const text = (page: Page, selector: string) => page.locator(selector).first().textContent();
 
+/** In the page: whether exactly `want` rows of the external handler (tcp-endpoints) are not online. */
+const offlineEndpoints = (want: number) =>
+  [...document.querySelectorAll('#device-rows tr')].filter(
+    (tr) =>
+      tr.querySelector('td.handler')?.textContent === 'tcp-endpoints' &&
+      tr.querySelector('td.online span')?.textContent !== '● online',
+  ).length === want;
+
 describe('leafbridge demo: the dashboard in headless Chromium', () => {
   const dir = tempDir('lb-e2e-');
   let demo: Demo | undefined;
@@ -213,12 +222,28 @@ describe('leafbridge demo: the dashboard in headless Chromium', () => {
   });
 
   it('lists a device of every kind within 30 s of the demo starting', async () => {
-    const kinds = ['debug-echo', 'mqtt', 'onvif', 'opcua', ...(HAS_SOCAT ? ['serial'] : [])];
+    // modbus: the demo's meters; tcp-endpoints: its external handler, over Akri's gRPC protocol.
+    const kinds = [
+      'debug-echo',
+      'modbus',
+      'mqtt',
+      'onvif',
+      'opcua',
+      'tcp-endpoints',
+      ...(HAS_SOCAT ? ['serial'] : []),
+    ];
     const left = 30_000 - (Date.now() - demo!.startedAt);
     await page.waitForFunction(
       (want) => {
         const cells = [...document.querySelectorAll('#device-rows td.handler')].map((c) => c.textContent);
-        return want.every((k) => cells.includes(k)) && cells.filter((c) => c === 'mqtt').length === 3;
+        const n = (kind: string) => cells.filter((c) => c === kind).length;
+        // Two meters, and two endpoints the external handler watches (the meters' server, the cloud broker).
+        return (
+          want.every((k) => cells.includes(k)) &&
+          n('mqtt') === 3 &&
+          n('modbus') === 2 &&
+          n('tcp-endpoints') === 2
+        );
       },
       kinds,
       { timeout: Math.max(left, 1) },
@@ -240,6 +265,8 @@ describe('leafbridge demo: the dashboard in headless Chromium', () => {
       serial: 'serial-sensors',
       mqtt: 'mqtt-sensors',
       'debug-echo': 'echo',
+      modbus: 'modbus-meters',
+      'tcp-endpoints': 'tcp-endpoints',
     };
     for (const row of rows) {
       expect(row.config).toBe(configOf[row.handler as keyof typeof configOf]);
@@ -252,9 +279,11 @@ describe('leafbridge demo: the dashboard in headless Chromium', () => {
     expect(configs.sort()).toEqual([
       'cameras',
       'echo',
+      'modbus-meters',
       'mqtt-sensors',
       'plcs',
       ...(HAS_SOCAT ? ['serial-sensors'] : []),
+      'tcp-endpoints',
     ]);
     // sensor-1's twins: desired from the demo's cloud, reported back by the sensor.
     await page.waitForFunction(() =>
@@ -303,12 +332,15 @@ describe('leafbridge demo: the dashboard in headless Chromium', () => {
     );
     const peak = await depth();
     expect(await page.locator('#chart rect.disconnected').count()).toBeGreaterThan(0);
+    // The external handler watches the cloud broker's port: that endpoint's Device goes offline too.
+    await page.waitForFunction(offlineEndpoints, 1, { timeout: 15_000 });
     const t1 = Date.now();
     stdin.write('u\n');
     await page.locator('#upstream-state', { hasText: /^connected$/ }).waitFor({ timeout: 15_000 });
     await page.waitForFunction(() => document.getElementById('outbox-depth')?.textContent === '0', null, {
       timeout: 15_000,
     });
+    await page.waitForFunction(offlineEndpoints, 0, { timeout: 15_000 });
     console.info(
       `dashboard e2e: outage shown, outbox up to ${peak} in ${t1 - t0} ms; drained ${Date.now() - t1} ms after the restore`,
     );

@@ -2,8 +2,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { SerialPort } from 'serialport';
 import type { ModbusDetails } from '../../discovery-handlers/modbus/index.js';
 import { modbusHandler } from '../../discovery-handlers/modbus/index.js';
+import { takeRtuRequest } from '../../firmware-stubs/modbus/rtuServer.js';
 import type { DiscoveredDevice } from '../../src/model/handler.js';
 import { systemClock } from '../../src/util/clock.js';
 import { silentLogger } from '../../src/util/logger.js';
@@ -37,6 +39,42 @@ export async function startPtyPair(a: string, b: string): Promise<{ stop(): Prom
   const child = spawn('socat', [`pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${b}`], { stdio: 'ignore' });
   await until(() => existsSync(a) && existsSync(b), 5_000, 'socat pty links');
   return { stop: async () => void (await stopProcess(child)) };
+}
+
+/**
+ * A Modbus RTU peer on a socat pty pair: the master's end is linked at `path`, and `onRequest` gets each
+ * request frame (unit id, PDU) read on the other end, to answer on `port` as it likes (garbage, silence...).
+ */
+export async function startRtuPeer(
+  path: string,
+  onRequest: (port: SerialPort, unitId: number, pdu: Buffer) => void,
+): Promise<{ stop(): Promise<void> }> {
+  const peerEnd = `${path}.peer`;
+  const pty = await startPtyPair(peerEnd, path);
+  const port = new SerialPort({ path: peerEnd, baudRate: 9600, hupcl: false, autoOpen: false });
+  try {
+    await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(err) : resolve())));
+  } catch (err) {
+    await pty.stop();
+    throw err;
+  }
+  port.on('error', () => {});
+  let buffer: Buffer = Buffer.alloc(0);
+  port.on('data', (chunk: Buffer) => {
+    buffer = Buffer.concat([buffer, chunk]);
+    for (;;) {
+      const { request, rest } = takeRtuRequest(buffer);
+      buffer = rest;
+      if (!request) break;
+      onRequest(port, request[0] as number, request.subarray(1, request.length - 2));
+    }
+  });
+  return {
+    stop: async () => {
+      if (port.isOpen) await new Promise<void>((r) => port.close(() => r()));
+      await pty.stop();
+    },
+  };
 }
 
 /** A TCP server on 127.0.0.1:0 that hands every connection's bytes to `onData` (garbage, silence...). */

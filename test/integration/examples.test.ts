@@ -24,8 +24,10 @@ import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { DiscoveryConfigEntrySchema } from '../../src/config/schema.js';
 import { brokerPlan, renderPod } from '../../src/controller/brokerSpec.js';
 import { configView, deviceView, type Loose } from '../../src/controller/objects.js';
+import { crdManifests } from '../../src/install/crds.js';
 import type { KubeObject } from '../../src/kubeclient/informer.js';
 import { discoveryConfigProblems } from '../../src/model/discoveryConfigs.js';
+import { externalHandlerSpecs, withExternal } from '../../src/model/externalHandlers.js';
 import { API_VERSION, type DeviceObject } from '../../src/model/resources.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { hashPassword } from '../../src/util/password.js';
@@ -37,6 +39,8 @@ import { ROOT, stopProcess, tempDir, UpstreamBroker, waitForLine } from '../help
 import { TestKubelet } from '../helpers/testKubelet.js';
 
 const CONFIGS = join(ROOT, 'examples/discoveryconfigs');
+/** The name examples/tcp-handler registers under, which tcp-endpoints.yaml names. */
+const EXTERNAL = 'tcp-endpoints';
 const CRD = join(ROOT, 'deploy/crds/leafbridge.io_discoveryconfigs.yaml');
 /** Where the image keeps the build (Dockerfile: WORKDIR /app); here, the repository. */
 const IMAGE_ROOT = '/app/';
@@ -58,14 +62,23 @@ interface Container {
 
 const example = (file: string): Manifest => parse(readFileSync(join(CONFIGS, file), 'utf8')) as Manifest;
 const details = (m: Manifest) => (m.spec.handler as { details: Loose }).details;
-const crdSchema = () =>
-  (parse(readFileSync(CRD, 'utf8')) as { spec: { versions: { schema: { openAPIV3Schema: Schema } }[] } }).spec
-    .versions[0]!.schema.openAPIV3Schema;
+type CrdText = { spec: { versions: { schema: { openAPIV3Schema: Schema } }[] } };
+/**
+ * deploy/crds/'s DiscoveryConfig schema; for a config naming the external handler, the one an install with
+ * `externalHandlers: [tcp-endpoints]` generates (the install's own generator, which deploy/crds/ is kept to).
+ */
+function crdSchema(object: Manifest): Schema {
+  const external = (object.spec.handler as { name?: string }).name === EXTERNAL;
+  const crd = external
+    ? (crdManifests(withExternal(builtinHandlers, externalHandlerSpecs([EXTERNAL])))[0] as unknown as CrdText)
+    : (parse(readFileSync(CRD, 'utf8')) as CrdText);
+  return crd.spec.versions[0]!.schema.openAPIV3Schema;
+}
 
 /** What the API server says about the object: fields it would prune, then field errors after defaulting. */
 function admission(object: Manifest): { pruned: string[]; errors: string[] } {
   const copy = structuredClone(object);
-  const schema = crdSchema();
+  const schema = crdSchema(object);
   const pruned = prune(schema, copy);
   applyDefaults(schema, copy);
   return { pruned, errors: validate(schema, copy).map((e) => `${e.field}: ${e.message}`) };
@@ -79,7 +92,11 @@ function agentProblems(object: Manifest): string[] {
   );
   const schema = [...Value.Errors(DiscoveryConfigEntrySchema, entry)].map((e) => `${e.path}: ${e.message}`);
   if (schema.length > 0) return schema;
-  return discoveryConfigProblems([entry as never], builtinHandlers);
+  // As an agent whose discovery.external.handlers lists the example external handler's name.
+  return discoveryConfigProblems(
+    [entry as never],
+    withExternal(builtinHandlers, externalHandlerSpecs([EXTERNAL])),
+  );
 }
 
 // ------------------------------------------------------------------------------------- pods and processes
@@ -243,16 +260,18 @@ const jpeg = (b: Buffer) =>
 describe('examples/discoveryconfigs', () => {
   const files = readdirSync(CONFIGS).filter((f) => f.endsWith('.yaml'));
 
-  it('has one for cameras, PLCs, serial sensors, MQTT devices and Modbus meters', () => {
+  it('has one for cameras, PLCs, serial sensors, MQTT devices, Modbus TCP and RTU, an external handler', () => {
     expect(files.sort()).toEqual([
       'cameras.yaml',
       'modbus-meters.yaml',
+      'modbus-rtu.yaml',
       'mqtt-devices.yaml',
       'plcs.yaml',
       'serial-sensors.yaml',
+      'tcp-endpoints.yaml',
     ]);
     const handlers = files.map((f) => (example(f).spec.handler as { name: string }).name);
-    expect(handlers.sort()).toEqual(['modbus', 'mqtt', 'onvif', 'opcua', 'serial']);
+    expect(handlers.sort()).toEqual(['modbus', 'modbus', 'mqtt', 'onvif', 'opcua', 'serial', EXTERNAL]);
   });
 
   it.each(files)('%s passes the CRD schema, the agent’s checks and the controller’s', (file) => {
