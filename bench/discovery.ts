@@ -987,7 +987,7 @@ function summarizeFleet(runs: (FleetResult | undefined)[]) {
 /** What the anchors do, from their documentation (neither runs here). */
 const ANCHORS = [
   'Akri: its agent calls each discovery handler over gRPC (Discover, a server stream); the handlers it ships ' +
-    '(ONVIF, OPC UA, udev) discover again every 10 s (the discovery interval in their docs and code), so a device ' +
+    "(ONVIF, OPC UA, udev) discover again every 10 s (a fixed discovery interval in the handlers' code), so a device " +
     'is found and lost on a 10-s poll; the OPC UA handler asks FindServers at each pass.',
   'KubeEdge: no discovery; devices are declared as Device objects (device model + instance), and a mapper ' +
     'connects to what it is told.',
