@@ -17,7 +17,8 @@
 //       empty. p50 / p99 / max, the API requests per Allocate (the server's request log) and the parts of an
 //       Allocate: the status PATCH's HTTP round trip, the rest of the store's write (its read-your-writes
 //       wait for its own watch event), the rest of the claim, and gRPC + manager (Allocate minus the claim).
-//       The peer is (1), measured in the same run: the ratio is cluster / memory.
+//       The baseline is (1), measured in the same runs (claims in memory, written here: a baseline, not a peer
+//       product): the ratio is cluster / memory, of the medians over the runs.
 //   (4) a conflict: two nodes (each a KubeDeviceStore + StoreSlotClaims + DevicePluginManager + kubelet in its
 //       own temp device-plugin directory) see one shared camera (capacity 1). ~100 rounds where both kubelets
 //       call Allocate on its one slot at the same moment: exactly one must win and the other get
@@ -27,6 +28,9 @@
 // Everything runs in this process (the managers, their gRPC servers, the kubelet side and, for (3) and (4),
 // the API server): the figures are the manager + gRPC + unix-socket (+ HTTP on 127.0.0.1) path, without a
 // kubelet's or a real kube-apiserver's own work.
+// Each figure is the median over the runs (--reps) with the min–max spread (bench/lib/stats.ts); targets are
+// judged on the median (for a p99: of the per-run p99s), except what must hold in every run ((4) one winner per
+// round, its slowest round).
 import { performance } from 'node:perf_hooks';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { DevicePluginManager } from '../src/deviceplugin/manager.js';
@@ -48,6 +52,7 @@ import {
 import { BenchKubelet } from './lib/kubeletClient.js';
 import type { BenchOptions } from './lib/options.js';
 import { fmt, printTail, type Row, type Target, table, target, writeResults } from './lib/report.js';
+import { type OverReps, overRepsOf, repText } from './lib/stats.js';
 import { machineInfo, sleep, tempDir } from './lib/util.js';
 
 const NODE = 'bench-node';
@@ -529,12 +534,27 @@ interface Rep {
 
 const errorText = (err: unknown) => (err instanceof Error ? (err.stack ?? err.message) : String(err));
 
-/** The element with the lowest `pick` (undefined last). */
-function bestBy<T>(xs: readonly T[], pick: (x: T) => number | undefined): T | undefined {
-  return [...xs].sort((a, b) => (pick(a) ?? Infinity) - (pick(b) ?? Infinity))[0];
+/** p50, p99 and max of a latency over the runs, each as median with min–max. */
+interface TripleOverReps {
+  p50: OverReps;
+  p99: OverReps;
+  max: OverReps;
 }
 
-const triple = (s: LatencyStats | undefined) => `${fmt(s?.p50, 2)} / ${fmt(s?.p99, 2)} / ${fmt(s?.max, 2)}`;
+function tripleOf<T>(
+  runs: readonly (T | undefined)[],
+  pick: (r: T) => LatencyStats | undefined,
+): TripleOverReps {
+  return {
+    p50: overRepsOf(runs, (r) => pick(r)?.p50),
+    p99: overRepsOf(runs, (r) => pick(r)?.p99),
+    max: overRepsOf(runs, (r) => pick(r)?.max),
+  };
+}
+
+/** "p50 / p99 / max" medians, the p99 with its spread over the runs. */
+const triple = (t: TripleOverReps | undefined) =>
+  `${fmt(t?.p50.median, 2)} / ${t ? repText(t.p99, 2) : 'n/a'} / ${fmt(t?.max.median, 2)}`;
 const times = (a: number | undefined, b: number | undefined) =>
   a === undefined || b === undefined || b === 0 ? 'n/a' : `×${fmt(a / b, 1)}`;
 
@@ -562,10 +582,9 @@ async function runReps(options: BenchOptions, log: (s: string) => void, errors: 
   return reps;
 }
 
-/** (3) and (4) over every run: the best run of each, and what must hold in all of them. */
+/** (3) and (4) over every run: medians with spreads, and what must hold in all of them. */
 function clusterSummary(reps: Rep[], errors: Record<string, string>) {
   const withCluster = reps.filter((r) => r.cluster.cluster);
-  const clusterRep = bestBy(withCluster, (r) => r.cluster.cluster?.allocate.p99);
   const failures = withCluster.reduce((n, r) => n + (r.cluster.cluster?.failures ?? 0), 0);
   if (failures > 0)
     errors['allocate (cluster)'] = `${failures} Allocate call(s) with claims in the cluster failed`;
@@ -576,11 +595,27 @@ function clusterSummary(reps: Rep[], errors: Record<string, string>) {
   const bad = conflicts.length === 0 ? undefined : conflicts.reduce((n, c) => n + c.badRounds, 0);
   if (bad)
     errors.conflict = `${bad} round(s) without exactly one winner: ${conflicts.find((c) => c.bad[0])?.bad[0]}`;
+  const requests = overRepsOf(withCluster, (r) => r.cluster.cluster?.requests.mean);
   return {
-    cluster: clusterRep?.cluster.cluster,
-    /** (1) of the same run: the peer. */
-    peer: clusterRep?.memory?.allocate,
-    conflict: bestBy(conflicts, (c) => c.loser.p99),
+    allocate: tripleOf(reps, (r) => r.cluster.cluster?.allocate),
+    /** (1) of the same runs, claims in memory: the baseline. */
+    baseline: tripleOf(reps, (r) => r.memory?.allocate),
+    parts: Object.fromEntries(
+      (Object.keys(PARTS) as Part[]).map((p) => [p, tripleOf(reps, (r) => r.cluster.cluster?.parts[p])]),
+    ) as Record<Part, TripleOverReps>,
+    requests,
+    requestsMax: overRepsOf(withCluster, (r) => r.cluster.cluster?.requests.max),
+    /** Every run made exactly one status patch per Allocate. */
+    oneStatusPatch: withCluster.length > 0 && withCluster.every((r) => oneStatusPatch(r.cluster.cluster)),
+    requestSplit: withCluster[0]?.cluster.cluster?.requests.split,
+    loser: tripleOf(conflicts, (c) => c.loser),
+    winner: tripleOf(conflicts, (c) => c.winner),
+    conflicts409: overRepsOf(conflicts, (c) => c.conflicts.mean),
+    conflicts409Max: overRepsOf(conflicts, (c) => c.conflicts.max),
+    rereads: overRepsOf(conflicts, (c) => c.rereads.mean),
+    rereadsMax: overRepsOf(conflicts, (c) => c.rereads.max),
+    conflictRounds: conflicts.map((c) => c.conflicts.rounds),
+    conflictWins: conflicts.map((c) => c.wins),
     conflictRuns: conflicts.length,
     badRounds: bad,
     allRounds: conflicts.reduce((n, c) => n + c.rounds + PARAMS.conflict.warmupRounds, 0),
@@ -596,10 +631,10 @@ function oneStatusPatch(c: ClusterAllocate | undefined): boolean {
 }
 
 function clusterRows(s: ClusterSummary, passOf: (id: string) => string): Row[] {
-  const c = s.cluster;
-  const k = s.conflict;
-  const parts = (pick: (l: LatencyStats) => number | undefined) =>
-    (Object.keys(PARTS) as Part[]).map((p) => fmt(c && pick(c.parts[p]), 2)).join(' / ');
+  const c = s.allocate;
+  const b = s.baseline;
+  const parts = (pick: (l: TripleOverReps) => OverReps) =>
+    (Object.keys(PARTS) as Part[]).map((p) => fmt(pick(s.parts[p]).median, 2)).join(' / ');
   const row = (measure: string, leafbridge: string, more: Partial<Row> = {}): Row => ({
     measure,
     leafbridge,
@@ -610,18 +645,20 @@ function clusterRows(s: ClusterSummary, passOf: (id: string) => string): Row[] {
     ...more,
   });
   return [
-    row('(3) Allocate, claims in the cluster p50 / p99 / max, ms', triple(c?.allocate), {
-      peer: `${triple(s.peer)} (1)`,
-      ratio: [c?.allocate.p50, c?.allocate.p99, c?.allocate.max]
-        .map((v, i) => times(v, [s.peer?.p50, s.peer?.p99, s.peer?.max][i]))
-        .join(' / '),
+    row('(3) Allocate, claims in the cluster p50 / p99 / max, ms', triple(c), {
+      peer: `${fmt(b.p50.median, 2)} / ${fmt(b.p99.median, 2)} / ${fmt(b.max.median, 2)} (1)`,
+      ratio: (['p50', 'p99', 'max'] as const).map((k) => times(c[k].median, b[k].median)).join(' / '),
       target: `p99 ≤ ${TARGETS.clusterAllocateP99Ms}`,
       result: passOf('clusterAllocateP99'),
     }),
-    row('(3) API requests per Allocate mean / max', `${fmt(c?.requests.mean, 2)} / ${fmt(c?.requests.max)}`, {
-      target: '1 status patch',
-      result: c ? (oneStatusPatch(c) ? 'as expected' : 'NOT as expected') : '',
-    }),
+    row(
+      '(3) API requests per Allocate mean / max',
+      `${fmt(s.requests.median, 2)} / ${fmt(s.requestsMax.max)}`,
+      {
+        target: '1 status patch',
+        result: s.requests.n > 0 ? (s.oneStatusPatch ? 'as expected' : 'NOT as expected') : '',
+      },
+    ),
     row(
       '(3) parts p50: PATCH / own watch event / rest of claim / gRPC+manager, ms',
       parts((l) => l.p50),
@@ -635,14 +672,14 @@ function clusterRows(s: ClusterSummary, passOf: (id: string) => string): Row[] {
       s.badRounds === undefined ? 'n/a' : `${s.allRounds - s.badRounds} / ${s.allRounds}`,
       { target: 'all', result: passOf('conflictOneWinner') },
     ),
-    row("(4) loser's refusal p50 / p99 / max, ms", triple(k?.loser)),
-    row("(4) winner's Allocate p50 / p99 / max, ms", triple(k?.winner)),
-    row('(4) slowest round (the later answer), ms', fmt(s.roundMax, 2), {
+    row("(4) loser's refusal p50 / p99 / max, ms", triple(s.loser)),
+    row("(4) winner's Allocate p50 / p99 / max, ms", triple(s.winner)),
+    row('(4) slowest round of all runs (the later answer), ms', fmt(s.roundMax, 2), {
       target: `≤ ${TARGETS.conflictRoundMaxMs}`,
       result: passOf('conflictRoundMax'),
     }),
-    row('(4) 409s per round mean / max', `${fmt(k?.conflicts.mean, 2)} / ${fmt(k?.conflicts.max)}`),
-    row('(4) re-reads (GET) per round mean / max', `${fmt(k?.rereads.mean, 2)} / ${fmt(k?.rereads.max)}`),
+    row('(4) 409s per round mean / max', `${repText(s.conflicts409, 2)} / ${fmt(s.conflicts409Max.max)}`),
+    row('(4) re-reads (GET) per round mean / max', `${repText(s.rereads, 2)} / ${fmt(s.rereadsMax.max)}`),
   ];
 }
 
@@ -650,8 +687,8 @@ function clusterTargets(s: ClusterSummary): Target[] {
   return [
     target(
       'clusterAllocateP99',
-      'Allocate p99 with claims in the cluster (no conflict)',
-      s.cluster?.allocate.p99,
+      'Allocate p99 with claims in the cluster (no conflict), median of the runs',
+      s.allocate.p99.median,
       '<=',
       TARGETS.clusterAllocateP99Ms,
       'ms',
@@ -676,22 +713,21 @@ function clusterTargets(s: ClusterSummary): Target[] {
 }
 
 function clusterNotes(s: ClusterSummary): string[] {
-  const c = s.cluster;
-  const k = s.conflict;
   const notes = [
     `(3) ${PARAMS.cluster.store}: ${PARAMS.cluster.storeWhy}`,
-    '(3) peer: (1) in the same run (claims in memory); ratio cluster / memory, for p50 / p99 / max',
+    '(3) baseline: (1) in the same runs (claims in memory, written here: a baseline, not a peer product); ' +
+      'ratio cluster / memory of the medians, for p50 / p99 / max',
   ];
-  if (c) {
-    const split = Object.entries(c.requests.split)
+  if (s.requestSplit) {
+    const split = Object.entries(s.requestSplit)
       .map(([kind, n]) => `${kind}: ${fmt(n, 2)}`)
       .join(', ');
-    notes.push(`(3) requests per Allocate by kind: ${split || 'none'}`);
+    notes.push(`(3) run 1 requests per Allocate by kind: ${split || 'none'}`);
   }
-  if (k) {
+  if (s.conflictRounds.length > 0) {
     notes.push(
-      `(4) best run: rounds by their number of 409s ${JSON.stringify(k.conflicts.rounds)}; ` +
-        `wins by node ${JSON.stringify(k.wins)}`,
+      `(4) per run: rounds by their number of 409s ${JSON.stringify(s.conflictRounds)}; ` +
+        `wins by node ${JSON.stringify(s.conflictWins)}`,
     );
   }
   return notes;
@@ -711,20 +747,29 @@ export async function runDevicePlugin(options: BenchOptions): Promise<boolean> {
 
   const reps = await runReps(options, log, errors);
   const runs = reps.flatMap((r) => (r.memory ? [r.memory] : []));
-  const allocRun = bestBy(runs, (r) => r.allocate.p99);
-  const flipRun = bestBy(runs, (r) => r.offline.max);
-  const allocate = allocRun?.allocate;
-  const offline = flipRun?.offline;
+  const allocate = tripleOf(runs, (r) => r.allocate);
+  // A run where a flip timed out has no max: it counts as +∞, so it can only raise the median.
+  const offline = tripleOf(runs, (r) =>
+    r.offline.timedOut === 0 ? r.offline : { ...r.offline, max: Infinity },
+  );
+  const online = tripleOf(runs, (r) => r.online);
   const failures = runs.reduce((n, r) => n + r.allocateFailures, 0);
   if (failures > 0) errors.allocate = `${failures} Allocate call(s) failed`;
   const summary = clusterSummary(reps, errors);
 
   const targets: Target[] = [
-    target('allocateP99', 'Allocate p99 (no conflict)', allocate?.p99, '<=', TARGETS.allocateP99Ms, 'ms'),
+    target(
+      'allocateP99',
+      'Allocate p99 (no conflict), median of the runs',
+      allocate.p99.median,
+      '<=',
+      TARGETS.allocateP99Ms,
+      'ms',
+    ),
     target(
       'offlineToUnhealthy',
-      'device offline → slots Unhealthy on the stream (max over flips)',
-      offline && offline.timedOut === 0 ? offline.max : undefined,
+      'device offline → slots Unhealthy on the stream (max over flips), median of the runs',
+      offline.max.median,
       '<=',
       TARGETS.offlineToUnhealthyMs,
       'ms',
@@ -743,7 +788,7 @@ export async function runDevicePlugin(options: BenchOptions): Promise<boolean> {
     },
     {
       measure: '(2) offline → Unhealthy p50 / p99 / max, ms',
-      leafbridge: triple(offline),
+      leafbridge: `${fmt(offline.p50.median, 2)} / ${fmt(offline.p99.median, 2)} / ${repText(offline.max, 2)}`,
       peer: '',
       ratio: '',
       target: `max ≤ ${TARGETS.offlineToUnhealthyMs}`,
@@ -751,7 +796,7 @@ export async function runDevicePlugin(options: BenchOptions): Promise<boolean> {
     },
     {
       measure: '(2) online → Healthy p50 / max, ms',
-      leafbridge: `${fmt(flipRun?.online.p50, 2)} / ${fmt(flipRun?.online.max, 2)}`,
+      leafbridge: `${fmt(online.p50.median, 2)} / ${fmt(online.max.median, 2)}`,
       peer: '',
       ratio: '',
       target: '',
@@ -760,10 +805,11 @@ export async function runDevicePlugin(options: BenchOptions): Promise<boolean> {
     ...clusterRows(summary, passOf),
   ];
   log('');
-  log(table(rows));
+  log(table(rows, { peer: 'baseline' }));
   notes.push(
     'in-process: the managers, their gRPC servers, the kubelet side and the test API server share one Node ' +
-      `process (unix sockets, 127.0.0.1); best of ${options.reps} run(s) kept, each measure on its own`,
+      `process (unix sockets, 127.0.0.1); each figure is the median over ${options.reps} run(s), ` +
+      '"(median of N; min–max)" where the spread is printed; targets judged on the median',
     ...clusterNotes(summary),
   );
   if (options.profile === 'always') notes.push('profiling: not done for this bench (no agent process)');
@@ -777,23 +823,30 @@ export async function runDevicePlugin(options: BenchOptions): Promise<boolean> {
     targets,
     pass,
     results: {
-      allocate: { unit: 'ms, Allocate round trip at the kubelet side, best run by p99', best: allocate },
+      overReps: 'each figure: median, min, max over the runs, and reps (every run in order; null: no value)',
+      allocate: { unit: 'ms, Allocate round trip at the kubelet side, per-run p50 / p99 / max', ...allocate },
       offlineToUnhealthy: {
-        unit: 'ms, registry put → stream message with every camera slot Unhealthy (later of 2 resources)',
-        best: offline,
+        unit:
+          'ms, registry put → stream message with every camera slot Unhealthy (later of 2 resources); ' +
+          'a run with a timed-out flip has max +∞ (null)',
+        ...offline,
       },
-      onlineToHealthy: { unit: 'ms, as above for Healthy', best: flipRun?.online },
+      onlineToHealthy: { unit: 'ms, as above for Healthy', ...online },
       clusterAllocate: {
         unit:
-          'ms, Allocate round trip at the kubelet side with claims in the cluster, best run by p99; ' +
-          'peer: (1) of the same run; parts: ' +
-          JSON.stringify(PARTS),
-        best: summary.cluster,
-        peer: summary.peer,
+          'ms, Allocate round trip at the kubelet side with claims in the cluster; baseline: (1) of the same ' +
+          `runs, claims in memory; parts: ${JSON.stringify(PARTS)}`,
+        ...summary.allocate,
+        baseline: summary.baseline,
+        parts: summary.parts,
+        requestsPerAllocate: summary.requests,
       },
       conflict: {
-        unit: 'ms from the moment both Allocate calls were made; best run by loser p99',
-        best: summary.conflict,
+        unit: 'ms from the moment both Allocate calls were made',
+        loser: summary.loser,
+        winner: summary.winner,
+        conflicts409PerRound: summary.conflicts409,
+        rereadsPerRound: summary.rereads,
         runs: summary.conflictRuns,
         badRoundsAllRuns: summary.badRounds,
         roundsAllRuns: summary.allRounds,

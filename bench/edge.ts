@@ -21,6 +21,7 @@ import {
 } from './lib/edgeRuns.js';
 import type { BenchOptions } from './lib/options.js';
 import { fmt, grid, printTail, strip, type Target, target, writeResults } from './lib/report.js';
+import { overReps, repText } from './lib/stats.js';
 import { machineInfo, round1, round3, tempDir } from './lib/util.js';
 
 export const FAST: FastShape = {
@@ -69,30 +70,23 @@ export interface EdgeReport {
   errors: Record<string, string>;
 }
 
-function best<T>(runs: T[], score: (t: T) => number | undefined): T | undefined {
-  let top: T | undefined;
-  for (const r of runs) {
-    const s = score(r);
-    if (s !== undefined && (top === undefined || s > (score(top) ?? -Infinity))) top = r;
-  }
-  return top;
-}
-
-const median = (v: number[]) => {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length === 0 ? undefined : ((s[(s.length - 1) >> 1] as number) + (s[s.length >> 1] as number)) / 2;
-};
+const median = (v: (number | undefined)[]) => overReps(v).median;
 
 const ratio = (a: number | undefined, b: number | undefined) =>
   a !== undefined && b !== undefined && b > 0 ? round3(a / b) : undefined;
 
-/** Per edge: best throughput, median CPU per message, worst peak RSS over the reps (the same rule for every edge). */
+/**
+ * Per edge: median throughput (with its spread) and CPU per message, worst peak RSS over the reps (the same rule
+ * for every edge).
+ */
 function summarizeFast(runs: FastRun[], edge: EdgeKind) {
   const mine = runs.filter((r) => r.edge === edge && !r.timedOut);
+  const rate = overReps(mine.map((r) => r.msgPerSec));
   return {
     runs: mine.length,
-    msgPerSec: best(mine, (r) => r.msgPerSec)?.msgPerSec,
-    cpuUsPerMsg: median(mine.flatMap((r) => (r.edgeCpuUsPerMsg === undefined ? [] : [r.edgeCpuUsPerMsg]))),
+    msgPerSec: rate.median,
+    rate,
+    cpuUsPerMsg: median(mine.map((r) => r.edgeCpuUsPerMsg)),
     peakRssMB: Math.max(...mine.map((r) => r.edgePeakRssMB ?? Number.NaN).filter(Number.isFinite)),
   };
 }
@@ -207,17 +201,17 @@ export async function measureEdges(options: BenchOptions, log: (s: string) => vo
   const fastText = grid(
     ['fast: 20 publishers × 5,000, window 100, 80 B, QoS 1', 'msg/s', 'edge CPU µs/msg', 'edge peak RSS MB'],
     [
-      ['direct to upstream mosquitto (no edge)', fmt(f.direct.msgPerSec), '', ''],
+      ['direct to upstream mosquitto (no edge)', repText(f.direct.rate), '', ''],
       [
         'mosquitto bridge',
-        fmt(f.mosquitto.msgPerSec),
+        repText(f.mosquitto.rate),
         fmt(f.mosquitto.cpuUsPerMsg, 1),
         fmt(f.mosquitto.peakRssMB, 1),
       ],
-      ['leafbridge agent', fmt(f.agent.msgPerSec), fmt(f.agent.cpuUsPerMsg, 1), fmt(f.agent.peakRssMB, 1)],
+      ['leafbridge agent', repText(f.agent.rate), fmt(f.agent.cpuUsPerMsg, 1), fmt(f.agent.peakRssMB, 1)],
       [
         'leafbridge agent, store.synchronous full',
-        fmt(f['agent-full'].msgPerSec),
+        repText(f['agent-full'].rate),
         fmt(f['agent-full'].cpuUsPerMsg, 1),
         fmt(f['agent-full'].peakRssMB, 1),
       ],
@@ -284,7 +278,7 @@ export async function measureEdges(options: BenchOptions, log: (s: string) => vo
           )
           .join(' / ')}`,
     ),
-    'msg/s: best run; CPU: median run; peak RSS: largest VmHWM of any run. The agent runs as `leafbridge agent` ' +
+    'msg/s: median of the runs (min–max); CPU: median run; peak RSS: largest VmHWM of any run; ratios of the medians. The agent runs as `leafbridge agent` ' +
       `with no Node flags${AGENT_ARGS.length > 0 ? ` (here: ${AGENT_ARGS.join(' ')})` : ''}, its per-client rate limit lifted.`,
   ];
   const profiles: Record<string, ProfileSummary | string> = {};

@@ -11,7 +11,8 @@
 //       none stale), polled in the server's storage every `pollMs`; writes after up() against the fewest that
 //       could do it; connection attempts during the outage (refused, so the server cannot log them: counted
 //       on this process's client sockets through the net.client.socket diagnostics channel)
-// The peer, in the same run: a naive writer (bench-local, below) that sends one request per change through
+// The baseline, in the same run (written here, so a baseline and not a peer product): a naive writer
+// (bench-local) that sends one request per change through
 // client-node, with no coalescing, per Device in order, each request retried every second until it lands. It
 // runs the same three phases against its own test API server; its outage runs at the same time as the
 // store's (both servers go down and up together), the other phases one after the other.
@@ -61,7 +62,7 @@ function kubeConfigFor(api: KubeApiServer): KubeConfig {
 // ---------------------------------------------------------------------------------- one side's world
 
 interface Side extends Wanted {
-  label: 'leafbridge' | 'peer';
+  label: 'leafbridge' | 'baseline';
   api: KubeApiServer;
 }
 
@@ -353,8 +354,8 @@ const ratio = (a: number | undefined, b: number | undefined) =>
   a === undefined || b === undefined || b === 0 ? '' : `${fmt(a / b, 2)}×`;
 
 function rows(f: Figures, targets: Target[]): Row[] {
-  const [s, p] = [f.steady.leafbridge, f.steady.peer];
-  const [so, po] = [f.outage.leafbridge, f.outage.peer];
+  const [s, p] = [f.steady.leafbridge, f.steady.baseline];
+  const [so, po] = [f.outage.leafbridge, f.outage.baseline];
   const verdict = (id: string) => {
     const t = targets.find((x) => x.id === id);
     return t ? (t.pass ? 'met' : 'MISSED') : '';
@@ -364,7 +365,7 @@ function rows(f: Figures, targets: Target[]): Row[] {
     row('(1) API writes per new Device', s?.writesPerDevice, p?.writesPerDevice, 2),
   ];
   for (const [i, b] of (f.bursts.leafbridge ?? []).entries()) {
-    const pb = f.bursts.peer?.[i];
+    const pb = f.bursts.baseline?.[i];
     const when = b.slowMs > 0 ? `server +${b.slowMs} ms/request` : 'fast server';
     out.push(
       row(`(2) burst, ${when}: writes/Device mean`, b.meanPerDevice, pb?.meanPerDevice, 2),
@@ -470,8 +471,8 @@ function notesOf(f: Figures): string[] {
   const notes: string[] = [];
   const s = f.steady.leafbridge;
   if (s) notes.push(`(1) leafbridge requests while creating 1,000 Devices: ${split(s.requests)}`);
-  const p = f.steady.peer;
-  if (p) notes.push(`(1) peer requests: ${split(p.requests)}`);
+  const p = f.steady.baseline;
+  if (p) notes.push(`(1) baseline requests: ${split(p.requests)}`);
   for (const b of f.bursts.leafbridge ?? [])
     notes.push(
       `(2) leafbridge burst (server +${b.slowMs} ms): writes per Device ${JSON.stringify(b.histogram)} ` +
@@ -537,7 +538,7 @@ async function runDouble(
 ): Promise<void> {
   const sides: Side[] = [];
   try {
-    sides.push(await startSide('leafbridge'), await startSide('peer'));
+    sides.push(await startSide('leafbridge'), await startSide('baseline'));
     for (const side of sides) {
       log(`  (1) [double] ${side.label}: creating ${PARAMS.devices} Devices`);
       figures.steady[side.label] = await steady(side);
@@ -580,10 +581,10 @@ interface ReportInput {
 function report(input: ReportInput): boolean {
   const { startedAt, machineAtStart, options, outageS, apis, figures, real, errors, log } = input;
   const targets = [...(apis.double ? targetsOf(figures) : []), ...(real ? realTargets(real) : [])];
-  const text = apis.double ? table(rows(figures, targets)) : '';
+  const text = apis.double ? table(rows(figures, targets), { peer: 'baseline' }) : '';
   const compared = compareTable(figures, real, targets);
   if (text) {
-    log('\ntest double, in detail ("peer" = the bench-local naive writer: a baseline, not a peer product)');
+    log('\ntest double, in detail ("baseline" = the bench-local naive writer, not a peer product)');
     log(text);
   }
   log(
@@ -596,7 +597,7 @@ function report(input: ReportInput): boolean {
       'for these figures; the burst and outage ones are counts, not timings, except the times to converge',
     `machine: 2 cores shared with other work (load average at start ${machineAtStart.loadavg.join(' / ')})`,
   );
-  if (options.reps !== 2) notes.push('--reps is not used: one run (the outage phase is long)');
+  notes.push('--reps is not used here yet: one run (the outage phase is long)');
   printTail(log, notes, {}, errors);
   const pass = targets.every((t) => t.pass) && Object.keys(errors).length === 0;
   const files = writeResults('registry', startedAt, {

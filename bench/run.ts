@@ -28,7 +28,8 @@ const USAGE = `usage: npm run bench -- [${Object.keys(BENCHES).join('|')}] [--pr
   without a name every benchmark runs; results go to bench/results/<name>-<time>.json and <name>-latest.json
   --profile      always CPU-profile the agent (default: only when a target is missed)
   --no-profile   never profile
-  --reps=N       runs of each measured pair, interleaved, best kept (default 2)
+  --reps=N       runs of each measured phase (pairs interleaved); figures are the median with the
+                 min–max spread, targets judged on the median (default 3)
   edge           the agent beside a mosquitto bridge on the edge node (also run by sync): fast publishers and 3,000
                  slow sensors; LEAFBRIDGE_BENCH_AGENT_NODE_ARGS adds Node flags to the agent
   --outage-s N   registry: how long the API server stays down (default 600, the issue's 10 minutes)
@@ -55,7 +56,7 @@ async function main(args: string[]): Promise<number> {
   const argv = joinValues(args);
   const names = argv.filter((a) => !a.startsWith('-'));
   const flags = argv.filter((a) => a.startsWith('-'));
-  const options: RegistryBenchOptions & HubBenchOptions = { profile: 'auto', reps: 2 };
+  const options: RegistryBenchOptions & HubBenchOptions = { profile: 'auto', reps: 3 };
   for (const f of flags) {
     const reps = /^--reps=(\d+)$/.exec(f);
     const outage = /^--outage-s=(\d+(?:\.\d+)?)$/.exec(f);

@@ -5,8 +5,9 @@
 //   (4) agent RSS idle and under load
 // Every process is on 127.0.0.1; brokers and the agent listen on port 0 and report their port (the upstream of
 // (2)/(3) gets a port that was free a moment before, since it must come up on the URL the agent was given).
-// Each pair runs `reps` times interleaved (peer, agent, peer, agent) and the best run of each side is kept:
-// other work on a shared machine only ever slows a run down. Every run is in the JSON with its CPU split.
+// Each pair runs `reps` times interleaved (peer, agent, peer, agent); a figure is the median over the reps with
+// its min–max spread (a ratio: the median of the per-pair ratios), and targets are judged on the median. Every
+// run is in the JSON with its CPU split.
 
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,6 +27,7 @@ import {
   target,
   writeResults,
 } from './lib/report.js';
+import { medianRun, overReps, overRepsOf, repText } from './lib/stats.js';
 import {
   BenchChild,
   type ChildEvent,
@@ -470,12 +472,6 @@ function ratio(a: number | undefined, b: number | undefined): number | undefined
   return a !== undefined && b !== undefined && b > 0 ? round3(a / b) : undefined;
 }
 
-function best<T>(runs: (T | undefined)[], rate: (t: T) => number): T | undefined {
-  let top: T | undefined;
-  for (const r of runs) if (r !== undefined && (top === undefined || rate(r) > rate(top))) top = r;
-  return top;
-}
-
 function maxOf(values: (number | undefined)[]): number | undefined {
   const v = values.filter((x): x is number => x !== undefined && Number.isFinite(x));
   return v.length > 0 ? Math.max(...v) : undefined;
@@ -517,13 +513,30 @@ export async function runSync(options: BenchOptions): Promise<boolean> {
     durableRuns.push(await attempt(`ingest-drain-agent-${rep}`, () => agentIngestAndDrain()));
   }
 
-  const direct = best(directRuns, (r) => r.msgPerSec);
-  const viaAgent = best(agentRuns, (r) => r.run.msgPerSec);
-  const plain = best(plainRuns, (r) => r.msgPerSec);
-  const ingest = best(durableRuns, (r) => r.ingest.msgPerSec);
-  const drain = best(durableRuns, (r) => r.drain.msgPerSec);
-  const throughputRatio = ratio(viaAgent?.run.msgPerSec, direct?.msgPerSec);
-  const ingestRatio = ratio(ingest?.ingest.msgPerSec, plain?.msgPerSec);
+  // The median run of each side, for the details printed beside the medians.
+  const direct = medianRun(directRuns, (r) => r.msgPerSec);
+  const viaAgent = medianRun(agentRuns, (r) => r.run.msgPerSec);
+  const plain = medianRun(plainRuns, (r) => r.msgPerSec);
+  const ingest = medianRun(durableRuns, (r) => r.ingest.msgPerSec);
+  const drain = medianRun(durableRuns, (r) => r.drain.msgPerSec);
+  const directRate = overRepsOf(directRuns, (r) => r.msgPerSec);
+  const agentRate = overRepsOf(agentRuns, (r) => r.run.msgPerSec);
+  const plainRate = overRepsOf(plainRuns, (r) => r.msgPerSec);
+  const ingestRate = overRepsOf(durableRuns, (r) => r.ingest.msgPerSec);
+  const drainRate = overRepsOf(durableRuns, (r) => r.drain.msgPerSec);
+  const drainFirstToLast = overRepsOf(durableRuns, (r) => r.drain.firstToLastMsgPerSec);
+  const pairRatios = (a: (number | undefined)[], b: (number | undefined)[]) =>
+    overReps(a.map((x, i) => ratio(x, b[i])));
+  const throughputRatios = pairRatios(
+    agentRuns.map((r) => r?.run.msgPerSec),
+    directRuns.map((r) => r?.msgPerSec),
+  );
+  const ingestRatios = pairRatios(
+    durableRuns.map((r) => r?.ingest.msgPerSec),
+    plainRuns.map((r) => r?.msgPerSec),
+  );
+  const throughputRatio = throughputRatios.median;
+  const ingestRatio = ingestRatios.median;
   const idleRss = maxOf(agentRuns.map((r) => r?.idle?.rssMB));
   const peakThroughput = maxOf(agentRuns.map((r) => r?.load.peakRssMB));
   const peakIngest = maxOf(durableRuns.map((r) => r?.ingestPeakRssMB));
@@ -532,7 +545,7 @@ export async function runSync(options: BenchOptions): Promise<boolean> {
   const targets: Target[] = [
     target(
       'throughput',
-      '(1) leaf→upstream QoS 1 throughput, agent / direct',
+      '(1) leaf→upstream QoS 1 throughput, agent / direct (median of the per-pair ratios)',
       throughputRatio,
       '>=',
       TARGETS.throughputRatio,
@@ -540,7 +553,7 @@ export async function runSync(options: BenchOptions): Promise<boolean> {
     ),
     target(
       'ingest',
-      '(2) durable ingest, upstream down, agent / plain aedes',
+      '(2) durable ingest, upstream down, agent / plain aedes (median of the per-pair ratios)',
       ingestRatio,
       '>=',
       TARGETS.ingestRatio,
@@ -548,8 +561,8 @@ export async function runSync(options: BenchOptions): Promise<boolean> {
     ),
     target(
       'drain',
-      `(3) drain of ${drain?.drain.messages ?? PARAMS.outboxMessages} messages from the upstream coming up`,
-      drain?.drain.msgPerSec,
+      `(3) drain of ${drain?.drain.messages ?? PARAMS.outboxMessages} messages from the upstream coming up (median)`,
+      drainRate.median,
       '>=',
       TARGETS.drainMsgPerSec,
       'msg/s',
@@ -595,23 +608,23 @@ export async function runSync(options: BenchOptions): Promise<boolean> {
   const rows: Row[] = [
     {
       measure: '(1) QoS 1 throughput leaf→upstream, msg/s (peer: direct to upstream)',
-      leafbridge: fmt(viaAgent?.run.msgPerSec),
-      peer: fmt(direct?.msgPerSec),
-      ratio: fmt(throughputRatio, 2),
+      leafbridge: repText(agentRate),
+      peer: repText(directRate),
+      ratio: repText(throughputRatios, 2),
       target: `≥ ${TARGETS.throughputRatio}`,
       result: passOf('throughput'),
     },
     {
       measure: '(2) durable ingest, upstream down, msg/s (peer: plain aedes)',
-      leafbridge: fmt(ingest?.ingest.msgPerSec),
-      peer: fmt(plain?.msgPerSec),
-      ratio: fmt(ingestRatio, 2),
+      leafbridge: repText(ingestRate),
+      peer: repText(plainRate),
+      ratio: repText(ingestRatios, 2),
       target: `≥ ${TARGETS.ingestRatio}`,
       result: passOf('ingest'),
     },
     {
       measure: `(3) drain ${fmt(drain?.drain.messages)} msgs from upstream up, msg/s`,
-      leafbridge: fmt(drain?.drain.msgPerSec),
+      leafbridge: repText(drainRate),
       peer: '',
       ratio: '',
       target: `≥ ${fmt(TARGETS.drainMsgPerSec)}`,
@@ -619,7 +632,7 @@ export async function runSync(options: BenchOptions): Promise<boolean> {
     },
     {
       measure: '    drain, first → last arrival, msg/s',
-      leafbridge: fmt(drain?.drain.firstToLastMsgPerSec),
+      leafbridge: repText(drainFirstToLast),
       peer: '',
       ratio: '',
       target: '',
@@ -690,16 +703,23 @@ export async function runSync(options: BenchOptions): Promise<boolean> {
   const noise = others.length > 0 ? round3(others.reduce((a, b) => a + b, 0) / others.length) : undefined;
   notes.push(
     `other work on the machine during the measured runs: ${fmt(noise, 2)} cores on average (max ${fmt(maxOf(others), 2)}) ` +
-      `of ${machine.cpus}; runs under load are slower, the best of ${options.reps} is kept`,
+      `of ${machine.cpus}; runs under load are slower: each figure is the median of ${options.reps} with its ` +
+      'min–max; the details above are of the median run',
   );
-  const peakRun = best(agentRuns, (r) => r.load.peakRssMB);
+  const peakRun = agentRuns.reduce<AgentThroughput | undefined>(
+    (top, r) => (r && (!top || r.load.peakRssMB > top.load.peakRssMB) ? r : top),
+    undefined,
+  );
   if (peakRun?.load.atPeak)
     notes.push(
       `(4) agent memory at its RSS peak in (1), MB: ${Object.entries(peakRun.load.atPeak)
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}`,
     );
-  const peakDurable = best(durableRuns, (r) => r.drainPeakRssMB);
+  const peakDurable = durableRuns.reduce<IngestAndDrain | undefined>(
+    (top, r) => (r && (!top || r.drainPeakRssMB > top.drainPeakRssMB) ? r : top),
+    undefined,
+  );
   if (peakDurable?.atPeak)
     notes.push(
       `(4) agent memory at its RSS peak in (2)/(3), MB: ${Object.entries(peakDurable.atPeak)
@@ -722,10 +742,14 @@ export async function runSync(options: BenchOptions): Promise<boolean> {
     pass,
     results: {
       throughput: {
-        unit: 'msg/s (unique arrivals at the upstream subscriber / (last arrival − first publish)), best run',
+        unit:
+          'msg/s (unique arrivals at the upstream subscriber / (last arrival − first publish)); agent and direct: ' +
+          'the median run; rates and ratio over the reps (median, min, max, reps)',
         agent: strip(viaAgent?.run),
         direct: strip(direct),
-        ratio: throughputRatio,
+        agentRate,
+        directRate,
+        ratio: throughputRatios,
         outboxDrainedAfterRun: viaAgent?.outboxDrainedAfterRun,
         runs: {
           agent: agentRuns.map((r) => strip(r?.run)),
@@ -733,15 +757,20 @@ export async function runSync(options: BenchOptions): Promise<boolean> {
         },
       },
       ingest: {
-        unit: 'msg/s (PUBACKs at the publishers / (last PUBACK − first publish)), best run',
+        unit:
+          'msg/s (PUBACKs at the publishers / (last PUBACK − first publish)); agent and plainAedes: the median ' +
+          'run; rates and ratio over the reps',
         agent: strip(ingest?.ingest),
         plainAedes: strip(plain),
-        ratio: ingestRatio,
+        agentRate: ingestRate,
+        plainAedesRate: plainRate,
+        ratio: ingestRatios,
         runs: { agent: durableRuns.map((r) => strip(r?.ingest)), plainAedes: plainRuns.map((r) => strip(r)) },
       },
       drain: {
-        unit: 'msg/s (unique arrivals / (last arrival − upstream broker up)), best run',
-        best: drain ? { ...strip(drain.drain), outboxBeforeDrain: drain.outboxBeforeDrain } : undefined,
+        unit: 'msg/s (unique arrivals / (last arrival − upstream broker up)); median: the median run',
+        rate: drainRate,
+        median: drain ? { ...strip(drain.drain), outboxBeforeDrain: drain.outboxBeforeDrain } : undefined,
         runs: durableRuns.map((r) => strip(r?.drain)),
       },
       memory: {

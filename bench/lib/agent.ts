@@ -9,6 +9,9 @@ export interface HostPort {
   port: number;
 }
 
+/** A bound on the agent's start, not a figure: on a 2-core machine loaded by other work it can take tens of seconds. */
+const START_TIMEOUT_MS = 60_000;
+
 /** `leafbridge agent --config FILE` as a real process, its JSON log lines read from stdout. */
 export class AgentProcess {
   readonly child: ChildProcess;
@@ -30,8 +33,8 @@ export class AgentProcess {
     });
     this.started = new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`agent did not start within 20 s\n${this.tail()}`)),
-        20_000,
+        () => reject(new Error(`agent did not start within ${START_TIMEOUT_MS / 1000} s\n${this.tail()}`)),
+        START_TIMEOUT_MS,
       );
       this.child.once('exit', (code, signal) => {
         clearTimeout(timer);

@@ -2,6 +2,6 @@
 export interface BenchOptions {
   /** auto: CPU-profile the agent when a target is missed; always; never. */
   profile: 'auto' | 'always' | 'never';
-  /** Repetitions of each measured pair (interleaved, best kept: other work on the machine only slows runs). */
+  /** Repetitions of each measured phase (pairs interleaved): figures are medians over them, with the spread. */
   reps: number;
 }

@@ -38,7 +38,7 @@ export const PARAMS = {
     options: 'KubeDeviceStore defaults (no backoff, probe or concurrency option given), as the agent runs it',
     logger: 'pino at warn, its lines counted by message',
   },
-  peer: {
+  baseline: {
     retryMs: 1_000,
     writes:
       'new Device: POST then merge PATCH /status; status change: merge PATCH /status (no resourceVersion); ' +
@@ -100,7 +100,7 @@ export function deviceObject(
 
 // ------------------------------------------------------------------------------------------ writers
 
-/** What the phases ask of a writer: the KubeDeviceStore calls this bench uses, and the peer's. */
+/** What the phases ask of a writer: the KubeDeviceStore calls this bench uses, and the baseline's. */
 export interface Writer {
   upsert(object: DeviceObject): Promise<unknown>;
   delete(deviceName: string): Promise<unknown>;
@@ -188,7 +188,10 @@ export async function storeWriter(kubeConfig: KubeConfig, namespace: string): Pr
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const codeOf = (err: unknown) => (err instanceof ApiException ? (err.code as number) : undefined);
 
-/** The peer: one request per change, no coalescing, in order per Device, each retried every `retryMs`. */
+/**
+ * The baseline (written here, not a peer product): one request per change, no coalescing, in order per Device,
+ * each retried every `retryMs`.
+ */
 export class NaiveWriter implements Writer {
   private readonly api: CustomObjectsApi;
   private readonly queues = new Map<string, Promise<void>>();
@@ -256,7 +259,7 @@ export class NaiveWriter implements Writer {
         return;
       } catch (err) {
         if (codeOf(err) === undefined) this.noAnswer++;
-        await sleep(PARAMS.peer.retryMs);
+        await sleep(PARAMS.baseline.retryMs);
       }
     }
   }

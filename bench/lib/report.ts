@@ -31,14 +31,18 @@ export function target(
 export interface Row {
   measure: string;
   leafbridge: string;
+  /** A real peer's figure (mosquitto, direct publishing), or a baseline's under a header saying so. */
   peer: string;
   ratio: string;
   target: string;
   result: string;
 }
 
-/** A plain-text table; the first row is the header. */
-export function table(rows: Row[]): string {
+/**
+ * A plain-text table under a header row; `labels` renames header columns (`peer: 'baseline'` where the thing
+ * compared against is written here, not a peer product).
+ */
+export function table(rows: Row[], labels: Partial<Row> = {}): string {
   const header: Row = {
     measure: 'measure',
     leafbridge: 'leafbridge',
@@ -46,6 +50,7 @@ export function table(rows: Row[]): string {
     ratio: 'ratio',
     target: 'target',
     result: 'result',
+    ...labels,
   };
   const all = [header, ...rows];
   const keys = Object.keys(header) as (keyof Row)[];

@@ -93,7 +93,9 @@ export const opcuaDetailsSchema = Type.Object(
       Type.Integer({
         minimum: 100,
         description:
-          'OPC UA servers do not announce themselves to clients, so discovery polls. Default 10000. ' +
+          'OPC UA servers do not announce themselves to clients, so discovery polls. Default 1000: a poll is one ' +
+          'connection with FindServers and GetEndpoints (and GetEndpoints per server an LDS lists); raise it ' +
+          'for a discovery server with many servers or a PLC that should see fewer connections. ' +
           'A found server that stops is noticed sooner, through its connection (see watchConnections).',
       }),
     ),

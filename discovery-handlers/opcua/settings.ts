@@ -26,7 +26,8 @@ export interface OpcuaSettings {
 }
 
 export const DEFAULTS = {
-  pollIntervalMs: 10_000,
+  /** One poll is one connection with FindServers and GetEndpoints (bench: docs/performance.md). */
+  pollIntervalMs: 1_000,
   keepAliveIntervalMs: 5_000,
   connectTimeoutMs: 3_000,
   maxDevices: 100,

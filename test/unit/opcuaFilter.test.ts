@@ -236,7 +236,7 @@ describe('settings', () => {
       securityMode: 'None',
       securityPolicy: 'None',
       automaticallyAcceptUnknownCertificates: true,
-      pollIntervalMs: 10_000,
+      pollIntervalMs: 1_000,
       connectTimeoutMs: 3_000,
       watchConnections: true,
     });
