@@ -86,6 +86,14 @@ module.exports = {
       to: { path: '^firmware-stubs/' },
     },
     {
+      name: 'examples-only-for-the-demo',
+      comment:
+        'The demo runs an example external handler (examples/tcp-handler); nothing else in src/ loads examples/.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/cli/demoDevices\\.ts$' },
+      to: { path: '^examples/' },
+    },
+    {
       name: 'commands-load-lazily',
       comment:
         'src/cli/main.ts imports each command module when it runs, so the agent does not carry the others.',
