@@ -2,6 +2,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { ApiWriter, collectionPath, type Plural } from '../kubeclient/apiWriter.js';
 import { Informer, type InformerEvent, type KubeObject } from '../kubeclient/informer.js';
 import { KubeRest } from '../kubeclient/kubeRest.js';
+import { brokerNamespace, DEFAULT_BROKER_NAMESPACE } from '../model/podSecurity.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { stableJson } from '../util/json.js';
 import { child, type Logger } from '../util/logger.js';
@@ -11,7 +12,7 @@ import { Backoff, type BrokerSpace, type ControllerContext, Problems } from './c
 import { reconcileDevice } from './deviceReconciler.js';
 import { NodeHealth } from './nodeHealth.js';
 import { deviceView, podNode } from './objects.js';
-import { brokerNamespace, DEFAULT_BROKER_NAMESPACE, PodSecurityAllowance } from './podSecurity.js';
+import { PodSecurityAllowance } from './podSecurity.js';
 import { type Outcome, WorkQueue } from './workQueue.js';
 
 export interface BrokerControllerOptions {

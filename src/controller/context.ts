@@ -1,11 +1,12 @@
 import type { ApiWriter } from '../kubeclient/apiWriter.js';
 import type { Informer } from '../kubeclient/informer.js';
+import type { PodSecurityLevel } from '../model/podSecurity.js';
 import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import type { BrokerPlan } from './brokerSpec.js';
 import type { NodeHealth } from './nodeHealth.js';
 import type { ConfigView } from './objects.js';
-import { levelAllows, type PodSecurityAllowance, type PodSecurityLevel } from './podSecurity.js';
+import { levelAllows, type PodSecurityAllowance } from './podSecurity.js';
 
 /** A broker namespace (one per Pod Security level in use): its caches of broker objects and its writer. */
 export interface BrokerSpace {

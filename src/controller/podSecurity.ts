@@ -1,3 +1,4 @@
+import { POD_SECURITY_LEVELS, type PodSecurityLevel } from '../model/podSecurity.js';
 import { asArray, asRecord, type Loose } from './objects.js';
 
 /**
@@ -8,27 +9,7 @@ import { asArray, asRecord, type Loose } from './objects.js';
  * namespace's `enforce` label refuses after all is a 403, which the config's status shows.
  */
 
-export const POD_SECURITY_LEVELS = ['restricted', 'baseline', 'privileged'] as const;
-export type PodSecurityLevel = (typeof POD_SECURITY_LEVELS)[number];
-
 const rank = (level: PodSecurityLevel) => POD_SECURITY_LEVELS.indexOf(level);
-
-export const DEFAULT_BROKER_NAMESPACE = 'leafbridge-brokers';
-
-/** The namespace of the brokers of `level`: `base` itself for `restricted`, `base-LEVEL` otherwise. */
-export function brokerNamespace(base: string, level: PodSecurityLevel): string {
-  return level === 'restricted' ? base : `${base}-${level}`;
-}
-
-/** The labels of a namespace that enforces `level` (and warns and audits at it). */
-export function podSecurityLabels(level: PodSecurityLevel): Record<string, string> {
-  return {
-    'pod-security.kubernetes.io/enforce': level,
-    'pod-security.kubernetes.io/enforce-version': 'latest',
-    'pod-security.kubernetes.io/audit': level,
-    'pod-security.kubernetes.io/warn': level,
-  };
-}
 
 /** The controller's own rule: the level allowed per DiscoveryConfig (`namespace/name`), `restricted` unless listed. */
 export class PodSecurityAllowance {
