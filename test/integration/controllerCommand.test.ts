@@ -78,9 +78,17 @@ describe('leafbridge controller (the command)', () => {
       { subresource: 'status' },
     );
 
-    const p = run(['--kubeconfig', kubeconfig, '-n', NS, '--pending-timeout', '5m', '--node-grace', '40s']);
+    const p = run([
+      ...['--kubeconfig', kubeconfig, '-n', NS, '--pending-timeout', '5m', '--node-grace', '40s'],
+      ...['--broker-namespace', 'edge-brokers'],
+    ]);
     await waitForLine(p.child, (l) => (l.msg === 'caches synced; reconciling' ? true : undefined), 15_000);
-    await until(() => api?.object('pods', NS, 'cams-aaaaaa-pod') !== undefined, 10_000, 'the broker pod');
+    await until(
+      () => api?.object('pods', 'edge-brokers', 'cams-aaaaaa-pod') !== undefined,
+      10_000,
+      'the broker pod, in the broker namespace',
+    );
+    expect(api?.object('pods', NS, 'cams-aaaaaa-pod')).toBeUndefined();
     const t0 = Date.now();
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
@@ -91,6 +99,9 @@ describe('leafbridge controller (the command)', () => {
     const bad = run(['--node-grace', 'soon']);
     expect(await bad.exited).toBe(2);
     expect(bad.stderr()).toContain('--node-grace: expected a duration');
+    const level = run(['--allow-pod-security', 'root=default/cams']);
+    expect(await level.exited).toBe(2);
+    expect(level.stderr()).toContain('--allow-pod-security: "root=default/cams": expected baseline=');
 
     const none = run([]); // no KUBECONFIG, no service account
     expect(await none.exited).toBe(2);
