@@ -92,7 +92,7 @@ describeControlPlane('broker Pods under Pod Security Admission, on the real cont
       spec: PRIVILEGED_SPEC,
     });
     expect(direct.status).toBe(403);
-    expect(JSON.stringify(direct.body)).toMatch(/violates PodSecurity "restricted/);
+    expect((direct.body as { message?: string }).message).toMatch(/violates PodSecurity "restricted:latest"/);
 
     controller = await startController(backend);
     for (const d of [d1, d2])
