@@ -48,8 +48,8 @@ export interface ControllerContext {
 }
 
 /**
- * The broker namespace of `config`'s brokers: the one of the level its broker spec needs, when the
- * controller allows that level for it; otherwise the problem that says why none is made.
+ * The broker namespace of `config`'s brokers: the lowest one that admits the level its broker spec needs,
+ * when the controller allows that level for it; otherwise the problem that says why none is made.
  */
 export function brokerSpace(
   ctx: ControllerContext,
@@ -58,8 +58,10 @@ export function brokerSpace(
 ): BrokerSpace | Problem {
   const { level, reasons } = plan.security;
   const allowed = ctx.allowance.of(config.namespace, config.name);
-  const space = ctx.brokers.find((b) => b.level === level);
-  if (space && levelAllows(allowed, level)) return space;
+  // The lowest broker namespace that admits it and that the config may use (a config allowed privileged
+  // whose spec needs baseline goes to the privileged one when no baseline namespace is watched).
+  const space = ctx.brokers.find((b) => levelAllows(b.level, level) && levelAllows(allowed, b.level));
+  if (space) return space;
   const more = reasons.length > 3 ? ` (and ${reasons.length - 3} more)` : '';
   return {
     reason: 'PodSecurityNotAllowed',

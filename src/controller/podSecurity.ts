@@ -37,10 +37,13 @@ export class PodSecurityAllowance {
     return this.levels.get(`${namespace}/${name}`) ?? 'restricted';
   }
 
-  /** The levels some config may use, `restricted` first: the broker namespaces to watch. */
+  /**
+   * The levels some config is allowed, and `restricted`, in order: the broker namespaces to watch (only
+   * those: an admin makes a higher level's namespace when allowing that level, not before).
+   */
   levelsInUse(): PodSecurityLevel[] {
-    const top = Math.max(0, ...[...this.levels.values()].map(rank));
-    return POD_SECURITY_LEVELS.filter((l) => rank(l) <= top);
+    const used = new Set<PodSecurityLevel>(['restricted', ...this.levels.values()]);
+    return POD_SECURITY_LEVELS.filter((l) => used.has(l));
   }
 }
 

@@ -93,6 +93,11 @@ describe('the controller’s allowance', () => {
     expect(a.of('other', 'plc')).toBe('restricted');
     expect(a.levelsInUse()).toEqual(['restricted', 'baseline', 'privileged']);
     expect(PodSecurityAllowance.parse([]).levelsInUse()).toEqual(['restricted']);
+    // Only the namespaces of levels allowed are watched: none of baseline for a privileged allowance alone.
+    expect(PodSecurityAllowance.parse(['privileged=edge/plc']).levelsInUse()).toEqual([
+      'restricted',
+      'privileged',
+    ]);
   });
 
   it('refuses items it cannot read, all of them at once', () => {
