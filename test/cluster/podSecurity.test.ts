@@ -127,11 +127,7 @@ describeControlPlane('broker Pods under Pod Security Admission, on the real cont
     // The agent stops (it would make the Devices again); the Devices are deleted by hand.
     await cluster.stopNode('n1');
     await backend.remove('devices', d1);
-    await until(
-      async () => (await podIn(backend, BROKERS, `${d1}-pod`)) === undefined,
-      60_000,
-      'd1 broker gone',
-    );
+    await until(() => deleted(backend, `${d1}-pod`), 60_000, 'd1 broker deleted');
 
     await controller.stop();
     controller = undefined;
