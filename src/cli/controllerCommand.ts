@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { parseHostPort } from '../config/load.js';
 import { parseDuration } from '../config/size.js';
 import type { HealthServer } from '../controller/healthServer.js';
+import { PodSecurityAllowance } from '../controller/podSecurity.js';
 import { type ClusterConnection, clusterConnection } from '../kubeclient/connection.js';
 import { electionTimingProblems } from '../kubeclient/leaderElection.js';
 import { errorMessage } from '../util/errors.js';
@@ -18,6 +19,10 @@ options:
       --kubeconfig FILE      the cluster of this kubeconfig's current context (default: the in-cluster
                              service account, else $KUBECONFIG)
   -n, --namespace NS         the namespace of the Devices and DiscoveryConfigs (default: the connection's)
+      --broker-namespace NS  broker Pods/Jobs/Services go there (Pod Security restricted), or to NS-baseline
+                             / NS-privileged when allowed (default leafbridge-brokers)
+      --allow-pod-security LEVEL=NAMESPACE/NAME
+                             let that DiscoveryConfig's brokers run at baseline or privileged (repeatable)
       --pending-timeout T    replace a broker pod Pending longer than T (default 5m)
       --node-grace T         a node not Ready for T is taken out of its Devices (default 40s)
       --resync T             reconcile everything every T besides the watches (default 2m)
@@ -35,6 +40,8 @@ options:
 interface ControllerArgs {
   kubeconfig?: string;
   namespace?: string;
+  brokerNamespace: string;
+  allowance: PodSecurityAllowance;
   pendingTimeoutMs: number;
   nodeGraceMs: number;
   resyncMs: number;
@@ -49,6 +56,8 @@ function parse(argv: string[]): ControllerArgs | 'help' {
     options: {
       kubeconfig: { type: 'string' },
       namespace: { type: 'string', short: 'n' },
+      'broker-namespace': { type: 'string', default: 'leafbridge-brokers' },
+      'allow-pod-security': { type: 'string', multiple: true, default: [] },
       'pending-timeout': { type: 'string', default: '5m' },
       'node-grace': { type: 'string', default: '40s' },
       resync: { type: 'string', default: '2m' },
@@ -64,6 +73,10 @@ function parse(argv: string[]): ControllerArgs | 'help' {
     strict: true,
   });
   if (values.help) return 'help';
+  if (!/^[a-z0-9]([-a-z0-9]{0,43}[a-z0-9])?$/.test(values['broker-namespace']))
+    throw new Error(
+      `--broker-namespace: "${values['broker-namespace']}" is not a namespace name (at most 45 characters)`,
+    );
   const duration = (flag: string, text: string) => {
     const ms = parseDuration(text);
     if (ms === undefined || ms <= 0)
@@ -94,6 +107,8 @@ function parse(argv: string[]): ControllerArgs | 'help' {
   return {
     ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
     ...(values.namespace ? { namespace: values.namespace } : {}),
+    brokerNamespace: values['broker-namespace'],
+    allowance: PodSecurityAllowance.parse(values['allow-pod-security']),
     pendingTimeoutMs: duration('pending-timeout', values['pending-timeout']),
     nodeGraceMs: duration('node-grace', values['node-grace']),
     resyncMs: duration('resync', values.resync),
@@ -156,6 +171,8 @@ async function runReplica(
   const controller = new BrokerController({
     kubeConfig: connection.kubeConfig,
     namespace,
+    brokerNamespace: args.brokerNamespace,
+    allowance: args.allowance,
     logger,
     pendingTimeoutMs: args.pendingTimeoutMs,
     nodeGraceMs: args.nodeGraceMs,

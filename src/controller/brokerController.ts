@@ -2,20 +2,30 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { ApiWriter, collectionPath, type Plural } from '../kubeclient/apiWriter.js';
 import { Informer, type InformerEvent, type KubeObject } from '../kubeclient/informer.js';
 import { KubeRest } from '../kubeclient/kubeRest.js';
+import { brokerNamespace, DEFAULT_BROKER_NAMESPACE } from '../model/podSecurity.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { stableJson } from '../util/json.js';
 import { child, type Logger } from '../util/logger.js';
-import { LABEL_BROKER, LABEL_CONFIG, LABEL_DEVICE } from './brokerSpec.js';
+import { brokerOwnerOf, LABEL_BROKER, LABEL_NAMESPACE } from './brokerSpec.js';
 import { reconcileConfig } from './configReconciler.js';
-import { Backoff, type ControllerContext, Problems } from './context.js';
+import { Backoff, type BrokerSpace, type ControllerContext, Problems } from './context.js';
 import { reconcileDevice } from './deviceReconciler.js';
 import { NodeHealth } from './nodeHealth.js';
-import { controllerOf, deviceView, podNode } from './objects.js';
+import { deviceView, podNode } from './objects.js';
+import { PodSecurityAllowance } from './podSecurity.js';
 import { type Outcome, WorkQueue } from './workQueue.js';
 
 export interface BrokerControllerOptions {
   kubeConfig: KubeConfig;
   namespace: string;
+  /**
+   * The namespace of the broker objects that need Pod Security `restricted` (default leafbridge-brokers);
+   * those that need `baseline` or `privileged` go to `NS-baseline` / `NS-privileged`. They must exist,
+   * labelled to enforce their level, with RBAC for the controller in them (the install makes them).
+   */
+  brokerNamespace?: string;
+  /** Which DiscoveryConfigs may run brokers above `restricted` (default: none). */
+  allowance?: PodSecurityAllowance;
   logger: Logger;
   clock?: Clock;
   /** A broker Pod Pending longer than this (since it was made, or since its device came back) is replaced. Default 5 min. */
@@ -45,8 +55,12 @@ export interface BrokerControllerOptions {
  * plus the optional per-device and per-config Services; it keeps Devices' `spec.nodes` free of lost Nodes
  * and writes each config's `status.brokers` and `BrokersReady` condition.
  *
- * Level-triggered: list+watch caches of DiscoveryConfigs, Devices, broker Pods, Jobs and Services (by the
- * `leafbridge.io/broker` label) and Nodes; each event queues the keys it touches (`device:NAME`,
+ * Broker objects live in broker namespaces, one per Pod Security level in use (podSecurity.ts), apart from
+ * the Devices: they carry labels naming their Device (namespace, name, uid) instead of owner references,
+ * and the controller deletes those whose Device is gone or is another object now.
+ *
+ * Level-triggered: list+watch caches of DiscoveryConfigs, Devices, Nodes and, in each broker namespace,
+ * broker Pods, Jobs and Services (by the `leafbridge.io/broker` and `leafbridge.io/namespace` labels); each event queues the keys it touches (`device:NAME`,
  * `config:NAME`) on one coalescing work queue, and each pass makes the objects match the caches. Failed
  * passes are retried with backoff and jitter; everything is queued again after each re-list and every
  * `resyncMs`. Nothing is done before the caches have been listed once (a half-read cluster looks like one
@@ -58,6 +72,7 @@ export class BrokerController {
   private readonly ctx: ControllerContext;
   private readonly informers: Informer[];
   private readonly rest: KubeRest;
+  private readonly brokers: BrokerSpace[];
   private resyncTimer: NodeJS.Timeout | undefined;
   private started = false;
   private stopped = false;
@@ -71,10 +86,10 @@ export class BrokerController {
     const rest = new KubeRest(o.kubeConfig, { timeoutMs: o.requestTimeoutMs ?? 30_000 });
     this.rest = rest;
     this.queue = new WorkQueue({ clock, logger: this.logger, backoff, workers: o.workers ?? 4 });
-    const informer = (plural: Plural, what: string, labelSelector?: string) =>
+    const informer = (plural: Plural, what: string, labelSelector?: string, namespace = o.namespace) =>
       new Informer({
         rest,
-        path: collectionPath(plural, o.namespace),
+        path: collectionPath(plural, namespace),
         ...(labelSelector ? { labelSelector } : {}),
         what,
         logger: this.logger,
@@ -85,18 +100,31 @@ export class BrokerController {
     const caches = {
       configs: informer('discoveryconfigs', 'DiscoveryConfigs'),
       devices: informer('devices', 'Devices'),
-      pods: informer('pods', 'broker Pods', `${LABEL_BROKER}=pod`),
-      jobs: informer('jobs', 'broker Jobs', LABEL_BROKER),
-      services: informer('services', 'broker Services', LABEL_BROKER),
       nodes: informer('nodes', 'Nodes'),
     };
-    this.informers = Object.values(caches);
+    const allowance = o.allowance ?? new PodSecurityAllowance();
+    const mine = `${LABEL_NAMESPACE}=${o.namespace}`;
+    this.brokers = allowance.levelsInUse().map((level) => {
+      const ns = brokerNamespace(o.brokerNamespace ?? DEFAULT_BROKER_NAMESPACE, level);
+      return {
+        level,
+        namespace: ns,
+        writer: new ApiWriter(rest, ns),
+        pods: informer('pods', `broker Pods in ${ns}`, `${LABEL_BROKER}=pod,${mine}`, ns),
+        jobs: informer('jobs', `broker Jobs in ${ns}`, `${LABEL_BROKER},${mine}`, ns),
+        services: informer('services', `broker Services in ${ns}`, `${LABEL_BROKER},${mine}`, ns),
+      };
+    });
+    this.informers = [...Object.values(caches), ...this.brokers.flatMap((b) => [b.pods, b.jobs, b.services])];
     const restart = o.restartBackoff ?? { baseMs: 10_000, maxMs: 300_000 };
     this.ctx = {
+      namespace: o.namespace,
       writer: new ApiWriter(rest, o.namespace),
       logger: this.logger,
       clock,
       caches,
+      brokers: this.brokers,
+      allowance,
       nodeHealth: new NodeHealth(caches.nodes, o.nodeGraceMs ?? 40_000, clock),
       problems: new Problems(),
       restarts: new Backoff(clock, restart.baseMs, restart.maxMs),
@@ -114,12 +142,14 @@ export class BrokerController {
   /** Starts the caches; the work queue runs once they have all been listed (see `ready`). */
   start(): void {
     for (const i of this.informers) i.start();
-    const { configs, devices, pods, jobs, services } = this.ctx.caches;
+    const { configs, devices } = this.ctx.caches;
+    const brokerCaches = this.brokers.flatMap((b) => [b.pods, b.jobs, b.services]);
     // Nodes are not waited for: without them (no RBAC to list Nodes) no node is judged lost.
-    this.ready = Promise.all([configs, devices, pods, jobs, services].map((i) => i.synced)).then(() => {
+    this.ready = Promise.all([configs, devices, ...brokerCaches].map((i) => i.synced)).then(() => {
       if (this.stopped) return;
       this.started = true;
-      this.logger.info({ namespace: this.o.namespace }, 'caches synced; reconciling');
+      const brokers = this.brokers.map((b) => `${b.namespace} (${b.level})`);
+      this.logger.info({ namespace: this.o.namespace, brokers }, 'caches synced; reconciling');
       this.queue.start((key) => this.handle(key));
       this.enqueueAll();
       this.resyncTimer = setInterval(() => this.enqueueAll(), this.o.resyncMs ?? 120_000);
@@ -179,15 +209,14 @@ export class BrokerController {
 
   /** A broker Pod, Job or Service changed: its Device (or its config, for the config's Service). */
   private owned(o: KubeObject): void {
-    const owner = controllerOf(o);
+    const owner = brokerOwnerOf(o);
     if (owner?.kind === 'DiscoveryConfig') {
       this.config(owner.name);
       return;
     }
-    const device = owner?.kind === 'Device' ? owner.name : o.metadata.labels?.[LABEL_DEVICE];
-    this.device(device);
-    const known = device ? deviceView(this.ctx.caches.devices.known.get(device)) : undefined;
-    this.config(known?.configName ?? o.metadata.labels?.[LABEL_CONFIG]);
+    this.device(owner?.name);
+    const known = owner ? deviceView(this.ctx.caches.devices.known.get(owner.name)) : undefined;
+    this.config(known?.configName);
   }
 
   private nodeChanged(e: InformerEvent): void {
@@ -200,7 +229,7 @@ export class BrokerController {
         this.config(view.configName);
       }
     }
-    for (const pod of this.ctx.caches.pods.known.values()) {
+    for (const pod of this.brokers.flatMap((b) => [...b.pods.known.values()])) {
       if (podNode(pod) === name) this.owned(pod);
     }
   }
@@ -212,11 +241,11 @@ export class BrokerController {
   }
 
   private enqueueAll(): void {
-    const { configs, devices, pods, jobs, services } = this.ctx.caches;
+    const { configs, devices } = this.ctx.caches;
     for (const c of configs.known.values()) this.config(c.metadata.name);
     for (const d of devices.known.values()) this.route('devices', { type: 'MODIFIED', object: d });
     // Broker objects whose Device or config is gone (deleted while this controller was not watching).
-    for (const cache of [pods, jobs, services]) {
+    for (const cache of this.brokers.flatMap((b) => [b.pods, b.jobs, b.services])) {
       for (const o of cache.known.values()) this.owned(o);
     }
   }

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import type { KubeObject, OwnerReference } from '../kubeclient/informer.js';
+import type { KubeObject } from '../kubeclient/informer.js';
 import { shorten, shortHash } from '../model/naming.js';
-import { API_GROUP, API_VERSION, type ServicePorts } from '../model/resources.js';
+import { API_GROUP, type ServicePorts } from '../model/resources.js';
 import { stableJson } from '../util/json.js';
 import { asArray, asRecord, type ConfigView, type DeviceView, type Loose } from './objects.js';
+import { type LevelNeeded, levelNeeded, withRestrictedDefaults } from './podSecurity.js';
 
 /**
  * What the controller makes of a DiscoveryConfig's broker fields, and the objects it renders from them.
@@ -14,6 +15,15 @@ export const LABEL_CONFIG = `${API_GROUP}/config`;
 export const LABEL_DEVICE = `${API_GROUP}/device`;
 /** `pod` on broker pods (the Job's pods too), `job` on Jobs, `device-service` / `config-service` on Services. */
 export const LABEL_BROKER = `${API_GROUP}/broker`;
+/**
+ * The namespace of the Device (or DiscoveryConfig) a broker object is made for, and that object's uid: broker
+ * objects live in a namespace of their own, where an owner reference to it would not hold (the garbage
+ * collector takes an owner in another namespace for absent), so the controller deletes them by these.
+ */
+export const LABEL_NAMESPACE = `${API_GROUP}/namespace`;
+export const LABEL_UID = `${API_GROUP}/uid`;
+/** `Device/NAME` or `DiscoveryConfig/NAME`: whom a broker object is for, by its full name. */
+export const ANNOTATION_OWNER = `${API_GROUP}/owner`;
 /** A hash of the broker spec the object was made from: a changed spec replaces the object. */
 export const ANNOTATION_SPEC_HASH = `${API_GROUP}/broker-spec-hash`;
 /** The nodes a Pod or Job was allowed onto when it was made (comma-separated). */
@@ -35,6 +45,8 @@ export type BrokerPlan =
       /** The Pod spec (pod), or the Job spec (job), as the config has it. */
       template: Loose;
       hash: string;
+      /** The Pod Security level its pods need. */
+      security: LevelNeeded;
       deviceService?: ServicePorts;
       configService?: ServicePorts;
     };
@@ -83,9 +95,14 @@ export function brokerPlan(config: ConfigView): BrokerPlan {
   const deviceService = servicePorts(s.deviceService, 'spec.deviceService', problems);
   const configService = servicePorts(s.configService, 'spec.configService', problems);
   if (problems.length > 0 || !template) return { kind: 'invalid', message: problems.join('; ') };
+  const podSpec = kind === 'pod' ? template : (asRecord(asRecord(template.template)?.spec) as Loose);
   return {
     kind,
     template,
+    security: levelNeeded(
+      podSpec,
+      kind === 'pod' ? 'spec.brokerPodSpec' : 'spec.brokerJobSpec.template.spec',
+    ),
     hash: createHash('sha256').update(stableJson(template)).digest('hex').slice(0, 16),
     ...(deviceService ? { deviceService } : {}),
     ...(configService ? { configService } : {}),
@@ -182,48 +199,111 @@ function isOptionalRecord(v: unknown): boolean {
 
 // ------------------------------------------------------------------------------------------- rendering
 
-export function ownerRef(kind: 'Device' | 'DiscoveryConfig', name: string, uid: string): OwnerReference {
-  return { apiVersion: API_VERSION, kind, name, uid, controller: true, blockOwnerDeletion: true };
+/** Whom a broker object is for: the Device (or, for a config's Service, the DiscoveryConfig). */
+export interface BrokerOwner {
+  kind: 'Device' | 'DiscoveryConfig';
+  namespace: string;
+  name: string;
+  uid: string;
 }
 
-function labels(device: DeviceView, broker: string): Record<string, string> {
+/** Labels and annotation naming `owner` on an object made for it; `broker` is the LABEL_BROKER value. */
+function ownerMeta(owner: BrokerOwner, config: string, broker: string) {
   return {
-    [LABEL_CONFIG]: labelValue(device.configName),
-    [LABEL_DEVICE]: labelValue(device.name),
-    [LABEL_BROKER]: broker,
+    labels: {
+      [LABEL_CONFIG]: labelValue(config),
+      ...(owner.kind === 'Device' ? { [LABEL_DEVICE]: labelValue(owner.name) } : {}),
+      [LABEL_BROKER]: broker,
+      [LABEL_NAMESPACE]: owner.namespace,
+      [LABEL_UID]: owner.uid,
+    },
+    annotations: { [ANNOTATION_OWNER]: `${owner.kind}/${owner.name}` },
   };
 }
 
-/** The broker Pod of `device`, allowed onto `nodes` (the ones that see it now), holding one device slot. */
-export function renderPod(device: DeviceView, template: Loose, hash: string, nodes: string[]): KubeObject {
+/** The owner an object names by its labels and annotation; undefined when it names none. */
+export function brokerOwnerOf(o: KubeObject): BrokerOwner | undefined {
+  const [kind, ...rest] = (o.metadata.annotations?.[ANNOTATION_OWNER] ?? '').split('/');
+  const name = rest.join('/');
+  const labels = o.metadata.labels ?? {};
+  if ((kind !== 'Device' && kind !== 'DiscoveryConfig') || name === '') return undefined;
+  return { kind, name, namespace: labels[LABEL_NAMESPACE] ?? '', uid: labels[LABEL_UID] ?? '' };
+}
+
+const deviceOwner = (d: DeviceView): BrokerOwner => ({
+  kind: 'Device',
+  namespace: d.namespace,
+  name: d.name,
+  uid: d.uid,
+});
+
+/** The pod spec a broker runs with: placed, holding a slot, and with the restricted defaults where it may. */
+function brokerPodSpec(spec: Loose, device: DeviceView, security: LevelNeeded, nodes: string[]): Loose {
+  const placed = injectPodSpec(spec, deviceResource(device.name), nodes);
+  return security.level === 'restricted' ? withRestrictedDefaults(placed) : placed;
+}
+
+export interface BrokerRender {
+  template: Loose;
+  hash: string;
+  security: LevelNeeded;
+}
+
+/** The broker Pod of `device` in `namespace`, allowed onto `nodes` (the ones that see it now), holding one device slot. */
+export function renderPod(
+  device: DeviceView,
+  plan: BrokerRender,
+  nodes: string[],
+  namespace: string,
+): KubeObject {
+  const meta = ownerMeta(deviceOwner(device), device.configName, 'pod');
   return {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
       name: podName(device.name),
-      labels: labels(device, 'pod'),
-      annotations: { [ANNOTATION_SPEC_HASH]: hash, [ANNOTATION_NODES]: nodes.join(',') },
-      ownerReferences: [ownerRef('Device', device.name, device.uid)],
+      namespace,
+      labels: meta.labels,
+      annotations: {
+        ...meta.annotations,
+        [ANNOTATION_SPEC_HASH]: plan.hash,
+        [ANNOTATION_NODES]: nodes.join(','),
+      },
     },
-    spec: injectPodSpec(template, deviceResource(device.name), nodes),
+    spec: brokerPodSpec(plan.template, device, plan.security, nodes),
   };
 }
 
 /** The broker Job of `device`: its pod template gets what a broker Pod gets. */
-export function renderJob(device: DeviceView, template: Loose, hash: string, nodes: string[]): KubeObject {
-  const spec = structuredClone(template);
+export function renderJob(
+  device: DeviceView,
+  plan: BrokerRender,
+  nodes: string[],
+  namespace: string,
+): KubeObject {
+  const spec = structuredClone(plan.template);
   const podTemplate = asRecord(spec.template) as Loose;
   const meta = asRecord(podTemplate.metadata) ?? {};
-  podTemplate.metadata = { ...meta, labels: { ...(asRecord(meta.labels) ?? {}), ...labels(device, 'pod') } };
-  podTemplate.spec = injectPodSpec(asRecord(podTemplate.spec) as Loose, deviceResource(device.name), nodes);
+  const owner = ownerMeta(deviceOwner(device), device.configName, 'pod');
+  podTemplate.metadata = {
+    ...meta,
+    labels: { ...(asRecord(meta.labels) ?? {}), ...owner.labels },
+    annotations: { ...(asRecord(meta.annotations) ?? {}), ...owner.annotations },
+  };
+  podTemplate.spec = brokerPodSpec(asRecord(podTemplate.spec) as Loose, device, plan.security, nodes);
+  const jobMeta = ownerMeta(deviceOwner(device), device.configName, 'job');
   return {
     apiVersion: 'batch/v1',
     kind: 'Job',
     metadata: {
       name: jobName(device.name),
-      labels: labels(device, 'job'),
-      annotations: { [ANNOTATION_SPEC_HASH]: hash, [ANNOTATION_NODES]: nodes.join(',') },
-      ownerReferences: [ownerRef('Device', device.name, device.uid)],
+      namespace,
+      labels: jobMeta.labels,
+      annotations: {
+        ...jobMeta.annotations,
+        [ANNOTATION_SPEC_HASH]: plan.hash,
+        [ANNOTATION_NODES]: nodes.join(','),
+      },
     },
     spec,
   };
@@ -272,18 +352,21 @@ function asksFor(spec: Loose, resource: string): boolean {
   });
 }
 
-/** A Service for the broker pods that `selector` picks, owned by `owner`. */
+/**
+ * A Service for the broker pods that `selector` picks, made for `owner`. It lives in the pods' namespace, the
+ * broker namespace: a Service's selector picks pods of its own namespace only.
+ */
 export function renderService(
   name: string,
   ports: ServicePorts,
   selector: Record<string, string>,
-  serviceLabels: Record<string, string>,
-  owner: OwnerReference,
+  meta: { labels: Record<string, string>; annotations: Record<string, string> },
+  namespace: string,
 ): KubeObject {
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: { name, labels: serviceLabels, ownerReferences: [owner] },
+    metadata: { name, namespace, ...meta },
     spec: { type: ports.type ?? 'ClusterIP', selector, ports: servicePortList(ports) },
   };
 }
@@ -297,23 +380,32 @@ export function servicePortList(ports: ServicePorts): Loose[] {
   }));
 }
 
-export function deviceService(device: DeviceView, ports: ServicePorts): KubeObject {
+export function deviceService(device: DeviceView, ports: ServicePorts, namespace: string): KubeObject {
   return renderService(
     deviceServiceName(device.name),
     ports,
-    { [LABEL_DEVICE]: labelValue(device.name), [LABEL_BROKER]: 'pod' },
-    labels(device, 'device-service'),
-    ownerRef('Device', device.name, device.uid),
+    {
+      [LABEL_NAMESPACE]: device.namespace,
+      [LABEL_DEVICE]: labelValue(device.name),
+      [LABEL_BROKER]: 'pod',
+    },
+    ownerMeta(deviceOwner(device), device.configName, 'device-service'),
+    namespace,
   );
 }
 
-export function configService(config: ConfigView, ports: ServicePorts): KubeObject {
-  const value = labelValue(config.name);
+export function configService(config: ConfigView, ports: ServicePorts, namespace: string): KubeObject {
+  const owner: BrokerOwner = {
+    kind: 'DiscoveryConfig',
+    namespace: config.namespace,
+    name: config.name,
+    uid: config.uid,
+  };
   return renderService(
     configServiceName(config.name),
     ports,
-    { [LABEL_CONFIG]: value, [LABEL_BROKER]: 'pod' },
-    { [LABEL_CONFIG]: value, [LABEL_BROKER]: 'config-service' },
-    ownerRef('DiscoveryConfig', config.name, config.uid),
+    { [LABEL_NAMESPACE]: config.namespace, [LABEL_CONFIG]: labelValue(config.name), [LABEL_BROKER]: 'pod' },
+    ownerMeta(owner, config.name, 'config-service'),
+    namespace,
   );
 }

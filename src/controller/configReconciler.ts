@@ -11,22 +11,15 @@ import { errorMessage } from '../util/errors.js';
 import { stableJson } from '../util/json.js';
 import {
   type BrokerPlan,
+  brokerOwnerOf,
   brokerPlan,
   configService,
   configServiceName,
   jobName,
   podName,
 } from './brokerSpec.js';
-import type { ControllerContext, Problem } from './context.js';
-import {
-  type ConfigView,
-  configView,
-  controllerOf,
-  deviceView,
-  jobActive,
-  jobFinished,
-  podPhase,
-} from './objects.js';
+import { type BrokerSpace, brokerSpace, type ControllerContext, type Problem } from './context.js';
+import { type ConfigView, configView, deviceView, jobActive, jobFinished, podPhase } from './objects.js';
 import { syncService } from './services.js';
 
 export const BROKERS_READY = 'BrokersReady';
@@ -44,37 +37,59 @@ type Ours = { brokers: Brokers; condition: Omit<StatusCondition, 'lastTransition
  */
 export async function reconcileConfig(ctx: ControllerContext, name: string): Promise<void> {
   const config = configView(ctx.caches.configs.known.get(name));
-  const svcName = configServiceName(name);
-  const current = ctx.caches.services.known.get(svcName);
-  const ours = current && controllerOf(current)?.kind === 'DiscoveryConfig' ? current : undefined;
+  const plan: BrokerPlan = config ? brokerPlan(config) : { kind: 'none' };
+  const placed =
+    config && plan.kind !== 'none' && plan.kind !== 'invalid' ? brokerSpace(ctx, config, plan) : undefined;
+  const home = placed && 'writer' in placed ? placed : undefined;
+  let serviceProblem: Problem | undefined;
+  for (const space of ctx.brokers) {
+    // An invalid spec leaves the Service as it is, as it leaves the brokers.
+    if (plan.kind === 'invalid' && config) continue;
+    const wanted =
+      space === home && plan.kind !== 'none' && plan.kind !== 'invalid' ? plan.configService : undefined;
+    const problem = await configServiceIn(
+      ctx,
+      space,
+      name,
+      config && wanted && configService(config, wanted, space.namespace),
+    );
+    serviceProblem ??= problem;
+  }
   if (!config) {
-    if (ours) await syncService(ctx, svcName, ours, undefined, { config: name });
     ctx.problems.forgetConfig(name);
     return;
   }
-  const plan = brokerPlan(config);
-  let serviceProblem: Problem | undefined;
-  if (plan.kind !== 'invalid') {
-    const desired =
-      plan.kind !== 'none' && plan.configService ? configService(config, plan.configService) : undefined;
-    try {
-      serviceProblem =
-        current && !ours
-          ? {
-              reason: 'NameConflict',
-              message: `a Service named ${svcName} exists that leafbridge does not manage`,
-            }
-          : await syncService(ctx, svcName, ours, desired, { config: name });
-    } catch (err) {
-      // Requeued (the work queue backs off): no answer, 429, 5xx, a conflict, or no API answer at all.
-      if (!(err instanceof KubeApiError) || isTransient(err) || isConflict(err)) throw err;
-      serviceProblem = {
-        reason: isForbidden(err) ? 'Forbidden' : 'BrokerRejected',
-        message: errorMessage(err),
-      };
-    }
-  }
   await writeStatus(ctx, config, wantedStatus(ctx, config, plan, serviceProblem));
+}
+
+/** The config's Service in one broker namespace made to match `desired` (absent: none there). */
+async function configServiceIn(
+  ctx: ControllerContext,
+  space: BrokerSpace,
+  name: string,
+  desired: ReturnType<typeof configService> | undefined,
+): Promise<Problem | undefined> {
+  const svcName = configServiceName(name);
+  const current = space.services.known.get(svcName);
+  const owner = current && brokerOwnerOf(current);
+  const ours =
+    owner?.kind === 'DiscoveryConfig' && owner.namespace === ctx.namespace && owner.name === name
+      ? current
+      : undefined;
+  if (current && !ours) {
+    if (!desired) return undefined;
+    return {
+      reason: 'NameConflict',
+      message: `a Service named ${svcName} exists that leafbridge does not manage`,
+    };
+  }
+  try {
+    return await syncService(ctx, space, svcName, ours, desired, { config: name });
+  } catch (err) {
+    // Requeued (the work queue backs off): no answer, 429, 5xx, a conflict, or no API answer at all.
+    if (!(err instanceof KubeApiError) || isTransient(err) || isConflict(err)) throw err;
+    return { reason: isForbidden(err) ? 'Forbidden' : 'BrokerRejected', message: errorMessage(err) };
+  }
 }
 
 /** What the status should say, from the caches. */
@@ -120,14 +135,16 @@ function wantedStatus(
     : condition('False', 'BrokersNotRunning', message);
 }
 
-/** Whether the device's broker runs: its Pod Running, or its Job active or Complete. */
+/** Whether the device's broker runs: its Pod Running, or its Job active or Complete, in any broker namespace. */
 function brokerRunning(ctx: ControllerContext, device: string, uid: string): boolean {
   const mine = (o: KubeObject | undefined): o is KubeObject =>
-    o !== undefined && !o.metadata.deletionTimestamp && controllerOf(o)?.uid === uid;
-  const pod = ctx.caches.pods.known.get(podName(device));
-  if (mine(pod) && podPhase(pod) === 'Running') return true;
-  const job = ctx.caches.jobs.known.get(jobName(device));
-  return mine(job) && (jobActive(job) || jobFinished(job) === 'Complete');
+    o !== undefined && !o.metadata.deletionTimestamp && brokerOwnerOf(o)?.uid === uid;
+  return ctx.brokers.some((space) => {
+    const pod = space.pods.known.get(podName(device));
+    if (mine(pod) && podPhase(pod) === 'Running') return true;
+    const job = space.jobs.known.get(jobName(device));
+    return mine(job) && (jobActive(job) || jobFinished(job) === 'Complete');
+  });
 }
 
 async function writeStatus(ctx: ControllerContext, config: ConfigView, ours: Ours): Promise<void> {

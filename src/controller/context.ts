@@ -1,22 +1,40 @@
 import type { ApiWriter } from '../kubeclient/apiWriter.js';
 import type { Informer } from '../kubeclient/informer.js';
+import type { PodSecurityLevel } from '../model/podSecurity.js';
 import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
+import type { BrokerPlan } from './brokerSpec.js';
 import type { NodeHealth } from './nodeHealth.js';
+import type { ConfigView } from './objects.js';
+import { levelAllows, type PodSecurityAllowance } from './podSecurity.js';
+
+/** A broker namespace (one per Pod Security level in use): its caches of broker objects and its writer. */
+export interface BrokerSpace {
+  level: PodSecurityLevel;
+  namespace: string;
+  writer: ApiWriter;
+  pods: Informer;
+  jobs: Informer;
+  services: Informer;
+}
 
 /** What the reconcilers share: the caches they read, the writer they write through, and their memory. */
 export interface ControllerContext {
+  /** The namespace of the Devices and DiscoveryConfigs. */
+  namespace: string;
+  /** Writes Devices and DiscoveryConfigs. */
   writer: ApiWriter;
   logger: Logger;
   clock: Clock;
   caches: {
     configs: Informer;
     devices: Informer;
-    pods: Informer;
-    jobs: Informer;
-    services: Informer;
     nodes: Informer;
   };
+  /** The broker namespaces, `restricted` first. */
+  brokers: BrokerSpace[];
+  /** The Pod Security level each DiscoveryConfig may use (the controller's own options). */
+  allowance: PodSecurityAllowance;
   nodeHealth: NodeHealth;
   /** Why a config's brokers cannot be made (per device, or `''` for the config's own Service). */
   problems: Problems;
@@ -27,6 +45,30 @@ export interface ControllerContext {
   pendingTimeoutMs: number;
   /** Asks for a pass over a config (its Service and status), e.g. after a device's problem changed. */
   touchConfig: (name: string) => void;
+}
+
+/**
+ * The broker namespace of `config`'s brokers: the lowest one that admits the level its broker spec needs,
+ * when the controller allows that level for it; otherwise the problem that says why none is made.
+ */
+export function brokerSpace(
+  ctx: ControllerContext,
+  config: ConfigView,
+  plan: Extract<BrokerPlan, { kind: 'pod' | 'job' }>,
+): BrokerSpace | Problem {
+  const { level, reasons } = plan.security;
+  const allowed = ctx.allowance.of(config.namespace, config.name);
+  // The lowest broker namespace that admits it and that the config may use (a config allowed privileged
+  // whose spec needs baseline goes to the privileged one when no baseline namespace is watched).
+  const space = ctx.brokers.find((b) => levelAllows(b.level, level) && levelAllows(allowed, b.level));
+  if (space) return space;
+  const more = reasons.length > 3 ? ` (and ${reasons.length - 3} more)` : '';
+  return {
+    reason: 'PodSecurityNotAllowed',
+    message:
+      `the broker needs Pod Security level ${level} (${reasons.slice(0, 3).join(', ')}${more}); ` +
+      `the controller allows ${config.namespace}/${config.name} only ${allowed} (its --allow-pod-security option)`,
+  };
 }
 
 export interface Problem {

@@ -6,6 +6,7 @@ import {
   ANNOTATION_NODES,
   ANNOTATION_SPEC_HASH,
   type BrokerPlan,
+  brokerOwnerOf,
   brokerPlan,
   deviceService,
   deviceServiceName,
@@ -14,11 +15,10 @@ import {
   renderJob,
   renderPod,
 } from './brokerSpec.js';
-import type { ControllerContext, Problem } from './context.js';
+import { type BrokerSpace, brokerSpace, type ControllerContext, type Problem } from './context.js';
 import { markOffline, removeNodes, splitNodes } from './deviceNodes.js';
 import {
   configView,
-  controllerOf,
   type DeviceView,
   deviceView,
   jobFinished,
@@ -66,12 +66,18 @@ export async function reconcileDevice(ctx: ControllerContext, name: string): Pro
     deadlines: split.deadlines,
   };
   if (plan.kind !== 'invalid') {
-    const broker = plan.kind === 'none' ? undefined : plan;
-    const problems = [
-      await attempt(() => syncPod(ctx, pass, broker?.kind === 'pod' ? broker : undefined)),
-      await attempt(() => syncJob(ctx, pass, broker?.kind === 'job' ? broker : undefined)),
-      await attempt(() => syncDeviceService(ctx, device, broker?.deviceService)),
-    ];
+    // The broker goes to the namespace of the Pod Security level it needs, if allowed; any elsewhere goes.
+    const placed = config && plan.kind !== 'none' ? brokerSpace(ctx, config, plan) : undefined;
+    const home = placed && 'writer' in placed ? placed : undefined;
+    const problems: (Problem | undefined)[] = [placed && !home ? (placed as Problem) : undefined];
+    for (const space of ctx.brokers) {
+      const broker = space === home && plan.kind !== 'none' ? plan : undefined;
+      problems.push(
+        await attempt(() => syncPod(ctx, space, pass, broker?.kind === 'pod' ? broker : undefined)),
+        await attempt(() => syncJob(ctx, space, pass, broker?.kind === 'job' ? broker : undefined)),
+        await attempt(() => syncDeviceService(ctx, space, device, broker?.deviceService)),
+      );
+    }
     const problem = problems.find((p) => p !== undefined);
     if (ctx.problems.set(device.configName, name, problem)) ctx.touchConfig(device.configName);
   }
@@ -94,18 +100,26 @@ function due(ctx: ControllerContext, deadlines: number[]): Outcome {
   return { requeueAfterMs: Math.max(0, Math.min(...deadlines) - ctx.clock.now()) };
 }
 
-/** The Device is gone: its broker objects go too (owner references would, but the collector may lag or be off). */
+/**
+ * The Device is gone: its broker objects go too. Nothing else deletes them: they live in a broker namespace,
+ * where no owner reference to the Device can hold. Also for those left while the controller was down.
+ */
 async function removeAll(ctx: ControllerContext, name: string): Promise<Outcome> {
-  const { pods, jobs, services } = ctx.caches;
-  for (const [cache, objectName, plural] of [
-    [pods, podName(name), 'pods'],
-    [jobs, jobName(name), 'jobs'],
-    [services, deviceServiceName(name), 'services'],
-  ] as const) {
-    const o = cache.known.get(objectName);
-    if (o && ownedBy(o, name) && !o.metadata.deletionTimestamp) {
-      await ctx.writer.delete(plural, o);
-      ctx.logger.info({ device: name, [plural]: objectName }, 'device gone; broker object deleted');
+  for (const space of ctx.brokers) {
+    const { pods, jobs, services, writer, namespace } = space;
+    for (const [cache, objectName, plural] of [
+      [pods, podName(name), 'pods'],
+      [jobs, jobName(name), 'jobs'],
+      [services, deviceServiceName(name), 'services'],
+    ] as const) {
+      const o = cache.known.get(objectName);
+      if (o && ownedBy(ctx, o, name) && !o.metadata.deletionTimestamp) {
+        await writer.delete(plural, o);
+        ctx.logger.info(
+          { device: name, namespace, [plural]: objectName },
+          'device gone; broker object deleted',
+        );
+      }
     }
   }
   ctx.restarts.reset(name);
@@ -114,42 +128,50 @@ async function removeAll(ctx: ControllerContext, name: string): Promise<Outcome>
   return undefined;
 }
 
-function ownedBy(o: KubeObject, device: string, uid?: string): boolean {
-  const owner = controllerOf(o);
-  return owner?.kind === 'Device' && owner.name === device && (uid === undefined || owner.uid === uid);
+/** Whether `o` was made for the Device `device` of our namespace (and, with `uid`, for that very object). */
+function ownedBy(ctx: ControllerContext, o: KubeObject, device: string, uid?: string): boolean {
+  const owner = brokerOwnerOf(o);
+  return (
+    owner?.kind === 'Device' &&
+    owner.namespace === ctx.namespace &&
+    owner.name === device &&
+    (uid === undefined || owner.uid === uid)
+  );
 }
 
 // ------------------------------------------------------------------------------------------------ Pod
 
 async function syncPod(
   ctx: ControllerContext,
+  space: BrokerSpace,
   pass: Pass,
   plan: Broker | undefined,
 ): Promise<Problem | undefined> {
   const { device } = pass;
-  let pod = ctx.caches.pods.known.get(podName(device.name));
-  if (pod && !ownedBy(pod, device.name)) return nameTaken('Pod', pod);
+  const { writer, namespace } = space;
+  let pod = space.pods.known.get(podName(device.name));
+  if (pod && !ownedBy(ctx, pod, device.name)) return plan ? nameTaken('Pod', pod) : undefined;
   if (pod?.metadata.deletionTimestamp) {
     // Terminating: wait for its DELETED event; but a node that is gone never confirms a graceful deletion.
-    if (lostNode(ctx, pod)) await ctx.writer.delete('pods', pod, { force: true });
+    if (lostNode(ctx, pod)) await writer.delete('pods', pod, { force: true });
     else pass.deadlines.push(ctx.clock.now() + 5_000);
     return undefined;
   }
-  if (pod && (!plan || !ownedBy(pod, device.name, device.uid))) {
-    await ctx.writer.delete('pods', pod); // no broker wanted, or left over from an earlier Device of that name
-    ctx.logger.info({ device: device.name, pod: pod.metadata.name }, 'broker pod deleted');
+  if (pod && (!plan || !ownedBy(ctx, pod, device.name, device.uid))) {
+    await writer.delete('pods', pod); // no broker wanted here, or left over from an earlier Device of that name
+    ctx.logger.info({ device: device.name, namespace, pod: pod.metadata.name }, 'broker pod deleted');
     pod = undefined;
   }
   if (!plan) return undefined;
   if (pod) {
     const why = podReplacement(ctx, pass, pod, plan);
     if (!why) return undefined;
-    await ctx.writer.delete('pods', pod, { force: lostNode(ctx, pod) });
+    await writer.delete('pods', pod, { force: lostNode(ctx, pod) });
     ctx.restarts.did(device.name);
-    ctx.logger.info({ device: device.name, pod: pod.metadata.name, why }, 'broker pod replaced');
+    ctx.logger.info({ device: device.name, namespace, pod: pod.metadata.name, why }, 'broker pod replaced');
   }
   if (!pass.online) return undefined;
-  return create(ctx, 'pods', renderPod(device, plan.template, plan.hash, pass.usable), pass);
+  return create(ctx, space, 'pods', renderPod(device, plan, pass.usable, namespace), pass);
 }
 
 /** Why `pod` must be replaced now, if it must; otherwise notes when to look again. */
@@ -204,19 +226,21 @@ function lostNode(ctx: ControllerContext, pod: KubeObject): boolean {
  */
 async function syncJob(
   ctx: ControllerContext,
+  space: BrokerSpace,
   pass: Pass,
   plan: Broker | undefined,
 ): Promise<Problem | undefined> {
   const { device } = pass;
-  let job = ctx.caches.jobs.known.get(jobName(device.name));
-  if (job && !ownedBy(job, device.name)) return nameTaken('Job', job);
+  const { writer, namespace } = space;
+  let job = space.jobs.known.get(jobName(device.name));
+  if (job && !ownedBy(ctx, job, device.name)) return plan ? nameTaken('Job', job) : undefined;
   if (job?.metadata.deletionTimestamp) {
     pass.deadlines.push(ctx.clock.now() + 5_000);
     return undefined;
   }
-  if (job && (!plan || !ownedBy(job, device.name, device.uid))) {
-    await ctx.writer.delete('jobs', job);
-    ctx.logger.info({ device: device.name, job: job.metadata.name }, 'broker job deleted');
+  if (job && (!plan || !ownedBy(ctx, job, device.name, device.uid))) {
+    await writer.delete('jobs', job);
+    ctx.logger.info({ device: device.name, namespace, job: job.metadata.name }, 'broker job deleted');
     job = undefined;
   }
   if (!plan || !pass.online) return undefined;
@@ -228,42 +252,50 @@ async function syncJob(
           ? 'none of its nodes sees the device now'
           : undefined;
     if (!why) return undefined;
-    await ctx.writer.delete('jobs', job);
-    ctx.logger.info({ device: device.name, job: job.metadata.name, why }, 'broker job replaced');
+    await writer.delete('jobs', job);
+    ctx.logger.info({ device: device.name, namespace, job: job.metadata.name, why }, 'broker job replaced');
   }
-  return create(ctx, 'jobs', renderJob(device, plan.template, plan.hash, pass.usable), pass);
+  return create(ctx, space, 'jobs', renderJob(device, plan, pass.usable, namespace), pass);
 }
 
 // -------------------------------------------------------------------------------------------- Service
 
 function syncDeviceService(
   ctx: ControllerContext,
+  space: BrokerSpace,
   device: DeviceView,
   ports: ServicePorts | undefined,
 ): Promise<Problem | undefined> {
   const name = deviceServiceName(device.name);
-  const current = ctx.caches.services.known.get(name);
-  if (current && !ownedBy(current, device.name)) return Promise.resolve(nameTaken('Service', current));
-  return syncService(ctx, name, current, ports && deviceService(device, ports), { device: device.name });
+  const current = space.services.known.get(name);
+  if (current && !ownedBy(ctx, current, device.name))
+    return Promise.resolve(ports ? nameTaken('Service', current) : undefined);
+  const desired = ports && deviceService(device, ports, space.namespace);
+  return syncService(ctx, space, name, current, desired, { device: device.name });
 }
 
 // ----------------------------------------------------------------------------------------------- shared
 
 async function create(
   ctx: ControllerContext,
+  space: BrokerSpace,
   plural: 'pods' | 'jobs',
   body: KubeObject,
   pass: Pass,
 ): Promise<Problem | undefined> {
-  const created = await ctx.writer.create(plural, body);
+  const created = await space.writer.create(plural, body);
   const name = body.metadata.name;
   if (created !== 'exists') {
-    ctx.logger.info({ device: pass.device.name, [plural]: name, nodes: pass.usable }, 'broker created');
+    ctx.logger.info(
+      { device: pass.device.name, namespace: space.namespace, [plural]: name, nodes: pass.usable },
+      'broker created',
+    );
     return undefined;
   }
   // Not in our cache yet (it soon will be), still terminating, or someone else's: look.
-  const found = await ctx.writer.get(plural, name);
-  if (found && !ownedBy(found, pass.device.name)) return nameTaken(plural === 'pods' ? 'Pod' : 'Job', found);
+  const found = await space.writer.get(plural, name);
+  if (found && !ownedBy(ctx, found, pass.device.name))
+    return nameTaken(plural === 'pods' ? 'Pod' : 'Job', found);
   pass.deadlines.push(ctx.clock.now() + 5_000);
   return undefined;
 }

@@ -14,6 +14,7 @@ export const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 const asString = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 export interface DeviceView {
+  namespace: string;
   name: string;
   uid: string;
   resourceVersion: string;
@@ -27,6 +28,7 @@ export interface DeviceView {
 }
 
 export interface ConfigView {
+  namespace: string;
   name: string;
   uid: string;
   generation: number | undefined;
@@ -42,6 +44,7 @@ export function deviceView(o: KubeObject | undefined): DeviceView | undefined {
   const spec = asRecord(o.spec) ?? {};
   const status = asRecord(o.status) ?? {};
   return {
+    namespace: o.metadata.namespace ?? '',
     name: o.metadata.name,
     uid: o.metadata.uid ?? '',
     resourceVersion: o.metadata.resourceVersion ?? '',
@@ -58,6 +61,7 @@ export function configView(o: KubeObject | undefined): ConfigView | undefined {
   if (!o) return undefined;
   const status = asRecord(o.status) ?? {};
   return {
+    namespace: o.metadata.namespace ?? '',
     name: o.metadata.name,
     uid: o.metadata.uid ?? '',
     generation: typeof o.metadata.generation === 'number' ? o.metadata.generation : undefined,

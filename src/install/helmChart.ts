@@ -1,6 +1,7 @@
 import { stringify } from 'yaml';
 import { AgentConfigSchema } from '../config/schema.js';
 import type { DiscoveryHandler } from '../model/handler.js';
+import { DEFAULT_BROKER_NAMESPACE } from '../model/podSecurity.js';
 import { crdManifests } from './crds.js';
 import {
   BROKER_URL,
@@ -16,7 +17,7 @@ import {
 } from './manifests.js';
 import { rbac } from './rbac.js';
 import type { Component } from './types.js';
-import { HANDLER_NEEDS } from './workloads.js';
+import { brokerNamespaceManifest, HANDLER_NEEDS } from './workloads.js';
 
 /**
  * The generated files of the Helm chart deploy/helm/leafbridge (paths relative to it): Chart.yaml (the
@@ -44,6 +45,7 @@ export function chartFiles(handlers: readonly DiscoveryHandler[]): { path: strin
       path: `templates/${c}-rbac.yaml`,
       text: rbacTemplate(c),
     })),
+    { path: 'templates/controller-broker-namespace.yaml', text: brokerNamespaceTemplate() },
     { path: 'templates/_handlers.tpl', text: handlersTemplate(handlers) },
     ...Object.entries(DISTRIBUTIONS).map(([name, o]) => ({
       path: `values-${name}.yaml`,
@@ -208,6 +210,14 @@ function rbacTemplate(component: Component): string {
   return component === 'agent'
     ? header + body
     : `${header}{{- if .Values.${component}.enabled }}\n${body}{{- end }}\n`;
+}
+
+/** The broker namespace as brokerNamespaceManifest() builds it, with the controller; helm uninstall keeps it. */
+function brokerNamespaceTemplate(): string {
+  const ns = brokerNamespaceManifest(DEFAULT_BROKER_NAMESPACE, 'restricted');
+  const kept = { ...ns, metadata: { ...ns.metadata, annotations: { 'helm.sh/resource-policy': 'keep' } } };
+  const header = `{{- /* ${GENERATED} ${REGENERATE} */ -}}\n`;
+  return `${header}{{- if .Values.controller.enabled }}\n${toYaml(kept)}{{- end }}\n`;
 }
 
 /** HANDLER_NEEDS as a YAML table the templates read (leafbridge.needs in _helpers.tpl). */

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Document, isNode, stringify } from 'yaml';
 import { externalHandlerSpecs, withExternal } from '../model/externalHandlers.js';
 import type { DiscoveryHandler } from '../model/handler.js';
+import { DEFAULT_BROKER_NAMESPACE } from '../model/podSecurity.js';
 import { ConfigError } from '../util/errors.js';
 import { crdManifests } from './crds.js';
 import { GRANTS, rbac } from './rbac.js';
@@ -13,6 +14,7 @@ import {
   agentConfigProblems,
   agentConfigText,
   agentDaemonSet,
+  brokerNamespaceManifest,
   controllerDeployment,
   HANDLER_NEEDS,
   hubDeployment,
@@ -76,6 +78,11 @@ export function installFiles(
   ];
   if (o.controller) {
     files.push(
+      {
+        part: 'controller',
+        file: 'broker-namespace.yaml',
+        objects: [brokerNamespaceManifest(DEFAULT_BROKER_NAMESPACE, 'restricted')],
+      },
       { part: 'controller', file: 'rbac.yaml', objects: rbac(o, 'controller') },
       { part: 'controller', file: 'deployment.yaml', objects: [controllerDeployment(o)] },
     );
@@ -275,7 +282,8 @@ function fileText(objects: KubeManifest[]): string {
 function kustomization(part: Component, files: string[]): string {
   const what: Record<Component, string> = {
     agent: 'The Namespace and the edge agent (a DaemonSet), with its RBAC and config.',
-    controller: 'The controller: broker Pods/Jobs and Services per Device.',
+    controller:
+      'The controller: broker Pods/Jobs and Services per Device, in their own namespace (Pod Security restricted).',
     hub: 'The cloud twin hub (MQTT shared subscriptions; the broker URL is an example: deploy/overlays/cloud).',
   };
   // kubectl 1.20's kustomize (v2.0.3) takes only files in `resources` and directories in `bases`.

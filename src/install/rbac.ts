@@ -4,6 +4,7 @@ import type { IPolicyRule } from 'kubernetes-models/rbac.authorization.k8s.io/v1
 import type { IRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
 import type { IRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
 import type { IServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
+import { DEFAULT_BROKER_NAMESPACE } from '../model/podSecurity.js';
 import { API_GROUP } from '../model/resources.js';
 import { type Component, type InstallOptions, type KubeManifest, labels, manifest } from './types.js';
 
@@ -25,7 +26,7 @@ const LB = API_GROUP;
  * all work in their own namespace (the service account's). Cluster rules are for what has no namespace
  * (Nodes) or spans them all (the pods of a node).
  */
-export const GRANTS: Record<Component, { namespaced: Grant[]; cluster: Grant[] }> = {
+export const GRANTS: Record<Component, { namespaced: Grant[]; cluster: Grant[]; brokers?: Grant[] }> = {
   agent: {
     namespaced: [
       {
@@ -89,24 +90,6 @@ export const GRANTS: Record<Component, { namespaced: Grant[]; cluster: Grant[] }
   controller: {
     namespaced: [
       {
-        apiGroup: '',
-        resources: ['pods', 'services'],
-        verbs: ['get', 'list', 'watch', 'create', 'delete'],
-        why: 'broker Pods and the device/config Services it runs per Device',
-      },
-      {
-        apiGroup: '',
-        resources: ['services'],
-        verbs: ['patch'],
-        why: 'a Service whose ports or selector changed (merge patch)',
-      },
-      {
-        apiGroup: 'batch',
-        resources: ['jobs'],
-        verbs: ['get', 'list', 'watch', 'create', 'delete'],
-        why: 'broker Jobs (spec.brokerJobSpec)',
-      },
-      {
         apiGroup: LB,
         resources: ['devices'],
         verbs: ['get', 'list', 'watch', 'update'],
@@ -125,12 +108,6 @@ export const GRANTS: Record<Component, { namespaced: Grant[]; cluster: Grant[] }
         why: 'broker Pod/Job templates and Service specs',
       },
       {
-        apiGroup: LB,
-        resources: ['devices/finalizers', 'discoveryconfigs/finalizers'],
-        verbs: ['update'],
-        why: 'owner references with blockOwnerDeletion on what it creates (OwnerReferencesPermissionEnforcement)',
-      },
-      {
         apiGroup: 'coordination.k8s.io',
         resources: ['leases'],
         verbs: ['get', 'update'],
@@ -142,6 +119,27 @@ export const GRANTS: Record<Component, { namespaced: Grant[]; cluster: Grant[] }
         resources: ['leases'],
         verbs: ['create'],
         why: 'leader election: the Lease, the first time (RBAC cannot narrow create to a name)',
+      },
+    ],
+    // A Role in each broker namespace (brokerRbac): no pod writes anywhere else.
+    brokers: [
+      {
+        apiGroup: '',
+        resources: ['pods', 'services'],
+        verbs: ['get', 'list', 'watch', 'create', 'delete'],
+        why: 'broker Pods and the device/config Services it runs per Device, in the broker namespace',
+      },
+      {
+        apiGroup: '',
+        resources: ['services'],
+        verbs: ['patch'],
+        why: 'a Service whose ports or selector changed (merge patch)',
+      },
+      {
+        apiGroup: 'batch',
+        resources: ['jobs'],
+        verbs: ['get', 'list', 'watch', 'create', 'delete'],
+        why: 'broker Jobs (spec.brokerJobSpec)',
       },
     ],
     cluster: [
@@ -205,6 +203,7 @@ export function rbac(o: InstallOptions, component: Component): KubeManifest[] {
       subjects: [subject],
     }),
   ];
+  if (grants.brokers) out.push(...brokerRbac(o, component, DEFAULT_BROKER_NAMESPACE));
   if (grants.cluster.length === 0) return out;
   // Cluster-scoped names are global: one install per cluster (the agents' host ports allow no second).
   out.push(
@@ -223,4 +222,29 @@ export function rbac(o: InstallOptions, component: Component): KubeManifest[] {
     }),
   );
   return out;
+}
+
+/**
+ * The Role and RoleBinding of a component's `brokers` grants in the broker namespace `namespace` (the
+ * restricted one the install makes, or one of the elevated ones an admin makes: docs/security.md), bound to
+ * its ServiceAccount in the install's namespace.
+ */
+export function brokerRbac(o: InstallOptions, component: Component, namespace: string): KubeManifest[] {
+  const name = `leafbridge-${component}-brokers`;
+  const metadata = { name, namespace, labels: labels(component) };
+  return [
+    manifest<IRole>({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata,
+      rules: (GRANTS[component].brokers ?? []).map(rule),
+    }),
+    manifest<IRoleBinding>({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata,
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+      subjects: [{ kind: 'ServiceAccount', name: `leafbridge-${component}`, namespace: o.namespace }],
+    }),
+  ];
 }

@@ -12,6 +12,7 @@ import type { IVolume } from 'kubernetes-models/v1/Volume';
 import type { IVolumeMount } from 'kubernetes-models/v1/VolumeMount';
 import { parse, stringify } from 'yaml';
 import { parseConfig } from '../config/load.js';
+import { type PodSecurityLevel, podSecurityLabels } from '../model/podSecurity.js';
 import { API_GROUP } from '../model/resources.js';
 import { ConfigError, errorMessage } from '../util/errors.js';
 import { type InstallOptions, type KubeManifest, labels, manifest, PART_OF, selector } from './types.js';
@@ -114,10 +115,19 @@ export function namespace(o: InstallOptions): KubeManifest {
       labels: {
         'app.kubernetes.io/part-of': PART_OF,
         // The agent mounts host paths (the kubelet's sockets, its store): only the privileged level admits it,
-        // whatever the cluster's default level is. Broker Pods the controller runs here are admitted alike.
+        // whatever the cluster's default level is. Broker Pods go to a namespace of their own (leafbridge-brokers).
         'pod-security.kubernetes.io/enforce': 'privileged',
       },
     },
+  });
+}
+
+/** A broker namespace: Pod Security `level` enforced (and audited and warned at), for the controller's brokers. */
+export function brokerNamespaceManifest(name: string, level: PodSecurityLevel): KubeManifest {
+  return manifest<INamespace>({
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name, labels: { 'app.kubernetes.io/part-of': PART_OF, ...podSecurityLabels(level) } },
   });
 }
 

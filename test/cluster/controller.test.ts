@@ -2,6 +2,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { afterEach, expect, it } from 'vitest';
 import { BrokerController } from '../../src/controller/brokerController.js';
 import { deviceResource } from '../../src/controller/brokerSpec.js';
+import { DEFAULT_BROKER_NAMESPACE } from '../../src/model/podSecurity.js';
 import { createLogger, silentLogger } from '../../src/util/logger.js';
 import { cameraName, TestCluster } from '../helpers/cluster.js';
 import { RealBackend } from '../helpers/clusterBackend.js';
@@ -50,12 +51,23 @@ async function startController(backend: RealBackend, nodeGraceMs = 60_000): Prom
   return c;
 }
 
+/** The broker objects in the broker namespace (the install's, Pod Security restricted). */
+async function brokerList(
+  backend: RealBackend,
+  resource: 'pods' | 'jobs' | 'services',
+): Promise<KubeObject[]> {
+  const group = resource === 'jobs' ? '/apis/batch/v1' : '/api/v1';
+  const res = await backend.cp.request('GET', `${group}/namespaces/${DEFAULT_BROKER_NAMESPACE}/${resource}`);
+  if (res.status !== 200) throw new Error(`list ${resource}: ${res.status} ${JSON.stringify(res.body)}`);
+  return (res.body as { items: KubeObject[] }).items;
+}
+
 const byName = async (backend: RealBackend, resource: 'pods' | 'jobs' | 'services', name: string) =>
-  (await backend.list(resource)).find((o) => o.metadata.name === name);
+  (await brokerList(backend, resource)).find((o) => o.metadata.name === name);
 
 /** The pods the Job controller made for Job `job`. */
 const jobPods = async (backend: RealBackend, job: string): Promise<KubeObject[]> =>
-  (await backend.list('pods')).filter((p) => p.metadata.labels?.['job-name'] === job);
+  (await brokerList(backend, 'pods')).filter((p) => p.metadata.labels?.['job-name'] === job);
 
 const nodeName = (pod: KubeObject | undefined) => (pod?.spec as { nodeName?: string } | undefined)?.nodeName;
 

@@ -18,6 +18,9 @@ import { until } from '../helpers/wait.js';
  */
 
 const NS = 'default';
+/** Broker objects live in the controller's broker namespace (Pod Security restricted), not beside the Devices. */
+const BROKERS = 'leafbridge-brokers';
+const BROKER_PLURALS = ['pods', 'jobs', 'services'];
 const MERGE = 'application/merge-patch+json';
 const RESOURCE = (device: string) => `leafbridge.io/${device}`;
 
@@ -139,9 +142,10 @@ function setDeviceStatus(name: string, online: boolean): void {
   );
 }
 
-const get = (plural: string, name: string) =>
-  server().object(plural, plural === 'nodes' ? undefined : NS, name);
-const pods = () => server().objects('pods', NS);
+const nsOf = (plural: string) =>
+  plural === 'nodes' ? undefined : BROKER_PLURALS.includes(plural) ? BROKERS : NS;
+const get = (plural: string, name: string) => server().object(plural, nsOf(plural), name);
+const pods = () => server().objects('pods', BROKERS);
 const nodesOf = (device: string) => (get('devices', device)?.spec as { nodes?: string[] } | undefined)?.nodes;
 
 async function waitFor<T>(what: string, find: () => T | undefined, ms = 10_000): Promise<T> {
@@ -159,8 +163,8 @@ async function waitFor<T>(what: string, find: () => T | undefined, ms = 10_000):
 
 /** Plays scheduler and kubelet: the pod lands on `node` and reaches `phase`. */
 function runPod(name: string, node: string, phase = 'Running'): void {
-  patch('pods', NS, name, { spec: { nodeName: node } });
-  patch('pods', NS, name, { status: { phase } }, true);
+  patch('pods', BROKERS, name, { spec: { nodeName: node } });
+  patch('pods', BROKERS, name, { status: { phase } }, true);
 }
 
 function brokersReady(config: string) {
@@ -189,7 +193,7 @@ type PodLike = {
 };
 
 describe('broker controller (test API server, controller in-process)', () => {
-  it('gives a Device its broker Pod (node affinity, device resource, owner) and both Services', async () => {
+  it('gives a Device its broker Pod (node affinity, device resource, owner labels) and both Services, in the broker namespace', async () => {
     await start();
     const config = seedConfig('cams', {
       brokerPodSpec: {
@@ -208,21 +212,16 @@ describe('broker controller (test API server, controller in-process)', () => {
     const device = seedDevice('cams-aaaaaa', 'cams', ['n1', 'n2']);
 
     const pod = (await waitFor('the broker pod', () => get('pods', 'cams-aaaaaa-pod'))) as unknown as PodLike;
+    // No owner reference (the Device is in another namespace): labels and an annotation name it.
     expect(pod.metadata.labels).toEqual({
       'leafbridge.io/config': 'cams',
       'leafbridge.io/device': 'cams-aaaaaa',
       'leafbridge.io/broker': 'pod',
+      'leafbridge.io/namespace': NS,
+      'leafbridge.io/uid': device.metadata.uid,
     });
-    expect(pod.metadata.ownerReferences).toEqual([
-      {
-        apiVersion: 'leafbridge.io/v1alpha1',
-        kind: 'Device',
-        name: 'cams-aaaaaa',
-        uid: device.metadata.uid,
-        controller: true,
-        blockOwnerDeletion: true,
-      },
-    ]);
+    expect(pod.metadata.annotations?.['leafbridge.io/owner']).toBe('Device/cams-aaaaaa');
+    expect(pod.metadata.ownerReferences).toBeUndefined();
     // The config's own term is kept, once per node the device is seen by, that node ANDed into it.
     const arm64 = { matchExpressions: [{ key: 'arch', operator: 'In', values: ['arm64'] }] };
     expect(
@@ -238,19 +237,25 @@ describe('broker controller (test API server, controller in-process)', () => {
     const svc = await waitFor('the device service', () => get('services', 'cams-aaaaaa-svc'));
     expect(svc.spec).toMatchObject({
       type: 'ClusterIP',
-      selector: { 'leafbridge.io/device': 'cams-aaaaaa', 'leafbridge.io/broker': 'pod' },
+      selector: {
+        'leafbridge.io/namespace': NS,
+        'leafbridge.io/device': 'cams-aaaaaa',
+        'leafbridge.io/broker': 'pod',
+      },
       ports: [{ port: 80, targetPort: 8080, protocol: 'TCP' }],
     });
-    expect(svc.metadata.ownerReferences?.[0]).toMatchObject({ kind: 'Device', uid: device.metadata.uid });
+    expect(svc.metadata.labels?.['leafbridge.io/uid']).toBe(device.metadata.uid);
     const configSvc = await waitFor('the config service', () => get('services', 'cams-svc'));
     expect(configSvc.spec).toMatchObject({
-      selector: { 'leafbridge.io/config': 'cams', 'leafbridge.io/broker': 'pod' },
+      selector: {
+        'leafbridge.io/namespace': NS,
+        'leafbridge.io/config': 'cams',
+        'leafbridge.io/broker': 'pod',
+      },
       ports: [{ name: 'mqtt', port: 1883, targetPort: 1883, protocol: 'TCP' }],
     });
-    expect(configSvc.metadata.ownerReferences?.[0]).toMatchObject({
-      kind: 'DiscoveryConfig',
-      uid: config.metadata.uid,
-    });
+    expect(configSvc.metadata.annotations?.['leafbridge.io/owner']).toBe('DiscoveryConfig/cams');
+    expect(configSvc.metadata.labels?.['leafbridge.io/uid']).toBe(config.metadata.uid);
 
     // Ports changed: the Service follows.
     patch('discoveryconfigs', NS, 'cams', { spec: { deviceService: { ports: [{ port: 81 }] } } });
@@ -299,7 +304,7 @@ describe('broker controller (test API server, controller in-process)', () => {
     });
     seedDevice('1cams-aaaaaa', '1cams', ['n1']);
     const names = await waitFor('both services', () => {
-      const found = server().objects('services', NS);
+      const found = server().objects('services', BROKERS);
       return found.length === 2 ? found.map((o) => o.metadata.name).sort() : undefined;
     });
     expect(names).toEqual([configServiceName('1cams'), deviceServiceName('1cams-aaaaaa')].sort());
@@ -314,7 +319,7 @@ describe('broker controller (test API server, controller in-process)', () => {
     remove('devices', '1cams-aaaaaa');
     await until(() => !get('services', deviceServiceName('1cams-aaaaaa')), 10_000, 'the device service gone');
     remove('discoveryconfigs', '1cams');
-    await until(() => server().objects('services', NS).length === 0, 10_000, 'the config service gone');
+    await until(() => server().objects('services', BROKERS).length === 0, 10_000, 'the config service gone');
   });
 
   it('deletes the Pod and Services itself when the Device or config goes (garbage collector off)', async () => {
@@ -327,7 +332,7 @@ describe('broker controller (test API server, controller in-process)', () => {
     seedDevice('cams-aaaaaa', 'cams', ['n1']);
     seedDevice('cams-bbbbbb', 'cams', ['n2']);
     await waitFor('both pods and three services', () =>
-      pods().length === 2 && server().objects('services', NS).length === 3 ? true : undefined,
+      pods().length === 2 && server().objects('services', BROKERS).length === 3 ? true : undefined,
     );
 
     remove('devices', 'cams-aaaaaa');
@@ -341,7 +346,7 @@ describe('broker controller (test API server, controller in-process)', () => {
     // The config drops its broker: the other device's pod and services go too.
     patch('discoveryconfigs', NS, 'cams', { spec: { brokerPodSpec: null } });
     await until(
-      () => pods().length === 0 && server().objects('services', NS).length === 0,
+      () => pods().length === 0 && server().objects('services', BROKERS).length === 0,
       10_000,
       'every broker object gone',
     );
@@ -367,7 +372,7 @@ describe('broker controller (test API server, controller in-process)', () => {
     seedDevice('cams-aaaaaa', 'cams', ['n1', 'n2']);
     const first = await waitFor('the pod', () => get('pods', 'cams-aaaaaa-pod'));
     runPod('cams-aaaaaa-pod', 'n1');
-    patch('pods', NS, 'cams-aaaaaa-pod', { status: { phase: 'Failed' } }, true);
+    patch('pods', BROKERS, 'cams-aaaaaa-pod', { status: { phase: 'Failed' } }, true);
     const second = await waitFor('a new pod', () => {
       const p = get('pods', 'cams-aaaaaa-pod');
       return p && p.metadata.uid !== first.metadata.uid ? p : undefined;
@@ -394,7 +399,7 @@ describe('broker controller (test API server, controller in-process)', () => {
       const p = get('pods', 'cams-aaaaaa-pod');
       if (p && !uids.has(p.metadata.uid) && !p.metadata.deletionTimestamp) {
         uids.add(p.metadata.uid);
-        patch('pods', NS, p.metadata.name, { status: { phase: 'Failed' } }, true); // fails at admission
+        patch('pods', BROKERS, p.metadata.name, { status: { phase: 'Failed' } }, true); // fails at admission
       }
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -408,7 +413,7 @@ describe('broker controller (test API server, controller in-process)', () => {
     seedConfig('cams', { brokerPodSpec: POD_SPEC });
     seedDevice('cams-aaaaaa', 'cams', ['n1']);
     const first = await waitFor('the pod', () => get('pods', 'cams-aaaaaa-pod'));
-    patch('pods', NS, 'cams-aaaaaa-pod', { status: { phase: 'Pending' } }, true);
+    patch('pods', BROKERS, 'cams-aaaaaa-pod', { status: { phase: 'Pending' } }, true);
     const t0 = Date.now();
     const second = await waitFor('a new pod', () => {
       const p = get('pods', 'cams-aaaaaa-pod');
@@ -471,11 +476,12 @@ describe('broker controller (test API server, controller in-process)', () => {
     const job = await waitFor('the job', () => get('jobs', 'plcs-aaaaaa-job'));
     const template = (job.spec as { template: { metadata: { labels: object }; spec: PodLike['spec'] } })
       .template;
-    expect(template.metadata.labels).toEqual({
+    expect(template.metadata.labels).toMatchObject({
       app: 'flash',
       'leafbridge.io/config': 'plcs',
       'leafbridge.io/device': 'plcs-aaaaaa',
       'leafbridge.io/broker': 'pod',
+      'leafbridge.io/namespace': NS,
     });
     expect(template.spec.containers[0]?.resources?.limits).toEqual({ [RESOURCE('plcs-aaaaaa')]: '1' });
     expect(job.metadata.labels?.['leafbridge.io/broker']).toBe('job');
@@ -484,7 +490,7 @@ describe('broker controller (test API server, controller in-process)', () => {
     // The Job controller's part: it completes.
     patch(
       'jobs',
-      NS,
+      BROKERS,
       'plcs-aaaaaa-job',
       { status: { succeeded: 1, conditions: [{ type: 'Complete', status: 'True' }] } },
       true,

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { BrokerController } from '../../src/controller/brokerController.js';
+import { DEFAULT_BROKER_NAMESPACE as BROKERS } from '../../src/model/podSecurity.js';
 import { createLogger, silentLogger } from '../../src/util/logger.js';
 import { cameraName, NS, TestCluster } from '../helpers/cluster.js';
 import { kubeClients } from '../helpers/kubeClient.js';
@@ -77,7 +78,7 @@ describe('broker controller with two agents (test API server)', () => {
 
     const podName = `${device}-pod`;
     await until(
-      () => c.api.object('pods', NS, podName)?.metadata.annotations?.['leafbridge.io/nodes'] === 'n1,n2',
+      () => c.api.object('pods', BROKERS, podName)?.metadata.annotations?.['leafbridge.io/nodes'] === 'n1,n2',
       15_000,
       'the broker pod for both nodes',
     );
@@ -90,11 +91,11 @@ describe('broker controller with two agents (test API server)', () => {
     expect(statusWrites(c) - before).toBeLessThanOrEqual(1);
 
     // The pod runs on n1; n1 goes NotReady but its agent still sees the camera and re-adds n1 at once.
-    const first = c.api.object('pods', NS, podName);
-    c.api.resources.patch(c.api.type('pods'), NS, podName, MERGE, { spec: { nodeName: 'n1' } }, {});
+    const first = c.api.object('pods', BROKERS, podName);
+    c.api.resources.patch(c.api.type('pods'), BROKERS, podName, MERGE, { spec: { nodeName: 'n1' } }, {});
     c.api.resources.patch(
       c.api.type('pods'),
-      NS,
+      BROKERS,
       podName,
       MERGE,
       { status: { phase: 'Running' } },
@@ -105,21 +106,21 @@ describe('broker controller with two agents (test API server)', () => {
     setReady(c, 'n1', 'Unknown');
     await until(
       () => {
-        const p = c.api.object('pods', NS, podName);
+        const p = c.api.object('pods', BROKERS, podName);
         return p !== undefined && p.metadata.uid !== first?.metadata.uid;
       },
       10_000,
       'the broker pod made again',
     );
-    expect(c.api.object('pods', NS, podName)?.metadata.annotations?.['leafbridge.io/nodes']).toBe('n2');
+    expect(c.api.object('pods', BROKERS, podName)?.metadata.annotations?.['leafbridge.io/nodes']).toBe('n2');
     // Removed once, re-added by the agent; then the controller waits out its backoff instead of fighting.
     await until(() => nodesOf()?.join() === 'n1,n2', 5000, 'n1 re-added by its agent');
-    const moved = c.api.object('pods', NS, podName)?.metadata.uid;
+    const moved = c.api.object('pods', BROKERS, podName)?.metadata.uid;
     const writes = deviceWrites(c);
     await new Promise((r) => setTimeout(r, 2000));
     expect(deviceWrites(c) - writes).toBeLessThanOrEqual(2);
     expect(nodesOf()).toEqual(['n1', 'n2']);
-    expect(c.api.object('pods', NS, podName)?.metadata.uid).toBe(moved); // stays off the NotReady node
+    expect(c.api.object('pods', BROKERS, podName)?.metadata.uid).toBe(moved); // stays off the NotReady node
 
     // With the controller stopped, the agents' own status reports (after a device change) keep BrokersReady.
     await controller.stop();

@@ -89,6 +89,7 @@ describe('leafbridge controller (the command)', () => {
       '40s',
       '--health-addr',
       '127.0.0.1:0',
+      ...['--broker-namespace', 'edge-brokers'],
     ]);
     const port = await waitForLine(p.child, (l) =>
       l.msg === 'health endpoints listening' ? (l.port as number) : undefined,
@@ -96,7 +97,12 @@ describe('leafbridge controller (the command)', () => {
     // The only candidate: it creates the Lease, leads, and only then reconciles.
     await waitForLine(p.child, (l) => (l.msg === 'became the leader' ? true : undefined), 15_000);
     await waitForLine(p.child, (l) => (l.msg === 'caches synced; reconciling' ? true : undefined), 15_000);
-    await until(() => api?.object('pods', NS, 'cams-aaaaaa-pod') !== undefined, 10_000, 'the broker pod');
+    await until(
+      () => api?.object('pods', 'edge-brokers', 'cams-aaaaaa-pod') !== undefined,
+      10_000,
+      'the broker pod, in the broker namespace',
+    );
+    expect(api?.object('pods', NS, 'cams-aaaaaa-pod')).toBeUndefined();
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
     expect([ready.status, await ready.json()]).toEqual([200, { role: 'leader', synced: true }]);
     expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(404);
@@ -128,6 +134,9 @@ describe('leafbridge controller (the command)', () => {
     const bad = run(['--node-grace', 'soon']);
     expect(await bad.exited).toBe(2);
     expect(bad.stderr()).toContain('--node-grace: expected a duration');
+    const level = run(['--allow-pod-security', 'root=default/cams']);
+    expect(await level.exited).toBe(2);
+    expect(level.stderr()).toContain('--allow-pod-security: "root=default/cams": expected baseline=');
 
     const timing = run(['--leader-elect-renew-deadline', '20s']);
     expect(await timing.exited).toBe(2);

@@ -106,7 +106,7 @@ function brokerContainer(object: Manifest, device: DeviceObject): { container: C
   const plan = brokerPlan(configView(object as unknown as KubeObject)!);
   if (plan.kind !== 'pod') throw new Error(`${object.metadata.name}: no broker pod (${plan.kind})`);
   const view = deviceView(device as unknown as KubeObject)!;
-  const pod = renderPod(view, plan.template, plan.hash, device.spec.nodes);
+  const pod = renderPod(view, plan, device.spec.nodes, 'leafbridge-brokers');
   const container = (pod.spec as { containers: Container[] }).containers[0]!;
   const resource = Object.keys(container.resources?.limits ?? {}).find((k) => k.startsWith('leafbridge.io/'));
   if (!resource) throw new Error('the broker container requests no leafbridge.io resource');

@@ -18,7 +18,7 @@ import {
 } from '../../src/install/manifests.js';
 import type { JsonSchemaProps } from '../../src/install/structural.js';
 import { ConfigError } from '../../src/util/errors.js';
-import { byKey, grantedTriples, modelProblems, yamlObjects } from '../helpers/kubeManifests.js';
+import { byKey, grantedTriples, modelProblems, rbacAllows, yamlObjects } from '../helpers/kubeManifests.js';
 import { ROOT } from '../helpers/processes.js';
 
 type PodSpec = {
@@ -95,8 +95,10 @@ describe('installManifests', () => {
     expect(find(objects, 'Namespace', ns)).toBeDefined();
     const clusterScoped = ['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding'];
     for (const obj of objects) {
+      // The controller's Role for broker objects lives in the broker namespace; everything else in `ns`.
+      const inBrokers = obj.metadata.name === 'leafbridge-controller-brokers';
       expect(obj.metadata.namespace, `${obj.kind} ${obj.metadata.name}`).toBe(
-        clusterScoped.includes(obj.kind) ? undefined : ns,
+        clusterScoped.includes(obj.kind) ? undefined : inBrokers ? 'leafbridge-brokers' : ns,
       );
       for (const s of (obj.subjects ?? []) as { namespace: string }[]) expect(s.namespace).toBe(ns);
     }
@@ -487,15 +489,14 @@ describe('RBAC: each component gets exactly what its code calls', () => {
       needed.add(`${paths[p[1]!]}/${p[1]} list`);
       needed.add(`${paths[p[1]!]}/${p[1]} watch`);
     }
-    // Owner references with blockOwnerDeletion need `update` on the owner's finalizers (an admission check).
-    const finalizers = [`${LB}/devices/finalizers update`, `${LB}/discoveryconfigs/finalizers update`];
+    // No owner references any more (the brokers live in another namespace): no finalizers update either.
     // Leader election (src/kubeclient/leaderElection.ts): read, renew and take over the one Lease; create it once.
     const text = readFileSync(join(ROOT, 'src/kubeclient/leaderElection.ts'), 'utf8');
     const methods = [...text.matchAll(/\bmethod: '(\w+)'|'(POST|PUT)'/g)].map((m) => m[1] ?? m[2]);
     expect([...new Set(methods)].sort()).toEqual(['GET', 'POST', 'PUT']);
     const leases = ['get', 'create', 'update'].map((v) => `coordination.k8s.io/leases ${v}`);
     expect(grantedTriples(install(), 'leafbridge-controller')).toEqual(
-      [...needed, ...finalizers, ...leases].sort(),
+      [...needed, ...leases].sort(),
     );
     // get and update on the controller's Lease alone; create cannot be narrowed by name.
     const named = GRANTS.controller.namespaced.filter((g) => g.resources.includes('leases'));
@@ -503,6 +504,23 @@ describe('RBAC: each component gets exactly what its code calls', () => {
       ['get,update', [CONTROLLER_LEASE]],
       ['create', undefined],
     ]);
+  });
+
+  it('the controller writes pods, jobs and services only in the broker namespace, and that enforces restricted', () => {
+    const objects = install();
+    const may = (resource: string, group: string, namespace: string) =>
+      rbacAllows(objects, 'leafbridge-controller', { group, resource, verb: 'create', namespace });
+    for (const [resource, group] of [
+      ['pods', ''],
+      ['services', ''],
+      ['jobs', 'batch'],
+    ] as const) {
+      expect(may(resource, group, 'leafbridge-brokers')).toBe(true);
+      expect(may(resource, group, 'leafbridge')).toBe(false);
+      expect(may(resource, group, 'kube-system')).toBe(false);
+    }
+    const ns = objects.find((o) => o.kind === 'Namespace' && o.metadata.name === 'leafbridge-brokers');
+    expect(ns?.metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('restricted');
   });
 });
 

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
+  type BrokerRender,
+  brokerOwnerOf,
   brokerPlan,
   configService,
   configServiceName,
@@ -19,12 +21,17 @@ function config(spec: Record<string, unknown>): ConfigView {
 }
 
 const device: DeviceView = deviceView({
-  metadata: { name: 'cams-abc123', uid: 'u-device' },
+  metadata: { name: 'cams-abc123', namespace: 'default', uid: 'u-device' },
   spec: { configName: 'cams', nodes: ['n1', 'n2'] },
   status: { online: true },
 } as KubeObject) as DeviceView;
 
 const containers = [{ name: 'a', image: 'x' }];
+const render = (template: Record<string, unknown>): BrokerRender => ({
+  template,
+  hash: 'h',
+  security: { level: 'restricted', reasons: [] },
+});
 const onNode = (node: string) => ({
   matchFields: [{ key: 'metadata.name', operator: 'In', values: [node] }],
 });
@@ -169,7 +176,7 @@ describe('rendering', () => {
     const long = `cams-${'x'.repeat(70)}`;
     expect(podName(long)).toHaveLength(63);
     expect(podName(long)).not.toBe(podName(`${long}y`));
-    const pod = renderPod({ ...device, name: long }, { containers }, 'h', ['n1']);
+    const pod = renderPod({ ...device, name: long }, render({ containers }), ['n1'], 'brokers');
     expect(pod.metadata.labels?.['leafbridge.io/device']).toHaveLength(63);
     expect(
       Object.keys(
@@ -180,7 +187,12 @@ describe('rendering', () => {
   });
 
   it('gives a Job’s pods the broker labels and the injection', () => {
-    const job = renderJob(device, { backoffLimit: 1, template: { spec: { containers } } }, 'h', ['n2']);
+    const job = renderJob(
+      device,
+      render({ backoffLimit: 1, template: { spec: { containers } } }),
+      ['n2'],
+      'b',
+    );
     const template = (
       job.spec as { template: { metadata: { labels: object }; spec: { containers: unknown[] } } }
     ).template;
@@ -188,18 +200,26 @@ describe('rendering', () => {
       'leafbridge.io/config': 'cams',
       'leafbridge.io/device': 'cams-abc123',
       'leafbridge.io/broker': 'pod',
+      'leafbridge.io/namespace': 'default',
+      'leafbridge.io/uid': 'u-device',
     });
     expect(template.spec.containers).toEqual([
-      { name: 'a', image: 'x', resources: { limits: { 'leafbridge.io/cams-abc123': '1' } } },
+      {
+        name: 'a',
+        image: 'x',
+        resources: { limits: { 'leafbridge.io/cams-abc123': '1' } },
+        securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+      },
     ]);
-    expect(job.metadata.ownerReferences).toEqual([
-      expect.objectContaining({
-        kind: 'Device',
-        uid: 'u-device',
-        controller: true,
-        blockOwnerDeletion: true,
-      }),
-    ]);
+    // In the broker namespace, no owner reference can hold: the Device is named by labels instead.
+    expect(job.metadata.ownerReferences).toBeUndefined();
+    expect(job.metadata.namespace).toBe('b');
+    expect(brokerOwnerOf(job)).toEqual({
+      kind: 'Device',
+      namespace: 'default',
+      name: 'cams-abc123',
+      uid: 'u-device',
+    });
   });
 });
 
@@ -241,9 +261,9 @@ describe('Service names (DNS-1035 labels: a letter first, [a-z0-9-], at most 63)
   it('renders the Services under those names', () => {
     const ports = { ports: [{ port: 80 }] };
     const d = { ...device, name: '1cams-abc123', configName: '1cams' };
-    expect(deviceService(d, ports).metadata.name).toBe(deviceServiceName('1cams-abc123'));
+    expect(deviceService(d, ports, 'b').metadata.name).toBe(deviceServiceName('1cams-abc123'));
     const c = configView({ metadata: { name: '1cams', uid: 'u' }, spec: {} }) as ConfigView;
-    expect(configService(c, ports).metadata.name).toBe(configServiceName('1cams'));
-    expect(configService(c, ports).metadata.labels?.['leafbridge.io/config']).toBe('1cams');
+    expect(configService(c, ports, 'b').metadata.name).toBe(configServiceName('1cams'));
+    expect(configService(c, ports, 'b').metadata.labels?.['leafbridge.io/config']).toBe('1cams');
   });
 });
