@@ -495,9 +495,7 @@ describe('RBAC: each component gets exactly what its code calls', () => {
     const methods = [...text.matchAll(/\bmethod: '(\w+)'|'(POST|PUT)'/g)].map((m) => m[1] ?? m[2]);
     expect([...new Set(methods)].sort()).toEqual(['GET', 'POST', 'PUT']);
     const leases = ['get', 'create', 'update'].map((v) => `coordination.k8s.io/leases ${v}`);
-    expect(grantedTriples(install(), 'leafbridge-controller')).toEqual(
-      [...needed, ...leases].sort(),
-    );
+    expect(grantedTriples(install(), 'leafbridge-controller')).toEqual([...needed, ...leases].sort());
     // get and update on the controller's Lease alone; create cannot be narrowed by name.
     const named = GRANTS.controller.namespaced.filter((g) => g.resources.includes('leases'));
     expect(named.map((g) => [g.verbs.join(), g.resourceNames])).toEqual([
