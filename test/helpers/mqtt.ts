@@ -1,7 +1,7 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { Agent } from '../../src/agent.js';
 import { parseConfig } from '../../src/config/load.js';
-import { silentLogger } from '../../src/util/logger.js';
+import { type Logger, silentLogger } from '../../src/util/logger.js';
 
 export interface Received {
   topic: string;
@@ -50,8 +50,8 @@ export async function collect(url: string, filter: string, options: IClientOptio
 }
 
 /** The agent in this process (faster than a child process where no crash is involved). */
-export async function startInProcessAgent(config: Record<string, unknown>) {
-  const agent = new Agent(parseConfig(config), silentLogger());
+export async function startInProcessAgent(config: Record<string, unknown>, logger: Logger = silentLogger()) {
+  const agent = new Agent(parseConfig(config), logger);
   const addresses = await agent.start();
   return {
     agent,

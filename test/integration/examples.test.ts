@@ -14,6 +14,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { Writable } from 'node:stream';
 import { Value } from '@sinclair/typebox/value';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -29,7 +30,7 @@ import type { KubeObject } from '../../src/kubeclient/informer.js';
 import { discoveryConfigProblems } from '../../src/model/discoveryConfigs.js';
 import { externalHandlerSpecs, withExternal } from '../../src/model/externalHandlers.js';
 import { API_VERSION, type DeviceObject } from '../../src/model/resources.js';
-import { silentLogger } from '../../src/util/logger.js';
+import { createLogger, silentLogger } from '../../src/util/logger.js';
 import { hashPassword } from '../../src/util/password.js';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { applyDefaults, prune, type Schema, validate } from '../helpers/kubeSchema.js';
@@ -202,8 +203,17 @@ async function startEdge(dir: string, extra: Record<string, unknown> = {}, upstr
   mkdirSync(plugins, { recursive: true });
   const kubelet = new TestKubelet(plugins);
   await kubelet.start();
+  // Every line the agent logs, at debug level: what must never appear there (credentials) is looked for.
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logs.push(chunk.toString());
+      done();
+    },
+  });
   const edge = await startInProcessAgent(
     agentConfig(join(dir, 'data'), upstreamUrl, { devicePlugins: { dir: plugins }, ...extra }),
+    createLogger({ level: 'debug', destination: sink }),
   );
   const apply = async (object: Manifest) => {
     const res = await fetch(`${edge.http}/api/v1/discoveryconfigs`, {
@@ -239,7 +249,7 @@ async function startEdge(dir: string, extra: Record<string, unknown> = {}, upstr
     await edge.agent.stop();
     await kubelet.stop();
   };
-  return { edge, apply, deviceOf, allocate, stop };
+  return { edge, apply, deviceOf, allocate, stop, logs };
 }
 
 type SecretRef = { name: string; key: string };
@@ -385,6 +395,9 @@ describe('examples/camera-broker against the simulated camera', () => {
     const stored = await fetch(`${edge.edge.http}/api/v1/discoveryconfigs/cameras`).then((r) => r.text());
     expect(stored).toContain('passwordSecretRef');
     expect(stored).not.toContain(ONVIF_PASSWORD);
+    // Nor in the agent's log at debug level, though discovery read the Secret and used it.
+    expect(edge.logs.length).toBeGreaterThan(0);
+    expect(edge.logs.join('')).not.toContain(ONVIF_PASSWORD);
     const { container, resource } = brokerContainer(config, device);
     const allocated = await edge.allocate(resource);
     env = podEnv(container, allocated.envs ?? {}, rtspSecret, {
