@@ -60,18 +60,23 @@ function openPort(path: string): Promise<SerialPort> {
 }
 
 function serveLine(port: SerialPort, units: Map<number, MeterModel>, logger: Logger): void {
-  let buffer: Buffer = Buffer.alloc(0);
   port.on('error', (err) => logger.debug({ err: errorMessage(err) }, 'modbus RTU stub port error'));
+  onRtuRequests(port, (unitId, pdu) => {
+    const meter = units.get(unitId);
+    if (meter) port.write(withCrc16(Buffer.concat([Buffer.from([unitId]), answer(meter, pdu)])));
+  });
+}
+
+/** Calls `onRequest` with the unit id and PDU of every whole request frame that arrives on `port`. */
+export function onRtuRequests(port: SerialPort, onRequest: (unitId: number, pdu: Buffer) => void): void {
+  let buffer: Buffer = Buffer.alloc(0);
   port.on('data', (chunk: Buffer) => {
     buffer = Buffer.concat([buffer, chunk]);
     for (;;) {
       const { request, rest } = takeRtuRequest(buffer);
       buffer = rest;
       if (!request) break;
-      const unitId = request[0] as number;
-      const meter = units.get(unitId);
-      const pdu = request.subarray(1, request.length - 2);
-      if (meter) port.write(withCrc16(Buffer.concat([Buffer.from([unitId]), answer(meter, pdu)])));
+      onRequest(request[0] as number, request.subarray(1, request.length - 2));
     }
     if (buffer.length > maxBuffered) buffer = buffer.subarray(buffer.length - maxBuffered);
   });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { SerialPort } from 'serialport';
 import type { ModbusDetails } from '../../discovery-handlers/modbus/index.js';
 import { modbusHandler } from '../../discovery-handlers/modbus/index.js';
-import { takeRtuRequest } from '../../firmware-stubs/modbus/rtuServer.js';
+import { onRtuRequests } from '../../firmware-stubs/modbus/rtuServer.js';
 import type { DiscoveredDevice } from '../../src/model/handler.js';
 import { systemClock } from '../../src/util/clock.js';
 import { silentLogger } from '../../src/util/logger.js';
@@ -59,16 +59,7 @@ export async function startRtuPeer(
     throw err;
   }
   port.on('error', () => {});
-  let buffer: Buffer = Buffer.alloc(0);
-  port.on('data', (chunk: Buffer) => {
-    buffer = Buffer.concat([buffer, chunk]);
-    for (;;) {
-      const { request, rest } = takeRtuRequest(buffer);
-      buffer = rest;
-      if (!request) break;
-      onRequest(port, request[0] as number, request.subarray(1, request.length - 2));
-    }
-  });
+  onRtuRequests(port, (unitId, pdu) => onRequest(port, unitId, pdu));
   return {
     stop: async () => {
       if (port.isOpen) await new Promise<void>((r) => port.close(() => r()));

@@ -56,22 +56,7 @@ describe('leafbridge simulate modbus', () => {
 
   it('answers pymodbus’s client (registers, device identification, an exception for a bad address)', async () => {
     const port = await simulate('--units', '1');
-    const script = `
-import json
-from pymodbus.client import ModbusTcpClient
-from pymodbus.mei_message import ReadDeviceInformationRequest
-c = ModbusTcpClient("127.0.0.1", port=${port}, timeout=2)
-c.connect()
-r = c.read_holding_registers(0, 4, slave=1)
-i = c.execute(ReadDeviceInformationRequest(unit=1))
-bad = c.read_holding_registers(100, 1, slave=1)
-print(json.dumps({"registers": r.registers, "info": {str(k): v.decode() for k, v in i.information.items()},
-                  "bad": bad.isError()}))
-c.close()
-`;
-    const run = spawnSync('/usr/bin/python3', ['-c', script], { encoding: 'utf8', timeout: 10_000 });
-    expect(run.stderr).toBe('');
-    expect(JSON.parse(run.stdout)).toEqual({
+    expect(pymodbusRead(`ModbusTcpClient("127.0.0.1", port=${port}, timeout=2)`, 1)).toEqual({
       registers: [230, 10, 0x4c42, 1],
       info: { '0': 'Leafbridge Simulated', '1': 'LB-EM1', '2': '1.0' },
       bad: true,
@@ -133,22 +118,8 @@ describe('leafbridge simulate modbus --rtu', () => {
   it('answers pymodbus’s serial client over RTU (registers, device identification, a bad address)', async () => {
     const path = join(dir.path, 'ttyMB1');
     await simulateRtu(path, '--units', '2');
-    const script = `
-import json
-from pymodbus.client import ModbusSerialClient
-from pymodbus.mei_message import ReadDeviceInformationRequest
-c = ModbusSerialClient(${JSON.stringify(path)}, baudrate=9600, timeout=2)
-c.connect()
-r = c.read_holding_registers(0, 4, slave=2)
-i = c.execute(ReadDeviceInformationRequest(unit=2))
-bad = c.read_holding_registers(100, 1, slave=2)
-print(json.dumps({"registers": r.registers, "info": {str(k): v.decode() for k, v in i.information.items()},
-                  "bad": bad.isError()}))
-c.close()
-`;
-    const run = spawnSync('/usr/bin/python3', ['-c', script], { encoding: 'utf8', timeout: 10_000 });
-    expect(run.stderr).toBe('');
-    expect(JSON.parse(run.stdout)).toEqual({
+    const client = `ModbusSerialClient(${JSON.stringify(path)}, baudrate=9600, timeout=2)`;
+    expect(pymodbusRead(client, 2)).toEqual({
       registers: [230, 20, 0x4c42, 2],
       info: { '0': 'Leafbridge Simulated', '1': 'LB-EM2', '2': '1.0' },
       bad: true,
@@ -168,3 +139,26 @@ c.close()
     expect(existsSync(path)).toBe(false);
   }, 15_000);
 });
+
+/**
+ * Reads unit `unit` with Debian's pymodbus through `client` (a Python expression making a ModbusTcpClient or
+ * ModbusSerialClient): four holding registers, the device identification, and an address that must fail.
+ */
+function pymodbusRead(client: string, unit: number): unknown {
+  const script = `
+import json
+from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+from pymodbus.mei_message import ReadDeviceInformationRequest
+c = ${client}
+c.connect()
+r = c.read_holding_registers(0, 4, slave=${unit})
+i = c.execute(ReadDeviceInformationRequest(unit=${unit}))
+bad = c.read_holding_registers(100, 1, slave=${unit})
+print(json.dumps({"registers": r.registers, "info": {str(k): v.decode() for k, v in i.information.items()},
+                  "bad": bad.isError()}))
+c.close()
+`;
+  const run = spawnSync('/usr/bin/python3', ['-c', script], { encoding: 'utf8', timeout: 10_000 });
+  expect(run.stderr).toBe('');
+  return JSON.parse(run.stdout);
+}
