@@ -14,7 +14,10 @@ import { tempDir } from '../helpers/processes.js';
 /** What a hostile unit 1 writes back for a request (nothing at all when it returns undefined). */
 type Answer = (unitId: number, pdu: Buffer, port: SerialPort) => Buffer | undefined;
 
-const timeoutMs = 300;
+// Generous against a loaded machine: the late reply comes 300 ms after unit 1's request timed out and unit 2
+// answers 800 ms after it is asked, so a timer that fires late neither lets the late reply count nor times
+// out unit 2.
+const timeoutMs = 1_500;
 const frame = (unitId: number, pdu: Buffer) => withCrc16(Buffer.concat([Buffer.from([unitId]), pdu]));
 
 function identity(vendor: string): Buffer {
@@ -36,7 +39,7 @@ const scenarios: Record<string, Answer> = {
   // Unit 1 answers, but only after the master gave up on it: its reply lands while unit 2 (slow on this
   // line) is being asked.
   lateReply: (unit, pdu, port) => {
-    setTimeout(() => port.write(frame(unit, goodReply(pdu))), timeoutMs + 50);
+    setTimeout(() => port.write(frame(unit, goodReply(pdu))), timeoutMs + 300);
     return undefined;
   },
   badCrc: (unit, pdu) => {
@@ -65,13 +68,16 @@ function serve(answer: Answer, slowMs = 0) {
 
 describe('modbus handler against hostile RTU peers on ptys', () => {
   const dir = tempDir('lb-modbus-rtu-hostile-');
-  const lineOf = (name: string) => join(dir.path, name);
+  // Each test has its own peers: a late reply meant for the first test's connection must not land in the
+  // second test's scan of the same line.
+  const lineOf = (name: string, test: 'typed' | 'scan' = 'scan') => join(dir.path, `${test}-${name}`);
   const stops: (() => Promise<void>)[] = [];
 
   beforeAll(async () => {
     for (const [name, answer] of Object.entries(scenarios)) {
-      const slowMs = name === 'lateReply' ? 150 : 0;
-      stops.push((await startRtuPeer(lineOf(name), serve(answer, slowMs))).stop);
+      const slowMs = name === 'lateReply' ? 800 : 0;
+      for (const test of ['typed', 'scan'] as const)
+        stops.push((await startRtuPeer(lineOf(name, test), serve(answer, slowMs))).stop);
     }
     // A sound line beside them: the simulator's meters.
     const meter = { vendor: 'Sim', productCode: 'EM', revision: '1', registers: [230], identification: true };
@@ -90,7 +96,13 @@ describe('modbus handler against hostile RTU peers on ptys', () => {
   it('each bad reply fails its request with a typed error', async () => {
     const codes: Record<string, string> = {};
     for (const name of Object.keys(scenarios)) {
-      const line = { path: lineOf(name), baudRate: 9600, parity: 'none', dataBits: 8, stopBits: 1 } as const;
+      const line = {
+        path: lineOf(name, 'typed'),
+        baudRate: 9600,
+        parity: 'none',
+        dataBits: 8,
+        stopBits: 1,
+      } as const;
       const connection = await RtuConnection.open(line, 2_000, systemClock);
       try {
         await connection.request(1, readHoldingRequest(10, 1), timeoutMs);
