@@ -298,8 +298,11 @@ describe('PodResources: the kubelet side (test kubelet) and the client, over the
 
     await kubelet.restart();
     expect(slotsInUse(await list())).toEqual(new Set([slot(0)]));
+    // The restart cleared the kubelet's endpoints: devices listed again means the plugin registered with this
+    // kubelet. (Not a count of registrations: a kubelet restarted before the plugin came back to the previous
+    // one sees one registration fewer, and that is right.)
     await kubelet.waitFor(
-      () => (kubelet.registrations.length >= 3 && kubelet.devices(DOOR).length === 2 ? true : undefined),
+      () => (kubelet.devices(DOOR).length === 2 ? true : undefined),
       10_000,
       'the plugin back after the restart',
     );
