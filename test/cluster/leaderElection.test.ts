@@ -2,7 +2,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { afterEach, expect, it } from 'vitest';
 import { CONTROLLER_LEASE } from '../../src/cli/controllerCommand.js';
 import { LABEL_BROKER } from '../../src/controller/brokerSpec.js';
+import type { KubeObject } from '../../src/kubeclient/informer.js';
 import type { LeaseRecord } from '../../src/kubeclient/leaderElection.js';
+import { DEFAULT_BROKER_NAMESPACE } from '../../src/model/podSecurity.js';
 import { cameraName, TestCluster } from '../helpers/cluster.js';
 import { RealBackend } from '../helpers/clusterBackend.js';
 import { CLI, stopProcess, tempDir, waitForLine } from '../helpers/processes.js';
@@ -79,9 +81,13 @@ async function health(r: Replica, path: '/healthz' | '/readyz') {
 
 const logged = (r: Replica, msg: string) => r.stdout.join('').includes(`"msg":"${msg}"`);
 
-/** The broker Pods, by name, with their uids (a Pod made twice would change its uid). */
+/** The broker Pods (in the broker namespace), by name, with their uids (a Pod made twice would change its uid). */
 async function brokerPods(b: RealBackend): Promise<Map<string, string>> {
-  const pods = (await b.list('pods')).filter((p) => p.metadata.labels?.[LABEL_BROKER] === 'pod');
+  const res = await b.cp.request('GET', `/api/v1/namespaces/${DEFAULT_BROKER_NAMESPACE}/pods`);
+  if (res.status !== 200) throw new Error(`list pods: ${res.status} ${JSON.stringify(res.body)}`);
+  const pods = (res.body as { items: KubeObject[] }).items.filter(
+    (p) => p.metadata.labels?.[LABEL_BROKER] === 'pod',
+  );
   return new Map(pods.map((p) => [p.metadata.name, p.metadata.uid ?? '']));
 }
 
