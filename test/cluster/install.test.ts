@@ -12,6 +12,7 @@ import {
   installManifests,
   type KubeManifest,
 } from '../../src/install/manifests.js';
+import { DEFAULT_BROKER_NAMESPACE } from '../../src/model/podSecurity.js';
 import { ControlPlane, controlPlaneBin } from '../helpers/controlPlane.js';
 import { byKey, modelProblems, yamlObjects } from '../helpers/kubeManifests.js';
 import { ROOT, tempDir } from '../helpers/processes.js';
@@ -169,7 +170,7 @@ describeControlPlane('the Helm chart and the overlays, with helm and the real AP
     const rendered = yamlObjects(await render({ createNamespace: false }));
     const expected = asChart(
       installManifests(builtinHandlers).filter(
-        (x) => x.kind !== 'Namespace' || x.metadata.name === 'leafbridge-brokers',
+        (x) => x.kind !== 'Namespace' || x.metadata.name === DEFAULT_BROKER_NAMESPACE,
       ),
     );
     expect(plain(rendered)).toEqual(plain(expected));

@@ -6,6 +6,7 @@ import { PodSecurityAllowance } from '../../src/controller/podSecurity.js';
 import { defaultInstallOptions } from '../../src/install/manifests.js';
 import { brokerRbac } from '../../src/install/rbac.js';
 import { brokerNamespaceManifest } from '../../src/install/workloads.js';
+import { brokerNamespace, DEFAULT_BROKER_NAMESPACE } from '../../src/model/podSecurity.js';
 import { createLogger, silentLogger } from '../../src/util/logger.js';
 import { cameraName, TestCluster } from '../helpers/cluster.js';
 import { RealBackend } from '../helpers/clusterBackend.js';
@@ -23,8 +24,8 @@ import { until } from '../helpers/wait.js';
  * namespaces), while it runs and while it is stopped.
  */
 
-const BROKERS = 'leafbridge-brokers';
-const PRIVILEGED_NS = 'leafbridge-brokers-privileged';
+const BROKERS = DEFAULT_BROKER_NAMESPACE;
+const PRIVILEGED_NS = brokerNamespace(BROKERS, 'privileged');
 const POD_SPEC = { containers: [{ name: 'broker', image: 'example/broker:1' }] };
 const PRIVILEGED_SPEC = {
   containers: [{ name: 'broker', image: 'example/broker:1', securityContext: { privileged: true } }],
