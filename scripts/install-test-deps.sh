@@ -14,6 +14,7 @@ packages=(
   python3-pymodbus python3-serial python3-serial-asyncio  # a Modbus TCP server nobody here wrote (test/interop/modbusPymodbus); pymodbus 3.0 imports both serial modules
   ffmpeg                        # the camera-broker example grabs frames with it; ffprobe checks them
   openssl                       # makes the CAs and certificates of the TLS tests (test/helpers/tlsCerts, controlPlaneCerts)
+  strace                        # counts the fsyncs of store.synchronous (test/integration/storeSynchronous)
   curl                          # fetches the camera stub's snapshot with HTTP Digest (test/interop/onvifClient)
   gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good  # an RTSP source for it
 )

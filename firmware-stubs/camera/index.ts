@@ -45,6 +45,8 @@ export interface CameraStub {
   hello(): Promise<void>;
   /** Sends Bye (multicast), then closes every socket. */
   stop(): Promise<void>;
+  /** Closes every socket without a Bye: the camera's power is cut. */
+  vanish(): Promise<void>;
 }
 
 function randomMac(): string {
@@ -100,17 +102,19 @@ export async function startCameraStub(options: CameraStubOptions): Promise<Camer
     throw err;
   }
   logger.info({ uuid: model.uuid, url: deviceServiceUrl(model) }, 'camera stub started');
+  const stop = async (bye: boolean) => {
+    await responder?.stop(bye);
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
   return {
     uuid: model.uuid,
     address: model.address,
     port: model.port,
     deviceServiceUrl: deviceServiceUrl(model),
     hello: () => responder?.hello() ?? Promise.resolve(),
-    stop: async () => {
-      await responder?.stop();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    stop: () => stop(true),
+    vanish: () => stop(false),
   };
 }
 

@@ -97,10 +97,11 @@ export class DiscoveryResponder {
     );
   }
 
-  async stop(): Promise<void> {
+  /** Says Bye and closes; `bye: false` closes without a word, as a camera whose power is cut. */
+  async stop(bye = true): Promise<void> {
     const to = 'urn:schemas-xmlsoap-org:ws:2005:04:discovery';
-    const bye = `<d:Bye><a:EndpointReference>${el('a:Address', this.model.uuid)}</a:EndpointReference></d:Bye>`;
-    await this.send(envelope(header('Bye', to, this.seq), bye), port, group).catch(() => undefined);
+    const body = `<d:Bye><a:EndpointReference>${el('a:Address', this.model.uuid)}</a:EndpointReference></d:Bye>`;
+    if (bye) await this.send(envelope(header('Bye', to, this.seq), body), port, group).catch(() => undefined);
     await new Promise<void>((resolve) => this.socket.close(() => resolve()));
   }
 

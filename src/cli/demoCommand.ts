@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -203,7 +203,13 @@ const akriDir = (dataDir: string) => join(dataDir, 'akri');
 function demoToken(dataDir: string): string {
   const { token, entry } = newToken('demo', 'read-write');
   const text = `# leafbridge demo: made at start, replaced on the next run\ntokens:\n  - ${JSON.stringify(entry)}\n`;
-  writeFileSync(tokensFile(dataDir), text, { mode: 0o600 });
+  // A new file (mode 600 from its creation) renamed over the old one: writing into an existing file would keep
+  // that file's mode, whatever it is.
+  const file = tokensFile(dataDir);
+  const fresh = `${file}.new`;
+  rmSync(fresh, { force: true });
+  writeFileSync(fresh, text, { mode: 0o600, flag: 'wx' });
+  renameSync(fresh, file);
   return token;
 }
 

@@ -1,9 +1,13 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { LeafbridgeError } from './errors.js';
 
-/** Names as Kubernetes gives Secrets and their keys: no `/`, no `..`, so a file lookup cannot leave its dir. */
+/**
+ * Names as Kubernetes allows Secrets and their keys: no `/`; a key is not `.` or `..` and does not start with `..`
+ * (Kubernetes' own rule for data keys), so `secrets.dir/NAME/KEY` cannot leave its directory. No lookahead: the
+ * pattern goes into the CRD, and the API server's regular expressions (RE2) have none.
+ */
 const SECRET_NAME = '^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$';
-const SECRET_KEY = '^[-._a-zA-Z0-9]{1,253}$';
+const SECRET_KEY = '^\\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*$';
 
 const SecretKeyRefSchema = Type.Object(
   {
@@ -13,6 +17,7 @@ const SecretKeyRefSchema = Type.Object(
     }),
     key: Type.String({
       pattern: SECRET_KEY,
+      maxLength: 253,
       description: 'the key in it (standalone: a file in that directory)',
     }),
   },

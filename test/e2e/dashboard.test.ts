@@ -9,7 +9,7 @@
  * docs/dashboard.png.
  */
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
@@ -160,6 +160,9 @@ describe('leafbridge demo: the dashboard in headless Chromium', () => {
 
   beforeAll(async () => {
     checkPrerequisites();
+    // A tokens file left readable by others (an older run, a copy): the demo's new one must be 600 all the same.
+    mkdirSync(join(dir.path, 'data'));
+    writeFileSync(join(dir.path, 'data/http-tokens.yaml'), 'tokens: []\n', { mode: 0o644 });
     demo = await startDemo(join(dir.path, 'data'));
     // Chromium in the demo's namespace, where its 127.0.0.1 is; playwright talks to it over pipes.
     const wrapper = join(dir.path, 'chromium-in-demo-netns.sh');
@@ -210,6 +213,11 @@ describe('leafbridge demo: the dashboard in headless Chromium', () => {
     expect(await page.locator('#token-form').isHidden()).toBe(true);
     // The token travels in a header, never in a URL (history, logs, Referer).
     expect(requests.filter((u) => u.includes(demo!.token) || u.includes('lbt_'))).toEqual([]);
+    // It is kept for this tab only (sessionStorage), not for every later visit (localStorage).
+    expect(await page.evaluate('Object.values(sessionStorage)')).toContain(demo!.token);
+    expect(await page.evaluate('Object.values(localStorage)')).toEqual([]);
+    // The token's hash is in a file only its user reads.
+    expect(statSync(join(dir.path, 'data/http-tokens.yaml')).mode & 0o777).toBe(0o600);
   });
 
   it('loads with no console errors and nothing fetched from outside the agent', async () => {

@@ -29,14 +29,24 @@ export class DiscoveryRun<S extends DiscoveryHandler> {
   private readonly waiters = new Set<() => void>();
   error: unknown;
 
-  /** `probeWritePaths`: as the agent's discovery.probeWritePaths; the stubs are pseudo-terminals. */
+  /**
+   * `probeWritePaths`: as the agent's discovery.probeWritePaths; the stubs are pseudo-terminals. `node`: the node
+   * name the agent hands its handlers.
+   */
   constructor(
     handler: S,
     details: Parameters<S['discover']>[0],
     logger: Logger = serialTestLogger(),
     probeWritePaths: readonly string[] = ['/dev/pts/'],
+    node?: string,
   ) {
-    const ctx = { logger, clock: systemClock, signal: this.abort.signal, probeWritePaths };
+    const ctx = {
+      logger,
+      clock: systemClock,
+      signal: this.abort.signal,
+      probeWritePaths,
+      ...(node === undefined ? {} : { node }),
+    };
     this.loop = this.consume(handler.discover(details, ctx));
   }
 

@@ -116,6 +116,8 @@ describe('dashboard endpoints on a running agent', () => {
       await stream.next('sample', () => true, 3_000);
       const snapshot = stream.events.slice(0, 6).map((e) => e.event);
       expect(snapshot).toEqual(['hello', 'samples', 'devices', 'configs', 'twins', 'telemetry']);
+      // The agent's defaults: a sample a second, the last ten minutes kept (README "Dashboard").
+      expect(stream.events[0]?.data).toMatchObject({ sampleIntervalMs: 1000, historySamples: 600 });
       expect(stream.raw().startsWith('retry: 2000\n\n')).toBe(true);
 
       const payload = `<b>hot</b> 21.5\n\nevent: devices\ndata: {}`;

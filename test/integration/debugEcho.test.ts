@@ -24,8 +24,8 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function discover(details: DebugEchoDetails) {
-  const run = new DiscoveryRun(debugEchoHandler, details);
+function discover(details: DebugEchoDetails, node?: string) {
+  const run = new DiscoveryRun(debugEchoHandler, details, undefined, undefined, node);
   runs.push(run);
   return run;
 }
@@ -63,6 +63,17 @@ describe('debug-echo discovery handler', () => {
       figures.push(`${what} ${seen.at - t0} ms`);
     }
     console.info(`debug-echo: edit→list ${figures.join(', ')}`);
+  });
+
+  it('reads the presence file of its own node: `{node}` in the path is the node name', {
+    timeout: 5_000,
+  }, async () => {
+    await writeFile(join(dir, 'present-edge-1'), 'echo-a\n');
+    await writeFile(join(dir, 'present-edge-2'), 'echo-c\n');
+    await writeFile(join(dir, 'present-{node}'), 'echo-b\n');
+    const details = { devices, presenceFile: join(dir, 'present-{node}'), pollIntervalMs: 60_000 };
+    await discover(details, 'edge-1').waitFor(exactly('echo-a'), 1_000);
+    await discover(details, 'edge-2').waitFor(exactly('echo-c'), 1_000);
   });
 
   it('falls back to polling where there is nothing to watch yet', { timeout: 5_000 }, async () => {

@@ -59,6 +59,10 @@ async function startStub(
       stopped = true;
       await stub.stop();
     },
+    vanish: async () => {
+      stopped = true;
+      await stub.vanish();
+    },
   };
 }
 
@@ -147,6 +151,28 @@ describe('ONVIF discovery: announcements', () => {
     const { recorder } = startHandler();
     await recorder.waitFor((d) => withPrefix(d, prefix).length === 1, 1_000, 'the probed camera');
   }, 5_000);
+});
+
+describe('ONVIF discovery: cameras that vanish', () => {
+  it('drops a camera gone without a Bye once it has missed three probe rounds, not sooner', async () => {
+    const prefix = uuidPrefix();
+    const camera = await startStub({ uuid: uuidOf(prefix, 1) });
+    const probeIntervalMs = 1_000;
+    const { recorder } = startHandler({ probeIntervalMs });
+    await recorder.waitFor((d) => withPrefix(d, prefix).length === 1, 5_000, 'the camera');
+    const seen = recorder.lists.length;
+    const vanishedAt = performance.now();
+    await camera.vanish();
+    const gone = await recorder.waitFor(
+      (d) => withPrefix(d, prefix).length === 0,
+      20_000,
+      'the camera dropped',
+      seen,
+    );
+    // Last heard at most one round (interval + 200 ms probe window) before it vanished, dropped once unheard
+    // for 2.5 rounds at a round's end: never sooner than 1.5 rounds after it went.
+    expect(gone.at - vanishedAt).toBeGreaterThanOrEqual(1.5 * (probeIntervalMs + 200));
+  }, 30_000);
 });
 
 describe('ONVIF discovery: retries', () => {

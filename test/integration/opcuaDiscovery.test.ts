@@ -123,6 +123,21 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
     ]);
   }, 15_000);
 
+  it('lists at most maxDevices, the first by id, and logs the ones over the limit', async () => {
+    const all = new DiscoveryProbe({ discoveryUrls: [lds.endpointUrl] }, logger);
+    const both = (await all.waitFor((d) => d.length === 2, 8_000)).devices;
+    await all.stop();
+    const probe = new DiscoveryProbe({ discoveryUrls: [lds.endpointUrl], maxDevices: 1 }, logger);
+    const { devices } = await probe.waitFor((d) => d.length > 0, 8_000);
+    await probe.stop();
+    const firstById = [...both].sort((a, b) => (a.id < b.id ? -1 : 1))[0];
+    expect(devices.map((d) => d.id)).toEqual([firstById?.id]);
+    expect(logs.entries().find((e) => e.msg === 'OPC UA devices over maxDevices dropped')).toMatchObject({
+      found: 2,
+      maxDevices: 1,
+    });
+  }, 20_000);
+
   it('filters by application name (include and exclude)', async () => {
     const include = new DiscoveryProbe(
       { discoveryUrls: [lds.endpointUrl], applicationNames: { action: 'include', items: ['line2'] } },

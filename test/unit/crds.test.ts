@@ -122,6 +122,8 @@ describe('DiscoveryConfig schema: handler details checked by the API server', ()
       },
     ],
     ['mqtt', { brokerUrl: 'mqtt://127.0.0.1:1883', maxDevices: 100_000, ids: { exclude: ['test-*'] } }],
+    ['mqtt', { passwordSecretRef: { name: 'broker.creds', key: '.password' } }],
+    ['mqtt', { passwordSecretRef: { name: 'broker', key: 'tls.key..old' } }],
     ['debug-echo', { devices: [{ id: 'a', properties: { A: '1' } }], shared: true }],
   ];
   it.each(good)('accepts good %s details, as the handler does', (name, details) => {
@@ -183,6 +185,12 @@ describe('DiscoveryConfig schema: handler details checked by the API server', ()
       'spec.handler.details.interface: Invalid value: "eth1": must not validate the schema (not)',
     ],
     ['list items', 'debug-echo', { devices: [{ id: '' }] }, 'spec.handler.details.devices[0].id'],
+    ...['.', '..', '..data', 'a/b'].map((key): [string, string, unknown, string] => [
+      `a secret key that could leave secrets.dir: ${key}`,
+      'mqtt',
+      { passwordSecretRef: { name: 'broker', key } },
+      'spec.handler.details.passwordSecretRef.key',
+    ]),
   ];
   it.each(bad)('rejects %s (%s), as the handler does', (_what, name, details, message) => {
     expect(detailsProblems(handler(name), details)).not.toEqual([]);

@@ -352,4 +352,35 @@ describe('UpstreamBridge', () => {
     for (const d of downs) expect(d.retryInMs).toBeGreaterThanOrEqual(20);
     for (const d of downs) expect(d.retryInMs).toBeLessThanOrEqual(50);
   });
+
+  it('reconnects with exponential backoff and full jitter while the upstream keeps hanging up', async () => {
+    const hangUp = createServer((socket) => socket.destroy());
+    await new Promise<void>((r) => hangUp.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => hangUp.close(() => r())));
+    const port = (hangUp.address() as { port: number }).port;
+    const reconnect = { minDelayMs: 5, maxDelayMs: 160 };
+    const { bridge, lines } = await setup({ config: { url: `mqtt://127.0.0.1:${port}`, reconnect } });
+    bridge.start();
+    const downs = () => lines.filter((l) => l.msg === 'upstream down');
+    await until(() => downs().length >= 14, 30_000, 'fourteen refused attempts');
+    await bridge.stop();
+    const delays = downs()
+      .slice(0, 14)
+      .map((d) => d.retryInMs as number);
+    expect(
+      downs()
+        .map((d) => d.attempt)
+        .slice(0, 14),
+    ).toEqual(Array.from({ length: 14 }, (_, i) => i + 1));
+    // Attempt i waits a random time in [min, min(max, min·2^i)]: the window doubles until the cap.
+    delays.forEach((ms, i) => {
+      expect(ms).toBeGreaterThanOrEqual(reconnect.minDelayMs);
+      expect(ms).toBeLessThanOrEqual(Math.min(reconnect.maxDelayMs, reconnect.minDelayMs * 2 ** i));
+    });
+    const capped = delays.slice(6);
+    // Grown: eight draws from [5, 160] all at or under 40 (the fourth attempt's ceiling) has odds of 7 in a million.
+    expect(Math.max(...capped)).toBeGreaterThan(40);
+    // Jittered: the delays at the cap are not one fixed value.
+    expect(new Set(capped).size).toBeGreaterThan(1);
+  });
 });
