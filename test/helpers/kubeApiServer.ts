@@ -16,7 +16,6 @@ import {
 } from './kubeResources.js';
 import { structuralProblems } from './kubeSchema.js';
 import { errors, KubeError, status } from './kubeStatus.js';
-import { RequestGate } from './requestGate.js';
 import {
   apiVersionOf,
   type KubeObject,
@@ -25,6 +24,7 @@ import {
   resourceKey,
   type WatchEvent,
 } from './kubeStore.js';
+import { RequestGate } from './requestGate.js';
 
 /**
  * A Kubernetes API server for tests: the real REST and watch protocol for custom resources (and a few

@@ -5,8 +5,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { crdManifests } from '../../src/install/crds.js';
-import type { SlotRecord } from '../../src/model/resources.js';
 import { deviceName } from '../../src/model/naming.js';
+import type { SlotRecord } from '../../src/model/resources.js';
 import { withSighting } from '../../src/model/sighting.js';
 import { KubeDeviceStore } from '../../src/registry/kubeDeviceStore.js';
 import { silentLogger } from '../../src/util/logger.js';
@@ -123,16 +123,21 @@ describe('slot claims (docs/operations.md "Device plugins and slot claims")', ()
     const name = deviceName('locals', 'l1', 'n1');
     const resource = `leafbridge.io/${name}`;
     const slots = () =>
-      ((c.api.object('devices', NS, name)?.status ?? {}) as { slots?: Record<string, SlotRecord> }).slots ?? {};
+      ((c.api.object('devices', NS, name)?.status ?? {}) as { slots?: Record<string, SlotRecord> }).slots ??
+      {};
     await until(() => c.api.object('devices', NS, name) !== undefined, 10_000, 'the local Device');
     await until(async () => (await c.pendingWrites('n1')) === 0, 10_000, 'the agent to have written it');
-    await c
-      .kubelet('n1')
-      .waitFor(
-        () => (c.kubelet('n1').devices(resource).filter((d) => d.health === 'Healthy').length === 2 ? true : undefined),
-        10_000,
-        'both slots healthy',
-      );
+    await c.kubelet('n1').waitFor(
+      () =>
+        c
+          .kubelet('n1')
+          .devices(resource)
+          .filter((d) => d.health === 'Healthy').length === 2
+          ? true
+          : undefined,
+      10_000,
+      'both slots healthy',
+    );
 
     await c.api.down();
     // Only this node sees the device, so nobody else can take the slot meanwhile: the claim is not refused.
