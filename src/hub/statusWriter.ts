@@ -154,7 +154,9 @@ export class StatusWriter {
   }
 
   private schedule(name: string): void {
-    if (this.timers.has(name) || this.writing.has(name)) return;
+    // Closed: no timer may outlive the writer (a write that failed as it closed would set one an interval out,
+    // which kept a stopped hub's process alive until its 5-s deadline exited it with status 1).
+    if (this.closing.signal.aborted || this.timers.has(name) || this.writing.has(name)) return;
     const now = performance.now();
     const last = this.lastWrite.get(name) ?? Number.NEGATIVE_INFINITY;
     const due = Math.max(now + Math.min(SETTLE_MS, this.o.intervalMs), last + this.o.intervalMs);

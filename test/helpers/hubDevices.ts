@@ -1,6 +1,8 @@
-// Devices as the hub finds them on the API server, seeded into the test API server (kubeApiServer.ts).
+// Devices as the hub finds them on the API server, seeded into the test API server (kubeApiServer.ts), and
+// edges as the hub hears them on the cloud broker.
 import { deviceName } from '../../src/model/naming.js';
 import type { KubeApiServer } from './kubeApiServer.js';
+import { connect } from './mqtt.js';
 
 /** When the agent last saw the seeded Devices; the hub's `lastSeen` must move past it. */
 export const SEEN_AT = '2026-01-01T00:00:00Z';
@@ -57,4 +59,25 @@ export function seedHubDevice(
     },
   );
   return name;
+}
+
+/** What an edge publishes about a device, under `{prefix}/{node}/devices/{id}/`. */
+export type EdgeTopic = 'twin/reported' | 'status' | `telemetry/${string}`;
+
+/**
+ * A simulated edge: an MQTT 5 client on the cloud broker `url` publishing the upstream topics of `node` at QoS
+ * 1, each with the next `lb-msg-id` of `epoch` (`{epoch}-{seq}`) unless given one. The caller ends `client`.
+ */
+export async function simulatedEdge(url: string, prefix: string, node: string, epoch = 'feedc0de0001') {
+  const client = await connect(url, { clientId: `sim-${node}-${Math.random().toString(16).slice(2)}` });
+  let seq = 0;
+  return {
+    client,
+    nextSeq: () => ++seq,
+    publish: (device: string, kind: EdgeTopic, payload: string | Buffer, id?: string) =>
+      client.publishAsync(`${prefix}/${node}/devices/${device}/${kind}`, payload, {
+        qos: 1,
+        properties: { userProperties: { 'lb-msg-id': id ?? `${epoch}-${++seq}` } },
+      }),
+  };
 }

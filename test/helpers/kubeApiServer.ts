@@ -24,6 +24,7 @@ import {
   resourceKey,
   type WatchEvent,
 } from './kubeStore.js';
+import { RequestGate } from './requestGate.js';
 
 /**
  * A Kubernetes API server for tests: the real REST and watch protocol for custom resources (and a few
@@ -72,6 +73,9 @@ export interface RequestRecord {
   name?: string;
   /** The HTTP status answered (0 when the connection was cut first). */
   status: number;
+  /** `performance.now()` when the request arrived, and when it was answered (absent until then). */
+  at: number;
+  answeredAt?: number;
 }
 
 interface Route {
@@ -117,6 +121,7 @@ export class KubeApiServer {
   private readonly log: RequestRecord[] = [];
   private readonly failures: FailureRule[] = [];
   private readonly hooks: Hook[] = [];
+  private readonly gates: RequestGate<RequestRecord>[] = [];
   private readonly bookmarkIntervalMs: number;
   private delayMs = 0;
   private isUp = false;
@@ -244,6 +249,17 @@ export class KubeApiServer {
     this.hooks.push({ match, run });
   }
 
+  /**
+   * Parks every later request that `admits` (it sees the request described: verb, resource, subresource,
+   * name) before it is served, until the returned gate releases it: a server taking its time over exactly
+   * those requests, and a count of how many of them the client has in flight at once.
+   */
+  hold(admits: (r: RequestRecord) => boolean): RequestGate<RequestRecord> {
+    const gate = new RequestGate(admits);
+    this.gates.push(gate);
+    return gate;
+  }
+
   /** Ends every watch stream cleanly, as an API server restart or a load balancer's timeout does. */
   closeWatches(): void {
     for (const w of [...this.watches]) this.endWatch(w, true);
@@ -324,6 +340,7 @@ export class KubeApiServer {
   }
 
   async close(): Promise<void> {
+    for (const g of this.gates.splice(0)) g.open();
     this.gc.stop();
     await this.down();
   }
@@ -338,6 +355,7 @@ export class KubeApiServer {
       query: Object.fromEntries(url.searchParams),
       verb: 'discovery',
       status: 0,
+      at: performance.now(),
     };
     this.log.push(record);
     try {
@@ -348,6 +366,7 @@ export class KubeApiServer {
       const route = this.route(url.pathname, url.searchParams);
       Object.assign(record, describe(route, req.method ?? 'GET'));
       this.runHook(record);
+      for (const g of this.gates) if (g.admits(record)) await g.park();
       this.injectedFailure(record);
       if (record.verb === 'watch') return this.serveWatch(res, record, route, url.searchParams);
       const crd = route.t.plural === 'customresourcedefinitions' && record.verb === 'create';
@@ -372,6 +391,7 @@ export class KubeApiServer {
     warnings: string[] = [],
   ): void {
     record.status = code;
+    record.answeredAt = performance.now();
     if (res.destroyed || res.headersSent) return;
     const headers: Record<string, string | string[]> = {
       'Content-Type': 'application/json',

@@ -13,10 +13,10 @@ import type { HubOptions } from '../../src/hub/types.js';
 import { crdManifests } from '../../src/install/crds.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { agentConfig } from '../helpers/agentConfig.js';
-import { seedHubDevice, SEEN_AT as T0 } from '../helpers/hubDevices.js';
+import { simulatedEdge as edgeOnBroker, seedHubDevice, SEEN_AT as T0 } from '../helpers/hubDevices.js';
 import { KubeApiServer } from '../helpers/kubeApiServer.js';
 import { Mosquitto } from '../helpers/mosquitto.js';
-import { collect, connect, type Received, startInProcessAgent, until } from '../helpers/mqtt.js';
+import { collect, type Received, startInProcessAgent, until } from '../helpers/mqtt.js';
 import { tempDir, UpstreamBroker } from '../helpers/processes.js';
 import { SilentProxy } from '../helpers/proxy.js';
 
@@ -113,22 +113,11 @@ describe('cloud twin hub', () => {
     };
   }
 
-  /** A simulated edge: an MQTT 5 client on the cloud broker publishing upstream topics with message ids. */
+  /** A simulated edge (hubDevices.ts), ended after the test. */
   async function simulatedEdge(prefix: string, node: string, epoch = 'feedc0de0001', url = cloud.url) {
-    const client = await connect(url, {
-      clientId: `sim-${node}-${Math.random().toString(16).slice(2)}`,
-    });
-    clients.push(client);
-    let seq = 0;
-    return {
-      client,
-      nextSeq: () => ++seq,
-      publish: (device: string, kind: 'twin/reported' | 'status', payload: string | Buffer, id?: string) =>
-        client.publishAsync(`${prefix}/${node}/devices/${device}/${kind}`, payload, {
-          qos: 1,
-          properties: { userProperties: { 'lb-msg-id': id ?? `${epoch}-${++seq}` } },
-        }),
-    };
+    const sim = await edgeOnBroker(url, prefix, node, epoch);
+    clients.push(sim.client);
+    return sim;
   }
 
   async function upstreamConnected(): Promise<boolean> {
