@@ -253,8 +253,9 @@ function notesOf(f: Figures, steadyS: number): string[] {
   }
   notes.push(
     `each load step: --reps runs (${f.reps}), each a fresh hub process with a ${steadyS} s steady window after the ` +
-      'warm-up, on the same seeded API server; the API servers in turn within each rep (both started at the ' +
-      'beginning, so the real control plane idles beside the double); every figure is the median of the reps with ' +
+      'warm-up, on the same seeded API server' +
+      `${f.apis.real && f.apis.double ? '; the API servers in turn within each rep (both started at the beginning, so the real control plane idles beside the double)' : ''}` +
+      '; every figure is the median of the reps with ' +
       'its min–max spread, a p99 the median of the reps’ p99s; within a rep, percentiles are over the window’s ' +
       'reports and ~1 s samples',
     'backlog = reports the broker acknowledged to the edges − reports the hub has taken; the hub coalesces per ' +
