@@ -1,17 +1,22 @@
-// `npm run bench -- hub [--steady-s N]`: the cloud twin hub (src/hub/, `leafbridge hub`) under the issue's load.
+// `npm run bench -- hub [--reps=N] [--steady-s N] [--api real|double|both]`: the cloud twin hub (src/hub/, `leafbridge hub`) under the issue's load.
 //   500 simulated edge nodes × 20 devices, each device reporting its twin once a second (10,000 msg/s) through
 //   a real mosquitto (Debian's, own process), to one hub replica (own process) writing Device status into the
 //   test API server (test/helpers/kubeApiServer.ts, own process, 10,000 Devices seeded).
 //   (1) throughput: reported twins handled per second by the hub, against the rate offered (acknowledged by
-//       the broker to the edges) and against the peer;
+//       the broker to the edges) and against the baseline;
 //   (2) backlog: messages acknowledged by the broker minus messages the hub has taken, sampled every second
 //       over the steady window; its growth (least-squares slope) must be ~0;
 //   (3) API writes per second against the ceiling of one write per Device per coalescing interval, and how
 //       long a report takes to show in its Device's status (sampled devices);
 //   (4) desired → edge: every 100 ms a sampled Device's spec.desired is written on the test server, stamped
 //       with the time; the simulated edge subscribed to its desired topic measures when it arrives.
-// The peer, in the same run: a plain mqtt.js subscriber (own process, non-shared subscription to the same
-// reported topics) doing nothing with what it gets: what the broker delivers on this machine under this load.
+// The baseline, in the same run (written here, so a baseline and not a peer product): a plain mqtt.js subscriber
+// (own process, non-shared subscription to the same reported topics) doing nothing with what it gets: what the
+// broker delivers on this machine under this load.
+// Each load step runs --reps times (default 3; a fresh hub each time, on the same seeded API server), the API
+// servers in turn within each rep, the baseline just before the hubs in each rep of the full-load step; every
+// figure is the median over the reps with its min–max spread, the ladder climbs while the median backlog growth
+// meets its target, and the targets are judged on the median (lib/hubReport.ts).
 // The simulated edges are MQTT 5 clients publishing exactly what an agent's bridge publishes (the agent's own
 // path is measured by `npm run bench -- sync`). Every process runs on 127.0.0.1 on the same 2 cores.
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -24,6 +29,7 @@ import { reportHub } from './lib/hubReport.js';
 import type { BenchOptions } from './lib/options.js';
 import { type ApiChoice, type ApiPlan, planApis } from './lib/realApi.js';
 import { fmt } from './lib/report.js';
+import { overRepsOf } from './lib/stats.js';
 import {
   BenchChild,
   CpuMeter,
@@ -50,12 +56,17 @@ const PARAMS = {
   ladder: [100, 250, 500],
   steadyS: 20,
   warmupS: 8,
-  peerS: 10,
+  baselineS: 10,
   sampleEveryMs: 1000,
   /** Devices whose desired twin is written during the steady window (round-robin), and whose reports are timed. */
   sampleDevices: 50,
   desiredEveryMs: 100,
   drainTimeoutMs: 30_000,
+  /**
+   * How long the bench waits for a child's answer (counts, metrics, stop): a bound, not a measurement; 10 s
+   * was hit at a load average of ~50 on the 2 cores.
+   */
+  ipcTimeoutMs: 60_000,
   apiHistoryLimit: 20_000,
   mosquitto: {
     version: 'Debian bookworm mosquitto 2.0.x',
@@ -70,12 +81,13 @@ const PARAMS = {
       'messages at the broker (counted here as backlog that never drains); max_inflight_messages from 20',
   },
   hub: 'TwinHub defaults (concurrency 32, interval 1 s), logger at warn',
-  peer: 'one mqtt.js MQTT 5 client, QoS 1, plain (non-shared) subscription to {prefix}/+/devices/+/twin/reported',
+  baseline:
+    'one mqtt.js MQTT 5 client, QoS 1, plain (non-shared) subscription to {prefix}/+/devices/+/twin/reported',
 };
 
 export const TARGETS = { backlogGrowthPct: 1, desiredP99Ms: 1000 };
 
-// ------------------------------------------------------------------------------------------- peers
+// ------------------------------------------------------------------------------------------- broker
 
 async function startMosquitto(scope: Scope): Promise<{ url: string; pid: number }> {
   const dir = scope.add(tempDir('lb-bench-hub-'), (d) => d.remove());
@@ -118,7 +130,7 @@ export interface Sample {
   at: number;
   /** Reports acknowledged by the broker to the edges since publishing started. */
   acked: number;
-  /** Reports the hub (or the peer) has taken since it started. */
+  /** Reports the hub (or the baseline subscriber) has taken since it started. */
   handled: number;
   apiWrites: number;
   pendingDevices: number;
@@ -181,8 +193,8 @@ export interface Stats {
 
 async function sample(edges: BenchChild, worker: BenchChild): Promise<Sample & { metrics: Metrics }> {
   const [e, w] = await Promise.all([
-    edges.request({ cmd: 'counts' }, 'counts', 10_000),
-    worker.request({ cmd: 'metrics' }, 'metrics', 10_000),
+    edges.request({ cmd: 'counts' }, 'counts', PARAMS.ipcTimeoutMs),
+    worker.request({ cmd: 'metrics' }, 'metrics', PARAMS.ipcTimeoutMs),
   ]);
   const m = w.metrics as Metrics;
   return {
@@ -209,29 +221,30 @@ type Metrics = {
   pendingDevices?: number;
 } & Record<string, unknown>;
 
-async function peerPhase(
+/** The baseline: a plain subscriber taking the full load, for what the broker delivers here. */
+async function baselinePhase(
   scope: Scope,
   url: string,
   edges: BenchChild,
   pids: Record<string, number>,
   log: (s: string) => void,
 ): Promise<PhaseResult> {
-  const worker = new BenchChild('peer', lib('hubWorker.js'));
+  const worker = new BenchChild('baseline', lib('hubWorker.js'));
   scope.add(worker, (c) => c.stop());
   await worker.request(
     { cmd: 'plain', brokerUrl: url, filter: `${PARAMS.prefix}/+/devices/+/twin/reported` },
     'ready',
-    10_000,
+    PARAMS.ipcTimeoutMs,
   );
   edges.send({ cmd: 'start', ratePerDevice: PARAMS.reportsPerDevicePerS });
   await sleep(2000);
-  log(`  peer: plain subscriber, ${PARAMS.peerS} s`);
+  log(`  baseline: plain subscriber, ${PARAMS.baselineS} s`);
   const a = await sample(edges, worker);
-  const cpu = new CpuMeter({ ...pids, peer: worker.pid });
-  await sleep(PARAMS.peerS * 1000);
+  const cpu = new CpuMeter({ ...pids, baseline: worker.pid });
+  await sleep(PARAMS.baselineS * 1000);
   const b = await sample(edges, worker);
   const split = cpu.stop();
-  await edges.request({ cmd: 'stop' }, 'stopped', 10_000);
+  await edges.request({ cmd: 'stop' }, 'stopped', PARAMS.ipcTimeoutMs);
   await worker.stop();
   const s = (b.at - a.at) / 1000;
   return {
@@ -295,7 +308,7 @@ async function hubPhase(
   log(`  steady: ${steadyS} s`);
   const steadyFrom = samples.length;
   api.send({ cmd: 'desired', names: sampleNames, everyMs: PARAMS.desiredEveryMs });
-  const countsA = await api.request({ cmd: 'counts' }, 'counts', 10_000);
+  const countsA = await api.request({ cmd: 'counts' }, 'counts', PARAMS.ipcTimeoutMs);
   const first = await tick();
   const cpu = new CpuMeter({ ...pids, hub: worker.pid });
   // The CPU profile covers the last third of the window (the profiler itself costs memory: RSS is read before).
@@ -306,7 +319,7 @@ async function hubPhase(
     await sleep(PARAMS.sampleEveryMs);
     if (profile && !profiling && now() >= profileFrom) {
       rssBeforeProfile = Math.max(...samples.map((x) => x.rssMB));
-      await worker.request({ cmd: 'profile-start' }, 'profiling', 10_000);
+      await worker.request({ cmd: 'profile-start' }, 'profiling', PARAMS.ipcTimeoutMs);
       profiling = true;
     }
     const s = await tick();
@@ -320,7 +333,7 @@ async function hubPhase(
   }
   const split = cpu.stop();
   const last = samples[samples.length - 1] as Sample;
-  const countsB = await api.request({ cmd: 'counts' }, 'counts', 10_000);
+  const countsB = await api.request({ cmd: 'counts' }, 'counts', PARAMS.ipcTimeoutMs);
   let profiled: ProfileSummary | string | undefined;
   if (profile) {
     const dir = scope.add(tempDir('lb-bench-hub-prof-'), (d) => d.remove());
@@ -330,8 +343,8 @@ async function hubPhase(
   }
   // RSS grows until V8 runs a full collection; what the hub really holds is the heap after one.
   const live = await worker.request({ cmd: 'gc' }, 'gc', 30_000);
-  const desiredStop = await api.request({ cmd: 'desired-stop' }, 'desired-stopped', 10_000);
-  const stopped = await edges.request({ cmd: 'stop' }, 'stopped', 10_000);
+  const desiredStop = await api.request({ cmd: 'desired-stop' }, 'desired-stopped', PARAMS.ipcTimeoutMs);
+  const stopped = await edges.request({ cmd: 'stop' }, 'stopped', PARAMS.ipcTimeoutMs);
   // Drain: until the hub has taken every acknowledged report.
   const drainFrom = now();
   let drainMs: number | undefined;
@@ -356,8 +369,8 @@ async function hubPhase(
     final = await sample(edges, worker);
   }
   const [edgeSamples, landed] = await Promise.all([
-    edges.request({ cmd: 'samples' }, 'samples', 10_000),
-    api.request({ cmd: 'landed' }, 'landed', 10_000),
+    edges.request({ cmd: 'samples' }, 'samples', PARAMS.ipcTimeoutMs),
+    api.request({ cmd: 'landed' }, 'landed', PARAMS.ipcTimeoutMs),
   ]);
   await worker.stop(10_000);
   const steady = samples.slice(steadyFrom);
@@ -505,13 +518,21 @@ function seedFor(i: number, j: number): { name: string; id: string; node: string
 // ------------------------------------------------------------------------------------------------ run
 
 type Seed = { name: string; id: string; node: string };
+type Api = 'double' | 'real';
 
-/** One API server's ladder: the load steps run, ascending, until the backlog target is missed. */
+/** One load step against one API server: each rep's run (a fresh hub each time). */
+export interface StepReps {
+  nodes: number;
+  devices: number;
+  reps: HubResult[];
+}
+
+/** One API server's ladder: the load steps run, ascending, until the median backlog growth misses its target. */
 export interface ApiRun {
-  api: 'double' | 'real';
+  api: Api;
   seedMs?: number;
-  steps: HubResult[];
-  /** Active Devices of the largest step whose backlog growth met the target (undefined: none did). */
+  steps: StepReps[];
+  /** Active Devices of the largest step whose median backlog growth met the target (undefined: none did). */
   largestMetDevices?: number;
   stoppedBecause?: string;
   error?: string;
@@ -519,11 +540,14 @@ export interface ApiRun {
 
 export interface Figures {
   devices: number;
+  reps: number;
   apis: ApiPlan;
   connectMs?: number;
-  /** The broker alone: what it delivers to a plain subscriber at the full load (not a hub: a baseline). */
-  baseline?: PhaseResult;
-  runs: Partial<Record<'double' | 'real', ApiRun>>;
+  /** The broker alone: what it delivers to a plain subscriber at the full load (not a hub: a baseline), per rep. */
+  baseline: PhaseResult[];
+  /** The last baseline rep's error, if one failed. */
+  baselineError?: string;
+  runs: Partial<Record<Api, ApiRun>>;
 }
 
 export async function runHub(options: HubBenchOptions): Promise<boolean> {
@@ -533,10 +557,11 @@ export async function runHub(options: HubBenchOptions): Promise<boolean> {
   const errors: Record<string, string> = {};
   const devices = PARAMS.nodes * PARAMS.devicesPerNode;
   const apis = planApis(options.api);
-  const figures: Figures = { devices, apis, runs: {} };
+  const figures: Figures = { devices, reps: options.reps, apis, baseline: [], runs: {} };
   log(
     `hub: up to ${PARAMS.nodes} edges × ${PARAMS.devicesPerNode} devices, ${PARAMS.reportsPerDevicePerS} report/s each; ` +
-      `load steps ${PARAMS.ladder.join(', ')} edges, ${PARAMS.warmupS} s warm-up + ${steadyS} s steady each`,
+      `load steps ${PARAMS.ladder.join(', ')} edges, ${PARAMS.warmupS} s warm-up + ${steadyS} s steady each, ` +
+      `${options.reps} rep(s) per step`,
   );
   log(`  ${apis.note}`);
   if (apis.error) errors.api = apis.error;
@@ -563,24 +588,97 @@ export async function runHub(options: HubBenchOptions): Promise<boolean> {
       120_000,
     );
     figures.connectMs = connected.ms as number;
-    figures.baseline = await peerPhase(
-      scope,
-      broker.url,
-      edges,
-      { mosquitto: broker.pid, edges: edges.pid },
-      log,
-    );
     const ctx = { scope, brokerUrl: broker.url, brokerPid: broker.pid, edges, seeds, samples, steadyS, log };
+    const servers: Server[] = [];
     for (const api of ['double', 'real'] as const) {
       if (!apis[api]) continue;
-      figures.runs[api] = await apiRun(api, ctx, options.profile !== 'never');
+      const { run, server } = await startServer(api, ctx);
+      figures.runs[api] = run;
+      if (server) servers.push(server);
     }
+    await ladder(servers, ctx, figures, options);
   } catch (err) {
     errors.run = err instanceof Error ? (err.stack ?? err.message) : String(err);
   } finally {
     await scope.close();
   }
   return reportHub({ startedAt, options, steadyS, figures, errors, log, params: PARAMS });
+}
+
+/**
+ * The load steps, ascending; each step --reps times, the servers still climbing in turn within a rep (and the
+ * baseline first in each rep of the full-load step). A server stops climbing when its median backlog growth
+ * at a step misses the target, or on an error.
+ */
+async function ladder(servers: Server[], ctx: RunContext, figures: Figures, options: HubBenchOptions) {
+  const { log } = ctx;
+  const top = PARAMS.ladder[PARAMS.ladder.length - 1] as number;
+  let baselineRuns = 0;
+  /** One baseline rep; a failed one is said in the run's errors and does not stop the hubs. */
+  const baseline = async () => {
+    baselineRuns++;
+    try {
+      const pids = { mosquitto: ctx.brokerPid, edges: ctx.edges.pid };
+      figures.baseline.push(await baselinePhase(ctx.scope, ctx.brokerUrl, ctx.edges, pids, log));
+    } catch (err) {
+      figures.baselineError = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      log(`  baseline: ERROR ${figures.baselineError.split('\n')[0]}`);
+      await ctx.edges.request({ cmd: 'stop' }, 'stopped', PARAMS.ipcTimeoutMs).catch(() => {});
+    }
+  };
+  let climbing = servers;
+  for (const nodes of PARAMS.ladder) {
+    if (climbing.length === 0) break;
+    const steps = climbing.map((s) => ({
+      server: s,
+      step: { nodes, devices: nodes * PARAMS.devicesPerNode, reps: [] } as StepReps,
+    }));
+    const sample = (ctx.samples.get(nodes) ?? []).map((d) => d.name);
+    for (let rep = 1; rep <= options.reps; rep++) {
+      if (nodes === top) await baseline();
+      for (const { server, step } of steps) {
+        if (server.run.error) continue;
+        log(
+          `  [${server.run.api}] load step: ${nodes} edges × ${PARAMS.devicesPerNode} devices, rep ${rep} of ${options.reps}`,
+        );
+        const profile = options.profile !== 'never' && nodes === top && rep === options.reps;
+        try {
+          step.reps.push(
+            await hubPhase(
+              server.scope,
+              ctx.brokerUrl,
+              server.target,
+              ctx.edges,
+              { nodes, sampleNames: sample },
+              ctx.steadyS,
+              profile,
+              log,
+            ),
+          );
+        } catch (err) {
+          server.run.error = err instanceof Error ? (err.stack ?? err.message) : String(err);
+          log(`  [${server.run.api}] ERROR ${server.run.error.split('\n')[0]}`);
+          // The edges may still be publishing for the failed step: stopped, so the next one starts clean.
+          await ctx.edges.request({ cmd: 'stop' }, 'stopped', PARAMS.ipcTimeoutMs).catch(() => {});
+        }
+      }
+    }
+    for (const { server, step } of steps) if (step.reps.length > 0) server.run.steps.push(step);
+    climbing = climbing.filter((server) => {
+      if (server.run.error) return false;
+      const step = server.run.steps[server.run.steps.length - 1];
+      const growth = overRepsOf(step?.reps ?? [], (h) => h.backlogGrowthPct).median;
+      if (growth === undefined || !(growth <= TARGETS.backlogGrowthPct)) {
+        server.run.stoppedBecause = `median backlog growth ${fmt(growth, 2)}% > ${TARGETS.backlogGrowthPct}% at ${nodes} edges`;
+        return false;
+      }
+      server.run.largestMetDevices = nodes * PARAMS.devicesPerNode;
+      return true;
+    });
+  }
+  // The baseline is measured whether or not a hub reached the full load.
+  while (baselineRuns < options.reps) await baseline();
+  for (const server of servers) await server.scope.close();
 }
 
 /** `count` Devices evenly spread over the first `active` seeds: the ones whose reports and desired are timed. */
@@ -600,11 +698,18 @@ interface RunContext {
   log: (s: string) => void;
 }
 
-/** One API server: started and seeded with every Device, then the load steps, then stopped. */
-async function apiRun(api: 'double' | 'real', ctx: RunContext, profile: boolean): Promise<ApiRun> {
+/** A started, seeded API server, kept for every step and rep (its children closed with its own scope). */
+interface Server {
+  run: ApiRun;
+  scope: Scope;
+  target: HubTarget;
+}
+
+/** One API server, started and seeded with every Device; on failure the run says why and no target is set. */
+async function startServer(api: Api, ctx: RunContext): Promise<{ run: ApiRun; server?: Server }> {
   const { log } = ctx;
   const run: ApiRun = { api, steps: [] };
-  const scope = new Scope();
+  const scope = ctx.scope.add(new Scope(), (s) => s.close());
   try {
     const child = new BenchChild(`api-${api}`, lib(api === 'real' ? 'hubRealApi.js' : 'hubApi.js'));
     scope.add(child, (c) => c.stop(60_000));
@@ -630,31 +735,11 @@ async function apiRun(api: 'double' | 'real', ctx: RunContext, profile: boolean)
       api: child,
       pids: { mosquitto: ctx.brokerPid, edges: ctx.edges.pid, ...serverPids },
     };
-    for (const nodes of PARAMS.ladder) {
-      const sample = ctx.samples.get(nodes) ?? [];
-      log(`  [${api}] load step: ${nodes} edges × ${PARAMS.devicesPerNode} devices`);
-      const step = await hubPhase(
-        scope,
-        ctx.brokerUrl,
-        target,
-        ctx.edges,
-        { nodes, sampleNames: sample.map((d) => d.name) },
-        ctx.steadyS,
-        profile && nodes === PARAMS.ladder[PARAMS.ladder.length - 1],
-        log,
-      );
-      run.steps.push(step);
-      if (!(step.backlogGrowthPct <= TARGETS.backlogGrowthPct)) {
-        run.stoppedBecause = `backlog growth ${fmt(step.backlogGrowthPct, 2)}% > ${TARGETS.backlogGrowthPct}% at ${nodes} edges`;
-        break;
-      }
-      run.largestMetDevices = step.devices;
-    }
+    return { run, server: { run, scope, target } };
   } catch (err) {
     run.error = err instanceof Error ? (err.stack ?? err.message) : String(err);
     log(`  [${api}] ERROR ${run.error.split('\n')[0]}`);
-  } finally {
     await scope.close();
+    return { run };
   }
-  return run;
 }

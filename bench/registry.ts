@@ -1,16 +1,19 @@
-// `npm run bench -- registry [--outage-s N]`: what the Kubernetes-backed device registry (KubeDeviceStore) costs
-// the API server, and how fast it puts the server right after an outage.
+// `npm run bench -- registry [--reps=N] [--outage-s N] [--api real|double|both]`: what the Kubernetes-backed
+// device registry (KubeDeviceStore) costs the API server, and how fast it puts the server right after an outage.
 //   (1) steady state: 1,000 new Devices upserted at once: time until every write landed, API writes per device
 //       split by verb and subresource (the Device CRD has a status subresource, so a create ignores status and
 //       a new Device costs a create plus a /status write), and the reads that came with them
 //   (2) change bursts: 200 Devices, 10 status flips each within ~100 ms; API writes per Device per burst (mean,
 //       max, the worst Device), once against a fast server and once against one that delays every request
-//   (3) outage: 1,000 Devices stored, the server taken down (down()) for `--outage-s` (default 600 s, the issue's
-//       10 minutes); during it 100 Devices vanish, 100 are new and 300 change status (two waves); then up() and
-//       the time until the server's stored objects equal the wanted state exactly (none missing, none extra,
-//       none stale), polled in the server's storage every `pollMs`; writes after up() against the fewest that
-//       could do it; connection attempts during the outage (refused, so the server cannot log them: counted
-//       on this process's client sockets through the net.client.socket diagnostics channel)
+//   (3) outage: 1,000 Devices stored, the server taken down (down()) for `--outage-s` (default 60 s: see
+//       PARAMS.outage in lib/registryKit.ts for why a longer one measures the same); during it 100 Devices
+//       vanish, 100 are new and 300 change status (two waves); then up() and the time until the server's
+//       stored objects equal the wanted state exactly (none missing, none extra, none stale), polled in the
+//       server's storage every `pollMs`; writes after up() against the fewest that could do it; connection
+//       attempts during the outage (refused, so the server cannot log them: counted on this process's client
+//       sockets through the net.client.socket diagnostics channel)
+// Each rep (--reps, default 3) runs the three phases on fresh servers; every figure is the median over the reps
+// with its min–max spread, and the targets are judged on the median (lib/registryReport.ts).
 // The baseline, in the same run (written here, so a baseline and not a peer product): a naive writer
 // (bench-local) that sends one request per change through
 // client-node, with no coalescing, per Device in order, each request retried every second until it lands. It
@@ -25,7 +28,7 @@ import { API_VERSION, type DeviceObject } from '../src/model/resources.js';
 import { KubeApiServer, type RequestRecord } from '../test/helpers/kubeApiServer.js';
 import type { BenchOptions } from './lib/options.js';
 import { type ApiChoice, type ApiPlan, planApis } from './lib/realApi.js';
-import { compareTable, realNotes, realTargets } from './lib/registryCompare.js';
+import { compareTable, realNotes, realSummaryOf, realTargets } from './lib/registryCompare.js';
 import {
   CONFIG,
   Connections,
@@ -39,14 +42,15 @@ import {
   PARAMS,
   put,
   storeWriter,
-  TARGETS,
   type Wanted,
   waveA,
   waveB,
 } from './lib/registryKit.js';
-import { fmt, printTail, type Row, type Target, table, target, writeResults } from './lib/report.js';
+import { doubleTable, notesOf, summaryOf, targetsOf } from './lib/registryReport.js';
+import { fmt, printTail, writeResults } from './lib/report.js';
+import { medianRun } from './lib/stats.js';
 import { machineInfo, now, round1, sleep } from './lib/util.js';
-import { REAL, type RealFigures, registryReal } from './registryReal.js';
+import { REAL, type RealRun, registryReal } from './registryReal.js';
 
 /** `--outage-s N` on the command line: how long the outage lasts (default PARAMS.outage.defaultS). */
 export type RegistryBenchOptions = BenchOptions & { outageS?: number; api?: ApiChoice };
@@ -342,167 +346,14 @@ function outageResult(side: Side, outageS: number, before: Before, after: After)
   };
 }
 
-// --------------------------------------------------------------------------------------------- report
+// ------------------------------------------------------------------------------------------------ run
 
+/** One rep's figures: each phase once per writer. */
 export interface Figures {
   steady: Partial<Record<Side['label'], Steady>>;
   bursts: Partial<Record<Side['label'], Burst[]>>;
   outage: Partial<Record<Side['label'], Outage>>;
 }
-
-const ratio = (a: number | undefined, b: number | undefined) =>
-  a === undefined || b === undefined || b === 0 ? '' : `${fmt(a / b, 2)}×`;
-
-function rows(f: Figures, targets: Target[]): Row[] {
-  const [s, p] = [f.steady.leafbridge, f.steady.baseline];
-  const [so, po] = [f.outage.leafbridge, f.outage.baseline];
-  const verdict = (id: string) => {
-    const t = targets.find((x) => x.id === id);
-    return t ? (t.pass ? 'met' : 'MISSED') : '';
-  };
-  const out: Row[] = [
-    row('(1) 1,000 new Devices: all written, ms', s?.ms, p?.ms, 0),
-    row('(1) API writes per new Device', s?.writesPerDevice, p?.writesPerDevice, 2),
-  ];
-  for (const [i, b] of (f.bursts.leafbridge ?? []).entries()) {
-    const pb = f.bursts.baseline?.[i];
-    const when = b.slowMs > 0 ? `server +${b.slowMs} ms/request` : 'fast server';
-    out.push(
-      row(`(2) burst, ${when}: writes/Device mean`, b.meanPerDevice, pb?.meanPerDevice, 2),
-      {
-        ...row(`(2) burst, ${when}: writes/Device worst`, b.maxPerDevice, pb?.maxPerDevice, 0),
-        target: `≤ ${TARGETS.writesPerBurst}`,
-        result: verdict(b.slowMs > 0 ? 'burstSlow' : 'burstFast'),
-      },
-      row(`(2) burst, ${when}: all landed, ms`, b.ms, pb?.ms, 0),
-    );
-  }
-  out.push(
-    row('(3) connections refused during the outage', so?.refusedDuringOutage, po?.refusedDuringOutage, 0),
-    row('(3) up() → first request, ms', so?.firstRequestMs, po?.firstRequestMs, 0),
-    row('(3) up() → first successful write, ms', so?.firstWriteOkMs, po?.firstWriteOkMs, 0),
-    row('(3) up() → watch open again, ms', so?.watchBackMs, po?.watchBackMs, 0),
-    {
-      ...row('(3) up() → server equals wanted state, s', sec(so?.convergedMs), sec(po?.convergedMs), 1),
-      target: `≤ ${TARGETS.convergeS}`,
-      result: verdict('converge'),
-    },
-    row('(3) up() → every write confirmed, s', sec(so?.confirmedMs), sec(po?.confirmedMs), 1),
-    row(
-      '(3) writes after up() (fewest possible)',
-      so?.writesAfterUp,
-      po?.writesAfterUp,
-      0,
-      so?.minimumWrites,
-    ),
-    row('(3) writes per change made in the outage', so?.writesPerChange, po?.writesPerChange, 2),
-    {
-      ...row('(3) worst Device: writes beyond its fewest', extra(so), extra(po), 0),
-      target: `≤ ${TARGETS.extraWritesAfterOutage}`,
-      result: verdict('outageExtra'),
-    },
-  );
-  return out;
-}
-
-const sec = (ms: number | undefined) => (ms === undefined ? undefined : ms / 1000);
-const extra = (o: Outage | undefined) => (o ? o.worstExtra.writes - o.worstExtra.minimum : undefined);
-
-function row(
-  measure: string,
-  a: number | undefined,
-  b: number | undefined,
-  digits: number,
-  min?: number,
-): Row {
-  return {
-    measure,
-    leafbridge: `${fmt(a, digits)}${min === undefined ? '' : ` (${fmt(min)})`}`,
-    peer: fmt(b, digits),
-    ratio: ratio(a, b),
-    target: '',
-    result: '',
-  };
-}
-
-function targetsOf(f: Figures): Target[] {
-  const bursts = f.bursts.leafbridge ?? [];
-  const fast = bursts.find((b) => b.slowMs === 0);
-  const slow = bursts.find((b) => b.slowMs > 0);
-  const o = f.outage.leafbridge;
-  const worstBurst = (b: Burst | undefined) => (b?.lastStateWins ? b.maxPerDevice : undefined);
-  return [
-    target(
-      'burstFast',
-      'worst Device: API writes for one burst of changes (fast server)',
-      worstBurst(fast),
-      '<=',
-      TARGETS.writesPerBurst,
-      'writes',
-    ),
-    target(
-      'burstSlow',
-      `same, server slowed by ${PARAMS.burst.slowMs} ms per request`,
-      worstBurst(slow),
-      '<=',
-      TARGETS.writesPerBurst,
-      'writes',
-    ),
-    target(
-      'outageExtra',
-      'worst Device: writes after up() beyond the fewest it needs',
-      extra(o),
-      '<=',
-      TARGETS.extraWritesAfterOutage,
-      'writes',
-    ),
-    target(
-      'converge',
-      'up() → server objects equal the wanted state',
-      sec(o?.convergedMs),
-      '<=',
-      TARGETS.convergeS,
-      's',
-    ),
-  ];
-}
-
-function notesOf(f: Figures): string[] {
-  const notes: string[] = [];
-  const s = f.steady.leafbridge;
-  if (s) notes.push(`(1) leafbridge requests while creating 1,000 Devices: ${split(s.requests)}`);
-  const p = f.steady.baseline;
-  if (p) notes.push(`(1) baseline requests: ${split(p.requests)}`);
-  for (const b of f.bursts.leafbridge ?? [])
-    notes.push(
-      `(2) leafbridge burst (server +${b.slowMs} ms): writes per Device ${JSON.stringify(b.histogram)} ` +
-        `(writes: Devices); worst ${b.worstDevice}; changes asked for within ${fmt(b.issuedMs)} ms; ` +
-        `last state on the server: ${b.lastStateWins ? 'yes' : 'NO'}`,
-    );
-  for (const [label, o] of Object.entries(f.outage)) {
-    notes.push(
-      `(3) ${label}: ${o.changes} changes in a ${o.outageS} s outage; requests after up(): ${split(o.requestsAfterUp)}; ` +
-        `Devices recreated instead of updated: ${o.recreated}; left at the end: ${JSON.stringify(o.left)}`,
-    );
-    notes.push(
-      `(3) ${label}: failed attempts the writer itself reported during the outage: ${o.failedAttemptsDuringOutage}`,
-    );
-    if (o.logged) notes.push(`(3) ${label} warn lines by message (whole run): ${JSON.stringify(o.logged)}`);
-  }
-  notes.push(
-    '(3) connections refused: every client socket of this process to that server port that got ECONNREFUSED ' +
-      '(writes, probes, lists and watches alike); the server cannot log them',
-    "(3) the two sides' outages run at once, in this one process (2 CPUs shared); (1) and (2) one after the other",
-  );
-  return notes;
-}
-
-const split = (r: Record<string, number>) =>
-  Object.entries(r)
-    .map(([k, v]) => `${k} ${v}`)
-    .join(', ');
-
-// ------------------------------------------------------------------------------------------------ run
 
 export async function runRegistry(options: RegistryBenchOptions): Promise<boolean> {
   const startedAt = new Date();
@@ -513,29 +364,50 @@ export async function runRegistry(options: RegistryBenchOptions): Promise<boolea
   const errors: Record<string, string> = {};
   const apis = planApis(options.api);
   if (apis.error) errors.api = apis.error;
-  const figures: Figures = { steady: {}, bursts: {}, outage: {} };
   log(
     `registry: ${PARAMS.devices} Devices, bursts of ${PARAMS.burst.changes} × ${PARAMS.burst.devices}, ` +
-      `${outageS} s outage (double)${apis.real ? `, ${realOutageS} s (real)` : ''}`,
+      `${outageS} s outage (double)${apis.real ? `, ${realOutageS} s (real)` : ''}; ${options.reps} rep(s)`,
   );
   log(`  ${apis.note}`);
+  log(`  ${costLine(options.reps, outageS, realOutageS, apis)}`);
   const connections = new Connections();
   connections.start();
-  if (apis.double) await runDouble(figures, outageS, connections, errors, log);
-  const real = apis.real ? await registryReal(realOutageS, log) : undefined;
+  const double: Figures[] = [];
+  if (apis.double)
+    for (let rep = 1; rep <= options.reps; rep++) {
+      log(`  [double] rep ${rep} of ${options.reps}`);
+      const f = await doubleRep(outageS, connections, log);
+      if (f.error) errors[`double rep ${rep}`] = f.error;
+      double.push(f.figures);
+    }
+  const real = apis.real ? await registryReal(realOutageS, options.reps, log) : undefined;
   if (real?.error) errors.real = real.error;
   connections.stop();
-  return report({ startedAt, machineAtStart, options, outageS, apis, figures, real, errors, log });
+  return report({ startedAt, machineAtStart, options, outageS, apis, double, real, errors, log });
 }
 
-/** The three phases against two test doubles, one per writer (their outages at once). */
-async function runDouble(
-  figures: Figures,
+/**
+ * What a run costs, said before it starts: the outages are most of it (the double's two writers are down at
+ * once, the real server's one after the other), the rest is set-up and the other phases (~1 min per rep here).
+ */
+function costLine(reps: number, outageS: number, realOutageS: number, apis: ApiPlan): string {
+  const double = apis.double ? reps * outageS : 0;
+  const real = apis.real ? reps * 2 * realOutageS : 0;
+  const minutes = (double + real) / 60;
+  return (
+    `cost: ${fmt(minutes, 0)} min of outage (${apis.double ? `double ${reps} × ${outageS} s` : ''}` +
+    `${apis.double && apis.real ? ', ' : ''}${apis.real ? `real ${reps} × 2 × ${realOutageS} s` : ''}) ` +
+    'plus set-up and the other phases; docs/performance.md has what a default run took'
+  );
+}
+
+/** One rep against two fresh test doubles, one per writer: the three phases (their outages at once). */
+async function doubleRep(
   outageS: number,
   connections: Connections,
-  errors: Record<string, string>,
   log: (s: string) => void,
-): Promise<void> {
+): Promise<{ figures: Figures; error?: string }> {
+  const figures: Figures = { steady: {}, bursts: {}, outage: {} };
   const sides: Side[] = [];
   try {
     sides.push(await startSide('leafbridge'), await startSide('baseline'));
@@ -555,8 +427,9 @@ async function runDouble(
     sides.forEach((s, i) => {
       figures.outage[s.label] = results[i];
     });
+    return { figures };
   } catch (err) {
-    errors.double = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    return { figures, error: err instanceof Error ? (err.stack ?? err.message) : String(err) };
   } finally {
     for (const s of sides) {
       await s.writer.close();
@@ -572,32 +445,50 @@ interface ReportInput {
   options: RegistryBenchOptions;
   outageS: number;
   apis: ApiPlan;
-  figures: Figures;
-  real: RealFigures | undefined;
+  double: Figures[];
+  real: RealRun | undefined;
   errors: Record<string, string>;
   log: (s: string) => void;
 }
 
 function report(input: ReportInput): boolean {
-  const { startedAt, machineAtStart, options, outageS, apis, figures, real, errors, log } = input;
-  const targets = [...(apis.double ? targetsOf(figures) : []), ...(real ? realTargets(real) : [])];
-  const text = apis.double ? table(rows(figures, targets), { peer: 'baseline' }) : '';
-  const compared = compareTable(figures, real, targets);
+  const { startedAt, machineAtStart, options, outageS, apis, double, real, errors, log } = input;
+  const targets = [...(apis.double ? targetsOf(double) : []), ...(real ? realTargets(real.reps) : [])];
+  const text = apis.double ? doubleTable(double, targets) : '';
+  const compared = compareTable(double, real?.reps ?? [], targets);
   if (text) {
-    log('\ntest double, in detail ("baseline" = the bench-local naive writer, not a peer product)');
+    log(
+      '\ntest double, in detail (each figure the median of the reps, min–max in brackets; "baseline" = the ' +
+        'bench-local naive writer, not a peer product)',
+    );
     log(text);
   }
   log(
     '\nside by side: leafbridge (KubeDeviceStore) and the naive baseline, test double and real kube-apiserver',
   );
   log(compared);
-  const notes = [apis.note, ...(apis.double ? notesOf(figures) : []), ...(real ? realNotes(real) : [])];
+  // The details (requests by verb, histograms) of the rep whose leafbridge convergence time is the median.
+  const pickConverged = (f: Figures) => f.outage.leafbridge?.convergedMs ?? Number.POSITIVE_INFINITY;
+  const median = medianRun(double, pickConverged);
+  const notes = [apis.note];
+  if (median)
+    notes.push(
+      `details of double rep ${double.indexOf(median) + 1} (its leafbridge convergence time is the median):`,
+      ...notesOf(median),
+    );
   notes.push(
-    'one run of each phase per writer and server (no best-of-N, no median over runs): spreads are not available ' +
-      'for these figures; the burst and outage ones are counts, not timings, except the times to converge',
+    '(3) connections refused: every client socket of this process to that server port that got ECONNREFUSED ' +
+      '(writes, probes, lists and watches alike); the server cannot log them',
+    "(3) the two sides' outages run at once, in this one process (2 CPUs shared); (1) and (2) one after the other",
+    `each rep starts two fresh test doubles (one per writer) and runs (1), (2) and (3) on them; ${options.reps} ` +
+      'rep(s), leafbridge and the baseline in turn within each; targets are judged on the median of the reps, ' +
+      'and every rep must end with the wanted state on the server',
+    `outage ${outageS} s: the store's probe and watch (250 ms … 5 s) are at their backoff ceiling after 7.75 s ` +
+      'down and its longest backoff (500 ms … 30 s) after 31.5 s; a longer outage leaves the store in the same ' +
+      'state at up()',
     `machine: 2 cores shared with other work (load average at start ${machineAtStart.loadavg.join(' / ')})`,
   );
-  notes.push('--reps is not used here yet: one run (the outage phase is long)');
+  if (real) notes.push(...realNotes(real));
   printTail(log, notes, {}, errors);
   const pass = targets.every((t) => t.pass) && Object.keys(errors).length === 0;
   const files = writeResults('registry', startedAt, {
@@ -607,7 +498,11 @@ function report(input: ReportInput): boolean {
     params: { ...PARAMS, real: REAL },
     targets,
     pass,
-    results: { double: apis.double ? figures : undefined, real },
+    results: {
+      overReps: 'each figure: median, min, max over the reps, and reps (every rep in order; null: no value)',
+      double: apis.double ? { summary: summaryOf(double), reps: double } : undefined,
+      real: real ? { summary: realSummaryOf(real.reps), ...real } : undefined,
+    },
     table: [...text.split('\n'), '', ...compared.split('\n')],
     notes,
     ...(Object.keys(errors).length > 0 ? { errors } : {}),

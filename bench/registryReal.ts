@@ -1,6 +1,7 @@
 // The registry bench's phases against the real control plane (etcd, kube-apiserver with RBAC, controller-manager,
-// scheduler; deploy/ applied): KubeDeviceStore as the leafbridge-agent service account in namespace `leafbridge`,
-// the naive baseline writer as the same account in `leafbridge-baseline` (the agent's Role copied there).
+// scheduler; deploy/ applied), one control plane for every rep: in rep N, KubeDeviceStore runs as the
+// leafbridge-agent service account in namespace `bench-leafbridge-N` and the naive baseline writer as the same
+// account in `bench-baseline-N` (the agent's Role from deploy/ copied into both), so each rep starts empty.
 // kube-apiserver keeps no request log: requests are counted from its apiserver_request_total before and after
 // each phase (no per-object label, so per-Device counts are not available here; totals are). The stored state
 // is read in etcd, as the double's is read in its store. The two writers run one after the other (one
@@ -39,12 +40,14 @@ import {
 import { now, round1, sleep, tempDir } from './lib/util.js';
 
 export const REAL = {
-  /** The real outage is capped: two run one after the other, and the real part must stay within ~10 minutes. */
+  /** The real outage is capped: two run one after the other in each rep (the double's default is 60 s too). */
   maxOutageS: 60,
   /** etcd is read this often while waiting for the wanted state (each read is a range over ~1,000 objects). */
   pollMs: 200,
-  namespaces: { leafbridge: 'leafbridge', baseline: 'leafbridge-baseline' },
+  namespaces: 'bench-leafbridge-N, bench-baseline-N for rep N (the agent Role copied into each)',
 };
+
+const namespaceOf = (label: Label, rep: number) => `bench-${label}-${rep}`;
 
 type Label = 'leafbridge' | 'baseline';
 
@@ -106,24 +109,66 @@ export interface RealFigures {
 interface World {
   backend: RealBackend;
   admin: AdminClient;
+  /** The leafbridge-agent service account's kubeconfig. */
+  agent: KubeConfig;
 }
 
-export async function registryReal(outageS: number, log: (s: string) => void): Promise<RealFigures> {
-  const figures: RealFigures = { outageS, steady: {}, bursts: {}, outage: {} };
+/** Every rep on one control plane, or the error that stopped them. */
+export interface RealRun {
+  reps: RealFigures[];
+  /** Control plane started and deploy/ applied, ms. */
+  startMs?: number;
+  error?: string;
+}
+
+export async function registryReal(
+  outageS: number,
+  reps: number,
+  log: (s: string) => void,
+): Promise<RealRun> {
+  const run: RealRun = { reps: [] };
   const dir = tempDir('lb-bench-registry-real-');
   let backend: RealBackend | undefined;
   let world: World | undefined;
-  const sides: RealSide[] = [];
   try {
     log('  [real] starting etcd + kube-apiserver (RBAC) + controller-manager + scheduler, applying deploy/');
+    const t0 = now();
     backend = await RealBackend.start();
-    world = {
-      backend,
-      admin: new AdminClient(backend.cp),
-    };
-    const kc = new KubeConfigClass();
-    kc.loadFromFile(await backend.kubeconfig(dir.path, 'agent'));
-    sides.push(await realSide(world, kc, 'leafbridge'), await realSide(world, kc, 'baseline'));
+    run.startMs = round1(now() - t0);
+    const agent = new KubeConfigClass();
+    agent.loadFromFile(await backend.kubeconfig(dir.path, 'agent'));
+    world = { backend, admin: new AdminClient(backend.cp), agent };
+    for (let rep = 1; rep <= reps; rep++) {
+      log(`  [real] rep ${rep} of ${reps}`);
+      const figures = await realRep(world, rep, outageS, log);
+      run.reps.push(figures);
+      if (figures.error) {
+        run.error = `rep ${rep}: ${figures.error}`;
+        break; // the control plane may be left down: no further reps on it
+      }
+    }
+  } catch (err) {
+    run.error = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    log(`  [real] ERROR ${run.error.split('\n')[0]}`);
+  } finally {
+    world?.admin.close();
+    await backend?.close();
+    dir.remove();
+  }
+  return run;
+}
+
+/** One rep: each writer in its own fresh namespace, the three phases, the outages one after the other. */
+async function realRep(
+  world: World,
+  rep: number,
+  outageS: number,
+  log: (s: string) => void,
+): Promise<RealFigures> {
+  const figures: RealFigures = { outageS, steady: {}, bursts: {}, outage: {} };
+  const sides: RealSide[] = [];
+  try {
+    sides.push(await realSide(world, 'leafbridge', rep), await realSide(world, 'baseline', rep));
     for (const side of sides) {
       log(`  (1) [real] ${side.label}: creating ${PARAMS.devices} Devices`);
       figures.steady[side.label] = await realSteady(world, side);
@@ -145,18 +190,15 @@ export async function registryReal(outageS: number, log: (s: string) => void): P
       await s.writer.close().catch(() => {});
       await Promise.all(s.calls);
     }
-    world?.admin.close();
-    await backend?.close();
-    dir.remove();
   }
   return figures;
 }
 
 /** A writer with its own namespace, its DiscoveryConfig there (the Devices' owner), as leafbridge-agent. */
-async function realSide(world: World, kc: KubeConfig, label: Label): Promise<RealSide> {
-  const namespace = REAL.namespaces[label];
+async function realSide(world: World, label: Label, rep: number): Promise<RealSide> {
+  const namespace = namespaceOf(label, rep);
   const { admin } = world;
-  if (label === 'baseline') await grantAgent(admin, namespace);
+  await grantAgent(admin, namespace);
   const config = await admin.request(
     'POST',
     `/apis/leafbridge.io/v1alpha1/namespaces/${namespace}/discoveryconfigs`,
@@ -171,7 +213,9 @@ async function realSide(world: World, kc: KubeConfig, label: Label): Promise<Rea
     throw new Error(`DiscoveryConfig in ${namespace}: ${config.status} ${JSON.stringify(config.body)}`);
   const uid = (config.body as { metadata: { uid: string } }).metadata.uid;
   const writer =
-    label === 'leafbridge' ? await storeWriter(kc, namespace) : new NaiveWriter(kc, namespace, uid);
+    label === 'leafbridge'
+      ? await storeWriter(world.agent, namespace)
+      : new NaiveWriter(world.agent, namespace, uid);
   return { label, namespace, writer, truth: new Map(), calls: [] };
 }
 
@@ -273,12 +317,19 @@ async function realOutage(
   log(`  (3) [real] ${side.label}: restarting kube-apiserver; waiting for the wanted state in etcd`);
   const restartAt = now();
   let apiserverReadyMs: number | undefined;
-  const starting = cp.startApiserver().then(() => {
-    apiserverReadyMs = round1(now() - restartAt);
-  });
+  let startFailed: unknown;
+  // Handled at once: a restart that times out (a loaded machine) must not reject unobserved while etcd is polled.
+  const starting = cp.startApiserver().then(
+    () => {
+      apiserverReadyMs = round1(now() - restartAt);
+    },
+    (err: unknown) => {
+      startFailed = err ?? new Error('kube-apiserver did not restart');
+    },
+  );
   let left = diffStored(await stored(world, side), side.truth);
   let convergedMs: number | undefined;
-  while (now() - restartAt < PARAMS.timeouts.convergeMs) {
+  while (now() - restartAt < PARAMS.timeouts.convergeMs && startFailed === undefined) {
     left = diffStored(await stored(world, side), side.truth);
     if (converged(left)) {
       convergedMs = round1(now() - restartAt);
@@ -287,6 +338,7 @@ async function realOutage(
     await sleep(REAL.pollMs);
   }
   await starting;
+  if (startFailed !== undefined) throw startFailed;
   const idle = await side.writer.idle(PARAMS.timeouts.confirmMs);
   const confirmedMs = idle ? round1(now() - restartAt) : undefined;
   world.admin = new AdminClient(cp);

@@ -1,4 +1,4 @@
-// The twin hub (src/hub/) in a process of its own for `npm run bench -- hub`, or in its place the peer: a plain
+// The twin hub (src/hub/) in a process of its own for `npm run bench -- hub`, or in its place the baseline: a plain
 // mqtt.js subscriber that only counts what the broker delivers. Forked with an IPC channel.
 //   {cmd:'start', brokerUrl, kubeconfig, namespace, intervalMs} -> {ev:'ready', devices, ms}
 //   {cmd:'plain', brokerUrl, filter}                   -> {ev:'ready'}; then counts messages on `filter`

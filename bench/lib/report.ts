@@ -76,15 +76,6 @@ export function grid(header: string[], rows: string[][]): string {
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
-/** "median [p10–p90]" of a spread. */
-export function medianSpread(
-  s: { median?: number; p10?: number; p90?: number } | undefined,
-  digits = 0,
-): string {
-  if (!s || s.median === undefined) return 'n/a';
-  return `${fmt(s.median, digits)} [${fmt(s.p10, digits)}–${fmt(s.p90, digits)}]`;
-}
-
 export function fmt(n: number | undefined, digits = 0): string {
   if (n === undefined || !Number.isFinite(n)) return 'n/a';
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
