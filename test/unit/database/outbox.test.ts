@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { openDb } from '../../../src/database/db.js';
 import { Outbox, OutboxFullError } from '../../../src/database/outbox.js';
 import { createLogger, silentLogger } from '../../../src/util/logger.js';
@@ -418,4 +418,112 @@ describe('Outbox', () => {
     expect(outbox.messages).toBe(1);
     expect(outbox.bytes).toBe(ENTRY(10));
   });
+
+  it('drop-oldest logs its drops with the policy: at once, then once a second with the count since, nothing for a quiet second', async () => {
+    // Only the drop log's one-second clock is faked; commits still run on the real event loop.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    cleanups.push(() => vi.useRealTimers());
+    const { lines, logger } = capturedLogger();
+    const maxBytes = ENTRY(10) * 2;
+    const { outbox } = open({ maxBytes, overflow: 'drop-oldest' }, undefined, logger);
+    await outbox.append(msg('d1', 0));
+    await outbox.append(msg('d1', 1));
+    expect(lines).toEqual([]); // commits that drop nothing log nothing
+    await outbox.append(msg('d1', 2)); // drops 0
+    expect(lines).toEqual([
+      {
+        level: 40,
+        time: expect.any(Number),
+        msg: 'outbox full: messages dropped',
+        dropped: 1,
+        policy: 'drop-oldest',
+        maxBytes,
+      },
+    ]);
+    // One turn of four: 1 and 2 leave the table, and the turn's own 3 and 4 give way to 5 and 6 (never written).
+    await Promise.all([3, 4, 5, 6].map((i) => outbox.append(msg('d1', i))));
+    expect(outbox.dropped.oldest).toBe(5);
+    expect(lines).toHaveLength(1); // within the second: counted, not logged yet
+    vi.advanceTimersByTime(1000);
+    expect(lines.slice(1)).toMatchObject([{ dropped: 4, policy: 'drop-oldest', maxBytes }]);
+    vi.advanceTimersByTime(1000); // a second without drops: no report of zero
+    expect(lines).toHaveLength(2);
+    vi.advanceTimersByTime(5000);
+    expect(lines).toHaveLength(2);
+    await outbox.append(msg('d1', 7)); // after a quiet second the next drop is logged at once
+    expect(lines.slice(2)).toMatchObject([{ dropped: 1, policy: 'drop-oldest' }]);
+    expect(outbox.take(10).map((e) => e.payload[0])).toEqual([6, 7]);
+  });
+
+  it('after close nothing scheduled touches the database, so its owner may close it in the same turn', async () => {
+    const failures: unknown[] = [];
+    const { db, outbox } = open({}, undefined, undefined, {
+      succeeded: () => {},
+      failed: (err: unknown) => failures.push(err) > 0,
+    });
+    await Promise.all([1, 2, 3].map((i) => outbox.append(msg('d1', i))));
+    const [first] = outbox.take(1);
+    outbox.ack(first!.seq); // schedules a delete for the next turn
+    const last = outbox.append(msg('d1', 4)); // schedules a commit for the next turn
+    outbox.close(); // does both now
+    db.close();
+    await expect(last).resolves.toBeUndefined();
+    await new Promise((r) => setImmediate(r)); // the turn in which the delete and the commit were scheduled
+    expect(failures).toEqual([]);
+  });
+
+  it('a failed delete is logged at debug with the number of acks kept, and retried without a health watcher', async () => {
+    const { lines, logger } = capturedLogger('debug');
+    const { db, outbox } = open({}, undefined, logger);
+    await Promise.all([1, 2, 3].map((i) => outbox.append(msg('d1', i))));
+    db.exec(`CREATE TRIGGER stuck BEFORE DELETE ON outbox BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END`);
+    for (const e of outbox.take(10)) outbox.ack(e.seq);
+    await until(() => lines.length > 0, 5_000, 'the delete to fail');
+    expect(lines[0]).toMatchObject({ level: 20, msg: 'outbox delete failed; retrying', acks: 3 });
+    expect(String(lines[0]?.err)).toContain('disk I/O error');
+    expect(outbox.messages).toBe(3);
+    db.exec('DROP TRIGGER stuck');
+    await until(() => outbox.messages === 0, 5_000, 'the retried delete');
+    expect((db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n).toBe(0);
+  });
+
+  it('a throwing append callback is logged, and the others of its turn are still told and committed', async () => {
+    const { lines, logger } = capturedLogger();
+    const { outbox } = open({}, undefined, logger);
+    let appended = 0;
+    outbox.onAppended(() => appended++);
+    outbox.appendThen(msg('d1', 1), () => {
+      throw new Error('caller bug');
+    });
+    const second = new Promise<Error | undefined>((resolve) => outbox.appendThen(msg('d1', 2), resolve));
+    await expect(second).resolves.toBeUndefined();
+    expect(lines).toMatchObject([{ level: 50, msg: 'outbox append callback threw', err: 'caller bug' }]);
+    expect(appended).toBe(1);
+    expect(outbox.messages).toBe(2);
+    expect(outbox.take(10).map((e) => e.payload[0])).toEqual([1, 2]);
+  });
+
+  it('a caught-up bridge gets new commits with their MQTT 5 properties from memory, and the same from the table', async () => {
+    const { outbox } = open();
+    expect(outbox.take(10)).toEqual([]);
+    const props = { correlationData: Buffer.from([9, 8]), responseTopic: 'r/1', userProperties: { k: 'v' } };
+    await outbox.append({ ...msg('d1', 1), props });
+    await outbox.append(msg('d1', 2));
+    const fresh = outbox.take(10);
+    expect(fresh.map((e) => e.props)).toEqual([props, undefined]);
+    outbox.rewind();
+    expect(outbox.take(10)).toEqual(fresh);
+  });
 });
+
+/** A logger at `level` whose lines land in `lines`, parsed. */
+function capturedLogger(level = 'info') {
+  const lines: Record<string, unknown>[] = [];
+  const destination = new Writable({
+    write(chunk, _enc, done) {
+      for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
+      done();
+    },
+  });
+  return { lines, logger: createLogger({ destination, level }) };
+}
