@@ -397,6 +397,8 @@ function isSerializedBuffer(v: unknown): v is { type: 'Buffer'; data: number[] }
     typeof v === 'object' &&
     v !== null &&
     (v as { type?: unknown }).type === 'Buffer' &&
-    Array.isArray((v as { data?: unknown }).data)
+    Array.isArray((v as { data?: unknown }).data) &&
+    // A user property that repeats its key is an array of strings: {type: 'Buffer', data: ['a']} stays as it is.
+    (v as { data: unknown[] }).data.every((byte) => typeof byte === 'number')
   );
 }

@@ -52,7 +52,12 @@ describe('edge persistence across a restart', () => {
     await p.incomingStorePacket(client, { ...publish(2, 2), messageId: 6 });
     await p.incomingDelPacket(client, { messageId: 6 } as never);
     await expect(p.incomingDelPacket(client, { messageId: 6 } as never)).rejects.toThrow('no such packet');
-    await expect(p.incomingDelPacket({ id: 'nobody' }, { messageId: 6 } as never)).rejects.toThrow();
+    await expect(p.incomingDelPacket({ id: 'nobody' }, { messageId: 6 } as never)).rejects.toThrow(
+      'no such packet',
+    );
+    await expect(p.incomingGetPacket({ id: 'nobody' }, { messageId: 6 } as never)).rejects.toThrow(
+      'no such packet',
+    );
     const again = await restart(db);
     const kept = await again.incomingGetPacket(client, { messageId: 5 } as never);
     expect(kept.payload.toString()).toBe('1');
@@ -203,5 +208,65 @@ describe('edge persistence across a restart', () => {
     const copy = { ...publish(1, 1), messageId: 8 };
     await p.outgoingUpdate(client, copy);
     expect((await read(p.outgoingStream(client))).map((q) => q.messageId)).toEqual([8]);
+  });
+
+  it('keeps every incoming QoS 2 packet of a client, by message id, before and after a restart', async () => {
+    const { db, p } = await open();
+    await p.incomingStorePacket(client, { ...publish(1, 1), messageId: 5 });
+    await p.incomingStorePacket(client, { ...publish(2, 2), messageId: 6 });
+    await p.incomingStorePacket({ id: 'c2' }, { ...publish(3, 3), messageId: 5 });
+    const payloads = async (q: SqlitePersistence) => [
+      (await q.incomingGetPacket(client, { messageId: 5 } as never)).payload.toString(),
+      (await q.incomingGetPacket(client, { messageId: 6 } as never)).payload.toString(),
+      (await q.incomingGetPacket({ id: 'c2' }, { messageId: 5 } as never)).payload.toString(),
+    ];
+    expect(await payloads(p)).toEqual(['1', '2', '3']);
+    expect(await payloads(await restart(db))).toEqual(['1', '2', '3']);
+  });
+
+  it("a will as aedes hands it over (the CONNECT's will, no cmd) keeps its payload and properties after a restart", async () => {
+    const { db, p } = await open();
+    const will = {
+      topic: 'devices/d/status',
+      payload: Buffer.from('offline'),
+      qos: 1,
+      retain: true,
+      properties: { contentType: 'text/plain' },
+    };
+    await p.putWill(client, will);
+    const got = (await (await restart(db)).getWill(client)) as unknown as Record<string, unknown>;
+    expect(Buffer.isBuffer(got.payload)).toBe(true);
+    expect((got.payload as Buffer).toString()).toBe('offline');
+    expect(got.properties).toEqual({ contentType: 'text/plain' });
+  });
+
+  it('MQTT 5 user properties named like a serialized Buffer stay strings after a restart', async () => {
+    const { db, p } = await open();
+    // A user property that repeats its key is an array: {data: [...]} must not be taken for a Buffer.
+    const shapes = [{ data: ['a', 'b'] }, { type: 'Buffer', data: ['1', '2'] }];
+    for (const [i, userProperties] of shapes.entries())
+      await p.outgoingEnqueueCombi([sub], publish(i + 1, i + 1, { properties: { userProperties } }));
+    const queue = await read((await restart(db)).outgoingStream(client));
+    expect(queue.map((q) => q.properties)).toEqual(shapes.map((userProperties) => ({ userProperties })));
+  });
+
+  it('a second copy of a publication gets its id after the first copy became a PUBREL', async () => {
+    const { db, p } = await open();
+    await p.outgoingEnqueueCombi([sub, sub], publish(1, 1));
+    await p.outgoingUpdate(client, { ...publish(1, 1), messageId: 7 });
+    await p.outgoingUpdate(client, { cmd: 'pubrel', messageId: 7 } as never);
+    const copy = { ...publish(1, 1), messageId: 8 };
+    await p.outgoingUpdate(client, copy);
+    const expected = [
+      ['pubrel', 7],
+      ['publish', 8],
+    ];
+    expect((await read(p.outgoingStream(client))).map((q) => [q.cmd, q.messageId])).toEqual(expected);
+    expect((await read((await restart(db)).outgoingStream(client))).map((q) => [q.cmd, q.messageId])).toEqual(
+      expected,
+    );
+    // A clear that names neither a message id nor a publication clears nothing.
+    expect(await p.outgoingClearMessageId(client, { cmd: 'publish' } as never)).toBeUndefined();
+    expect(await read(p.outgoingStream(client))).toHaveLength(2);
   });
 });
