@@ -28,8 +28,10 @@ tests_for() {
     src/broker/persistence.ts)
       echo 'test/contract/brokerPersistence.contract.test.ts,test/unit/broker/persistence*.test.ts' ;;
     src/broker/auth.ts) echo 'test/unit/broker/auth.test.ts' ;;
+    src/hub/seen.ts) echo 'test/unit/hub/seen.test.ts' ;;
     src/hub/*) echo 'test/unit/hub/**/*.test.ts' ;;
     src/sync/bridge.ts) echo 'test/unit/sync/**/*.test.ts,test/integration/bridgePuback.test.ts' ;;
+    src/sync/engine.ts) echo 'test/unit/sync/engine.test.ts' ;;
     src/sync/*) echo 'test/unit/sync/**/*.test.ts' ;;
     src/deviceplugin/slots.ts | src/deviceplugin/storeClaims.ts)
       echo 'test/unit/deviceplugin/*laims*.test.ts,test/unit/deviceplugin/slots*.test.ts' ;;

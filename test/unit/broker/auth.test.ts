@@ -22,6 +22,10 @@ describe('topic ACL', () => {
     expect(filterCovers('devices/+/status', 'devices/d1')).toBe(false);
     expect(filterCovers('devices/d1/status', 'devices/+/status')).toBe(false);
     expect(filterCovers('devices/+', 'devices/#')).toBe(false);
+    // '+' is one level of its own, even before a '#': 'devices/+/#' covers 'devices/d1' but not 'devices'.
+    expect(filterCovers('devices/+/#', 'devices/d1')).toBe(true);
+    expect(filterCovers('devices/+/#', 'devices')).toBe(false);
+    expect(topicMatches('devices/+/#', 'devices')).toBe(false);
   });
 
   it('parses the DESIGN topics and nothing else', () => {
