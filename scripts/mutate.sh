@@ -29,6 +29,8 @@ tests_for() {
       echo 'test/contract/brokerPersistence.contract.test.ts,test/unit/broker/persistence*.test.ts' ;;
     src/broker/auth.ts) echo 'test/unit/broker/auth.test.ts' ;;
     src/hub/seen.ts) echo 'test/unit/hub/seen.test.ts' ;;
+    src/hub/statusPatch.ts) echo 'test/unit/hub/statusPatch.test.ts' ;;
+    src/hub/statusWriter.ts) echo 'test/unit/hub/statusWriter.test.ts' ;;
     src/hub/*) echo 'test/unit/hub/**/*.test.ts' ;;
     src/sync/bridge.ts) echo 'test/unit/sync/**/*.test.ts,test/integration/bridgePuback.test.ts' ;;
     src/sync/engine.ts) echo 'test/unit/sync/engine.test.ts' ;;
