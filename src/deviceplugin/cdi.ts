@@ -79,11 +79,12 @@ export interface CdiSpec {
 }
 
 /**
- * Told about each Device left out of a spec (its name is no valid CDI device name, another Device has the
- * same name, or one of its device nodes or mounts could not be written) and each property left out of a
- * Device's env (its key is no valid environment variable name). The reason names keys, never values.
+ * Told about each Device left out of a spec (`left` is `device`: its name is no valid CDI device name, another
+ * Device has the same name, or one of its device nodes or mounts could not be written) and each property left
+ * out of a Device's env (`left` is `property`: its key is no valid environment variable name; the Device itself
+ * is in the spec). The reason names keys, never values.
  */
-export type CdiSkipListener = (device: DeviceObject, reason: string) => void;
+export type CdiSkipListener = (device: DeviceObject, reason: string, left: 'device' | 'property') => void;
 
 export interface CdiSpecOptions {
   /** The node whose agent writes the spec, recorded in an annotation. */
@@ -116,7 +117,7 @@ export function cdiSpec(devices: readonly DeviceObject[], options: CdiSpecOption
   const byName = new Map<string, CdiDevice>();
   for (const d of [...devices].sort((a, b) => compare(a.metadata.name, b.metadata.name))) {
     const problem = deviceProblem(d, byName);
-    if (problem) skip(d, problem);
+    if (problem) skip(d, problem, 'device');
     else byName.set(d.metadata.name, cdiDevice(d, skip));
   }
   const annotations: Record<string, string> = { [CDI_ANNOTATIONS.writtenBy]: WRITER };
@@ -155,7 +156,11 @@ function envOf(d: DeviceObject, skip: CdiSkipListener): string[] {
   const env: string[] = [];
   for (const [key, value] of Object.entries(d.spec.properties ?? {}).sort(([a], [b]) => compare(a, b))) {
     if (key === '' || key.includes('=') || key.includes('\0') || value.includes('\0'))
-      skip(d, `property ${JSON.stringify(key)} is not a valid environment variable (empty, "=" or NUL)`);
+      skip(
+        d,
+        `property ${JSON.stringify(key)} is not a valid environment variable (empty, "=" or NUL)`,
+        'property',
+      );
     else env.push(`${key}=${value}`);
   }
   env.push(

@@ -248,9 +248,10 @@ export class DevicePluginManager {
     this.cdiWrite = this.cdiWrite.then(async () => {
       const skipped = new Set<string>();
       try {
-        await writeCdiSpec(dir, devices, this.node, (d, reason) => {
-          skipped.add(d.metadata.name);
-          this.logger.warn({ device: d.metadata.name, reason }, 'device left out of the CDI spec');
+        await writeCdiSpec(dir, devices, this.node, (d, reason, left) => {
+          // A property left out leaves its device in the spec: only a device left out cannot be handed out.
+          if (left === 'device') skipped.add(d.metadata.name);
+          this.logger.warn({ device: d.metadata.name, reason }, `${left} left out of the CDI spec`);
         });
         this.inCdiSpec = new Set(devices.map((d) => d.metadata.name).filter((n) => !skipped.has(n)));
       } catch (err) {
@@ -340,7 +341,8 @@ export class DevicePluginManager {
    * - devices: each device's `spec.deviceNodes` (permissions `rw` unless given), once per host path;
    * - mounts: each device's `spec.mounts`, once per container path.
    * Errors: a slot of an offline device → FAILED_PRECONDITION; a slot held through another resource or by
-   * another node → RESOURCE_EXHAUSTED; a slot whose device has gone → NOT_FOUND.
+   * another node → RESOURCE_EXHAUSTED; a slot whose device has gone → NOT_FOUND; with CDI on, a device not in
+   * the CDI spec → UNAVAILABLE. A refused Allocate claims nothing.
    */
   private async allocate(
     r: Resource,
@@ -358,6 +360,7 @@ export class DevicePluginManager {
         }
       }
     }
+    this.checkCdiSpec(perContainer.flat());
     const refs = perContainer.flat().map((s) => ({ slot: s.id, device: s.device }));
     let conflicts: SlotClaim[];
     try {
@@ -369,6 +372,18 @@ export class DevicePluginManager {
     }
     if (conflicts.length > 0) throw this.exhausted(conflicts);
     return perContainer.map((slots) => this.response(slots));
+  }
+
+  /** With CDI on, refuses (before anything is claimed) a device whose CDI name the runtime would not find. */
+  private checkCdiSpec(slots: Slot[]): void {
+    if (this.o.cdiDir === undefined) return;
+    const missing = [...new Set(slots.map((s) => s.device))].filter((n) => !this.inCdiSpec.has(n));
+    if (missing.length > 0) {
+      throw new DevicePluginError(
+        'UNAVAILABLE',
+        `not (yet) in the CDI spec in ${this.o.cdiDir}: ${missing.join(', ')}; see the agent's log`,
+      );
+    }
   }
 
   private slotOf(id: string): Slot {
@@ -407,16 +422,7 @@ export class DevicePluginManager {
     }
     envs.LEAFBRIDGE_DEVICES = names.join(',');
     envs.LEAFBRIDGE_SLOTS = slots.map((s) => s.id).join(',');
-    if (this.o.cdiDir !== undefined) {
-      const missing = names.filter((n) => !this.inCdiSpec.has(n));
-      if (missing.length > 0) {
-        throw new DevicePluginError(
-          'UNAVAILABLE',
-          `not (yet) in the CDI spec in ${this.o.cdiDir}: ${missing.join(', ')}; see the agent's log`,
-        );
-      }
-      return { envs, cdi_devices: names.map((n) => ({ name: cdiName(n) })) };
-    }
+    if (this.o.cdiDir !== undefined) return { envs, cdi_devices: names.map((n) => ({ name: cdiName(n) })) };
     const specs = new Map<string, DeviceSpec>();
     const mounts = new Map<string, Mount>();
     for (const d of devices) {

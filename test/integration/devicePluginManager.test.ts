@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { Writable } from 'node:stream';
 import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { socketFileName } from '../../src/deviceplugin/convert.js';
@@ -9,7 +10,7 @@ import { MemorySlotClaims, slotIds } from '../../src/deviceplugin/slots.js';
 import { shorten } from '../../src/model/naming.js';
 import { API_VERSION, type DeviceObject } from '../../src/model/resources.js';
 import { DeviceRegistry } from '../../src/registry/deviceRegistry.js';
-import { silentLogger } from '../../src/util/logger.js';
+import { createLogger, type Logger, silentLogger } from '../../src/util/logger.js';
 import { tempDir } from '../helpers/processes.js';
 import { isExtendedResourceName, TestKubelet } from '../helpers/testKubelet.js';
 import { until } from '../helpers/wait.js';
@@ -92,6 +93,21 @@ const fileId = (path: string) => {
   }
 };
 const sockets = (dir: string) => readdirSync(dir).filter((f) => f !== 'kubelet.sock');
+
+/** A logger whose lines the test can read. */
+function logged(): { logger: Logger; lines: () => Record<string, unknown>[] } {
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(String(chunk));
+      done();
+    },
+  });
+  return {
+    logger: createLogger({ level: 'info', destination }),
+    lines: () => lines.map((l) => JSON.parse(l)),
+  };
+}
 
 describe('DevicePluginManager: Device objects → device-plugin resources at the kubelet', () => {
   let dir: ReturnType<typeof tempDir>;
@@ -497,6 +513,78 @@ describe('DevicePluginManager with CDI on', () => {
       });
       registry.delete(SERIAL);
       await until(() => !existsSync(file), 2000, 'CDI spec removed with the last device');
+    } finally {
+      await manager.stop();
+      await kubelet.stop();
+      dir.remove();
+    }
+  });
+  it('a property left out of the CDI spec leaves its device in it; a device left out is refused and claims nothing', async () => {
+    const dir = tempDir('lb-dpm-cdi-');
+    const cdiDir = join(dir.path, 'cdi');
+    const file = join(cdiDir, 'leafbridge.io-device.json');
+    const kubelet = new TestKubelet(dir.path);
+    await kubelet.start();
+    const registry = new DeviceRegistry();
+    // CAM: one property key is no environment variable name (only that property is left out);
+    // CAM2: a device node CDI cannot carry (the whole device is left out).
+    const withBadKey = () => ({
+      ...camera(),
+      spec: { ...camera().spec, properties: { RTSP_URL: 'rtsp://x', 'A=B': 'v' } },
+    });
+    const cam2 = (permissions: string) => ({
+      ...camera2(),
+      spec: { ...camera2().spec, deviceNodes: [{ hostPath: '/dev/video0', permissions }] },
+    });
+    registry.put(withBadKey());
+    registry.put(cam2('rwx'));
+    const claims = new MemorySlotClaims();
+    const log = logged();
+    const manager = new DevicePluginManager({
+      registry,
+      node: NODE,
+      dir: dir.path,
+      logger: log.logger,
+      claims,
+      cdiDir,
+    });
+    const inSpec = () =>
+      existsSync(file)
+        ? (JSON.parse(readFileSync(file, 'utf8')) as { devices: { name: string }[] }).devices.map(
+            (d) => d.name,
+          )
+        : [];
+    try {
+      await manager.start();
+      await until(() => inSpec().length > 0, 2000, 'CDI spec written');
+      expect(inSpec()).toEqual([CAM]);
+      await kubelet.waitFor(
+        () => ([R.cam, R.cam2, R.camConfig].every((r) => kubelet.devices(r).length > 0) ? true : undefined),
+        5000,
+        'streams',
+      );
+
+      const response = await kubelet.allocate(R.cam, [`${CAM}-0`]);
+      expect(response.container_responses[0]).toMatchObject({
+        envs: { RTSP_URL: 'rtsp://x', LEAFBRIDGE_SLOTS: `${CAM}-0` },
+        cdi_devices: [{ name: `leafbridge.io/device=${CAM}` }],
+      });
+
+      await expect(kubelet.allocate(R.cam2, [`${CAM2}-0`])).rejects.toMatchObject({
+        code: status.UNAVAILABLE,
+        details: `allocate ${R.cam2}: not (yet) in the CDI spec in ${cdiDir}: ${CAM2}; see the agent's log`,
+      });
+      // A refused Allocate holds no slot: once the device is fixed, the config resource can have it.
+      expect(claims.holder(`${CAM2}-0`)).toBeUndefined();
+      registry.put(cam2('rw'));
+      await until(() => inSpec().includes(CAM2), 2000, 'the fixed device in the CDI spec');
+      const again = await kubelet.allocate(R.camConfig, [`${CAM2}-0`]);
+      expect(again.container_responses[0]?.cdi_devices).toEqual([{ name: `leafbridge.io/device=${CAM2}` }]);
+      // The log says which: a property or the whole device.
+      const warned = log.lines().filter((l) => String(l.msg).endsWith('left out of the CDI spec'));
+      expect(new Set(warned.map((l) => `${l.msg}: ${l.device}`))).toEqual(
+        new Set([`property left out of the CDI spec: ${CAM}`, `device left out of the CDI spec: ${CAM2}`]),
+      );
     } finally {
       await manager.stop();
       await kubelet.stop();

@@ -124,12 +124,16 @@ describe('cdiSpec', () => {
     const d = device('cam-000001', {
       properties: { GOOD: 'x', 'A=B': 'secret', 'N\0UL': 'secret', '': 'secret' },
     });
-    const spec = cdiSpec([d], { onSkip: (dev, reason) => skipped.push(`${dev.metadata.name}: ${reason}`) });
+    const spec = cdiSpec([d], {
+      onSkip: (dev, reason, left) => skipped.push(`${left} of ${dev.metadata.name}: ${reason}`),
+    });
     expect(spec.devices[0]!.containerEdits.env).toEqual([
       'GOOD=x',
       'LEAFBRIDGE_CDI_DEVICE_CAM_000001=cam-000001',
     ]);
+    // the device stays in the spec: the listener is told only a property was left out
     expect(skipped).toHaveLength(3);
+    expect(skipped.every((s) => s.startsWith('property of cam-000001: property '))).toBe(true);
     expect(skipped.join('\n')).toContain('"A=B"');
     expect(skipped.join('\n')).not.toContain('secret');
   });
@@ -139,13 +143,13 @@ describe('cdiSpec', () => {
     const twin = { ...device('cam-2'), metadata: { ...device('cam-2').metadata, namespace: 'other' } };
     const broken = device('cam-3', { deviceNodes: [{ hostPath: '/dev/video0', permissions: 'rwx' }] });
     const spec = cdiSpec([device('cam-2'), device('bad name'), device('cam-1'), twin, broken], {
-      onSkip: (d, reason) => skipped.push(`${d.metadata.name}: ${reason}`),
+      onSkip: (d, reason, left) => skipped.push(`${left} ${d.metadata.name}: ${reason}`),
     });
     expect(spec.devices.map((d) => d.name)).toEqual(['cam-1', 'cam-2']);
     expect(skipped).toEqual([
-      'bad name: "bad name" is not a valid CDI device name',
-      'cam-2: another Device is already named cam-2 (namespace other)',
-      'cam-3: a device node has permissions other than r, w, m',
+      'device bad name: "bad name" is not a valid CDI device name',
+      'device cam-2: another Device is already named cam-2 (namespace other)',
+      'device cam-3: a device node has permissions other than r, w, m',
     ]);
   });
 
