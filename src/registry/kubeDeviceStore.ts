@@ -105,6 +105,8 @@ export class KubeDeviceStore implements DeviceStore {
   private readonly owners: ConfigOwners;
   /** Per device with an unwritten change: when the oldest and the newest of them were asked for. */
   private readonly changed = new Map<string, { first: number; last: number }>();
+  /** Per device waiting out a burst: ends the wait now (a write that must land now rides along). */
+  private readonly hurry = new Map<string, () => void>();
   private readonly coalesce: { quietMs: number; maxDelayMs: number };
   private readonly closing = new AbortController();
   private gen = 0;
@@ -307,7 +309,10 @@ export class KubeDeviceStore implements DeviceStore {
       if (!t || this.closing.signal.aborted) return;
       const wait = Math.min(t.last + quietMs, t.first + maxDelayMs) - performance.now();
       if (wait <= 0) return;
-      await sleep(wait, this.closing.signal);
+      const woken = new AbortController();
+      this.hurry.set(name, () => woken.abort());
+      await sleep(wait, AbortSignal.any([this.closing.signal, woken.signal]));
+      this.hurry.delete(name);
     }
   }
 
@@ -334,6 +339,7 @@ export class KubeDeviceStore implements DeviceStore {
       const queued = this.enqueue(name, { mutate, gen: ++this.gen });
       const t = this.changed.get(name);
       if (t) t.first = Number.NEGATIVE_INFINITY;
+      this.hurry.get(name)?.();
       const timeout = new AbortController();
       try {
         return await Promise.race([
