@@ -1,8 +1,10 @@
-import { createServer, type Server } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { createServer, type Server, connect as tcpConnect } from 'node:net';
 import { Writable } from 'node:stream';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { UpstreamConfig } from '../../../src/config/load.js';
 import { openDb } from '../../../src/database/db.js';
 import { Outbox } from '../../../src/database/outbox.js';
@@ -11,6 +13,7 @@ import { UpstreamBridge } from '../../../src/sync/bridge.js';
 import type { DownstreamProps } from '../../../src/sync/engine.js';
 import { createLogger, silentLogger } from '../../../src/util/logger.js';
 import { tempDir } from '../../helpers/processes.js';
+import { makeCa, makeLeaf } from '../../helpers/tlsCerts.js';
 import { until } from '../../helpers/wait.js';
 
 interface Seen {
@@ -26,6 +29,7 @@ interface Seen {
 async function upstream(
   hold?: (release: (err?: Error) => void, topic: string) => void,
   credentials?: { username: string; password: string },
+  tls?: TlsOptions,
 ) {
   const seen: Seen[] = [];
   const sessions: { clean: boolean; expiry: number }[] = [];
@@ -60,14 +64,14 @@ async function upstream(
       retain: packet.retain,
     });
   });
-  const server: Server = createServer(broker.handle);
+  const server: Server = tls ? createTlsServer(tls, broker.handle) : createServer(broker.handle);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as { port: number }).port;
   return {
     broker,
     seen,
     sessions,
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     close: () =>
       new Promise<void>((r) => {
         server.close();
@@ -107,10 +111,11 @@ describe('UpstreamBridge', () => {
       config?: Partial<UpstreamConfig>;
       hold?: Parameters<typeof upstream>[0];
       credentials?: Parameters<typeof upstream>[1];
+      tls?: TlsOptions;
       onDownstream?: (t: EdgeTopic, p: Buffer, props: DownstreamProps) => void;
     } = {},
   ) {
-    const up = await upstream(o.hold, o.credentials);
+    const up = await upstream(o.hold, o.credentials, o.tls);
     cleanups.push(() => up.close());
     const dir = tempDir();
     const db = openDb(dir.path, { synchronous: 'normal' });
@@ -382,5 +387,98 @@ describe('UpstreamBridge', () => {
     expect(Math.max(...capped)).toBeGreaterThan(40);
     // Jittered: the delays at the cap are not one fixed value.
     expect(new Set(capped).size).toBeGreaterThan(1);
+  });
+
+  it('stop during the reconnect backoff: no connection is attempted afterwards', async () => {
+    const peers: (number | undefined)[] = [];
+    const hangUp = createServer((socket) => {
+      peers.push(socket.remotePort);
+      socket.destroy();
+    });
+    await new Promise<void>((r) => hangUp.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => hangUp.close(() => r())));
+    const port = (hangUp.address() as { port: number }).port;
+    const reconnect = { minDelayMs: 100, maxDelayMs: 100 };
+    const { bridge, lines } = await setup({ config: { url: `mqtt://127.0.0.1:${port}`, reconnect } });
+    bridge.start();
+    await until(() => lines.some((l) => l.msg === 'upstream down'), 10_000, 'the first refused attempt');
+    await bridge.stop();
+    // The reconnect would have been due by now; a connection it made reaches the server before a later probe's.
+    await new Promise((r) => setTimeout(r, reconnect.maxDelayMs));
+    const probe = tcpConnect(port, '127.0.0.1');
+    probe.on('error', () => {});
+    await new Promise<void>((r) => probe.once('connect', () => r()));
+    const probePort = probe.localPort;
+    await until(() => peers.includes(probePort), 10_000, 'the probe connection');
+    probe.destroy();
+    expect(peers.indexOf(probePort)).toBe(1);
+    expect(lines.filter((l) => l.msg === 'upstream down')).toHaveLength(1);
+  });
+
+  describe('mqtts', () => {
+    const dir = tempDir('lb-bridge-tls-');
+    const ca = makeCa(dir.path, 'cloud-ca');
+    const server = makeLeaf(dir.path, ca, 'cloud', { cn: 'cloud', usage: 'server' });
+    const edge = makeLeaf(dir.path, ca, 'edge', { cn: 'edge-1', usage: 'client' });
+    const pem = (file: string) => readFileSync(file);
+    // The cloud broker: its certificate from the CA, and it asks for a client certificate from the same CA.
+    const serverTls: TlsOptions = {
+      cert: pem(server.cert),
+      key: pem(server.key),
+      ca: pem(ca.cert),
+      requestCert: true,
+      rejectUnauthorized: true,
+    };
+    afterAll(() => dir.remove());
+
+    it('verifies the upstream against the configured CA and logs in with the client certificate', async () => {
+      const tls = { ca: pem(ca.cert), cert: pem(edge.cert), key: pem(edge.key), rejectUnauthorized: true };
+      const { up, outbox, bridge } = await setup({ tls: serverTls, config: { tls } });
+      expect(up.url).toMatch(/^mqtts:/);
+      await outbox.append(telemetry(1));
+      bridge.start();
+      await until(() => outbox.messages === 0, 10_000, 'the outbox to drain over TLS');
+      expect(up.seen.filter((s) => s.topic.includes('/devices/')).map((s) => s.payload)).toEqual(['1']);
+      const clients = Object.values(
+        (
+          up.broker as unknown as {
+            clients: Record<string, { conn: { getPeerCertificate(): { subject: { CN: string } } } }>;
+          }
+        ).clients,
+      );
+      expect(clients.map((c) => c.conn.getPeerCertificate().subject.CN)).toEqual(['edge-1']);
+    });
+
+    it('without the CA the upstream is refused, unless rejectUnauthorized is false; no client certificate, no login', async () => {
+      const client = { cert: pem(edge.cert), key: pem(edge.key) };
+      const strict = await setup({
+        tls: serverTls,
+        config: { tls: { ...client, rejectUnauthorized: true } },
+      });
+      strict.bridge.start();
+      await until(
+        () => strict.lines.filter((l) => l.msg === 'upstream down').length >= 2,
+        10_000,
+        'two refused attempts',
+      );
+      expect(strict.bridge.connects).toBe(0);
+      expect(strict.lines.find((l) => l.msg === 'upstream error')?.err).toMatch(/certificate/);
+      const anonymous = await setup({
+        tls: serverTls,
+        config: { tls: { ca: pem(ca.cert), rejectUnauthorized: true } },
+      });
+      anonymous.bridge.start();
+      await until(
+        () => anonymous.lines.filter((l) => l.msg === 'upstream down').length >= 2,
+        10_000,
+        'two refused attempts without a client certificate',
+      );
+      expect(anonymous.bridge.connects).toBe(0);
+      const lax = await setup({ tls: serverTls, config: { tls: { ...client, rejectUnauthorized: false } } });
+      await lax.outbox.append(telemetry(2));
+      lax.bridge.start();
+      await until(() => lax.outbox.messages === 0, 10_000, 'the outbox to drain without verifying');
+      expect(lax.bridge.connects).toBe(1);
+    });
   });
 });
