@@ -495,6 +495,8 @@ describe('StatusWriter', () => {
     let copy = structuredClone(stored(name));
     const { w, metrics } = writer({ intervalMs: 50, known: () => copy });
     const written = (v: number) => w.backlog === 0 && statusOf(name).reported?.$version === v;
+    // The watch's events come for Devices the writer has not written yet too.
+    w.observed(copy);
     w.offer(name, { report: report(1, { v: 1 }) });
     await until(() => written(1), 10_000, 'the first write');
     // The watch delivers an event older than the answer: the answer stays the copy to write against.
@@ -526,5 +528,21 @@ describe('StatusWriter', () => {
     expect(metrics.apiWriteFailures).toBe(1);
     expect(statusWrites(bad)).toBe(0);
     expect(statusOf(good).conditions?.[0]?.status).toBe('True');
+  });
+  it('a Device the watch loses while its write is on its way is written all the same, and not refused', async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    let watched = true;
+    const { w, metrics, refused } = writer({
+      intervalMs: 50,
+      known: (n) => (watched ? stored(n) : undefined),
+    });
+    // The watch drops the Device (a re-list, say) between the write and its answer.
+    api.beforeNext({ verb: 'patch', subresource: 'status', name }, () => {
+      watched = false;
+    });
+    w.offer(name, { report: report(1, { v: 1 }) });
+    await until(() => w.backlog === 0 && statusWrites(name) === 1, 10_000, 'the write');
+    expect(refused).toEqual([]);
+    expect(metrics).toMatchObject({ apiWrites: 1, apiWriteFailures: 0, reportedWritten: 1 });
   });
 });
