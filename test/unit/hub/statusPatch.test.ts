@@ -213,7 +213,15 @@ describe('statusPatch', () => {
   });
 
   it('an older presence of the same epoch is stale; one of another epoch wins', () => {
-    const status = { online: true, conditions: [connected('online at n1 (lb-msg-id e1-10)')] };
+    // The agents' own condition comes first; the order is read from the Connected one only.
+    const online = {
+      type: 'Online',
+      status: 'True',
+      reason: 'Discovered',
+      message: 'seen by mqtt from n1',
+      lastTransitionTime: '2026-01-01T00:00:00Z',
+    };
+    const status = { online: true, conditions: [online, connected('online at n1 (lb-msg-id e1-10)')] };
     for (const seq of [9, 10]) {
       expect(statusPatch(status, { presence: presence(false, seq) })).toEqual({
         patch: {},
@@ -223,6 +231,7 @@ describe('statusPatch', () => {
     }
     const r = statusPatch(status, { presence: presence(false, 1, { msgId: msgId('Ab9', 1) }) });
     expect(r.patch.conditions).toEqual([
+      online,
       expect.objectContaining({ status: 'False', message: 'offline at n1 (lb-msg-id Ab9-1)' }),
     ]);
   });
@@ -240,8 +249,11 @@ describe('statusPatch', () => {
         expect.objectContaining({ message: 'offline at n1 (lb-msg-id e1-9)' }),
       ]);
     }
-    // A Connected condition whose message is not a string is replaced too.
-    const odd = { online: true, conditions: [{ ...connected(''), message: 5 }] };
+    // A Connected condition whose message is not a string holds no id, even one that reads as a newer id.
+    const odd = {
+      online: true,
+      conditions: [{ ...connected(''), message: ['online at n1 (lb-msg-id e1-10)'] }],
+    };
     expect(statusPatch(odd, { presence: presence(false, 9) }).staleParts).toBe(0);
   });
 

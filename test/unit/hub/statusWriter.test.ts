@@ -4,7 +4,7 @@
 // outage ends in one write with the newest state.
 import { Writable } from 'node:stream';
 import { KubeConfig } from '@kubernetes/client-node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { builtinHandlers } from '../../../src/builtinHandlers.js';
 import type { Presence, Report } from '../../../src/hub/messages.js';
 import { StatusWriter } from '../../../src/hub/statusWriter.js';
@@ -25,6 +25,18 @@ type Status = {
   reported?: Record<string, unknown>;
   conditions?: { type: string; status: string; reason: string; message: string }[];
 };
+
+/** Timers that keep the process alive (a writer's write timers do). */
+const activeTimers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+
+/** Waits for `check` on real I/O while the test's timers are fake (bounded by the wall clock, not a timer). */
+async function untilIo(check: () => boolean, what: string): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
 
 const report = (version: number, doc: Record<string, unknown>, o: Partial<Report> = {}): Report => ({
   node: 'n1',
@@ -104,7 +116,14 @@ describe('StatusWriter', () => {
    * A writer whose watch is the server itself (`known` reads the stored object), or what `known` says.
    * `intervalMs` long by default: only the first write of a quiet Device comes soon (after its settle).
    */
-  function writer(o: { known?: (name: string) => HubDevice | undefined; intervalMs?: number } = {}) {
+  function writer(
+    o: {
+      known?: (name: string) => HubDevice | undefined;
+      intervalMs?: number;
+      concurrency?: number;
+      backoff?: { baseMs: number; maxMs: number };
+    } = {},
+  ) {
     const kubeConfig = new KubeConfig();
     kubeConfig.loadFromString(api.kubeconfig(NS));
     const rest = new KubeRest(kubeConfig, { timeoutMs: 5_000 });
@@ -126,8 +145,8 @@ describe('StatusWriter', () => {
       logger,
       metrics,
       intervalMs: o.intervalMs ?? 60_000,
-      concurrency: 4,
-      backoff: { baseMs: 20, maxMs: 100 },
+      concurrency: o.concurrency ?? 4,
+      backoff: o.backoff ?? { baseMs: 20, maxMs: 100 },
       probe: { baseMs: 20, maxMs: 100 },
       known: o.known ?? ((name) => stored(name)),
       onRefused: (name, err) => refused.push([name, err]),
@@ -142,6 +161,7 @@ describe('StatusWriter', () => {
   it('a burst of changes to a quiet Device is one write with the newest report and presence', async () => {
     const name = seed({ online: true, lastSeen: T0 });
     const { w, metrics } = writer();
+    const started = performance.now();
     expect(w.offer(name, { report: report(1, { fw: '1.0' }) })).toBe(true);
     expect(w.offer(name, { report: report(3, { fw: '1.2' }) })).toBe(true);
     // Older than what is pending: not newer, and not written.
@@ -165,7 +185,9 @@ describe('StatusWriter', () => {
       }),
     ]);
     expect(metrics).toMatchObject({ apiWrites: 1, reportedWritten: 1, apiWriteFailures: 0, stale: 0 });
+    // The time the write took: more than nothing, less than the whole test.
     expect(metrics.apiWriteMs).toBeGreaterThan(0);
+    expect(metrics.apiWriteMs).toBeLessThanOrEqual(performance.now() - started);
   });
 
   it('writes online: false only when the Device has no online field; an offline presence reads MqttOffline', async () => {
@@ -275,21 +297,36 @@ describe('StatusWriter', () => {
     expect(statusWrites(a)).toBe(1);
     expect(statusWrites(b)).toBe(1);
     expect(metrics.reportedWritten).toBe(1);
+    // One warning for the outage (not one per Device), saying what failed.
+    const warnings = lines.filter((l) => l.msg === 'API server unreachable; Device status writes wait');
+    expect(warnings).toEqual([expect.objectContaining({ err: expect.stringContaining('ECONNREFUSED') })]);
+    // The probe that saw the server back asked for one Device, not the whole list.
+    const probes = api.requests({ verb: 'list', resource: 'devices' });
+    expect(probes.length).toBeGreaterThan(0);
+    expect(probes.map((r) => r.query.limit)).toEqual(probes.map(() => '1'));
   });
 
   it('retries a 503 with backoff; a write refused for good (422) is dropped and reported', async () => {
     const name = seed({ online: true, lastSeen: T0 });
-    const { w, metrics, refused } = writer({ intervalMs: 50 });
+    const { w, metrics, refused } = writer({ intervalMs: 50, backoff: { baseMs: 250, maxMs: 250 } });
     api.failNext(2, 503, { verb: 'patch' });
     w.offer(name, { report: report(1, { fw: '1.0' }) });
     await until(() => statusOf(name).reported?.$version === 1, 10_000, 'the write after two 503s');
     expect(metrics.apiWriteFailures).toBe(2);
     expect(refused).toEqual([]);
+    // Each retry came a backoff (250 ms here) after the 503 was answered, not at once.
+    const tries = api.requests({ verb: 'patch', subresource: 'status', name });
+    expect(tries.map((r) => r.status)).toEqual([503, 503, 200]);
+    for (let i = 1; i < tries.length; i++) {
+      expect(
+        (tries[i]?.at ?? 0) - (tries[i - 1]?.answeredAt ?? Number.POSITIVE_INFINITY),
+      ).toBeGreaterThanOrEqual(245);
+    }
     api.failNext(1, 422, { verb: 'patch' });
     w.offer(name, { report: report(2, { fw: '2.0' }) });
     await until(() => refused.length === 1, 10_000, 'the refusal');
     expect(refused[0]?.[0]).toBe(name);
-    expect(refused[0]?.[1]).toMatch(/^HTTP 422: /);
+    expect(refused[0]?.[1]).toBe('HTTP 422: Internal error occurred: injected failure');
     expect(metrics.apiWriteFailures).toBe(3);
     // Dropped: nothing left to write, the server keeps version 1.
     await until(() => w.backlog === 0, 10_000, 'the backlog emptied');
@@ -324,23 +361,188 @@ describe('StatusWriter', () => {
   it('drain writes what waits for its interval now, and a change that came during a write; after close nothing is taken', async () => {
     const name = seed({ online: true, lastSeen: T0 });
     const { w } = writer();
-    // A change arrives while the first write is on its way.
-    api.beforeNext({ verb: 'patch', subresource: 'status', name }, () =>
-      w.offer(name, { report: report(2, { v: 2 }) }),
-    );
+    // A change arrives while the first write is on its way: one Device waiting, not two.
+    let backlogDuringWrite = -1;
+    api.beforeNext({ verb: 'patch', subresource: 'status', name }, () => {
+      w.offer(name, { report: report(2, { v: 2 }) });
+      backlogDuringWrite = w.backlog;
+    });
     w.offer(name, { report: report(1, { v: 1 }) });
     await until(() => statusOf(name).reported?.$version === 1, 10_000, 'the first write');
     await w.drain(10_000);
     expect(w.backlog).toBe(0);
+    expect(backlogDuringWrite).toBe(1);
     expect(statusOf(name).reported?.$version).toBe(2);
     // The next change waits for the (minute-long) interval; drain writes it at once.
+    const before = activeTimers();
     w.offer(name, { report: report(3, { v: 3 }) });
     expect(w.backlog).toBe(1);
+    // drain returns once nothing is left: it does not wait out its time.
+    const drainStarted = performance.now();
     await w.drain(10_000);
+    expect(performance.now() - drainStarted).toBeLessThan(5_000);
     expect(w.backlog).toBe(0);
     expect(statusOf(name).reported?.$version).toBe(3);
     w.close();
     expect(w.offer(name, { report: report(4, { v: 4 }) })).toBe(false);
     expect(w.backlog).toBe(0);
+    // The minute-long timer of the change drain wrote is gone too: nothing keeps a stopped hub alive.
+    expect(activeTimers()).toBe(before);
+  });
+  it('no timer outlives what it was for: one per waiting Device, none once it is forgotten or the writer closed', () => {
+    const { w } = writer();
+    const before = activeTimers();
+    w.offer('a', { report: report(1, { v: 1 }) });
+    w.offer('a', { report: report(2, { v: 2 }) });
+    expect(activeTimers()).toBe(before + 1);
+    w.offer('b', { report: report(1, { v: 1 }) });
+    expect(activeTimers()).toBe(before + 2);
+    w.forget('a');
+    expect(activeTimers()).toBe(before + 1);
+    expect(w.backlog).toBe(1);
+    w.close();
+    expect(activeTimers()).toBe(before);
+  });
+
+  it('the first change of a quiet Device goes after a 100-ms settle, the next an interval after the write; a forgotten one starts afresh', async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    cleanups.push(() => vi.useRealTimers());
+    // When a write of the Device began: it reads the freshest copy (at the start, and once answered).
+    const asked = new Set<number>();
+    const { w } = writer({
+      intervalMs: 1_000,
+      known: (n) => {
+        asked.add(performance.now());
+        return stored(n);
+      },
+    });
+    const t0 = performance.now();
+    w.offer(name, { report: report(1, { v: 1 }) });
+    await vi.advanceTimersByTimeAsync(99);
+    expect([...asked]).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    await untilIo(() => statusWrites(name) === 1 && w.backlog === 0, 'the first write');
+    expect([...asked]).toEqual([t0 + 100]);
+    // The next change waits an interval (1 s) after the write was sent.
+    w.offer(name, { report: report(2, { v: 2 }) });
+    await vi.advanceTimersByTimeAsync(999);
+    expect([...asked]).toEqual([t0 + 100]);
+    await vi.advanceTimersByTimeAsync(1);
+    await untilIo(() => statusWrites(name) === 2 && w.backlog === 0, 'the second write');
+    expect([...asked]).toEqual([t0 + 100, t0 + 1_100]);
+    // Forgotten (the Device was deleted) and seen again: a quiet Device, written after the settle.
+    w.forget(name);
+    w.offer(name, { report: report(3, { v: 3 }) });
+    await vi.advanceTimersByTimeAsync(100);
+    await untilIo(() => statusWrites(name) === 3 && w.backlog === 0, 'the write after forget');
+    expect([...asked]).toEqual([t0 + 100, t0 + 1_100, t0 + 1_200]);
+    expect(statusOf(name).reported?.$version).toBe(3);
+  });
+
+  it('writes at most `concurrency` Devices at once; setConcurrency changes the limit at once', async () => {
+    const names = [1, 2, 3, 4, 5].map(() => seed({ online: true, lastSeen: T0 }));
+    const { w } = writer({ intervalMs: 50, concurrency: 2 });
+    const gate = api.hold((r) => r.verb === 'patch' && r.subresource === 'status');
+    cleanups.push(() => gate.open());
+    for (const n of names) w.offer(n, { report: report(1, { v: 1 }) });
+    await until(() => gate.waiting === 2, 10_000, 'two writes');
+    w.setConcurrency(4);
+    await until(() => gate.waiting === 4, 10_000, 'four writes');
+    gate.open();
+    await until(() => w.backlog === 0, 10_000, 'every write');
+    // Five Devices, never more than four writes at once.
+    expect(gate.peak).toBe(4);
+    for (const n of names) expect(statusOf(n).reported?.$version).toBe(1);
+  });
+
+  it('one write per Device at a time: a change that comes during a write waits for it', async () => {
+    const a = seed({ online: true, lastSeen: T0 });
+    const c = seed({ online: true, lastSeen: T0 });
+    const { w } = writer({ intervalMs: 50 });
+    const gate = api.hold((r) => r.verb === 'patch' && r.subresource === 'status');
+    cleanups.push(() => gate.open());
+    w.offer(a, { report: report(1, { v: 1 }) });
+    await until(() => gate.waiting === 1, 10_000, 'the first write of a');
+    w.offer(a, { report: report(2, { v: 2 }) });
+    // Offered after a's change, c is written no sooner than a second write of a would be.
+    w.offer(c, { report: report(1, { v: 1 }) });
+    await until(() => gate.waiting === 2, 10_000, 'the write of c');
+    expect(api.requests({ verb: 'patch', subresource: 'status', name: a })).toHaveLength(1);
+    gate.open();
+    await until(
+      () => w.backlog === 0 && statusOf(a).reported?.$version === 2,
+      10_000,
+      'the second write of a',
+    );
+    expect(statusWrites(a)).toBe(2);
+  });
+
+  it('a write that keeps conflicting is re-read and tried 6 times, then retried after a backoff like a 5xx', async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    const { w, metrics, refused } = writer({ intervalMs: 50 });
+    api.failNext(6, 409, { verb: 'patch' });
+    w.offer(name, { report: report(1, { fw: '1.0' }) });
+    await until(() => w.backlog === 0 && statusOf(name).reported?.$version === 1, 10_000, 'the write');
+    expect(metrics).toMatchObject({ apiWriteConflicts: 5, apiWriteFailures: 1, apiWrites: 7 });
+    // One re-read for each conflict retried at once; none after the sixth.
+    expect(api.requests({ verb: 'get', resource: 'devices', name })).toHaveLength(5);
+    expect(refused).toEqual([]);
+  });
+
+  it("writes against the newer of the watch's copy and its own last answer", async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    let copy = structuredClone(stored(name));
+    const { w, metrics } = writer({ intervalMs: 50, known: () => copy });
+    const written = (v: number) => w.backlog === 0 && statusOf(name).reported?.$version === v;
+    // The watch's events come for Devices the writer has not written yet too.
+    w.observed(copy);
+    w.offer(name, { report: report(1, { v: 1 }) });
+    await until(() => written(1), 10_000, 'the first write');
+    // The watch delivers an event older than the answer: the answer stays the copy to write against.
+    w.observed(copy);
+    w.offer(name, { report: report(2, { v: 2 }) });
+    await until(() => written(2), 10_000, 'the second write');
+    expect(metrics.apiWriteConflicts).toBe(0);
+    // Another writer changes the status and the watch sees it: now the watch's copy is the newer one.
+    patchStatus(name, { online: false });
+    copy = structuredClone(stored(name));
+    w.offer(name, { report: report(3, { v: 3 }) });
+    await until(() => written(3), 10_000, 'the third write');
+    w.observed(copy);
+    w.offer(name, { report: report(4, { v: 4 }) });
+    await until(() => written(4), 10_000, 'the fourth write');
+    expect(metrics.apiWriteConflicts).toBe(0);
+    expect(metrics.apiWrites).toBe(4);
+    expect(statusOf(name)).toMatchObject({ online: false, reported: { v: 4, $version: 4 } });
+  });
+
+  it('a state no patch can be made of (an invalid time) is reported, not retried, and holds up no other Device', async () => {
+    const bad = seed({ online: true, lastSeen: T0 });
+    const good = seed({ online: true, lastSeen: T0 });
+    const { w, metrics, refused } = writer({ intervalMs: 50 });
+    w.offer(bad, { presence: presence(true, 1, { receivedAt: Number.NaN }) });
+    w.offer(good, { presence: presence(true, 1) });
+    await until(() => w.backlog === 0 && refused.length === 1 && statusWrites(good) === 1, 10_000, 'both');
+    expect(refused).toEqual([[bad, 'cannot compute the status patch: Invalid time value']]);
+    expect(metrics.apiWriteFailures).toBe(1);
+    expect(statusWrites(bad)).toBe(0);
+    expect(statusOf(good).conditions?.[0]?.status).toBe('True');
+  });
+  it('a Device the watch loses while its write is on its way is written all the same, and not refused', async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    let watched = true;
+    const { w, metrics, refused } = writer({
+      intervalMs: 50,
+      known: (n) => (watched ? stored(n) : undefined),
+    });
+    // The watch drops the Device (a re-list, say) between the write and its answer.
+    api.beforeNext({ verb: 'patch', subresource: 'status', name }, () => {
+      watched = false;
+    });
+    w.offer(name, { report: report(1, { v: 1 }) });
+    await until(() => w.backlog === 0 && statusWrites(name) === 1, 10_000, 'the write');
+    expect(refused).toEqual([]);
+    expect(metrics).toMatchObject({ apiWrites: 1, apiWriteFailures: 0, reportedWritten: 1 });
   });
 });
