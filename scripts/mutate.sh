@@ -37,7 +37,7 @@ tests_for() {
     src/sync/*) echo 'test/unit/sync/**/*.test.ts' ;;
     src/deviceplugin/slots.ts | src/deviceplugin/storeClaims.ts)
       echo 'test/unit/deviceplugin/*laims*.test.ts,test/unit/deviceplugin/slots*.test.ts' ;;
-    src/deviceplugin/manager.ts) echo 'test/integration/devicePluginManager.test.ts' ;;
+    src/deviceplugin/manager.ts) echo 'test/integration/devicePluginManager.test.ts,test/unit/deviceplugin/manager.test.ts' ;;
     src/registry/kubeDeviceStore.ts) echo 'test/integration/deviceStore.test.ts,test/integration/kubeDeviceStoreWrites.test.ts' ;;
     src/model/naming.ts) echo 'test/unit/model/nameScheme.test.ts,test/unit/discovery/deviceNames.test.ts,test/unit/deviceplugin/slots.test.ts' ;;
     src/discovery/deviceNames.ts) echo 'test/unit/discovery/deviceNames.test.ts,test/unit/discovery/manager.test.ts' ;;

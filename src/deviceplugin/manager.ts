@@ -219,15 +219,13 @@ export class DevicePluginManager {
       slotIds(d.metadata.name, d.spec.capacity).forEach((id, index) => {
         slots.set(id, { id, device: d.metadata.name, index });
       });
+      // A device and a DiscoveryConfig of the same name: the device is offered, whichever comes first.
       const names = this.resourceNames(d);
+      if (wanted.get(names.device)?.kind === 'config') this.configNotOffered(names.device);
       wanted.set(names.device, { kind: 'device', source: d.metadata.name });
       const other = wanted.get(names.config);
-      if (other && other.kind !== 'config') {
-        this.logger.warn(
-          { resource: names.config },
-          'a DiscoveryConfig has the name of a device; not offered',
-        );
-      } else wanted.set(names.config, { kind: 'config', source: d.spec.configName });
+      if (other && other.kind !== 'config') this.configNotOffered(names.config);
+      else wanted.set(names.config, { kind: 'config', source: d.spec.configName });
     }
     this.devices = devices;
     this.slots = slots;
@@ -238,6 +236,10 @@ export class DevicePluginManager {
     for (const [name, w] of wanted) if (!this.resources.has(name)) this.add(name, w.kind, w.source);
     this.writeCdiSpec();
     this.publish();
+  }
+
+  private configNotOffered(resource: string): void {
+    this.logger.warn({ resource }, 'a DiscoveryConfig has the name of a device; not offered');
   }
 
   /** Rewrites the CDI spec with this node's devices (in order; an unchanged spec is not rewritten). */

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
@@ -10,6 +10,7 @@ import { MemorySlotClaims, slotIds } from '../../src/deviceplugin/slots.js';
 import { shorten } from '../../src/model/naming.js';
 import { API_VERSION, type DeviceObject } from '../../src/model/resources.js';
 import { DeviceRegistry } from '../../src/registry/deviceRegistry.js';
+import { LeafbridgeError } from '../../src/util/errors.js';
 import { createLogger, type Logger, silentLogger } from '../../src/util/logger.js';
 import { tempDir } from '../helpers/processes.js';
 import { isExtendedResourceName, TestKubelet } from '../helpers/testKubelet.js';
@@ -309,20 +310,101 @@ describe('DevicePluginManager: Device objects → device-plugin resources at the
     expect((await manager.reconcile([`${CAM}-0`])).sort()).toEqual([]); // within the grace period
   });
 
-  /** The manager again, with no release grace: any claim not in use is released by reconcile. */
-  async function restartWithoutGrace(): Promise<void> {
+  /** The manager again, with these options. */
+  async function restartWith(options: Partial<ConstructorParameters<typeof DevicePluginManager>[0]>) {
     await manager.stop();
     manager = new DevicePluginManager({
       registry,
       node: NODE,
       dir: dir.path,
       logger: silentLogger(),
-      claims: new MemorySlotClaims(),
-      reconcileGraceMs: 0,
+      ...options,
     });
     await manager.start();
     await streaming(Object.values(R));
   }
+
+  /** The manager again, with no release grace: any claim not in use is released by reconcile. */
+  const restartWithoutGrace = () => restartWith({ claims: new MemorySlotClaims(), reconcileGraceMs: 0 });
+
+  it('Allocate refuses a slot with no device here (NOT_FOUND) and slots it cannot claim now (UNAVAILABLE), claiming nothing', async () => {
+    let down = false;
+    const claims = new (class extends MemorySlotClaims {
+      override claim(...args: Parameters<MemorySlotClaims['claim']>) {
+        return down
+          ? Promise.reject(new LeafbridgeError('API_UNREACHABLE', 'no answer from the API server'))
+          : super.claim(...args);
+      }
+    })();
+    await restartWith({ claims });
+    await expect(kubelet.allocate(R.cam, [`${CAM}-0`, `${CAM}-7`], { check: false })).rejects.toMatchObject({
+      code: status.NOT_FOUND,
+      details: `allocate ${R.cam}: unknown device ids: ${CAM}-7`,
+    });
+    down = true;
+    await expect(kubelet.allocate(R.cam, [`${CAM}-0`])).rejects.toMatchObject({
+      code: status.UNAVAILABLE,
+      details: `allocate ${R.cam}: the slots cannot be claimed now: no answer from the API server`,
+    });
+    expect(claims.held(NODE)).toEqual([]);
+    down = false;
+    await kubelet.allocate(R.cam, [`${CAM}-0`]);
+    expect(claims.held(NODE).map((c) => [c.slot, c.resource])).toEqual([[`${CAM}-0`, R.cam]]);
+  });
+
+  it('RESOURCE_EXHAUSTED names each held slot by device, with its capacity and free slots; nothing is claimed', async () => {
+    const claims = new MemorySlotClaims();
+    await restartWith({ claims });
+    // another node holds CAM-0 and CAM2-0 (its claims reach this node through the shared store)
+    await claims.claim([{ slot: `${CAM}-0`, device: CAM }], { node: 'edge-2', resource: R.camConfig });
+    await claims.claim([{ slot: `${CAM2}-0`, device: CAM2 }], { node: 'edge-2', resource: R.cam2 });
+    await expect(
+      kubelet.allocate(R.camConfig, [[`${CAM}-1`], [`${CAM}-0`, `${CAM2}-0`]], { check: false }),
+    ).rejects.toMatchObject({
+      code: status.RESOURCE_EXHAUSTED,
+      details:
+        `allocate ${R.camConfig}: slots already claimed: ${CAM} (capacity 2, 1 free): ${CAM}-0 is held through ` +
+        `${R.camConfig} on node edge-2; ${CAM2} (capacity 1, 0 free): ${CAM2}-0 is held through ${R.cam2} on node edge-2`,
+    });
+    expect(claims.holder(`${CAM}-1`)).toBeUndefined();
+    await claims.claim([{ slot: `${CAM}-1`, device: CAM }], { node: 'edge-2', resource: R.cam });
+    await expect(kubelet.allocate(R.cam, [`${CAM}-0`, `${CAM}-1`], { check: false })).rejects.toMatchObject({
+      details:
+        `allocate ${R.cam}: slots already claimed: ${CAM} (capacity 2, 0 free): ${CAM}-0 is held through ` +
+        `${R.camConfig} on node edge-2, ${CAM}-1 is held through ${R.cam} on node edge-2`,
+    });
+  });
+
+  it('a container with two devices gets each device node once per host path and each mount once per container path, the first device in the request winning', async () => {
+    const tty = (name: string, spec: Partial<DeviceObject['spec']>) => device(name, 'ttys', spec);
+    registry.put(
+      tty('tty-a', {
+        deviceNodes: [{ hostPath: '/dev/ttyUSB0', containerPath: '/dev/a' }],
+        mounts: [{ hostPath: '/var/a', containerPath: '/data', readOnly: true }],
+      }),
+    );
+    registry.put(
+      tty('tty-b', {
+        deviceNodes: [{ hostPath: '/dev/ttyUSB0', containerPath: '/dev/b' }, { hostPath: '/dev/ttyUSB1' }],
+        mounts: [
+          { hostPath: '/var/b', containerPath: '/data' },
+          { hostPath: '/var/b2', containerPath: '/logs' },
+        ],
+      }),
+    );
+    await streaming(['leafbridge.io/ttys']);
+    const response = await kubelet.allocate('leafbridge.io/ttys', ['tty-b-0', 'tty-a-0']);
+    expect(response.container_responses[0]).toMatchObject({
+      devices: [
+        { host_path: '/dev/ttyUSB0', container_path: '/dev/b', permissions: 'rw' },
+        { host_path: '/dev/ttyUSB1', container_path: '/dev/ttyUSB1', permissions: 'rw' },
+      ],
+      mounts: [
+        { host_path: '/var/b', container_path: '/data', read_only: false },
+        { host_path: '/var/b2', container_path: '/logs', read_only: false },
+      ],
+    });
+  });
 
   it('reconcile releases claims the kubelet no longer reports, after the grace period', async () => {
     await restartWithoutGrace();
@@ -585,6 +667,50 @@ describe('DevicePluginManager with CDI on', () => {
       expect(new Set(warned.map((l) => `${l.msg}: ${l.device}`))).toEqual(
         new Set([`property left out of the CDI spec: ${CAM}`, `device left out of the CDI spec: ${CAM2}`]),
       );
+    } finally {
+      await manager.stop();
+      await kubelet.stop();
+      dir.remove();
+    }
+  });
+
+  it('a CDI spec it cannot write is logged with its directory, and Allocate is refused', async () => {
+    const dir = tempDir('lb-dpm-cdi-');
+    const cdiDir = join(dir.path, 'not-a-dir', 'cdi');
+    writeFileSync(join(dir.path, 'not-a-dir'), ''); // a file where the directory would go
+    const kubelet = new TestKubelet(dir.path);
+    await kubelet.start();
+    const registry = new DeviceRegistry();
+    registry.put(serial());
+    const log = logged();
+    const manager = new DevicePluginManager({
+      registry,
+      node: NODE,
+      dir: dir.path,
+      logger: log.logger,
+      cdiDir,
+    });
+    try {
+      await manager.start();
+      await until(
+        () => log.lines().some((l) => l.msg === 'CDI spec not written'),
+        2000,
+        'the failed write logged',
+      );
+      expect(log.lines().find((l) => l.msg === 'CDI spec not written')).toMatchObject({
+        level: 50,
+        dir: cdiDir,
+        code: 'CDI_WRITE_FAILED',
+      });
+      await kubelet.waitFor(
+        () => (kubelet.devices(R.serial).length === 1 ? true : undefined),
+        5000,
+        'stream',
+      );
+      await expect(kubelet.allocate(R.serial, [`${SERIAL}-0`])).rejects.toMatchObject({
+        code: status.UNAVAILABLE,
+        details: expect.stringContaining(`not (yet) in the CDI spec in ${cdiDir}: ${SERIAL}`),
+      });
     } finally {
       await manager.stop();
       await kubelet.stop();

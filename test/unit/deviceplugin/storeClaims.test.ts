@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { StoreSlotClaims } from '../../../src/deviceplugin/storeClaims.js';
 import { API_VERSION, type DeviceObject } from '../../../src/model/resources.js';
 import { DeviceRegistry } from '../../../src/registry/deviceRegistry.js';
-import type { UpdateOptions } from '../../../src/registry/deviceStore.js';
+import type { DeviceStoreEvent, UpdateOptions } from '../../../src/registry/deviceStore.js';
 import { MemoryDeviceStore } from '../../../src/registry/memoryDeviceStore.js';
 import { type Clock, systemClock } from '../../../src/util/clock.js';
 import { LeafbridgeError } from '../../../src/util/errors.js';
@@ -41,15 +41,30 @@ function device(name: string, shared = true, slots?: DeviceObject['status']['slo
   };
 }
 
-/** A memory store whose server can be taken away: writes that must land now are then refused. */
+/**
+ * A memory store whose server can be taken away (writes that must land now are then refused), that can refuse
+ * writes for another reason, and whose watch can lag behind its writes as the Kubernetes store's does.
+ */
 class OutageStore extends MemoryDeviceStore {
   down = false;
   queued = 0;
+  refuse: LeafbridgeError | undefined;
+  lagging = false;
+  private readonly late: (() => void)[] = [];
+  override watch(listener: (e: DeviceStoreEvent) => void): () => void {
+    return super.watch((e) => (this.lagging ? this.late.push(() => listener(e)) : listener(e)));
+  }
+  /** Delivers the watch events held back while lagging. */
+  catchUp(): void {
+    this.lagging = false;
+    for (const deliver of this.late.splice(0)) deliver();
+  }
   override update(
     name: string,
     mutate: (current: DeviceObject | undefined) => DeviceObject | null,
     options?: UpdateOptions,
   ): Promise<DeviceObject | undefined> {
+    if (this.refuse) return Promise.reject(this.refuse);
     if (this.down && options?.now) {
       return Promise.reject(new LeafbridgeError('API_UNREACHABLE', 'no answer from the API server'));
     }
@@ -203,6 +218,62 @@ describe('StoreSlotClaims', () => {
     expect(lines().some((l) => l.msg === 'API server unreachable; claim on a local device queued')).toBe(
       true,
     );
+  });
+
+  it('a claim on a local Device refused for another reason than an unreachable server fails; nothing is queued', async () => {
+    const { store, node, ready } = setup([device('serial', false)]);
+    await ready;
+    const one = await node();
+    store.refuse = new LeafbridgeError('API_FORBIDDEN', 'devices.leafbridge.io "serial" is forbidden');
+    await expect(one.claim([{ slot: 'serial-0', device: 'serial' }], A)).rejects.toMatchObject({
+      code: 'API_FORBIDDEN',
+    });
+    expect(store.queued).toBe(0);
+    expect(one.holder('serial-0')).toBeUndefined();
+  });
+
+  it('with a watch that lags behind the writes, a claim and a release show here and reach the watchers at once', async () => {
+    const { store, node, ready } = setup();
+    await ready;
+    const one = await node();
+    let heard = 0;
+    one.watch(() => heard++);
+    store.lagging = true;
+    await one.claim([{ slot: 'cam-0', device: 'cam' }], A);
+    expect(one.holder('cam-0')).toEqual({ slot: 'cam-0', device: 'cam', ...A, since: T0 });
+    expect(heard).toBe(1);
+    expect(await one.release(['cam-0'], 'n1')).toEqual(['cam-0']);
+    expect(one.holder('cam-0')).toBeUndefined();
+    expect(heard).toBe(2);
+    store.catchUp();
+    expect(one.holder('cam-0')).toBeUndefined();
+    expect((await store.get('cam'))?.status.slots).toEqual({});
+  });
+
+  it('a release takes off the Device only the released slots, and only while this node holds them there', async () => {
+    const { store, node, ready } = setup();
+    await ready;
+    const one = await node();
+    const since = new Date(T0).toISOString();
+    await one.claim(
+      [
+        { slot: 'cam-0', device: 'cam' },
+        { slot: 'cam-1', device: 'cam' },
+      ],
+      A,
+    );
+    await one.release(['cam-0'], 'n1');
+    expect((await store.get('cam'))?.status.slots).toEqual({ 'cam-1': { ...A, since } });
+    // Meanwhile cam-1 went to n2 on the Device (this node's claim was cleared and n2 claimed it), and this
+    // node has not heard yet: its release must not take n2's claim away.
+    store.lagging = true;
+    await store.update('cam', (cur) =>
+      cur ? { ...cur, status: { ...cur.status, slots: { 'cam-1': { ...B, since } } } } : null,
+    );
+    expect(await one.release(['cam-1'], 'n1')).toEqual(['cam-1']);
+    expect((await store.get('cam'))?.status.slots).toEqual({ 'cam-1': { ...B, since } });
+    store.catchUp();
+    expect(one.holder('cam-1')?.node).toBe('n2');
   });
 
   it('releases only its own slots, at once here and on the Device when the write lands', async () => {

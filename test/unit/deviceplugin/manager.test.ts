@@ -1,0 +1,307 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DevicePluginManager, type SlotUsage } from '../../../src/deviceplugin/manager.js';
+import { MemorySlotClaims } from '../../../src/deviceplugin/slots.js';
+import { API_VERSION, type DeviceObject } from '../../../src/model/resources.js';
+import { DeviceRegistry } from '../../../src/registry/deviceRegistry.js';
+import type { Clock } from '../../../src/util/clock.js';
+import { createLogger, type Logger } from '../../../src/util/logger.js';
+import { tempDir } from '../../helpers/processes.js';
+import { until } from '../../helpers/wait.js';
+
+// The manager without a kubelet: what it offers (status()), how it reconciles claims with what the kubelet
+// reports in use, and what it logs. Allocate goes through the kubelet: test/integration/devicePluginManager.
+
+const NODE = 'edge-1';
+const CAM = 'cams-4d5e6f';
+const SERIAL = 'serial-1a2b3c';
+const R = { cam: `leafbridge.io/${CAM}`, camConfig: 'leafbridge.io/cams', serial: `leafbridge.io/${SERIAL}` };
+/** Longer than any interval here: the servers' own polls (no kubelet to find) never come due. */
+const POLL_MS = 3_600_000;
+
+function device(name: string, configName: string, capacity = 1, online = true): DeviceObject {
+  return {
+    apiVersion: API_VERSION,
+    kind: 'Device',
+    metadata: {
+      name,
+      namespace: 'default',
+      uid: `uid-${name}`,
+      creationTimestamp: '2026-12-01T10:00:00Z',
+      resourceVersion: '0',
+      labels: {},
+      ownerReferences: [{ apiVersion: API_VERSION, kind: 'DiscoveryConfig', name: configName }],
+    },
+    spec: {
+      id: `id-${name}`,
+      configName,
+      handler: 'onvif',
+      shared: false,
+      nodes: [NODE],
+      capacity,
+      properties: {},
+      deviceNodes: [],
+      mounts: [],
+    },
+    status: { online, lastSeen: '2026-12-01T10:00:00Z', conditions: [] },
+  };
+}
+
+/** A clock whose timers run only when the test advances it. */
+function manualClock(): Clock & { set(ms: number): void; advance(ms: number): void; dueAt(): number[] } {
+  let now = 0;
+  let timers: { at: number; fn: () => void; handle: NodeJS.Timeout }[] = [];
+  return {
+    now: () => now,
+    setTimeout(fn, ms) {
+      const handle = { unref() {} } as unknown as NodeJS.Timeout;
+      timers.push({ at: now + ms, fn, handle });
+      return handle;
+    },
+    clearTimeout(handle) {
+      timers = timers.filter((t) => t.handle !== handle);
+    },
+    set(ms) {
+      now = ms;
+    },
+    advance(ms) {
+      now += ms;
+      const due = timers.filter((t) => t.at <= now);
+      timers = timers.filter((t) => t.at > now);
+      for (const t of due) t.fn();
+    },
+    /** When the pending timers are due, leaving out the servers' polls. */
+    dueAt: () => timers.filter((t) => t.at < POLL_MS).map((t) => t.at),
+  };
+}
+
+function logged(): { logger: Logger; lines: () => Record<string, unknown>[] } {
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(String(chunk));
+      done();
+    },
+  });
+  return {
+    logger: createLogger({ level: 'info', destination }),
+    lines: () => lines.map((l) => JSON.parse(l)),
+  };
+}
+
+describe('DevicePluginManager without a kubelet', () => {
+  let dir: ReturnType<typeof tempDir>;
+  let registry: DeviceRegistry;
+  let log: ReturnType<typeof logged>;
+  let manager: DevicePluginManager | undefined;
+
+  beforeEach(() => {
+    dir = tempDir('lb-dpm-unit-');
+    registry = new DeviceRegistry();
+    log = logged();
+  });
+  afterEach(async () => {
+    await manager?.stop();
+    manager = undefined;
+    dir.remove();
+  });
+
+  const health = (resource: string) => {
+    const s = manager?.status().find((x) => x.resourceName === resource);
+    return Object.fromEntries((s?.devices ?? []).map((d) => [d.id, d.health]));
+  };
+  const offered = () =>
+    manager?.status().map((s) => [s.resourceName, s.kind, s.source, s.devices.map((d) => d.id)]);
+
+  it('releases at start the claims the kubelet no longer reports once 2 min old, then looks every 30 s; another node’s claims stay', async () => {
+    registry.put(device(CAM, 'cams', 2));
+    registry.put(device(SERIAL, 'serial'));
+    const clock = manualClock();
+    const claims = new MemorySlotClaims(clock);
+    await claims.claim([{ slot: `${CAM}-0`, device: CAM }], { node: NODE, resource: R.cam });
+    await claims.claim([{ slot: `${CAM}-1`, device: CAM }], { node: 'edge-2', resource: R.cam });
+    clock.set(60_000);
+    await claims.claim([{ slot: `${SERIAL}-0`, device: SERIAL }], { node: NODE, resource: R.serial });
+    clock.set(120_000); // CAM-0 is exactly 2 min old, SERIAL-0 1 min
+    let answer: SlotUsage | undefined = [];
+    let looks = 0;
+    const inUse = async () => {
+      looks++;
+      return answer;
+    };
+    manager = new DevicePluginManager({
+      registry,
+      node: NODE,
+      dir: dir.path,
+      logger: log.logger,
+      clock,
+      claims,
+      inUse,
+      pollIntervalMs: POLL_MS,
+    });
+    await manager.start();
+    await manager.start(); // a second start changes nothing: still one look at a time
+    // a slot held by another node is Unhealthy on both resources here
+    expect(health(R.cam)).toEqual({ [`${CAM}-0`]: 'Healthy', [`${CAM}-1`]: 'Unhealthy' });
+    expect(health(R.camConfig)[`${CAM}-1`]).toBe('Unhealthy');
+
+    const holder = (slot: string) => claims.holder(slot)?.node;
+    /** Runs the look due after `ms` and waits until the next one is scheduled. */
+    const look = async (ms: number) => {
+      clock.advance(ms);
+      const now = clock.now();
+      await until(() => clock.dueAt().some((at) => at > now), 2000, 'the next look scheduled');
+    };
+    await look(0);
+    expect(looks).toBe(1);
+    expect([holder(`${CAM}-0`), holder(`${CAM}-1`), holder(`${SERIAL}-0`)]).toEqual([
+      undefined,
+      'edge-2',
+      NODE,
+    ]);
+    expect(
+      log
+        .lines()
+        .filter((l) => l.msg === 'slots released')
+        .map((l) => l.slots),
+    ).toEqual([[`${CAM}-0`]]);
+    expect(clock.dueAt()).toEqual([150_000]);
+
+    clock.advance(29_999);
+    expect(looks).toBe(1);
+    await look(1); // 150 s: SERIAL-0 is 90 s old
+    expect(looks).toBe(2);
+    expect(holder(`${SERIAL}-0`)).toBe(NODE);
+    answer = [`${SERIAL}-0`];
+    await look(30_000); // 180 s: 2 min old, but in use
+    expect(holder(`${SERIAL}-0`)).toBe(NODE);
+    answer = undefined; // the kubelet's list is not available: nothing is released
+    await look(30_000);
+    expect([looks, holder(`${SERIAL}-0`)]).toEqual([4, NODE]);
+    answer = [];
+    await look(30_000);
+    expect([looks, holder(`${SERIAL}-0`)]).toEqual([5, undefined]);
+    expect(log.lines().filter((l) => l.level === 50)).toEqual([]);
+  });
+
+  it('a failed look is logged and the next comes anyway; after stop() no look runs, nor does one in flight release', async () => {
+    registry.put(device(CAM, 'cams', 2));
+    const clock = manualClock();
+    const claims = new MemorySlotClaims(clock);
+    await claims.claim([{ slot: `${CAM}-0`, device: CAM }], { node: NODE, resource: R.cam });
+    const answers: (() => Promise<SlotUsage>)[] = [
+      async () => Promise.reject(new Error('podresources: connection refused')),
+      async () => [],
+    ];
+    let looks = 0;
+    const inUse = () => (answers[looks++] ?? (async () => []))();
+    manager = new DevicePluginManager({
+      registry,
+      node: NODE,
+      dir: dir.path,
+      logger: log.logger,
+      clock,
+      claims,
+      inUse,
+      reconcileIntervalMs: 1000,
+      reconcileGraceMs: 0,
+      pollIntervalMs: POLL_MS,
+    });
+    await manager.start();
+    clock.advance(0);
+    await until(() => clock.dueAt().length > 0, 2000, 'the look after the failed one');
+    expect(log.lines().filter((l) => l.level === 50)).toEqual([
+      expect.objectContaining({
+        msg: 'reconciling slots in use failed',
+        err: 'podresources: connection refused',
+      }),
+    ]);
+    expect(claims.holder(`${CAM}-0`)?.node).toBe(NODE);
+    clock.advance(1000);
+    await until(() => claims.holder(`${CAM}-0`) === undefined, 2000, 'the release after the failed look');
+
+    // stopped with a look pending: it never runs
+    await until(() => clock.dueAt().length > 0, 2000, 'the next look scheduled');
+    await manager.stop();
+    clock.advance(10_000);
+    expect(looks).toBe(2);
+
+    // stopped while a look waits for the kubelet's answer: the answer releases nothing, no look follows
+    await claims.claim([{ slot: `${CAM}-1`, device: CAM }], { node: NODE, resource: R.cam });
+    let answer: (usage: SlotUsage) => void = () => {};
+    answers[2] = () => new Promise((resolve) => (answer = resolve));
+    await manager.start();
+    clock.advance(0);
+    expect(looks).toBe(3);
+    await manager.stop();
+    answer([]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(claims.holder(`${CAM}-1`)?.node).toBe(NODE);
+    expect(clock.dueAt()).toEqual([]);
+    clock.advance(10_000);
+    expect(looks).toBe(3);
+  });
+
+  it.each([
+    ['the device first', 'serial', 'other', SERIAL, 'serial'],
+    ['the config first', 'a-cam', 'b-cams', 'b-cams', 'other'],
+  ])(
+    'a DiscoveryConfig named like a device is not offered, and says so (%s); when the device goes, the config is offered',
+    async (_order, first, firstConfig, second, secondConfig) => {
+      // `first` sorts before `second`; one of them is a device whose name is the other's DiscoveryConfig
+      registry.put(device(first, firstConfig));
+      registry.put(device(second, secondConfig));
+      manager = new DevicePluginManager({
+        registry,
+        node: NODE,
+        dir: dir.path,
+        logger: log.logger,
+        pollIntervalMs: POLL_MS,
+      });
+      await manager.start();
+      const [clash, clashing] =
+        first === firstConfig || first === secondConfig ? [first, second] : [second, first];
+      const resource = `leafbridge.io/${clash}`;
+      expect(offered()).toContainEqual([resource, 'device', clash, [`${clash}-0`]]);
+      expect(offered()?.filter((o) => o[0] === resource)).toHaveLength(1);
+      expect(
+        log.lines().filter((l) => l.msg === 'a DiscoveryConfig has the name of a device; not offered'),
+      ).toEqual([expect.objectContaining({ level: 40, resource })]);
+
+      registry.delete(clash);
+      await manager.settled();
+      const left = [
+        [resource, 'config', clash, [`${clashing}-0`]],
+        [`leafbridge.io/${clashing}`, 'device', clashing, [`${clashing}-0`]],
+      ];
+      expect(offered()).toEqual(left.sort((a, b) => (String(a[0]) < String(b[0]) ? -1 : 1)));
+    },
+  );
+
+  it('a resource whose server cannot start is logged with its name; start() still resolves', async () => {
+    registry.put(device(SERIAL, 'serial'));
+    const long = join(dir.path, 'x'.repeat(120));
+    mkdirSync(long);
+    manager = new DevicePluginManager({
+      registry,
+      node: NODE,
+      dir: long,
+      logger: log.logger,
+      pollIntervalMs: POLL_MS,
+    });
+    await manager.start();
+    expect(manager.status().map((s) => [s.resourceName, s.listening])).toEqual([
+      ['leafbridge.io/serial', false],
+      [R.serial, false],
+    ]);
+    const errors = log.lines().filter((l) => l.msg === 'device plugin server did not start');
+    expect(errors.map((l) => l.resource).sort()).toEqual(['leafbridge.io/serial', R.serial]);
+    expect(errors[0]).toMatchObject({
+      level: 50,
+      code: 'DEVICEPLUGIN_SOCKET_PATH',
+      err: expect.stringContaining('is too long for a unix socket'),
+    });
+  });
+});
