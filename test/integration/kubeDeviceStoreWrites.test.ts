@@ -3,6 +3,7 @@
 // against the test API server over HTTP with the real REST client: reads through a write in flight, changes
 // composed through an outage, one write in flight per Device, the right door for each field (PUT, status
 // patch, conditional delete), conflicts and refusals, writes that must land now (slot claims), and close.
+import { createServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { builtinHandlers } from '../../src/builtinHandlers.js';
@@ -234,6 +235,42 @@ describe('KubeDeviceStore through an outage', () => {
     // One warning for the outage, not one per Device or per attempt.
     expect(logs.filter((l) => l.msg === 'API server unreachable; device writes queued')).toHaveLength(1);
   });
+
+  it('an outage costs one probe every few seconds, not a request per Device: 10 queued Devices, 3 s without an answer', async () => {
+    // The default probe (250 ms … 5 s) under test; writes refused for other reasons back off 50 ms … 500 ms.
+    const { api, store } = await storeOnServer();
+    await store.upsert(device('cams-p0'));
+    await api.down();
+    // In the server's place, a port that takes each connection, notes its request line and cuts it: no answer.
+    const lines: string[] = [];
+    const sockets = new Set<Socket>();
+    const hole = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.once('data', (d) => {
+        lines.push(d.toString('latin1').split('\r\n')[0] ?? '');
+        socket.destroy();
+      });
+    });
+    await new Promise<void>((r) => hole.listen(api.port, '127.0.0.1', () => r()));
+    const writes = Array.from({ length: 10 }, (_, i) =>
+      store.upsert(device(`cams-p${i}`, 'cams', { online: i % 2 === 0 })),
+    );
+    await new Promise((r) => setTimeout(r, 3000)); // the outage lasts
+    const during = [...lines];
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => hole.close(() => r()));
+    await api.up();
+    await Promise.all(writes);
+    const probes = during.filter((l) => /^GET \S*\/devices\?limit=1 /.test(l));
+    const deviceWrites = during.filter((l) => /^(POST|PUT|PATCH|DELETE) \S*\/devices/.test(l));
+    // Delays of 250 ms, then 250 ms up to 500, 1000, 2000, 4000 ms: about 4 probes in 3 s, at least 2.
+    expect(probes.length).toBeGreaterThanOrEqual(2);
+    expect(probes.length).toBeLessThanOrEqual(10);
+    // Each Device tried once, when the outage was not known yet; then they waited for the probe.
+    expect(deviceWrites.length).toBeLessThanOrEqual(10);
+    expect(serverObject(api, 'cams-p9')?.status.online).toBe(false);
+  }, 30_000);
 
   it('close rejects the writes still queued with STORE_CLOSED and refuses new ones, without logging them as refused', async () => {
     const { api, store, logs } = await storeOnServer();
