@@ -470,6 +470,10 @@ describe('Outbox', () => {
     await expect(last).resolves.toBeUndefined();
     await new Promise((r) => setImmediate(r)); // the turn in which the delete and the commit were scheduled
     expect(failures).toEqual([]);
+    await expect(outbox.append(msg('d1', 5))).rejects.toMatchObject({
+      code: 'OUTBOX_CLOSED',
+      message: 'outbox closed',
+    });
   });
 
   it('a failed delete is logged at debug with the number of acks kept, and retried without a health watcher', async () => {
@@ -507,10 +511,12 @@ describe('Outbox', () => {
     const { outbox } = open();
     expect(outbox.take(10)).toEqual([]);
     const props = { correlationData: Buffer.from([9, 8]), responseTopic: 'r/1', userProperties: { k: 'v' } };
+    const plain = { contentType: 'text/plain' }; // no correlation data
     await outbox.append({ ...msg('d1', 1), props });
     await outbox.append(msg('d1', 2));
+    await outbox.append({ ...msg('d1', 3), props: plain });
     const fresh = outbox.take(10);
-    expect(fresh.map((e) => e.props)).toEqual([props, undefined]);
+    expect(fresh.map((e) => e.props)).toEqual([props, undefined, plain]);
     outbox.rewind();
     expect(outbox.take(10)).toEqual(fresh);
   });
@@ -569,6 +575,72 @@ describe('Outbox', () => {
       [9, true],
     ]);
     expect(take(10)).toEqual([]);
+  });
+
+  it('a caught-up bridge taking a long in-memory tail in parts gets each entry once, in order', async () => {
+    const { outbox } = open();
+    expect(outbox.take(10)).toEqual([]);
+    const sent = Array.from({ length: 2000 }, (_, i) => msg('d1', i));
+    await Promise.all(sent.map((m) => outbox.append(m)));
+    const taken = [...outbox.take(1100), ...outbox.take(600), ...outbox.take(600)];
+    expect(taken).toHaveLength(2000);
+    expect(taken.every((e, i) => e.payload === sent[i]?.payload)).toBe(true);
+    expect(outbox.take(10)).toEqual([]);
+  });
+
+  it('drop-oldest frees the in-memory room of what it drops: the next commits are still served from memory', async () => {
+    const { outbox } = open({ maxBytes: ENTRY(10) * 3, tailBytes: ENTRY(10) * 3 });
+    expect(outbox.take(10)).toEqual([]);
+    const sent = Array.from({ length: 5 }, (_, i) => msg('d1', i));
+    await Promise.all([0, 1, 2].map((i) => outbox.append(sent[i]!)));
+    await outbox.append(sent[3]!); // drops 0, held in memory and not taken
+    await outbox.append(sent[4]!); // drops 1
+    const taken = outbox
+      .take(10)
+      .map((e) => [e.payload[0], e.payload === sent[e.payload[0] as number]?.payload]);
+    expect(taken).toEqual([
+      [2, true],
+      [3, true],
+      [4, true],
+    ]);
+    expect(outbox.dropped.oldest).toBe(2);
+  });
+
+  it('acks over several turns, each out of order, delete exactly the acked entries', async () => {
+    const { db, outbox } = open();
+    await Promise.all(Array.from({ length: 12 }, (_, i) => outbox.append(msg('d1', i))));
+    const taken = outbox.take(12);
+    const ack = (indexes: number[]) => {
+      for (const i of indexes) outbox.ack(taken[i]!.seq);
+    };
+    ack([1, 0]);
+    await until(() => outbox.messages === 10, 5_000, 'the first deletes');
+    ack([9, 5, 4, 11, 3]);
+    await until(() => outbox.messages === 5, 5_000, 'the second deletes');
+    const left = (db.prepare('SELECT seq FROM outbox ORDER BY seq').all() as { seq: number }[]).map(
+      (r) => r.seq,
+    );
+    expect(left).toEqual([2, 6, 7, 8, 10].map((i) => taken[i]!.seq));
+    expect(outbox.bytes).toBe(5 * ENTRY(10));
+  });
+
+  it('a failed write tells each caller why: OUTBOX_WRITE with the SQLite error, the one health was told, as its cause', async () => {
+    const failures: unknown[] = [];
+    const { db, outbox } = open({}, undefined, undefined, {
+      succeeded: () => {},
+      failed: (err: unknown) => failures.push(err) > 0,
+    });
+    db.exec(
+      `CREATE TRIGGER full BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`,
+    );
+    const err = (await outbox.append(msg('d1', 1)).catch((e: unknown) => e)) as Error & { code: string };
+    expect(err).toMatchObject({
+      code: 'OUTBOX_WRITE',
+      message: 'outbox write failed: database or disk is full',
+    });
+    expect(failures).toHaveLength(1);
+    expect(err.cause).toBe(failures[0]);
+    expect((err.cause as Error).message).toBe('database or disk is full');
   });
 });
 
