@@ -25,20 +25,27 @@ interface Seen {
   retain: boolean;
 }
 
+interface UpstreamOptions {
+  /** Called for each PUBLISH to a device topic: the PUBACK waits until `release`. */
+  hold?: (release: (err?: Error) => void, topic: string) => void;
+  credentials?: { username: string; password: string };
+  /** Serve mqtts with these options. */
+  tls?: TlsOptions;
+  /** Asked on each CONNECT: false refuses it (as bad credentials would be). */
+  accept?: () => boolean;
+}
+
 /** An in-process upstream (aedes on 127.0.0.1, port 0) that records what the bridge's client publishes. */
-async function upstream(
-  hold?: (release: (err?: Error) => void, topic: string) => void,
-  credentials?: { username: string; password: string },
-  tls?: TlsOptions,
-) {
+async function upstream({ hold, credentials, tls, accept }: UpstreamOptions = {}) {
   const seen: Seen[] = [];
   const sessions: { clean: boolean; expiry: number }[] = [];
   const broker = await Aedes.createBroker({
     authenticate(_client, username, password, done) {
       done(
         null,
-        credentials === undefined ||
-          (username === credentials.username && String(password) === credentials.password),
+        (accept?.() ?? true) &&
+          (credentials === undefined ||
+            (username === credentials.username && String(password) === credentials.password)),
       );
     },
     authorizePublish(client, packet, done) {
@@ -107,15 +114,12 @@ describe('UpstreamBridge', () => {
   });
 
   async function setup(
-    o: {
+    o: UpstreamOptions & {
       config?: Partial<UpstreamConfig>;
-      hold?: Parameters<typeof upstream>[0];
-      credentials?: Parameters<typeof upstream>[1];
-      tls?: TlsOptions;
       onDownstream?: (t: EdgeTopic, p: Buffer, props: DownstreamProps) => void;
     } = {},
   ) {
-    const up = await upstream(o.hold, o.credentials, o.tls);
+    const up = await upstream(o);
     cleanups.push(() => up.close());
     const dir = tempDir();
     const db = openDb(dir.path, { synchronous: 'normal' });
@@ -387,6 +391,62 @@ describe('UpstreamBridge', () => {
     expect(Math.max(...capped)).toBeGreaterThan(40);
     // Jittered: the delays at the cap are not one fixed value.
     expect(new Set(capped).size).toBeGreaterThan(1);
+  });
+
+  it('a command published while the edge is away arrives when it reconnects (persistent session, QoS 1 subscription)', async () => {
+    for (const protocolVersion of [4, 5] as const) {
+      const got: string[] = [];
+      const { up, bridge } = await setup({
+        config: { protocolVersion, clientId: `edge-1-v${protocolVersion}` },
+        onDownstream: (t, p) => got.push(`${t.kind} ${t.device} ${p.toString()}`),
+      });
+      bridge.start();
+      await until(() => bridge.connected, 10_000, 'the bridge to connect');
+      await until(
+        () => Object.keys((up.broker as unknown as { clients: object }).clients).length === 1,
+        10_000,
+        'the bridge known to the upstream',
+      );
+      // The SUBSCRIBE is the bridge's second packet after the CONNACK: wait for its subscriptions to be stored.
+      await until(
+        async () =>
+          (await up.broker.persistence.subscriptionsByClient({ id: `edge-1-v${protocolVersion}` } as never))
+            ?.length === 2,
+        10_000,
+        'the subscriptions stored',
+      );
+      await bridge.stop();
+      const cloud = await mqtt.connectAsync(up.url, {
+        protocolVersion: 5,
+        clientId: `cloud-v${protocolVersion}`,
+      });
+      await cloud.publishAsync('lb/edge-1/devices/d1/commands/reboot', 'now', { qos: 1 });
+      await cloud.endAsync();
+      bridge.start();
+      await until(() => got.length === 1, 10_000, 'the command queued while away');
+      expect(got).toEqual(['command d1 now']);
+      // The bridge's two connections (the cloud client's in between is a clean one).
+      expect(up.sessions.map((s) => s.clean)).toEqual([false, true, false]);
+    }
+  });
+
+  it('a link that was up starts its backoff again from the shortest delay when it drops', async () => {
+    let refusals = 3;
+    const { up, bridge, lines } = await setup({
+      config: { reconnect: { minDelayMs: 10, maxDelayMs: 10_000 } },
+      accept: () => refusals-- <= 0,
+    });
+    bridge.start();
+    await until(() => bridge.connects === 1, 10_000, 'a connect after three refusals');
+    expect(lines.filter((l) => l.msg === 'upstream down').map((l) => l.attempt)).toEqual([1, 2, 3]);
+    const client = Object.values(
+      (up.broker as unknown as { clients: Record<string, { conn: { destroy(): void } }> }).clients,
+    )[0];
+    client?.conn.destroy();
+    await until(() => bridge.connects === 2, 10_000, 'the reconnect');
+    const down = lines.filter((l) => l.msg === 'upstream down')[3];
+    expect(down?.attempt).toBe(1);
+    expect(down?.retryInMs).toBe(10);
   });
 
   it('stop during the reconnect backoff: no connection is attempted afterwards', async () => {
