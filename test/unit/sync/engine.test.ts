@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import type { PublishPacket } from 'aedes';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Identity } from '../../../src/broker/auth.js';
 import type { OutgoingMessage } from '../../../src/broker/edgeBroker.js';
 import { openDb } from '../../../src/database/db.js';
@@ -190,7 +190,7 @@ describe('SyncEngine and its edge publisher', () => {
   });
 
   it('a reported patch goes upstream as the whole merged twin with its version; a delta follows once a desired twin exists', async () => {
-    const { engine: e, ingest, queued, sent } = engine({ outbox: true });
+    const { engine: e, ingest, queued, sent, lines } = engine({ outbox: true });
     e.start({ publish: async (m) => void sent.push(m) });
     await ingest(publish('devices/d1/twin/reported', '{"fw":"1.0","rate":1}'));
     // No desired twin yet: no delta.
@@ -213,6 +213,9 @@ describe('SyncEngine and its edge publisher', () => {
     sent.length = 0;
     e.downstream({ kind: 'desired', device: 'd1' }, Buffer.from('{"rate":9,"$version":3}'), {});
     expect(sent).toEqual([]);
+    expect(lines).toContainEqual(
+      expect.objectContaining({ msg: 'stale desired twin ignored', device: 'd1' }),
+    );
   });
 
   it('commands: delivered with correlation and response topic, stored once per id, kept for a device that subscribes later', async () => {
@@ -345,5 +348,38 @@ describe('SyncEngine and its edge publisher', () => {
     );
     expect(commands.takeExpired(Date.now() + 1e9)).toEqual([]);
     expect(lines.some((l) => l.msg === 'expiry result not queued')).toBe(false);
+  });
+
+  it('an expiry result the outbox refuses (closed) is logged with the reason', async () => {
+    const { engine: e, outbox, lines } = engine({ outbox: true, commandTtlMs: 300 });
+    e.start({ publish: async () => {} });
+    outbox?.close();
+    e.downstream({ kind: 'command', device: 'd1', name: 'reboot' }, Buffer.from('x'), {});
+    await until(() => lines.some((l) => l.msg === 'expiry result not queued'), 10_000, 'the refusal logged');
+    expect(lines.find((l) => l.msg === 'expiry result not queued')).toMatchObject({ err: 'outbox closed' });
+  });
+
+  it('an expired command is reported within a quarter of its TTL after it expires, never before; stop() ends the sweep', async () => {
+    // Only the sweep's interval and the clock are faked; the outbox still commits on real turns.
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'], now: 1_000_000 });
+    try {
+      const { engine: e, commands, lines } = engine({ outbox: true, commandTtlMs: 10_000 });
+      const expired = () => lines.filter((l) => l.msg === 'command expired before its device answered');
+      e.start({ publish: async () => {} });
+      vi.advanceTimersByTime(1_000);
+      e.downstream({ kind: 'command', device: 'd1', name: 'reboot' }, Buffer.from('x'), {});
+      vi.advanceTimersByTime(9_999); // 1 ms before it expires
+      expect(expired()).toEqual([]);
+      vi.advanceTimersByTime(2_500); // a quarter of the TTL after it expired
+      expect(expired().map((l) => l.command)).toEqual(['reboot']);
+      // After stop() a command that expires stays stored: nothing sweeps it.
+      e.stop();
+      e.downstream({ kind: 'command', device: 'd1', name: 'update' }, Buffer.from('y'), {});
+      vi.advanceTimersByTime(60_000);
+      expect(expired()).toHaveLength(1);
+      expect(commands.pendingFor('d1', 0).map((c) => c.name)).toEqual(['update']);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
