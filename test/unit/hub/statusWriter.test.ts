@@ -545,4 +545,21 @@ describe('StatusWriter', () => {
     expect(refused).toEqual([]);
     expect(metrics).toMatchObject({ apiWrites: 1, apiWriteFailures: 0, reportedWritten: 1 });
   });
+  it('a write that ends after close leaves no timer behind, even with a change waiting', async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    const { w, metrics } = writer({ intervalMs: 50 });
+    const gate = api.hold((r) => r.verb === 'patch' && r.subresource === 'status' && r.name === name);
+    cleanups.push(() => gate.open());
+    w.offer(name, { report: report(1, { v: 1 }) });
+    await until(() => gate.waiting === 1, 10_000, 'the write');
+    const before = activeTimers();
+    w.offer(name, { report: report(2, { v: 2 }) });
+    w.close();
+    gate.open();
+    // The write ends (its answer counted), and the change that waited for it gets no timer: a stopped hub's
+    // process can exit.
+    await until(() => metrics.reportedWritten === 1, 10_000, 'the write answered');
+    await until(() => activeTimers() === before, 10_000, 'no timer left');
+    expect(statusOf(name).reported?.$version).toBe(1);
+  });
 });
