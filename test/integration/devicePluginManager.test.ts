@@ -638,7 +638,7 @@ describe('DevicePluginManager with CDI on', () => {
         : [];
     try {
       await manager.start();
-      await until(() => inSpec().length > 0, 2000, 'CDI spec written');
+      await until(() => inSpec().length > 0, 5000, 'CDI spec written');
       expect(inSpec()).toEqual([CAM]);
       await kubelet.waitFor(
         () => ([R.cam, R.cam2, R.camConfig].every((r) => kubelet.devices(r).length > 0) ? true : undefined),
@@ -659,7 +659,7 @@ describe('DevicePluginManager with CDI on', () => {
       // A refused Allocate holds no slot: once the device is fixed, the config resource can have it.
       expect(claims.holder(`${CAM2}-0`)).toBeUndefined();
       registry.put(cam2('rw'));
-      await until(() => inSpec().includes(CAM2), 2000, 'the fixed device in the CDI spec');
+      await until(() => inSpec().includes(CAM2), 5000, 'the fixed device in the CDI spec');
       const again = await kubelet.allocate(R.camConfig, [`${CAM2}-0`]);
       expect(again.container_responses[0]?.cdi_devices).toEqual([{ name: `leafbridge.io/device=${CAM2}` }]);
       // The log says which: a property or the whole device.
@@ -694,7 +694,7 @@ describe('DevicePluginManager with CDI on', () => {
       await manager.start();
       await until(
         () => log.lines().some((l) => l.msg === 'CDI spec not written'),
-        2000,
+        5000,
         'the failed write logged',
       );
       expect(log.lines().find((l) => l.msg === 'CDI spec not written')).toMatchObject({
