@@ -501,6 +501,21 @@ describe('KubeDeviceStore conflicts and refusals', () => {
     ]);
   });
 
+  it('a re-read that fails (503) after a conflict is not taken for a deleted Device: the change is retried and lands', async () => {
+    const { api, store } = await storeOnServer();
+    await store.upsert(device('cams-reread'));
+    api.clearLog();
+    api.failNext(1, 409, { verb: 'update', resource: 'devices' });
+    api.failNext(1, 503, { verb: 'get', resource: 'devices' });
+    // Changes the Device if it exists; a Device that is gone stays gone.
+    const changed = await store.update('cams-reread', (cur) =>
+      cur ? { ...cur, spec: { ...cur.spec, capacity: 6 } } : null,
+    );
+    expect(changed?.spec.capacity).toBe(6);
+    expect(serverObject(api, 'cams-reread')?.spec.capacity).toBe(6);
+    expect(writesOf(api, 'cams-reread')).toEqual(['update 409', 'update 200']);
+  });
+
   it('a Device deleted under an update is created again at once (the 404 re-reads and applies the change to nothing)', async () => {
     // A long backoff: the write must not wait for it.
     const { api, store } = await storeOnServer({ backoff: { baseMs: 20_000, maxMs: 20_000 } });
