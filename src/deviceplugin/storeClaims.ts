@@ -132,10 +132,13 @@ export class StoreSlotClaims implements SlotClaims {
       stored = await this.store.update(device, mutate, { now: true });
     } catch (err) {
       if (!(local && err instanceof LeafbridgeError && err.code === 'API_UNREACHABLE')) throw err;
-      // Only this node sees the device: nobody else can claim it meanwhile; record it when the server is back.
-      this.logger.info({ device }, 'API server unreachable; claim on a local device queued');
-      void this.store.update(device, mutate).catch(() => {});
-      stored = (await this.store.get(device)) ?? undefined;
+      // Only this node sees the device: nobody else can claim it meanwhile. Decide against the claims this node
+      // knows (queued ones included), hold the slots here at once, and record them when the server is back.
+      stored = mutate(this.asKnownHere(device, await this.store.get(device))) ?? undefined;
+      if (!absent && conflicts.length === 0) {
+        this.logger.info({ device }, 'API server unreachable; claim on a local device queued');
+        void this.store.update(device, mutate).catch(() => {});
+      }
     }
     if (absent) {
       throw new LeafbridgeError('DEVICE_NOT_STORED', `device ${device} is not in the device store (yet)`);
@@ -145,6 +148,17 @@ export class StoreSlotClaims implements SlotClaims {
       this.emit();
     }
     return conflicts;
+  }
+
+  /** The Device with the claims this node knows on it, queued ones included (for a Device only it sees). */
+  private asKnownHere(device: string, object: DeviceObject | undefined): DeviceObject | undefined {
+    if (!object) return undefined;
+    const slots: Record<string, SlotRecord> = {};
+    for (const c of this.claims.values()) {
+      if (c.device === device)
+        slots[c.slot] = { node: c.node, resource: c.resource, since: new Date(c.since).toISOString() };
+    }
+    return { ...object, status: { ...object.status, slots } };
   }
 
   private async undo(slots: string[], node: string): Promise<void> {

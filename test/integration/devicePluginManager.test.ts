@@ -682,6 +682,7 @@ describe('DevicePluginManager with CDI on', () => {
     await kubelet.start();
     const registry = new DeviceRegistry();
     registry.put(serial());
+    registry.put(device('serial-4d4d4d', 'serial'));
     const log = logged();
     const manager = new DevicePluginManager({
       registry,
@@ -703,13 +704,15 @@ describe('DevicePluginManager with CDI on', () => {
         code: 'CDI_WRITE_FAILED',
       });
       await kubelet.waitFor(
-        () => (kubelet.devices(R.serial).length === 1 ? true : undefined),
+        () => (kubelet.devices(R.serialConfig).length === 2 ? true : undefined),
         5000,
         'stream',
       );
-      await expect(kubelet.allocate(R.serial, [`${SERIAL}-0`])).rejects.toMatchObject({
+      await expect(
+        kubelet.allocate(R.serialConfig, [`${SERIAL}-0`, 'serial-4d4d4d-0']),
+      ).rejects.toMatchObject({
         code: status.UNAVAILABLE,
-        details: expect.stringContaining(`not (yet) in the CDI spec in ${cdiDir}: ${SERIAL}`),
+        details: expect.stringContaining(`not (yet) in the CDI spec in ${cdiDir}: ${SERIAL}, serial-4d4d4d;`),
       });
     } finally {
       await manager.stop();

@@ -210,10 +210,15 @@ describe('StoreSlotClaims', () => {
     const unwatch = one.watch(() => heard++);
     expect(await one.claim([{ slot: 'serial-0', device: 'serial' }], A)).toEqual({ conflicts: [] });
     expect(store.queued).toBe(1);
-    // Claimed here at once, while the write waits for the server.
+    // Claimed here at once, while the write waits for the server: another resource of this node is refused.
+    expect(one.holder('serial-0')).toMatchObject({ ...A, since: T0 });
     expect(heard).toBe(1);
+    const other = { node: 'n1', resource: 'leafbridge.io/serial' };
+    expect((await one.claim([{ slot: 'serial-0', device: 'serial' }], other)).conflicts).toEqual([
+      { slot: 'serial-0', device: 'serial', ...A, since: T0 },
+    ]);
     unwatch();
-    await one.release(['serial-0'], 'n1');
+    expect(await one.release(['serial-0'], 'n1')).toEqual(['serial-0']);
     expect(heard).toBe(1);
     expect(lines().some((l) => l.msg === 'API server unreachable; claim on a local device queued')).toBe(
       true,
