@@ -616,6 +616,27 @@ describe('KubeDeviceStore writes that must land now (slot claims)', () => {
     expect(api.requests({ verb: 'create', resource: 'devices' }).map((r) => r.status)).toEqual([201]);
   });
 
+  it('on a Device whose creation is in flight, it waits for a write of its own: the answer carries the claim', async () => {
+    const { api, store } = await storeOnServer();
+    const gate = api.hold(isDevice('create'));
+    const created = store.upsert(device('cams-flight'));
+    await until(() => gate.waiting === 1, 5000, 'the create at the server');
+    const claimed = store.update('cams-flight', claim('edge-1', ['cams-flight-0']), { now: true });
+    gate.open();
+    expect((await claimed)?.status.slots?.['cams-flight-0']?.node).toBe('edge-1');
+    await created;
+    expect(serverObject(api, 'cams-flight')?.status.slots?.['cams-flight-0']?.node).toBe('edge-1');
+  });
+
+  it('on a Device not on the server and not queued, it goes straight to the server: a 503 on its creation rejects it', async () => {
+    const { api, store } = await storeOnServer();
+    api.failNext(1, 503, { verb: 'create', resource: 'devices' });
+    const err = await rejection(store.update('cams-direct', () => device('cams-direct'), { now: true }));
+    expect(err.code).toBe('API_UNREACHABLE');
+    expect(serverObject(api, 'cams-direct')).toBeUndefined();
+    expect(store.pending).toBe(0);
+  });
+
   it('on a Device whose creation does not land within 5 s, it rejects with API_UNREACHABLE; the creation still lands later', async () => {
     const { api, store } = await storeOnServer();
     const gate = api.hold(isDevice('create'));
