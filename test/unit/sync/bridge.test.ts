@@ -408,10 +408,12 @@ describe('UpstreamBridge', () => {
         'the bridge known to the upstream',
       );
       // The SUBSCRIBE is the bridge's second packet after the CONNACK: wait for its subscriptions to be stored.
+      const { persistence } = up.broker as unknown as {
+        persistence: { subscriptionsByClient(client: { id: string }): Promise<unknown[] | null> };
+      };
       await until(
         async () =>
-          (await up.broker.persistence.subscriptionsByClient({ id: `edge-1-v${protocolVersion}` } as never))
-            ?.length === 2,
+          (await persistence.subscriptionsByClient({ id: `edge-1-v${protocolVersion}` }))?.length === 2,
         10_000,
         'the subscriptions stored',
       );
