@@ -1,9 +1,8 @@
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
-import { Writable } from 'node:stream';
 import { type OpcuaDetails, opcuaHandler } from '../../discovery-handlers/opcua/index.js';
 import type { DiscoveredDevice } from '../../src/model/handler.js';
 import { systemClock } from '../../src/util/clock.js';
-import { createLogger, type Logger } from '../../src/util/logger.js';
+import type { Logger } from '../../src/util/logger.js';
 
 /** A port free a moment ago (bind 0, read, close), for a server that must be found before it starts. */
 export async function freePort(): Promise<number> {
@@ -52,25 +51,6 @@ export function startGarbageServer(): Promise<FakeServer> {
   return listen((socket) =>
     socket.once('data', () => socket.write(Buffer.concat([ack, Buffer.from('garbage'.repeat(50))]))),
   );
-}
-
-export interface LogCapture {
-  logger: Logger;
-  entries(): Array<Record<string, unknown>>;
-}
-
-export function captureLogs(level = 'info'): LogCapture {
-  const lines: string[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      lines.push(...chunk.toString().split('\n').filter(Boolean));
-      callback();
-    },
-  });
-  return {
-    logger: createLogger({ level, destination }),
-    entries: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
-  };
 }
 
 export interface ListSeen {

@@ -1,7 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Writable } from 'node:stream';
 import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { socketFileName } from '../../src/deviceplugin/convert.js';
@@ -11,7 +10,8 @@ import { shorten } from '../../src/model/naming.js';
 import { API_VERSION, type DeviceObject } from '../../src/model/resources.js';
 import { DeviceRegistry } from '../../src/registry/deviceRegistry.js';
 import { LeafbridgeError } from '../../src/util/errors.js';
-import { createLogger, type Logger, silentLogger } from '../../src/util/logger.js';
+import { silentLogger } from '../../src/util/logger.js';
+import { captureLogs } from '../helpers/logs.js';
 import { tempDir } from '../helpers/processes.js';
 import { isExtendedResourceName, TestKubelet } from '../helpers/testKubelet.js';
 import { until } from '../helpers/wait.js';
@@ -94,21 +94,6 @@ const fileId = (path: string) => {
   }
 };
 const sockets = (dir: string) => readdirSync(dir).filter((f) => f !== 'kubelet.sock');
-
-/** A logger whose lines the test can read. */
-function logged(): { logger: Logger; lines: () => Record<string, unknown>[] } {
-  const lines: string[] = [];
-  const destination = new Writable({
-    write(chunk, _enc, done) {
-      lines.push(String(chunk));
-      done();
-    },
-  });
-  return {
-    logger: createLogger({ level: 'info', destination }),
-    lines: () => lines.map((l) => JSON.parse(l)),
-  };
-}
 
 describe('DevicePluginManager: Device objects → device-plugin resources at the kubelet', () => {
   let dir: ReturnType<typeof tempDir>;
@@ -621,7 +606,7 @@ describe('DevicePluginManager with CDI on', () => {
     registry.put(withBadKey());
     registry.put(cam2('rwx'));
     const claims = new MemorySlotClaims();
-    const log = logged();
+    const log = captureLogs();
     const manager = new DevicePluginManager({
       registry,
       node: NODE,
@@ -683,7 +668,7 @@ describe('DevicePluginManager with CDI on', () => {
     const registry = new DeviceRegistry();
     registry.put(serial());
     registry.put(device('serial-4d4d4d', 'serial'));
-    const log = logged();
+    const log = captureLogs();
     const manager = new DevicePluginManager({
       registry,
       node: NODE,

@@ -11,8 +11,8 @@ import {
   startPlcStub,
 } from '../../firmware-stubs/plc/index.js';
 import type { DiscoveredDevice } from '../../src/model/handler.js';
+import { captureLogs } from '../helpers/logs.js';
 import {
-  captureLogs,
   DiscoveryProbe,
   type FakeServer,
   freePort,
@@ -132,7 +132,7 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
     await probe.stop();
     const firstById = [...both].sort((a, b) => (a.id < b.id ? -1 : 1))[0];
     expect(devices.map((d) => d.id)).toEqual([firstById?.id]);
-    expect(logs.entries().find((e) => e.msg === 'OPC UA devices over maxDevices dropped')).toMatchObject({
+    expect(logs.lines().find((e) => e.msg === 'OPC UA devices over maxDevices dropped')).toMatchObject({
       found: 2,
       maxDevices: 1,
     });
@@ -204,7 +204,7 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
     await probe.stop();
     expect(uris(first.devices)).toEqual(['urn:leafbridge:plc:line1']);
     expect(first.at).toBeLessThan(3_000);
-    const warnings = logs.entries().filter((e) => e.level === 40);
+    const warnings = logs.lines().filter((e) => e.level === 40);
     expect(warnings).toContainEqual(expect.objectContaining({ url: hanging.url, code: 'OPCUA_TIMEOUT' }));
     expect(warnings).toContainEqual(
       expect.objectContaining({ url: garbage.url, msg: 'OPC UA FindServers failed' }),
@@ -302,7 +302,7 @@ describe('OPC UA discovery against node-opcua servers on 127.0.0.1', () => {
         reason: expect.stringMatching(/does not list this server/),
       });
       expect(plain.registeredServers()).toEqual([]);
-      const errors = stubLogs.entries().filter((e) => e.level === 50);
+      const errors = stubLogs.lines().filter((e) => e.level === 50);
       expect(errors).toEqual([
         expect.objectContaining({
           msg: 'registration with the discovery server failed',

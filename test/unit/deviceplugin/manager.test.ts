@@ -1,13 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DevicePluginManager, type SlotUsage } from '../../../src/deviceplugin/manager.js';
 import { MemorySlotClaims } from '../../../src/deviceplugin/slots.js';
 import { API_VERSION, type DeviceObject } from '../../../src/model/resources.js';
 import { DeviceRegistry } from '../../../src/registry/deviceRegistry.js';
 import type { Clock } from '../../../src/util/clock.js';
-import { createLogger, type Logger } from '../../../src/util/logger.js';
+import { captureLogs, type LogCapture } from '../../helpers/logs.js';
 import { tempDir } from '../../helpers/processes.js';
 import { until } from '../../helpers/wait.js';
 
@@ -77,30 +76,16 @@ function manualClock(): Clock & { set(ms: number): void; advance(ms: number): vo
   };
 }
 
-function logged(): { logger: Logger; lines: () => Record<string, unknown>[] } {
-  const lines: string[] = [];
-  const destination = new Writable({
-    write(chunk, _enc, done) {
-      lines.push(String(chunk));
-      done();
-    },
-  });
-  return {
-    logger: createLogger({ level: 'info', destination }),
-    lines: () => lines.map((l) => JSON.parse(l)),
-  };
-}
-
 describe('DevicePluginManager without a kubelet', () => {
   let dir: ReturnType<typeof tempDir>;
   let registry: DeviceRegistry;
-  let log: ReturnType<typeof logged>;
+  let log: LogCapture;
   let manager: DevicePluginManager | undefined;
 
   beforeEach(() => {
     dir = tempDir('lb-dpm-unit-');
     registry = new DeviceRegistry();
-    log = logged();
+    log = captureLogs();
   });
   afterEach(async () => {
     await manager?.stop();
