@@ -5,8 +5,8 @@ import { DevicePluginManager, type SlotUsage } from '../../../src/deviceplugin/m
 import { MemorySlotClaims } from '../../../src/deviceplugin/slots.js';
 import { API_VERSION, type DeviceObject } from '../../../src/model/resources.js';
 import { DeviceRegistry } from '../../../src/registry/deviceRegistry.js';
-import type { Clock } from '../../../src/util/clock.js';
 import { captureLogs, type LogCapture } from '../../helpers/logs.js';
+import { type ManualClock, manualClock } from '../../helpers/manualClock.js';
 import { tempDir } from '../../helpers/processes.js';
 import { until } from '../../helpers/wait.js';
 
@@ -19,6 +19,8 @@ const SERIAL = 'serial-1a2b3c';
 const R = { cam: `leafbridge.io/${CAM}`, camConfig: 'leafbridge.io/cams', serial: `leafbridge.io/${SERIAL}` };
 /** Longer than any interval here: the servers' own polls (no kubelet to find) never come due. */
 const POLL_MS = 3_600_000;
+/** When the manager's own timers are due, leaving out the servers' polls. */
+const scheduled = (clock: ManualClock) => clock.dueAt().filter((at) => at < POLL_MS);
 
 function device(name: string, configName: string, capacity = 1, online = true): DeviceObject {
   return {
@@ -45,34 +47,6 @@ function device(name: string, configName: string, capacity = 1, online = true): 
       mounts: [],
     },
     status: { online, lastSeen: '2026-12-01T10:00:00Z', conditions: [] },
-  };
-}
-
-/** A clock whose timers run only when the test advances it. */
-function manualClock(): Clock & { set(ms: number): void; advance(ms: number): void; dueAt(): number[] } {
-  let now = 0;
-  let timers: { at: number; fn: () => void; handle: NodeJS.Timeout }[] = [];
-  return {
-    now: () => now,
-    setTimeout(fn, ms) {
-      const handle = { unref() {} } as unknown as NodeJS.Timeout;
-      timers.push({ at: now + ms, fn, handle });
-      return handle;
-    },
-    clearTimeout(handle) {
-      timers = timers.filter((t) => t.handle !== handle);
-    },
-    set(ms) {
-      now = ms;
-    },
-    advance(ms) {
-      now += ms;
-      const due = timers.filter((t) => t.at <= now);
-      timers = timers.filter((t) => t.at > now);
-      for (const t of due) t.fn();
-    },
-    /** When the pending timers are due, leaving out the servers' polls. */
-    dueAt: () => timers.filter((t) => t.at < POLL_MS).map((t) => t.at),
   };
 }
 
@@ -137,7 +111,7 @@ describe('DevicePluginManager without a kubelet', () => {
     const look = async (ms: number) => {
       clock.advance(ms);
       const now = clock.now();
-      await until(() => clock.dueAt().some((at) => at > now), 2000, 'the next look scheduled');
+      await until(() => scheduled(clock).some((at) => at > now), 2000, 'the next look scheduled');
     };
     await look(0);
     expect(looks).toBe(1);
@@ -152,7 +126,7 @@ describe('DevicePluginManager without a kubelet', () => {
         .filter((l) => l.msg === 'slots released')
         .map((l) => l.slots),
     ).toEqual([[`${CAM}-0`]]);
-    expect(clock.dueAt()).toEqual([150_000]);
+    expect(scheduled(clock)).toEqual([150_000]);
 
     clock.advance(29_999);
     expect(looks).toBe(1);
@@ -196,7 +170,7 @@ describe('DevicePluginManager without a kubelet', () => {
     });
     await manager.start();
     clock.advance(0);
-    await until(() => clock.dueAt().length > 0, 2000, 'the look after the failed one');
+    await until(() => scheduled(clock).length > 0, 2000, 'the look after the failed one');
     expect(log.lines().filter((l) => l.level === 50)).toEqual([
       expect.objectContaining({
         msg: 'reconciling slots in use failed',
@@ -208,7 +182,7 @@ describe('DevicePluginManager without a kubelet', () => {
     await until(() => claims.holder(`${CAM}-0`) === undefined, 2000, 'the release after the failed look');
 
     // stopped with a look pending: it never runs
-    await until(() => clock.dueAt().length > 0, 2000, 'the next look scheduled');
+    await until(() => scheduled(clock).length > 0, 2000, 'the next look scheduled');
     await manager.stop();
     clock.advance(10_000);
     expect(looks).toBe(2);
@@ -224,7 +198,7 @@ describe('DevicePluginManager without a kubelet', () => {
     answer([]);
     await new Promise((resolve) => setImmediate(resolve));
     expect(claims.holder(`${CAM}-1`)?.node).toBe(NODE);
-    expect(clock.dueAt()).toEqual([]);
+    expect(scheduled(clock)).toEqual([]);
     clock.advance(10_000);
     expect(looks).toBe(3);
   });

@@ -1,34 +1,8 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import type { Clock } from '../../../src/util/clock.js';
 import { createLogger } from '../../../src/util/logger.js';
 import { RepeatLog } from '../../../src/util/repeatLog.js';
-
-/** A clock whose timers run only when the test advances it. */
-function manualClock(): Clock & { advance(ms: number): void } {
-  let now = 0;
-  let timers: { at: number; fn: () => void; handle: NodeJS.Timeout }[] = [];
-  return {
-    now: () => now,
-    setTimeout(fn, ms) {
-      const handle = { unref() {} } as unknown as NodeJS.Timeout;
-      timers.push({ at: now + ms, fn, handle });
-      return handle;
-    },
-    clearTimeout(handle) {
-      timers = timers.filter((t) => t.handle !== handle);
-    },
-    advance(ms) {
-      now += ms;
-      for (;;) {
-        const due = timers.filter((t) => t.at <= now);
-        if (due.length === 0) break;
-        timers = timers.filter((t) => t.at > now);
-        for (const t of due) t.fn();
-      }
-    },
-  };
-}
+import { manualClock } from '../../helpers/manualClock.js';
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
