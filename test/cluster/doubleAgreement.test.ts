@@ -95,6 +95,16 @@ const CASES: [string, Call][] = [
     },
   ],
   [
+    // The store's status write (src/registry/kubeDeviceStore.ts, patchStatus): conditional on the version read.
+    'a status merge patch with a stale resourceVersion',
+    {
+      method: 'PATCH',
+      path: `${devices}/cams-0a0b0c/status`,
+      body: { metadata: { resourceVersion: '1' }, status: { online: false } },
+      contentType: MERGE,
+    },
+  ],
+  [
     'a merge patch with a stale resourceVersion',
     {
       method: 'PATCH',
@@ -105,6 +115,15 @@ const CASES: [string, Call][] = [
   ],
   ['a read of a missing Device', { method: 'GET', path: `${devices}/cams-ffffff` }],
   ['a delete of a missing Device', { method: 'DELETE', path: `${devices}/cams-ffffff` }],
+  [
+    // The store's delete (src/registry/kubeDeviceStore.ts): exactly the object it decided on.
+    'a delete with a stale resourceVersion precondition',
+    {
+      method: 'DELETE',
+      path: `${devices}/cams-0a0b0c`,
+      body: { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { resourceVersion: '1' } },
+    },
+  ],
   [
     'a delete with a stale uid precondition',
     {
@@ -165,6 +184,9 @@ describeControlPlane('the test double answers as kube-apiserver does', () => {
     // And the cases mean what they say on the real server.
     expect(got['a pod with two nodes in one field requirement']?.real.status).toBe(422);
     expect(got['a merge patch with a stale resourceVersion']?.real.status).toBe(409);
+    expect(got['a status merge patch with a stale resourceVersion']?.real.status).toBe(409);
+    expect(got['a delete with a stale resourceVersion precondition']?.real.status).toBe(409);
+    expect(got['a status merge patch']?.real.status).toBe(200);
   }, 60_000);
 
   it('one known difference, by version: Service names with a digit first (taken since 1.36, refused before)', async () => {

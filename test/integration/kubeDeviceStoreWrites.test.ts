@@ -3,6 +3,8 @@
 // against the test API server over HTTP with the real REST client: reads through a write in flight, changes
 // composed through an outage, one write in flight per Device, the right door for each field (PUT, status
 // patch, conditional delete), conflicts and refusals, writes that must land now (slot claims), and close.
+// The conditional status patch and delete are the request shapes test/cluster/doubleAgreement.test.ts sends to
+// kube-apiserver and to the test API server: both answer a stale resourceVersion with 409.
 import { createServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
