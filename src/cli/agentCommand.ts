@@ -9,6 +9,7 @@ import { discoveryConfigProblems } from '../model/discoveryConfigs.js';
 import { ConfigError, errorMessage } from '../util/errors.js';
 import { createLogger } from '../util/logger.js';
 import { TlsFiles } from '../util/tlsFiles.js';
+import { runUntilSignal } from './shutdown.js';
 
 export const EXIT_CONFIG = 2;
 
@@ -57,22 +58,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
   );
   process.on('unhandledRejection', (err) => logger.error({ err: String(err) }, 'unhandled rejection'));
   await agent.start();
-  await new Promise<void>((resolve) => {
-    const shutdown = (signal: string) => {
-      logger.info({ signal }, 'shutting down');
-      const force = setTimeout(() => {
-        logger.error('shutdown took over 5 s; exiting');
-        process.exit(1);
-      }, 5000);
-      force.unref();
-      agent.stop().then(resolve, (err: unknown) => {
-        logger.error({ err: String(err) }, 'shutdown failed');
-        resolve();
-      });
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
-  });
+  await runUntilSignal(logger, () => agent.stop());
   return 0;
 }
 

@@ -7,6 +7,7 @@ import { type ClusterConnection, clusterConnection } from '../kubeclient/connect
 import { electionTimingProblems } from '../kubeclient/leaderElection.js';
 import { errorMessage } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/logger.js';
+import { exitUnlessStoppedWithin } from './shutdown.js';
 
 /** The Lease the controller's replicas elect their leader on (the install's RBAC names it). */
 export const CONTROLLER_LEASE = 'leafbridge-controller';
@@ -216,17 +217,13 @@ async function runReplica(
     return 1;
   }
   logger.info({ signal: ended }, 'shutting down');
-  const force = setTimeout(() => {
-    logger.error('shutdown took over 5 s; exiting');
-    process.exit(1);
-  }, 5000);
-  force.unref();
+  const disarm = exitUnlessStoppedWithin(logger);
   await elector?.stop();
   await controller.stop();
   await elector?.release();
   election?.rest.close();
   await health?.close();
-  clearTimeout(force);
+  disarm();
   return 0;
 }
 

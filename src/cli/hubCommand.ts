@@ -4,6 +4,7 @@ import { parseDuration } from '../config/size.js';
 import { clusterConnection } from '../kubeclient/connection.js';
 import { errorMessage } from '../util/errors.js';
 import { createLogger } from '../util/logger.js';
+import { runUntilSignal } from './shutdown.js';
 
 export const HUB_USAGE = `usage: leafbridge hub --broker URL [options]
 
@@ -109,22 +110,7 @@ export async function hubCommand(argv: string[]): Promise<number> {
     'hub starting',
   );
   hub.start().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'hub start failed'));
-  await new Promise<void>((resolve) => {
-    const shutdown = (signal: string) => {
-      logger.info({ signal, metrics: hub.metrics }, 'shutting down');
-      const force = setTimeout(() => {
-        logger.error('shutdown took over 5 s; exiting');
-        process.exit(1);
-      }, 5000);
-      force.unref();
-      hub.stop().then(resolve, (err: unknown) => {
-        logger.error({ err: errorMessage(err) }, 'shutdown failed');
-        resolve();
-      });
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
-  });
+  await runUntilSignal(logger, () => hub.stop(), { details: () => ({ metrics: hub.metrics }) });
   return 0;
 }
 
