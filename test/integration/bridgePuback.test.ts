@@ -93,7 +93,12 @@ class ScriptedUpstream {
         this.send(socket, { cmd: 'puback', messageId: packetId, ...(code ? { reasonCode: code } : {}) });
       }
     });
-    socket.on('data', (data) => p.parse(data));
+    // The answers to one chunk's packets go out in one write.
+    socket.on('data', (data) => {
+      socket.cork();
+      p.parse(data);
+      socket.uncork();
+    });
   }
 
   private send(socket: Socket, packet: Packet): void {
@@ -249,6 +254,36 @@ describe('upstream bridge: its own QoS 1 PUBLISHes and their PUBACKs', () => {
       `${PREFIX}devices/d1/telemetry/a`,
       `${PREFIX}devices/d1/telemetry/b`,
     ]);
+    expect(upstream.connections).toBe(1);
+  });
+
+  it('skips a packet id still in flight when the id sequence comes round to it again, 65,535 ids later', async () => {
+    // The first message stays unanswered while 65,600 more go through: mqtt.js's counter wraps after 65,535
+    // and comes back to the held message's id, which no other PUBLISH may take while it is in flight.
+    const after = 65_600;
+    const upstream = new ScriptedUpstream(4, (p) => (p.topic.endsWith('/telemetry/0') ? 'hold' : 0));
+    const { outbox, bridge } = await setup(4, 2_000, upstream);
+    // appendThen: 65,601 promises would cost more than the round trips.
+    await new Promise<void>((resolve, reject) => {
+      let left = 1 + after;
+      for (let i = 0; i <= after; i++)
+        outbox.appendThen(
+          { device: 'd1', topic: `devices/d1/telemetry/${i}`, payload: Buffer.from('v') },
+          (err) => (err ? reject(err) : --left === 0 && resolve()),
+        );
+    });
+    await until(() => bridge.forwarded === after, 30_000, 'every message but the held one acknowledged');
+    expect(upstream.reused).toEqual([]);
+    const [held, ...rest] = upstream.seen;
+    expect(held?.topic).toBe(`${PREFIX}devices/d1/telemetry/0`);
+    // The ones after it used every other id, and not the held one.
+    const ids = new Set(rest.map((s) => s.packetId));
+    expect(ids.size).toBe(65_534);
+    expect(ids.has(held?.packetId as number)).toBe(false);
+    expect(outbox.messages).toBe(1);
+    upstream.releaseHeld();
+    await until(() => outbox.messages === 0, 10_000, 'the held message acknowledged and deleted');
+    expect(bridge.forwarded).toBe(1 + after);
     expect(upstream.connections).toBe(1);
   });
 });
