@@ -8,7 +8,8 @@ import type { UpstreamConfig } from '../../src/config/load.js';
 import { openDb } from '../../src/database/db.js';
 import { Outbox } from '../../src/database/outbox.js';
 import { UpstreamBridge } from '../../src/sync/bridge.js';
-import { silentLogger } from '../../src/util/logger.js';
+import { type Logger, silentLogger } from '../../src/util/logger.js';
+import { captureLogs } from '../helpers/logs.js';
 import { tempDir } from '../helpers/processes.js';
 import { until } from '../helpers/wait.js';
 
@@ -36,6 +37,8 @@ class ScriptedUpstream {
   constructor(
     private readonly version: 4 | 5,
     private readonly answer: (p: IPublishPacket, seen: Seen) => number | 'hold',
+    /** Whether to hold the PUBACK of the agent's status PUBLISH on this connection (1, 2, …). */
+    private readonly holdStatus: (connection: number) => boolean = () => false,
   ) {
     this.server = createServer((socket) => this.accept(socket));
   }
@@ -82,9 +85,10 @@ class ScriptedUpstream {
         const packetId = packet.messageId as number;
         const id = packet.properties?.userProperties?.['lb-msg-id'];
         const seen = { connection, packetId, topic: packet.topic, msgId: Array.isArray(id) ? id[0] : id };
-        if (!packet.topic.endsWith('agent/status')) this.seen.push(seen);
+        const status = packet.topic.endsWith('agent/status');
+        if (!status) this.seen.push(seen);
         if (open.has(packetId)) this.reused.push(packetId);
-        const code = packet.topic.endsWith('agent/status') ? 0 : this.answer(packet, seen);
+        const code = status ? (this.holdStatus(connection) ? 'hold' : 0) : this.answer(packet, seen);
         if (code === 'hold') {
           open.add(packetId);
           this.held.push({ socket, packetId });
@@ -126,7 +130,12 @@ describe('upstream bridge: its own QoS 1 PUBLISHes and their PUBACKs', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function setup(version: 4 | 5, inflight: number, upstream: ScriptedUpstream) {
+  async function setup(
+    version: 4 | 5,
+    inflight: number,
+    upstream: ScriptedUpstream,
+    logger: Logger = silentLogger(),
+  ) {
     const url = await upstream.listen();
     cleanups.push(() => upstream.close());
     const dir = tempDir();
@@ -143,7 +152,7 @@ describe('upstream bridge: its own QoS 1 PUBLISHes and their PUBACKs', () => {
       config: upstreamConfig(url, version, inflight),
       node: 'edge-1',
       outbox,
-      logger: silentLogger(),
+      logger,
       onDownstream: () => {},
     });
     bridge.start();
@@ -218,6 +227,39 @@ describe('upstream bridge: its own QoS 1 PUBLISHes and their PUBACKs', () => {
     expect(fives.map((s) => s.connection)).toEqual([1, 2]);
     expect(fives[0]?.msgId).toBe(fives[1]?.msgId);
   });
+
+  it('after a "retry later" PUBACK nothing more goes on that link, though mqtt.js still awaits its own PUBACK', async () => {
+    // With one message in flight the order is strict. The link is dropped at once: a graceful DISCONNECT would
+    // wait for the status PUBLISH's PUBACK (held here), and what is appended meanwhile would overtake the refused one.
+    let refusedOnce = false;
+    const upstream = new ScriptedUpstream(
+      5,
+      (p) => {
+        if (refusedOnce || !p.topic.endsWith('/telemetry/2')) return 0;
+        refusedOnce = true;
+        return 0x97;
+      },
+      (connection) => connection === 1,
+    );
+    const logs = captureLogs();
+    const { outbox, append } = await setup(5, 1, upstream, logs.logger);
+    await append(3);
+    await until(
+      () => logs.lines().some((l) => l.msg === 'upstream did not take a message'),
+      10_000,
+      'the refusal handled',
+    );
+    await Promise.all(
+      [3, 4, 5].map((i) =>
+        outbox.append({ device: 'd1', topic: `devices/d1/telemetry/${i}`, payload: Buffer.from('v') }),
+      ),
+    );
+    upstream.releaseHeld();
+    await until(() => outbox.messages === 0, 10_000, 'the outbox emptied');
+    const sent = upstream.seen.map((s) => `${s.connection}:${s.topic.slice(s.topic.lastIndexOf('/') + 1)}`);
+    expect(sent).toEqual(['1:0', '1:1', '1:2', '2:2', '2:3', '2:4', '2:5']);
+  });
+
   it('"unspecified" (0x80) and "implementation specific" (0x83) also mean retry later; 0x10 (no subscribers) is a success', async () => {
     const refused = new Set<string>();
     const upstream = new ScriptedUpstream(5, (p) => {
