@@ -8,7 +8,8 @@ import type { UpstreamConfig } from '../../src/config/load.js';
 import { openDb } from '../../src/database/db.js';
 import { Outbox } from '../../src/database/outbox.js';
 import { UpstreamBridge } from '../../src/sync/bridge.js';
-import { silentLogger } from '../../src/util/logger.js';
+import { type Logger, silentLogger } from '../../src/util/logger.js';
+import { captureLogs } from '../helpers/logs.js';
 import { tempDir } from '../helpers/processes.js';
 import { until } from '../helpers/wait.js';
 
@@ -36,6 +37,8 @@ class ScriptedUpstream {
   constructor(
     private readonly version: 4 | 5,
     private readonly answer: (p: IPublishPacket, seen: Seen) => number | 'hold',
+    /** Whether to hold the PUBACK of the agent's status PUBLISH on this connection (1, 2, …). */
+    private readonly holdStatus: (connection: number) => boolean = () => false,
   ) {
     this.server = createServer((socket) => this.accept(socket));
   }
@@ -82,9 +85,10 @@ class ScriptedUpstream {
         const packetId = packet.messageId as number;
         const id = packet.properties?.userProperties?.['lb-msg-id'];
         const seen = { connection, packetId, topic: packet.topic, msgId: Array.isArray(id) ? id[0] : id };
-        if (!packet.topic.endsWith('agent/status')) this.seen.push(seen);
+        const status = packet.topic.endsWith('agent/status');
+        if (!status) this.seen.push(seen);
         if (open.has(packetId)) this.reused.push(packetId);
-        const code = packet.topic.endsWith('agent/status') ? 0 : this.answer(packet, seen);
+        const code = status ? (this.holdStatus(connection) ? 'hold' : 0) : this.answer(packet, seen);
         if (code === 'hold') {
           open.add(packetId);
           this.held.push({ socket, packetId });
@@ -93,7 +97,12 @@ class ScriptedUpstream {
         this.send(socket, { cmd: 'puback', messageId: packetId, ...(code ? { reasonCode: code } : {}) });
       }
     });
-    socket.on('data', (data) => p.parse(data));
+    // The answers to one chunk's packets go out in one write.
+    socket.on('data', (data) => {
+      socket.cork();
+      p.parse(data);
+      socket.uncork();
+    });
   }
 
   private send(socket: Socket, packet: Packet): void {
@@ -121,7 +130,12 @@ describe('upstream bridge: its own QoS 1 PUBLISHes and their PUBACKs', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function setup(version: 4 | 5, inflight: number, upstream: ScriptedUpstream) {
+  async function setup(
+    version: 4 | 5,
+    inflight: number,
+    upstream: ScriptedUpstream,
+    logger: Logger = silentLogger(),
+  ) {
     const url = await upstream.listen();
     cleanups.push(() => upstream.close());
     const dir = tempDir();
@@ -138,7 +152,7 @@ describe('upstream bridge: its own QoS 1 PUBLISHes and their PUBACKs', () => {
       config: upstreamConfig(url, version, inflight),
       node: 'edge-1',
       outbox,
-      logger: silentLogger(),
+      logger,
       onDownstream: () => {},
     });
     bridge.start();
@@ -213,6 +227,39 @@ describe('upstream bridge: its own QoS 1 PUBLISHes and their PUBACKs', () => {
     expect(fives.map((s) => s.connection)).toEqual([1, 2]);
     expect(fives[0]?.msgId).toBe(fives[1]?.msgId);
   });
+
+  it('after a "retry later" PUBACK nothing more goes on that link, though mqtt.js still awaits its own PUBACK', async () => {
+    // With one message in flight the order is strict. The link is dropped at once: a graceful DISCONNECT would
+    // wait for the status PUBLISH's PUBACK (held here), and what is appended meanwhile would overtake the refused one.
+    let refusedOnce = false;
+    const upstream = new ScriptedUpstream(
+      5,
+      (p) => {
+        if (refusedOnce || !p.topic.endsWith('/telemetry/2')) return 0;
+        refusedOnce = true;
+        return 0x97;
+      },
+      (connection) => connection === 1,
+    );
+    const logs = captureLogs();
+    const { outbox, append } = await setup(5, 1, upstream, logs.logger);
+    await append(3);
+    await until(
+      () => logs.lines().some((l) => l.msg === 'upstream did not take a message'),
+      10_000,
+      'the refusal handled',
+    );
+    await Promise.all(
+      [3, 4, 5].map((i) =>
+        outbox.append({ device: 'd1', topic: `devices/d1/telemetry/${i}`, payload: Buffer.from('v') }),
+      ),
+    );
+    upstream.releaseHeld();
+    await until(() => outbox.messages === 0, 10_000, 'the outbox emptied');
+    const sent = upstream.seen.map((s) => `${s.connection}:${s.topic.slice(s.topic.lastIndexOf('/') + 1)}`);
+    expect(sent).toEqual(['1:0', '1:1', '1:2', '2:2', '2:3', '2:4', '2:5']);
+  });
+
   it('"unspecified" (0x80) and "implementation specific" (0x83) also mean retry later; 0x10 (no subscribers) is a success', async () => {
     const refused = new Set<string>();
     const upstream = new ScriptedUpstream(5, (p) => {
@@ -249,6 +296,36 @@ describe('upstream bridge: its own QoS 1 PUBLISHes and their PUBACKs', () => {
       `${PREFIX}devices/d1/telemetry/a`,
       `${PREFIX}devices/d1/telemetry/b`,
     ]);
+    expect(upstream.connections).toBe(1);
+  });
+
+  it('skips a packet id still in flight when the id sequence comes round to it again, 65,535 ids later', async () => {
+    // The first message stays unanswered while 65,600 more go through: mqtt.js's counter wraps after 65,535
+    // and comes back to the held message's id, which no other PUBLISH may take while it is in flight.
+    const after = 65_600;
+    const upstream = new ScriptedUpstream(4, (p) => (p.topic.endsWith('/telemetry/0') ? 'hold' : 0));
+    const { outbox, bridge } = await setup(4, 2_000, upstream);
+    // appendThen: 65,601 promises would cost more than the round trips.
+    await new Promise<void>((resolve, reject) => {
+      let left = 1 + after;
+      for (let i = 0; i <= after; i++)
+        outbox.appendThen(
+          { device: 'd1', topic: `devices/d1/telemetry/${i}`, payload: Buffer.from('v') },
+          (err) => (err ? reject(err) : --left === 0 && resolve()),
+        );
+    });
+    await until(() => bridge.forwarded === after, 30_000, 'every message but the held one acknowledged');
+    expect(upstream.reused).toEqual([]);
+    const [held, ...rest] = upstream.seen;
+    expect(held?.topic).toBe(`${PREFIX}devices/d1/telemetry/0`);
+    // The ones after it used every other id, and not the held one.
+    const ids = new Set(rest.map((s) => s.packetId));
+    expect(ids.size).toBe(65_534);
+    expect(ids.has(held?.packetId as number)).toBe(false);
+    expect(outbox.messages).toBe(1);
+    upstream.releaseHeld();
+    await until(() => outbox.messages === 0, 10_000, 'the held message acknowledged and deleted');
+    expect(bridge.forwarded).toBe(1 + after);
     expect(upstream.connections).toBe(1);
   });
 });

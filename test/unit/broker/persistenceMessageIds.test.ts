@@ -58,6 +58,21 @@ describe('edge persistence: message ids unique per client queue', () => {
     expect(await queued(p)).toEqual([['1', 42]]);
   });
 
+  it('a second copy of a new publication takes its id, not a packet of the dead broker with the same counter', async () => {
+    // Broker counters start again at each start: the dead broker's undelivered packet and the new broker's
+    // publication can share a counter, and only the broker id tells them apart.
+    const p = await persistence();
+    await p.outgoingEnqueueCombi([sub], publish('broker-1', 1, 1));
+    await p.outgoingEnqueueCombi([sub, sub], publish('broker-2', 1, 2));
+    await p.outgoingUpdate(client, { ...publish('broker-2', 1, 2), messageId: 5 });
+    expect((await p.outgoingClearMessageId(client, { messageId: 5 } as never))?.payload.toString()).toBe('2');
+    await p.outgoingUpdate(client, { ...publish('broker-2', 1, 2), messageId: 6 });
+    expect(await queued(p)).toEqual([
+      ['1', undefined],
+      ['2', 6],
+    ]);
+  });
+
   it('clears an undelivered duplicate by its publication, not the first packet without an id', async () => {
     const p = await persistence();
     await p.outgoingEnqueueCombi([sub], publish('broker-2', 1, 1));

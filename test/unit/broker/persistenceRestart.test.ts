@@ -120,6 +120,38 @@ describe('edge persistence across a restart', () => {
     expect((await read(p.outgoingStream(client))).map((q) => q.messageId)).toEqual([65535, 1, 2, 65534]);
   });
 
+  it('after a restart, a new packet that draws the id of a loaded in-flight PUBLISH or PUBREL is renumbered', async () => {
+    const { db, p } = await open();
+    await p.outgoingEnqueueCombi([sub], publish(1, 1));
+    await p.outgoingEnqueueCombi([sub], publish(2, 2));
+    await p.outgoingUpdate(client, { ...publish(1, 1), messageId: 42 });
+    await p.outgoingUpdate(client, { ...publish(2, 2), messageId: 43 });
+    await p.outgoingUpdate(client, { cmd: 'pubrel', messageId: 43 } as never);
+    const again = await restart(db);
+    // The restarted broker's first publication; its connection's counter draws 42, then 43.
+    const fresh = (n: number, messageId: number) => ({ ...publish(n, n), brokerId: 'broker-2', messageId });
+    await again.outgoingEnqueueCombi([sub], fresh(1, 42));
+    await again.outgoingEnqueueCombi([sub], fresh(2, 43));
+    const first = fresh(1, 42);
+    await again.outgoingUpdate(client, first);
+    const second = fresh(2, 43);
+    await again.outgoingUpdate(client, second);
+    expect([first.messageId, second.messageId]).toEqual([44, 45]);
+    const queue = await read(again.outgoingStream(client));
+    expect(queue.map((q) => [q.cmd, q.messageId])).toEqual([
+      ['publish', 42],
+      ['pubrel', 43],
+      ['publish', 44],
+      ['publish', 45],
+    ]);
+    // Each acknowledgement clears its own packet.
+    expect((await again.outgoingClearMessageId(client, { messageId: 42 } as never))?.payload.toString()).toBe(
+      '1',
+    );
+    expect((await again.outgoingClearMessageId(client, { messageId: 43 } as never))?.cmd).toBe('pubrel');
+    expect((await read(again.outgoingStream(client))).map((q) => q.messageId)).toEqual([44, 45]);
+  });
+
   it("hands the dead broker's will to the restarted one, with the dead broker's id; a deleted will stays deleted", async () => {
     const { db, p } = await open();
     const will = {
