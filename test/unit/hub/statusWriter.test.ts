@@ -368,8 +368,11 @@ describe('StatusWriter', () => {
       'the outage noticed',
     );
     await api.up();
-    await until(() => statusOf(name).reported?.$version === 1, 10_000, 'the write once the server is back');
-    expect(w.backlog).toBe(0);
+    await until(
+      () => w.backlog === 0 && statusOf(name).reported?.$version === 1,
+      10_000,
+      'the write once the server is back',
+    );
   });
 
   it('a refusal with a long message is reported with the first 300 characters of it', async () => {
