@@ -2,9 +2,11 @@
 // (src/hub/statusPatch.ts), against the test API server over HTTP with the real REST client: a burst is one
 // write, nothing older than the server's state is written, conflicts re-read and keep what others wrote, an
 // outage ends in one write with the newest state.
+import { createHook } from 'node:async_hooks';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { builtinHandlers } from '../../../src/builtinHandlers.js';
@@ -29,8 +31,27 @@ type Status = {
   conditions?: { type: string; status: string; reason: string; message: string }[];
 };
 
-/** Timers that keep the process alive (a writer's write timers do). */
-const activeTimers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+/**
+ * Timers set by leafbridge's own code (src/) that have neither run nor been cleared and keep the process alive
+ * (a writer's write timers do). Counted through async hooks rather than process.getActiveResourcesInfo(), whose
+ * count also moves with the test runner's own timers (its 100-ms report timer came and went mid-test).
+ */
+const SRC = fileURLToPath(new URL('../../../src/', import.meta.url));
+const pendingTimers = new Map<number, NodeJS.Timeout>();
+const timerHook = createHook({
+  init(id, type, _trigger, resource) {
+    if (type === 'Timeout' && new Error().stack?.includes(SRC))
+      pendingTimers.set(id, resource as NodeJS.Timeout);
+  },
+  destroy(id) {
+    pendingTimers.delete(id);
+  },
+});
+/** Counted after a turn of the event loop: async hooks tell of a cleared or finished timer on the next one. */
+async function activeTimers(): Promise<number> {
+  for (let i = 0; i < 2; i++) await new Promise((r) => setImmediate(r));
+  return [...pendingTimers.values()].filter((t) => t.hasRef()).length;
+}
 
 /** Waits for `check` on real I/O while the test's timers are fake (bounded by the wall clock, not a timer). */
 async function untilIo(check: () => boolean, what: string): Promise<void> {
@@ -63,9 +84,11 @@ describe('StatusWriter', () => {
   let seq = 0;
   const cleanups: (() => void)[] = [];
   beforeAll(async () => {
+    timerHook.enable();
     api = await KubeApiServer.start({ crds: crdManifests(builtinHandlers) });
   });
   afterAll(async () => {
+    timerHook.disable();
     await api?.close();
   });
   afterEach(async () => {
@@ -508,7 +531,7 @@ describe('StatusWriter', () => {
     expect(backlogDuringWrite).toBe(1);
     expect(statusOf(name).reported?.$version).toBe(2);
     // The next change waits for the (minute-long) interval; drain writes it at once.
-    const before = activeTimers();
+    const before = await activeTimers();
     w.offer(name, { report: report(3, { v: 3 }) });
     expect(w.backlog).toBe(1);
     // drain returns once nothing is left: it does not wait out its time.
@@ -521,7 +544,7 @@ describe('StatusWriter', () => {
     expect(w.offer(name, { report: report(4, { v: 4 }) })).toBe(false);
     expect(w.backlog).toBe(0);
     // The minute-long timer of the change drain wrote is gone too: nothing keeps a stopped hub alive.
-    expect(activeTimers()).toBe(before);
+    expect(await activeTimers()).toBe(before);
   });
 
   it('drain gives up at its deadline while a write is still on its way; that write lands all the same', async () => {
@@ -547,19 +570,19 @@ describe('StatusWriter', () => {
     await untilIo(() => w.backlog === 0 && statusWrites(name) === 1, 'the write');
     expect(statusOf(name).reported?.$version).toBe(1);
   });
-  it('no timer outlives what it was for: one per waiting Device, none once it is forgotten or the writer closed', () => {
+  it('no timer outlives what it was for: one per waiting Device, none once it is forgotten or the writer closed', async () => {
     const { w } = writer();
-    const before = activeTimers();
+    const before = await activeTimers();
     w.offer('a', { report: report(1, { v: 1 }) });
     w.offer('a', { report: report(2, { v: 2 }) });
-    expect(activeTimers()).toBe(before + 1);
+    expect(await activeTimers()).toBe(before + 1);
     w.offer('b', { report: report(1, { v: 1 }) });
-    expect(activeTimers()).toBe(before + 2);
+    expect(await activeTimers()).toBe(before + 2);
     w.forget('a');
-    expect(activeTimers()).toBe(before + 1);
+    expect(await activeTimers()).toBe(before + 1);
     expect(w.backlog).toBe(1);
     w.close();
-    expect(activeTimers()).toBe(before);
+    expect(await activeTimers()).toBe(before);
   });
 
   it('the first change of a quiet Device goes after a 100-ms settle, the next an interval after the write; a forgotten one starts afresh', async () => {
@@ -714,14 +737,14 @@ describe('StatusWriter', () => {
     cleanups.push(() => gate.open());
     w.offer(name, { report: report(1, { v: 1 }) });
     await until(() => gate.waiting === 1, 10_000, 'the write');
-    const before = activeTimers();
+    const before = await activeTimers();
     w.offer(name, { report: report(2, { v: 2 }) });
     w.close();
     gate.open();
     // The write ends (its answer counted), and the change that waited for it gets no timer: a stopped hub's
     // process can exit.
     await until(() => metrics.reportedWritten === 1, 10_000, 'the write answered');
-    await until(() => activeTimers() === before, 10_000, 'no timer left');
+    await until(async () => (await activeTimers()) === before, 10_000, 'no timer left');
     expect(statusOf(name).reported?.$version).toBe(1);
   });
 });
