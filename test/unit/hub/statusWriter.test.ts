@@ -2,7 +2,11 @@
 // (src/hub/statusPatch.ts), against the test API server over HTTP with the real REST client: a burst is one
 // write, nothing older than the server's state is written, conflicts re-read and keep what others wrote, an
 // outage ends in one write with the newest state.
+import { createHook } from 'node:async_hooks';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { builtinHandlers } from '../../../src/builtinHandlers.js';
@@ -13,6 +17,7 @@ import { crdManifests } from '../../../src/install/crds.js';
 import { KubeRest } from '../../../src/kubeclient/kubeRest.js';
 import { createLogger } from '../../../src/util/logger.js';
 import { KubeApiServer } from '../../helpers/kubeApiServer.js';
+import { errors } from '../../helpers/kubeStatus.js';
 import { until } from '../../helpers/wait.js';
 
 const NS = 'default';
@@ -26,8 +31,27 @@ type Status = {
   conditions?: { type: string; status: string; reason: string; message: string }[];
 };
 
-/** Timers that keep the process alive (a writer's write timers do). */
-const activeTimers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+/**
+ * Timers set by leafbridge's own code (src/) that have neither run nor been cleared and keep the process alive
+ * (a writer's write timers do). Counted through async hooks rather than process.getActiveResourcesInfo(), whose
+ * count also moves with the test runner's own timers (its 100-ms report timer came and went mid-test).
+ */
+const SRC = fileURLToPath(new URL('../../../src/', import.meta.url));
+const pendingTimers = new Map<number, NodeJS.Timeout>();
+const timerHook = createHook({
+  init(id, type, _trigger, resource) {
+    if (type === 'Timeout' && new Error().stack?.includes(SRC))
+      pendingTimers.set(id, resource as NodeJS.Timeout);
+  },
+  destroy(id) {
+    pendingTimers.delete(id);
+  },
+});
+/** Counted after a turn of the event loop: async hooks tell of a cleared or finished timer on the next one. */
+async function activeTimers(): Promise<number> {
+  for (let i = 0; i < 2; i++) await new Promise((r) => setImmediate(r));
+  return [...pendingTimers.values()].filter((t) => t.hasRef()).length;
+}
 
 /** Waits for `check` on real I/O while the test's timers are fake (bounded by the wall clock, not a timer). */
 async function untilIo(check: () => boolean, what: string): Promise<void> {
@@ -60,9 +84,11 @@ describe('StatusWriter', () => {
   let seq = 0;
   const cleanups: (() => void)[] = [];
   beforeAll(async () => {
+    timerHook.enable();
     api = await KubeApiServer.start({ crds: crdManifests(builtinHandlers) });
   });
   afterAll(async () => {
+    timerHook.disable();
     await api?.close();
   });
   afterEach(async () => {
@@ -122,10 +148,12 @@ describe('StatusWriter', () => {
       intervalMs?: number;
       concurrency?: number;
       backoff?: { baseMs: number; maxMs: number };
+      /** Another server than the test API server (`http://127.0.0.1:<port>`). */
+      server?: string;
     } = {},
   ) {
     const kubeConfig = new KubeConfig();
-    kubeConfig.loadFromString(api.kubeconfig(NS));
+    kubeConfig.loadFromString(o.server ? api.kubeconfig(NS).replace(api.url, o.server) : api.kubeconfig(NS));
     const rest = new KubeRest(kubeConfig, { timeoutMs: 5_000 });
     const metrics = emptyMetrics();
     const refused: [string, string][] = [];
@@ -333,6 +361,135 @@ describe('StatusWriter', () => {
     expect(statusOf(name).reported?.$version).toBe(1);
   });
 
+  it('repeated 503s back off longer each time: the base, then twice, then four times it', async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    // The jitter at its top, so that each backoff is its ceiling: baseMs × 2^attempt (up to maxMs).
+    vi.spyOn(Math, 'random').mockReturnValue(0.999);
+    cleanups.push(() => vi.restoreAllMocks());
+    const { w } = writer({ intervalMs: 50, backoff: { baseMs: 100, maxMs: 1_000 } });
+    api.failNext(3, 503, { verb: 'patch' });
+    w.offer(name, { report: report(1, { fw: '1.0' }) });
+    await until(() => statusOf(name).reported?.$version === 1, 10_000, 'the write after three 503s');
+    const tries = api.requests({ verb: 'patch', subresource: 'status', name });
+    expect(tries.map((r) => r.status)).toEqual([503, 503, 503, 200]);
+    // From each 503's answer to the next try.
+    const waits = tries.slice(1).map((r, i) => r.at - (tries[i]?.answeredAt ?? Number.POSITIVE_INFINITY));
+    expect(waits[0]).toBeGreaterThanOrEqual(95);
+    expect(waits[1]).toBeGreaterThanOrEqual(195);
+    expect(waits[2]).toBeGreaterThanOrEqual(395);
+  });
+
+  it('a write that waited out an outage goes as soon as the server answers again, not a backoff later', async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    // A backoff far longer than the test: only a 5xx or a conflict beyond the retries may wait it out.
+    const { w, lines } = writer({ intervalMs: 50, backoff: { baseMs: 60_000, maxMs: 60_000 } });
+    await api.down();
+    w.offer(name, { report: report(1, { v: 1 }) });
+    await until(
+      () => lines.some((l) => l.msg === 'API server unreachable; Device status writes wait'),
+      10_000,
+      'the outage noticed',
+    );
+    await api.up();
+    await until(
+      () => w.backlog === 0 && statusOf(name).reported?.$version === 1,
+      10_000,
+      'the write once the server is back',
+    );
+  });
+
+  it('a refusal with a long message is reported with the first 300 characters of it', async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    const { w, refused } = writer({ intervalMs: 50 });
+    // A schema with many errors at once (or a validating webhook) answers with a message of any length.
+    const invalid = errors.invalid(
+      api.type('devices'),
+      name,
+      Array.from({ length: 20 }, (_, i) => ({
+        reason: 'FieldValueInvalid' as const,
+        field: `status.reported.f${i}`,
+        message: 'Invalid value: "x": must be a number',
+      })),
+    );
+    expect(invalid.message.length).toBeGreaterThan(300);
+    api.beforeNext({ verb: 'patch', subresource: 'status', name }, () => {
+      throw invalid;
+    });
+    w.offer(name, { report: report(1, { f0: 'x' }) });
+    await until(() => refused.length === 1, 10_000, 'the refusal');
+    expect(refused).toEqual([[name, `HTTP 422: ${invalid.message.slice(0, 300)}`]]);
+  });
+
+  it('an answer that is no API answer (a proxy page with 200) is reported as HTTP ? with what failed, and dropped', async () => {
+    const page = '<html><body>Sign in to continue</body></html>';
+    const proxy = createServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/html' });
+      res.end(page);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(() => {
+      proxy.closeAllConnections();
+      proxy.close();
+    });
+    const { port } = proxy.address() as AddressInfo;
+    const device: HubDevice = {
+      metadata: { name: 'dev-behind-a-proxy', namespace: NS, resourceVersion: '1' },
+    };
+    const { w, refused, metrics } = writer({
+      intervalMs: 50,
+      server: `http://127.0.0.1:${port}`,
+      known: () => device,
+    });
+    w.offer(device.metadata.name, { report: report(1, { v: 1 }) });
+    await until(() => w.backlog === 0 && refused.length === 1, 10_000, 'the refusal');
+    let parseError = '';
+    try {
+      JSON.parse(page);
+    } catch (err) {
+      parseError = (err as Error).message;
+    }
+    expect(refused).toEqual([[device.metadata.name, `HTTP ?: ${parseError}`]]);
+    expect(metrics).toMatchObject({ apiWrites: 1, apiWriteFailures: 1 });
+  });
+
+  it('a Device deleted between a conflict and its re-read is not written again', async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    const old = structuredClone(stored(name));
+    // Another writer changes the status (the hub's copy is now old: its write gets 409), then deletes it.
+    patchStatus(name, { online: false });
+    api.beforeNext({ verb: 'get', resource: 'devices', name }, () => api.remove('devices', NS, name));
+    const { w, metrics, refused } = writer({ intervalMs: 50, known: () => old });
+    w.offer(name, { report: report(1, { v: 1 }) });
+    await until(() => w.backlog === 0, 10_000, 'the write given up');
+    expect(api.requests({ verb: 'patch', subresource: 'status', name }).map((r) => r.status)).toEqual([409]);
+    expect(api.requests({ verb: 'get', resource: 'devices', name }).map((r) => r.status)).toEqual([404]);
+    expect(refused).toEqual([]);
+    expect(metrics).toMatchObject({ apiWrites: 1, apiWriteConflicts: 1, apiWriteFailures: 0 });
+  });
+
+  it('a re-read that fails (503) after a conflict is retried after a backoff, against the copy the writer had', async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    const old = structuredClone(stored(name));
+    // The watch stays at the seeded copy; the writer's own answer is newer.
+    const { w, metrics } = writer({ intervalMs: 50, known: () => old, backoff: { baseMs: 250, maxMs: 250 } });
+    w.offer(name, { report: report(1, { v: 1 }) });
+    await until(() => w.backlog === 0 && statusOf(name).reported?.$version === 1, 10_000, 'the first write');
+    api.failNext(1, 409, { verb: 'patch' });
+    api.failNext(1, 503, { verb: 'get' });
+    w.offer(name, { report: report(2, { v: 2 }) });
+    await until(() => w.backlog === 0 && statusOf(name).reported?.$version === 2, 10_000, 'the second write');
+    // The failed re-read did not cost the writer its copy: the retry went against it, with no new conflict.
+    const patches = api.requests({ verb: 'patch', subresource: 'status', name });
+    expect(patches.map((r) => r.status)).toEqual([200, 409, 200]);
+    const reads = api.requests({ verb: 'get', resource: 'devices', name });
+    expect(reads.map((r) => r.status)).toEqual([503]);
+    expect(metrics).toMatchObject({ apiWriteConflicts: 1, apiWriteFailures: 1 });
+    // Like a 503 on the write itself, it was retried a backoff (250 ms here) after the 503 was answered.
+    expect((patches[2]?.at ?? 0) - (reads[0]?.answeredAt ?? Number.POSITIVE_INFINITY)).toBeGreaterThanOrEqual(
+      245,
+    );
+  });
+
   it('a Device deleted on the server, unknown to the watch or forgotten is not written', async () => {
     const gone = seed({ online: true, lastSeen: T0 });
     const unknown = seed({ online: true, lastSeen: T0 });
@@ -374,7 +531,7 @@ describe('StatusWriter', () => {
     expect(backlogDuringWrite).toBe(1);
     expect(statusOf(name).reported?.$version).toBe(2);
     // The next change waits for the (minute-long) interval; drain writes it at once.
-    const before = activeTimers();
+    const before = await activeTimers();
     w.offer(name, { report: report(3, { v: 3 }) });
     expect(w.backlog).toBe(1);
     // drain returns once nothing is left: it does not wait out its time.
@@ -387,21 +544,45 @@ describe('StatusWriter', () => {
     expect(w.offer(name, { report: report(4, { v: 4 }) })).toBe(false);
     expect(w.backlog).toBe(0);
     // The minute-long timer of the change drain wrote is gone too: nothing keeps a stopped hub alive.
-    expect(activeTimers()).toBe(before);
+    expect(await activeTimers()).toBe(before);
   });
-  it('no timer outlives what it was for: one per waiting Device, none once it is forgotten or the writer closed', () => {
+
+  it('drain gives up at its deadline while a write is still on its way; that write lands all the same', async () => {
+    const name = seed({ online: true, lastSeen: T0 });
+    const gate = api.hold((r) => r.verb === 'patch' && r.subresource === 'status' && r.name === name);
+    cleanups.push(() => gate.open());
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    cleanups.push(() => vi.useRealTimers());
     const { w } = writer();
-    const before = activeTimers();
+    w.offer(name, { report: report(1, { v: 1 }) });
+    let drained = false;
+    void w.drain(1_000).then(() => {
+      drained = true;
+    });
+    await untilIo(() => gate.waiting === 1, 'the write held at the server');
+    await vi.advanceTimersByTimeAsync(999);
+    expect(drained).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(drained).toBe(true);
+    // Not given up on: the Device is still being written.
+    expect(w.backlog).toBe(1);
+    gate.open();
+    await untilIo(() => w.backlog === 0 && statusWrites(name) === 1, 'the write');
+    expect(statusOf(name).reported?.$version).toBe(1);
+  });
+  it('no timer outlives what it was for: one per waiting Device, none once it is forgotten or the writer closed', async () => {
+    const { w } = writer();
+    const before = await activeTimers();
     w.offer('a', { report: report(1, { v: 1 }) });
     w.offer('a', { report: report(2, { v: 2 }) });
-    expect(activeTimers()).toBe(before + 1);
+    expect(await activeTimers()).toBe(before + 1);
     w.offer('b', { report: report(1, { v: 1 }) });
-    expect(activeTimers()).toBe(before + 2);
+    expect(await activeTimers()).toBe(before + 2);
     w.forget('a');
-    expect(activeTimers()).toBe(before + 1);
+    expect(await activeTimers()).toBe(before + 1);
     expect(w.backlog).toBe(1);
     w.close();
-    expect(activeTimers()).toBe(before);
+    expect(await activeTimers()).toBe(before);
   });
 
   it('the first change of a quiet Device goes after a 100-ms settle, the next an interval after the write; a forgotten one starts afresh', async () => {
@@ -442,17 +623,21 @@ describe('StatusWriter', () => {
 
   it('writes at most `concurrency` Devices at once; setConcurrency changes the limit at once', async () => {
     const names = [1, 2, 3, 4, 5].map(() => seed({ online: true, lastSeen: T0 }));
-    const { w } = writer({ intervalMs: 50, concurrency: 2 });
+    const { w, lines, metrics } = writer({ intervalMs: 50, concurrency: 2 });
     const gate = api.hold((r) => r.verb === 'patch' && r.subresource === 'status');
     cleanups.push(() => gate.open());
     for (const n of names) w.offer(n, { report: report(1, { v: 1 }) });
     await until(() => gate.waiting === 2, 10_000, 'two writes');
     w.setConcurrency(4);
     await until(() => gate.waiting === 4, 10_000, 'four writes');
+    // The two more writes went while the first two were still held: none of those had to give up first
+    // (after the client's 5-s timeout, which the writer would take for an outage).
+    expect(lines.filter((l) => l.msg === 'API server unreachable; Device status writes wait')).toEqual([]);
     gate.open();
     await until(() => w.backlog === 0, 10_000, 'every write');
-    // Five Devices, never more than four writes at once.
+    // Five Devices, never more than four writes at once; each written once, none written again for nothing.
     expect(gate.peak).toBe(4);
+    expect(metrics).toMatchObject({ apiWrites: 5, writesSkipped: 0 });
     for (const n of names) expect(statusOf(n).reported?.$version).toBe(1);
   });
 
@@ -552,14 +737,14 @@ describe('StatusWriter', () => {
     cleanups.push(() => gate.open());
     w.offer(name, { report: report(1, { v: 1 }) });
     await until(() => gate.waiting === 1, 10_000, 'the write');
-    const before = activeTimers();
+    const before = await activeTimers();
     w.offer(name, { report: report(2, { v: 2 }) });
     w.close();
     gate.open();
     // The write ends (its answer counted), and the change that waited for it gets no timer: a stopped hub's
     // process can exit.
     await until(() => metrics.reportedWritten === 1, 10_000, 'the write answered');
-    await until(() => activeTimers() === before, 10_000, 'no timer left');
+    await until(async () => (await activeTimers()) === before, 10_000, 'no timer left');
     expect(statusOf(name).reported?.$version).toBe(1);
   });
 });
