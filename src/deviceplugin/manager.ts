@@ -344,24 +344,15 @@ export class DevicePluginManager {
    * - mounts: each device's `spec.mounts`, once per container path.
    * Errors: a slot of an offline device → FAILED_PRECONDITION; a slot held through another resource or by
    * another node → RESOURCE_EXHAUSTED; a slot whose device has gone → NOT_FOUND; with CDI on, a device not in
-   * the CDI spec → UNAVAILABLE. A refused Allocate claims nothing.
+   * the CDI spec → UNAVAILABLE. A refused Allocate claims nothing. The answer is made from the Devices as they
+   * were checked: one deleted while the claim is recorded is answered in full, as if deleted just after.
    */
   private async allocate(
     r: Resource,
     requests: readonly ContainerAllocateRequest[],
   ): Promise<ContainerAllocateResponse[]> {
     const perContainer = requests.map((req) => req.devices_ids.map((id) => this.slotOf(id)));
-    for (const slots of perContainer) {
-      for (const s of slots) {
-        const d = this.devices.get(s.device);
-        if (!d?.status.online) {
-          throw new DevicePluginError(
-            'FAILED_PRECONDITION',
-            `device ${s.device} is offline (slot ${s.id}); the pod has to wait for it`,
-          );
-        }
-      }
-    }
+    const containers = perContainer.map((slots) => ({ slots, devices: this.onlineDevices(slots) }));
     this.checkCdiSpec(perContainer.flat());
     const refs = perContainer.flat().map((s) => ({ slot: s.id, device: s.device }));
     let conflicts: SlotClaim[];
@@ -373,7 +364,23 @@ export class DevicePluginManager {
       });
     }
     if (conflicts.length > 0) throw this.exhausted(conflicts);
-    return perContainer.map((slots) => this.response(slots));
+    return containers.map((c) => this.response(c.slots, c.devices));
+  }
+
+  /** The devices of a container's slots, each once, in slot order; FAILED_PRECONDITION if one is offline. */
+  private onlineDevices(slots: Slot[]): DeviceObject[] {
+    const out = new Map<string, DeviceObject>();
+    for (const s of slots) {
+      const d = this.devices.get(s.device);
+      if (!d?.status.online) {
+        throw new DevicePluginError(
+          'FAILED_PRECONDITION',
+          `device ${s.device} is offline (slot ${s.id}); the pod has to wait for it`,
+        );
+      }
+      out.set(s.device, d);
+    }
+    return [...out.values()];
   }
 
   /** With CDI on, refuses (before anything is claimed) a device whose CDI name the runtime would not find. */
@@ -410,9 +417,8 @@ export class DevicePluginManager {
     return new DevicePluginError('RESOURCE_EXHAUSTED', `slots already claimed: ${parts.join('; ')}`);
   }
 
-  private response(slots: Slot[]): ContainerAllocateResponse {
-    const names = [...new Set(slots.map((s) => s.device))];
-    const devices = names.map((n) => this.devices.get(n)).filter((d): d is DeviceObject => d !== undefined);
+  private response(slots: Slot[], devices: DeviceObject[]): ContainerAllocateResponse {
+    const names = devices.map((d) => d.metadata.name);
     const envs: Record<string, string> = {};
     for (const d of [...devices].reverse()) Object.assign(envs, d.spec.properties);
     if (devices.length > 1) {

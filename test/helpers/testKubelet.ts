@@ -25,6 +25,7 @@ import {
   type PodResources,
   podResourcesProto,
 } from '../../src/deviceplugin/podResources.js';
+import { RequestGate } from './requestGate.js';
 
 /** One ListAndWatch message as the kubelet received it; `at` is `performance.now()` at receipt. */
 export interface DeviceUpdate {
@@ -118,6 +119,7 @@ export class TestKubelet {
   private readonly endpoints = new Map<string, PluginEndpoint>();
   private readonly waiters = new Set<() => void>();
   private readonly pods = new Map<string, AdmittedPod>();
+  private readonly registerGates: RequestGate<RegisterRequest>[] = [];
   private admissions: Promise<unknown> = Promise.resolve();
   private server: grpc.Server | undefined;
   private podResourcesServer: grpc.Server | undefined;
@@ -265,6 +267,16 @@ export class TestKubelet {
     const names = resourceName === undefined ? [...this.endpoints.keys()] : [resourceName];
     for (const name of names) this.disconnect(name);
     this.notify();
+  }
+
+  /**
+   * Parks every later Register request that `admits`, after recording it in `registrations` and before
+   * answering it, until the returned gate releases it: a kubelet slow to take a plugin's registration.
+   */
+  holdRegistrations(admits: (r: RegisterRequest) => boolean): RequestGate<RegisterRequest> {
+    const gate = new RequestGate(admits);
+    this.registerGates.push(gate);
+    return gate;
   }
 
   /** The pods admitted and not deleted, as copies. */
@@ -469,12 +481,18 @@ export class TestKubelet {
     const request = call.request;
     this.registrations.push(request);
     this.notify();
-    this.accept(request).then(
-      () => callback(null, {}),
-      (err: unknown) =>
-        callback({ code: grpc.status.UNKNOWN, details: err instanceof Error ? err.message : String(err) }),
-    );
+    this.parkRegistration(request)
+      .then(() => this.accept(request))
+      .then(
+        () => callback(null, {}),
+        (err: unknown) =>
+          callback({ code: grpc.status.UNKNOWN, details: err instanceof Error ? err.message : String(err) }),
+      );
   };
+
+  private async parkRegistration(r: RegisterRequest): Promise<void> {
+    for (const g of this.registerGates) if (g.admits(r)) await g.park();
+  }
 
   private async accept(r: RegisterRequest): Promise<void> {
     if (!(DevicePluginApi.supportedVersions as readonly string[]).includes(r.version)) {

@@ -337,6 +337,35 @@ describe('DevicePluginManager: Device objects → device-plugin resources at the
     expect(claims.held(NODE).map((c) => [c.slot, c.resource])).toEqual([[`${CAM}-0`, R.cam]]);
   });
 
+  it('a Device deleted while Allocate records its claim: the answer is made from the Devices as checked', async () => {
+    let record: () => void = () => {};
+    let recording = false;
+    const claims = new (class extends MemorySlotClaims {
+      override async claim(...args: Parameters<MemorySlotClaims['claim']>) {
+        recording = true;
+        await new Promise<void>((resolve) => (record = resolve));
+        return super.claim(...args);
+      }
+    })();
+    await restartWith({ claims });
+    const allocated = kubelet.allocate(R.camConfig, [`${CAM}-0`, `${CAM2}-0`]);
+    await until(() => recording, 2000, 'the claim being recorded');
+    registry.delete(CAM2); // the config resource stays: CAM is still in it
+    record();
+    // the container gets all of both devices, as if CAM2 had gone just after Allocate
+    expect((await allocated).container_responses[0]?.envs).toEqual({
+      RTSP_URL: 'rtsp://10.0.0.5/stream1',
+      'onvif.model': 'C100',
+      LEAFBRIDGE_DEVICES: `${CAM},${CAM2}`,
+      LEAFBRIDGE_SLOTS: `${CAM}-0,${CAM2}-0`,
+      LEAFBRIDGE_DEVICE_0_NAME: CAM,
+      LEAFBRIDGE_DEVICE_0_RTSP_URL: 'rtsp://10.0.0.5/stream1',
+      LEAFBRIDGE_DEVICE_0_ONVIF_MODEL: 'C100',
+      LEAFBRIDGE_DEVICE_1_NAME: CAM2,
+      LEAFBRIDGE_DEVICE_1_RTSP_URL: 'rtsp://10.0.0.6/stream1',
+    });
+  });
+
   it('RESOURCE_EXHAUSTED names each held slot by device, with its capacity and free slots; nothing is claimed', async () => {
     const claims = new MemorySlotClaims();
     await restartWith({ claims });
@@ -440,6 +469,22 @@ describe('DevicePluginManager: Device objects → device-plugin resources at the
       're-registration',
     );
     await streaming([R.serial, R.serialConfig]);
+  });
+
+  it('a resource that goes and comes back at once is stopped, then started again; settled() waits for both', async () => {
+    const gate = kubelet.holdRegistrations((r) => r.resource_name === R.serial);
+    const registrations = () => kubelet.registrations.filter((r) => r.resource_name === R.serial).length;
+    registry.delete(SERIAL);
+    registry.put(serial()); // the old server's stop and the new one's start, queued in that order
+    // The new server registers: the old one has stopped, and the new one now waits for the kubelet.
+    await kubelet.waitFor(() => (registrations() === 2 ? true : undefined), 5000, 'the new registration');
+    const settled = manager.settled();
+    gate.open();
+    await settled;
+    expect(manager.status().find((s) => s.resourceName === R.serial)).toMatchObject({
+      listening: true,
+      registered: true,
+    });
   });
 
   it('registers again when the kubelet ends a ListAndWatch stream, kubelet.sock unchanged', async () => {

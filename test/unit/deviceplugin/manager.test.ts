@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DevicePluginManager, type SlotUsage } from '../../../src/deviceplugin/manager.js';
@@ -16,7 +16,14 @@ import { until } from '../../helpers/wait.js';
 const NODE = 'edge-1';
 const CAM = 'cams-4d5e6f';
 const SERIAL = 'serial-1a2b3c';
-const R = { cam: `leafbridge.io/${CAM}`, camConfig: 'leafbridge.io/cams', serial: `leafbridge.io/${SERIAL}` };
+const CAM2 = 'cams-7a8b9c';
+const R = {
+  cam: `leafbridge.io/${CAM}`,
+  cam2: `leafbridge.io/${CAM2}`,
+  camConfig: 'leafbridge.io/cams',
+  serial: `leafbridge.io/${SERIAL}`,
+  serialConfig: 'leafbridge.io/serial',
+};
 /** Longer than any interval here: the servers' own polls (no kubelet to find) never come due. */
 const POLL_MS = 3_600_000;
 /** When the manager's own timers are due, leaving out the servers' polls. */
@@ -262,5 +269,113 @@ describe('DevicePluginManager without a kubelet', () => {
       code: 'DEVICEPLUGIN_SOCKET_PATH',
       err: expect.stringContaining('is too long for a unix socket'),
     });
+  });
+
+  it('logs under deviceplugin:manager each resource offered and withdrawn, and each release that frees slots; a config of two devices is no name clash', async () => {
+    registry.put(device(CAM, 'cams', 2));
+    registry.put(device(CAM2, 'cams'));
+    const claims = new MemorySlotClaims();
+    manager = new DevicePluginManager({
+      registry,
+      node: NODE,
+      dir: dir.path,
+      logger: log.logger,
+      claims,
+      pollIntervalMs: POLL_MS,
+    });
+    await manager.start();
+    await claims.claim([{ slot: `${CAM}-0`, device: CAM }], { node: NODE, resource: R.cam });
+    expect(await manager.release([`${CAM}-0`, `${CAM}-1`])).toEqual([`${CAM}-0`]);
+    expect(await manager.release([`${CAM}-0`])).toEqual([]); // nothing was held: nothing to say
+    registry.delete(CAM2);
+    await manager.settled();
+    const ns = 'deviceplugin:manager';
+    expect(
+      log
+        .lines()
+        .filter((l) => l.ns === ns)
+        .map(({ time: _, ...l }) => l),
+    ).toEqual([
+      { level: 30, ns, resource: R.cam, kind: 'device', source: CAM, msg: 'offering resource' },
+      { level: 30, ns, resource: R.camConfig, kind: 'config', source: 'cams', msg: 'offering resource' },
+      { level: 30, ns, resource: R.cam2, kind: 'device', source: CAM2, msg: 'offering resource' },
+      { level: 30, ns, slots: [`${CAM}-0`], msg: 'slots released' },
+      { level: 30, ns, resource: R.cam2, msg: 'resource withdrawn' },
+    ]);
+  });
+
+  it('without inUse nothing is scheduled: claims stay, however old, until release()', async () => {
+    registry.put(device(CAM, 'cams'));
+    const clock = manualClock();
+    const claims = new MemorySlotClaims(clock);
+    await claims.claim([{ slot: `${CAM}-0`, device: CAM }], { node: NODE, resource: R.cam });
+    manager = new DevicePluginManager({
+      registry,
+      node: NODE,
+      dir: dir.path,
+      logger: log.logger,
+      clock,
+      claims,
+      pollIntervalMs: POLL_MS,
+    });
+    await manager.start();
+    expect(scheduled(clock)).toEqual([]);
+    clock.advance(POLL_MS - 1); // an hour on: the claim is still held
+    expect(claims.holder(`${CAM}-0`)?.node).toBe(NODE);
+    expect(await manager.release([`${CAM}-0`])).toEqual([`${CAM}-0`]);
+  });
+
+  it('a DiscoveryConfig lists its slots by device name, then index, whatever order the registry gives (a Danish locale sorts "aa" last)', async () => {
+    // DeviceRegistry.list() sorts with localeCompare, so on a node whose LANG is da_DK it lists `aa-…` after `ab-…`.
+    registry = new (class extends DeviceRegistry {
+      override list() {
+        return super.list().sort((a, b) => a.metadata.name.localeCompare(b.metadata.name, 'da'));
+      }
+    })();
+    registry.put(device('aa-000001', 'door', 2));
+    registry.put(device('ab-000002', 'door'));
+    expect(registry.list().map((d) => d.metadata.name)).toEqual(['ab-000002', 'aa-000001']);
+    manager = new DevicePluginManager({
+      registry,
+      node: NODE,
+      dir: dir.path,
+      logger: log.logger,
+      pollIntervalMs: POLL_MS,
+    });
+    await manager.start();
+    expect(Object.keys(health('leafbridge.io/door'))).toEqual(['aa-000001-0', 'aa-000001-1', 'ab-000002-0']);
+  });
+
+  it('a server that cannot be stopped is logged with its resource name; the others still stop', async () => {
+    registry.put(device(SERIAL, 'serial'));
+    manager = new DevicePluginManager({
+      registry,
+      node: NODE,
+      dir: dir.path,
+      logger: log.logger,
+      clock: manualClock(),
+      pollIntervalMs: POLL_MS,
+    });
+    await manager.start();
+    const socket = (resource: string) =>
+      manager?.status().find((s) => s.resourceName === resource)?.socketPath;
+    const [own, config] = [socket(R.serial), socket(R.serialConfig)];
+    if (own === undefined || config === undefined) throw new Error('both resources offered');
+    // A directory where the device's socket was: removing the socket path when the server stops fails.
+    rmSync(own);
+    mkdirSync(own);
+    registry.delete(SERIAL);
+    await manager.settled();
+    expect(log.lines().filter((l) => l.msg === 'device plugin server operation failed')).toEqual([
+      expect.objectContaining({
+        level: 50,
+        ns: 'deviceplugin:manager',
+        name: R.serial,
+        code: 'ERR_FS_EISDIR',
+        err: expect.stringContaining('is a directory'),
+      }),
+    ]);
+    expect(manager.status()).toEqual([]);
+    expect(existsSync(config)).toBe(false);
   });
 });
