@@ -3,6 +3,7 @@ import type { Informer } from '../kubeclient/informer.js';
 import type { PodSecurityLevel } from '../model/podSecurity.js';
 import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
+import { byCodeUnit } from '../util/order.js';
 import type { BrokerPlan } from './brokerSpec.js';
 import type { NodeHealth } from './nodeHealth.js';
 import type { ConfigView } from './objects.js';
@@ -98,7 +99,7 @@ export class Problems {
 
   of(config: string): [string, Problem][] {
     return [...(this.byConfig.get(config) ?? new Map<string, Problem>())].sort(([a], [b]) =>
-      a.localeCompare(b),
+      byCodeUnit(a, b),
     );
   }
 

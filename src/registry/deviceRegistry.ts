@@ -1,4 +1,5 @@
 import type { DeviceObject } from '../model/resources.js';
+import { byCodeUnit } from '../util/order.js';
 
 export type DeviceEvent = { type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: DeviceObject };
 
@@ -12,7 +13,7 @@ export class DeviceRegistry {
   private version = 0;
 
   list(): DeviceObject[] {
-    return [...this.devices.values()].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+    return [...this.devices.values()].sort((a, b) => byCodeUnit(a.metadata.name, b.metadata.name));
   }
 
   /** The devices of one DiscoveryConfig, unsorted (the manager's reconcile loop). */

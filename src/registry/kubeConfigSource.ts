@@ -9,6 +9,7 @@ import { backoffDelay, sleep } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import { stableJson } from '../util/json.js';
 import { child, type Logger } from '../util/logger.js';
+import { byCodeUnit } from '../util/order.js';
 import type { ConfigStatusReport, DiscoveryConfigSource } from './configSource.js';
 import { ConfigWatchers, nextStatus, sameStatus } from './localConfigStore.js';
 
@@ -163,7 +164,7 @@ export class KubeConfigSource implements DiscoveryConfigSource {
     const labels = this.labels ?? {};
     this.offered = all
       .filter((c) => nodeSelected(c.spec.nodeSelector, labels))
-      .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+      .sort((a, b) => byCodeUnit(a.metadata.name, b.metadata.name));
     const cacheKey = stableJson(this.offered);
     if (this.fromServer && cacheKey !== this.cacheKey) {
       this.cacheKey = cacheKey;

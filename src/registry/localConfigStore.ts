@@ -10,6 +10,7 @@ import { kubeTime } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import { stableJson } from '../util/json.js';
 import { child, type Logger } from '../util/logger.js';
+import { byCodeUnit } from '../util/order.js';
 import type {
   ConfigStatusReport,
   ConfigWriteError,
@@ -74,7 +75,7 @@ export class LocalConfigStore implements WritableConfigSource {
   list(): DiscoveryConfigObject[] {
     return this.rows()
       .map((r) => JSON.parse(r.json) as DiscoveryConfigObject)
-      .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+      .sort((a, b) => byCodeUnit(a.metadata.name, b.metadata.name));
   }
 
   get(name: string): DiscoveryConfigObject | undefined {
@@ -273,7 +274,7 @@ export function sameStatus(status: DiscoveryConfigObject['status'], report: Conf
     stableJson(
       cs
         .map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message }))
-        .sort((a, b) => a.type.localeCompare(b.type)),
+        .sort((a, b) => byCodeUnit(a.type, b.type)),
     );
   return (
     key((status.conditions ?? []).filter((c) => reported.has(c.type))) === key(report.conditions) &&

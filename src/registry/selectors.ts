@@ -1,5 +1,6 @@
 import type { DeviceObject } from '../model/resources.js';
 import { LeafbridgeError } from '../util/errors.js';
+import { byCodeUnit } from '../util/order.js';
 import type { LabelSelector } from './deviceStore.js';
 
 type Requirement = { key: string; value: string; equal: boolean };
@@ -30,5 +31,5 @@ export function select(objects: Iterable<DeviceObject>, selector?: LabelSelector
   const requirements = selector === undefined ? [] : parseSelector(selector);
   return [...objects]
     .filter((o) => matches(o, requirements))
-    .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+    .sort((a, b) => byCodeUnit(a.metadata.name, b.metadata.name));
 }
