@@ -6,13 +6,16 @@
 // forwards the outbox to an upstream mosquitto with a counting subscriber, as the edge bench does. No aedes: no
 // will, retained, subscriptions, sessions, takeover, keepalive, topic aliases or receive maximum
 // (docs/performance.md, "Fifth round"). Variant `aedes` also hands every accepted PUBLISH to an aedes broker on
-// the same database (EdgePersistence) before the PUBACK, as the agent does, to price local delivery.
+// the same database (EdgePersistence) before the PUBACK, as the agent does, to price local delivery; variant
+// `nostore` PUBACKs at once and stores and forwards nothing (mqttFloor's server, but with these clients).
 //
 // Clients run in other processes, so the CPU counted (/proc/self/stat) is the edge's alone: `slow` is the edge
 // bench's slow shape (bench/lib/sensors.js, 3 processes, 1 message a second each, as slowShape.mjs runs it);
 // `burst` is mqttFloor.mjs's clients (ROUNDS of one message each, all at once), to compare with that floor.
 // The probe runs itself with the agent's heap flags (src/cli/runtime.ts). Uses the built tree (npm run build).
-//   node bench/probes/fastCore.mjs [core|aedes] [SENSORS=1500] [SECONDS=10] [slow|burst]
+// BATCH_MS > 0 holds accepted PUBLISHes that long and ingests them together (group commit over a window, done by
+// the core; the PUBACK waits that much longer).
+//   node bench/probes/fastCore.mjs [core|aedes|nostore] [SENSORS=1500] [SECONDS=10] [slow|burst] [BATCH_MS=0]
 import { fork, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -61,10 +64,11 @@ const [
 const { MosquittoProcess } = await dist('bench/lib/mosquitto.js');
 const { BenchChild, lib, readMemory, Scope, sleep, tempDir } = await dist('bench/lib/util.js');
 
-const [variant = 'core', sensorsArg = '1500', secondsArg = '10', clientsKind = 'slow'] =
+const [variant = 'core', sensorsArg = '1500', secondsArg = '10', clientsKind = 'slow', batchArg = '0'] =
   process.argv.slice(2);
 const sensors = Number(sensorsArg);
 const seconds = Number(secondsArg);
+const batchMs = Number(batchArg);
 const ticks = () => {
   const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
   return Number(f[11]) + Number(f[12]);
@@ -83,7 +87,7 @@ const RC = {
 };
 
 /** The core: sockets, parsers, authentication, ingest, PUBACKs after the commit. */
-function createCore({ authorizer, engine, writeHealth, rateLimit, aedes }) {
+function createCore({ authorizer, engine, writeHealth, rateLimit, aedes, batchMs }) {
   const stats = { connected: 0, refused: 0, acked: 0, ackWrites: 0 };
   /** Connections with PUBACKs waiting; written once the current commit's callbacks have all run. */
   const dirty = new Set();
@@ -156,6 +160,26 @@ function createCore({ authorizer, engine, writeHealth, rateLimit, aedes }) {
     }
     if (!authorizer.canPublish(conn.identity, p.topic)) return nack(conn, p, RC.notAuthorized);
     if (!conn.bucket.take()) return nack(conn, p, RC.quota);
+    if (!engine) {
+      if (p.qos === 1) ack(conn, p.messageId);
+    } else if (batchMs <= 0) ingest(conn, p);
+    else {
+      held.push(conn, p);
+      if (!heldQueued) {
+        heldQueued = true;
+        setTimeout(releaseHeld, batchMs);
+      }
+    }
+  };
+  /** PUBLISHes held for BATCH_MS, then ingested in one turn: one commit, one upstream write for them all. */
+  const held = [];
+  let heldQueued = false;
+  const releaseHeld = () => {
+    heldQueued = false;
+    const batch = held.splice(0);
+    for (let i = 0; i < batch.length; i += 2) ingest(batch[i], batch[i + 1]);
+  };
+  const ingest = (conn, p) =>
     engine.ingest(conn.identity, conn.clientId, p, (err) => {
       if (err) {
         writeHealth.failed(err);
@@ -164,7 +188,6 @@ function createCore({ authorizer, engine, writeHealth, rateLimit, aedes }) {
       if (aedes) aedes.publish(p, () => p.qos === 1 && ack(conn, p.messageId));
       else if (p.qos === 1) ack(conn, p.messageId);
     });
-  };
 
   const onPacket = (conn, p) => {
     if (!conn.identity && p.cmd !== 'connect') {
@@ -273,10 +296,11 @@ async function setUp(scope) {
   bridge.start();
   const core = createCore({
     authorizer: authorizerFromConfig(config.auth, logger),
-    engine,
+    engine: variant === 'nostore' ? undefined : engine,
     writeHealth,
     rateLimit: config.broker.rateLimit,
     aedes,
+    batchMs,
   });
   await new Promise((r) => core.server.listen(0, '127.0.0.1', r));
   scope.add(core.server, (s) => new Promise((r) => s.close(r)));
@@ -285,6 +309,13 @@ async function setUp(scope) {
     await sleep(50);
   }
   return { sub, core, url: `mqtt://127.0.0.1:${core.server.address().port}` };
+}
+
+/** The upstream subscriber counts from now; `reached` once it has n messages (`nostore` forwards none). */
+async function expectUpstream(sub, n, maxMs) {
+  if (variant === 'nostore') return { reached: Promise.resolve({ unique: 0 }) };
+  await sub.request({ cmd: 'expect', n, maxMs }, 'expecting', 5_000);
+  return { reached: sub.next('reached', maxMs + 5_000) };
 }
 
 /** The edge bench's slow shape (bench/lib/edgeRuns.ts slowRun), timed here from inside the edge. */
@@ -310,8 +341,7 @@ async function slowClients(scope, url, sub) {
   at.connected = ticks();
   const n = sensors * seconds;
   const maxMs = seconds * 1000 + 60_000;
-  await sub.request({ cmd: 'expect', n, maxMs }, 'expecting', 5_000);
-  const reached = sub.next('reached', maxMs + 5_000);
+  const { reached } = await expectUpstream(sub, n, maxMs);
   const dones = await Promise.all(
     children.map((c) => c.request({ cmd: 'run', seconds, payloadBytes: 80 }, 'done', maxMs)),
   );
@@ -327,8 +357,7 @@ async function slowClients(scope, url, sub) {
 async function burstClients(scope, url, sub) {
   const n = sensors * seconds;
   const maxMs = 120_000;
-  await sub.request({ cmd: 'expect', n, maxMs }, 'expecting', 5_000);
-  const reached = sub.next('reached', maxMs + 5_000);
+  const { reached } = await expectUpstream(sub, n, maxMs);
   const floor = fileURLToPath(new URL('mqttFloor.mjs', import.meta.url));
   const child = fork(floor, [String(sensors), String(seconds), 'clients', url], { execArgv: [] });
   scope.add(child, (c) => c.kill());
@@ -366,8 +395,9 @@ try {
   const us = (a, b, per) => Math.round(((b - a) * 10_000) / per);
   console.log(
     JSON.stringify({
-      edge: variant === 'aedes' ? 'fastCore+aedes' : 'fastCore',
+      edge: { aedes: 'fastCore+aedes', nostore: 'fastCore-nostore' }[variant] ?? 'fastCore',
       clients: clientsKind,
+      batchMs,
       sensors,
       messages,
       acked: at.acked,
