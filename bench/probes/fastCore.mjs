@@ -387,7 +387,9 @@ const deadline = setTimeout(() => {
 }, 300_000);
 try {
   const { sub, core, url } = await setUp(scope);
+  const idleFrom = ticks();
   await sleep(1_000);
+  const idleTicks = ticks() - idleFrom;
   const idle = memory();
   const at = await (clientsKind === 'burst' ? burstClients : slowClients)(scope, url, sub);
   const peak = memory();
@@ -406,6 +408,7 @@ try {
       cpuS: (at.done - at.start) / 100,
       cpuPerConnectUs: us(at.start, at.connected, sensors),
       cpuPerMessageUs: us(at.connected, at.done, messages),
+      idleCpuMsPerS: idleTicks * 10,
       acksPerWrite: Math.round((core.stats.acked / Math.max(1, core.stats.ackWrites)) * 100) / 100,
       rssIdleMB: idle.rssMB,
       rssConnectedMB: at.connectedMemory.rssMB,
