@@ -12,7 +12,9 @@
 // Clients run in other processes, so the CPU counted (/proc/self/stat) is the edge's alone: `slow` is the edge
 // bench's slow shape (bench/lib/sensors.js, 3 processes, 1 message a second each, as slowShape.mjs runs it);
 // `burst` is mqttFloor.mjs's clients (ROUNDS of one message each, all at once), to compare with that floor.
-// The probe runs itself with the agent's heap flags (src/cli/runtime.ts). Uses the built tree (npm run build).
+// The probe runs itself with the agent's heap flags (src/cli/runtime.ts) and --expose-gc: memory per connection
+// is given as the bench measures it and again after a full GC on both sides (its CPU counted in neither phase).
+// Uses the built tree (npm run build).
 // BATCH_MS > 0 holds accepted PUBLISHes that long and ingests them together (group commit over a window, done by
 // the core; the PUBACK waits that much longer).
 //   node bench/probes/fastCore.mjs [core|aedes|nostore] [SENSORS=1500] [SECONDS=10] [slow|burst] [BATCH_MS=0]
@@ -27,9 +29,13 @@ const here = fileURLToPath(import.meta.url);
 const dist = (p) => import(fileURLToPath(new URL(`../../dist/${p}`, import.meta.url)));
 const { AGENT_NODE_FLAGS } = await dist('src/cli/runtime.js');
 if (!process.execArgv.some((a) => /^--max-(old-space|semi-space|heap)-size\b/.test(a))) {
-  const r = spawnSync(process.execPath, [...AGENT_NODE_FLAGS, here, ...process.argv.slice(2)], {
-    stdio: 'inherit',
-  });
+  const r = spawnSync(
+    process.execPath,
+    [...AGENT_NODE_FLAGS, '--expose-gc', here, ...process.argv.slice(2)],
+    {
+      stdio: 'inherit',
+    },
+  );
   process.exit(r.status ?? 1);
 }
 
@@ -74,6 +80,11 @@ const ticks = () => {
   return Number(f[11]) + Number(f[12]);
 };
 const memory = () => readMemory(process.pid);
+/** RSS after a full GC (run with --expose-gc), so that garbage does not blur memory per connection. */
+const settledMemory = () => {
+  globalThis.gc?.();
+  return memory();
+};
 
 const PINGRESP = Buffer.from([0xd0, 0]);
 const CONNACK = { 4: Buffer.from([0x20, 2, 0, 0]), 5: Buffer.from([0x20, 3, 0, 0, 0]) };
@@ -339,6 +350,8 @@ async function slowClients(scope, url, sub) {
   await sleep(1_000);
   at.connectedMemory = memory();
   at.connected = ticks();
+  at.connectedSettled = settledMemory(); // the forced GC's CPU is in neither phase
+  at.publishFrom = ticks();
   const n = sensors * seconds;
   const maxMs = seconds * 1000 + 60_000;
   const { reached } = await expectUpstream(sub, n, maxMs);
@@ -391,6 +404,7 @@ try {
   await sleep(1_000);
   const idleTicks = ticks() - idleFrom;
   const idle = memory();
+  const idleSettled = settledMemory();
   const at = await (clientsKind === 'burst' ? burstClients : slowClients)(scope, url, sub);
   const peak = memory();
   const messages = sensors * seconds;
@@ -405,14 +419,22 @@ try {
       acked: at.acked,
       errors: at.errors,
       unique: at.reached.unique,
-      cpuS: (at.done - at.start) / 100,
+      cpuS: (at.connected - at.start + at.done - (at.publishFrom ?? at.connected)) / 100,
       cpuPerConnectUs: us(at.start, at.connected, sensors),
-      cpuPerMessageUs: us(at.connected, at.done, messages),
+      cpuPerMessageUs: us(at.publishFrom ?? at.connected, at.done, messages),
       idleCpuMsPerS: idleTicks * 10,
       acksPerWrite: Math.round((core.stats.acked / Math.max(1, core.stats.ackWrites)) * 100) / 100,
       rssIdleMB: idle.rssMB,
       rssConnectedMB: at.connectedMemory.rssMB,
       kBPerConnection: Math.round(((at.connectedMemory.rssMB - idle.rssMB) * 1024 * 10) / sensors) / 10,
+      ...(at.connectedSettled && globalThis.gc
+        ? {
+            rssIdleAfterGcMB: idleSettled.rssMB,
+            rssConnectedAfterGcMB: at.connectedSettled.rssMB,
+            kBPerConnectionAfterGc:
+              Math.round(((at.connectedSettled.rssMB - idleSettled.rssMB) * 1024 * 10) / sensors) / 10,
+          }
+        : {}),
       peakRssMB: peak.hwmMB,
     }),
   );
