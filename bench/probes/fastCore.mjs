@@ -83,7 +83,8 @@ const memory = () => readMemory(process.pid);
 /** RSS after a full GC (run with --expose-gc), so that garbage does not blur memory per connection. */
 const settledMemory = () => {
   globalThis.gc?.();
-  return memory();
+  const { heapUsed, external } = process.memoryUsage();
+  return { ...memory(), jsMB: (heapUsed + external) / 2 ** 20 };
 };
 
 const PINGRESP = Buffer.from([0xd0, 0]);
@@ -433,6 +434,9 @@ try {
             rssConnectedAfterGcMB: at.connectedSettled.rssMB,
             kBPerConnectionAfterGc:
               Math.round(((at.connectedSettled.rssMB - idleSettled.rssMB) * 1024 * 10) / sensors) / 10,
+            // V8 heap + external after the GC: what RSS hides when freed pages are kept (no sockets' C++ side).
+            jsKBPerConnection:
+              Math.round(((at.connectedSettled.jsMB - idleSettled.jsMB) * 1024 * 10) / sensors) / 10,
           }
         : {}),
       peakRssMB: peak.hwmMB,

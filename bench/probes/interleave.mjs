@@ -2,15 +2,16 @@
 // (agent and mosquitto bridge) run one after another, the order rotated each rep, so that a machine loaded by
 // other work weighs on all of them alike. Prints one JSON line per run (with the load average at its start),
 // then the median and min–max of each figure per edge. Each run is bounded to 300 s.
-//   node bench/probes/interleave.mjs [REPS=3] [SENSORS=1500] [SECONDS=10] > runs.jsonl
+//   node bench/probes/interleave.mjs [REPS=3] [SENSORS=1500] [SECONDS=10] [LABEL,LABEL...] > runs.jsonl
 import { spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
-const [reps = '3', sensors = '1500', seconds = '10'] = process.argv.slice(2);
+const [reps = '3', sensors = '1500', seconds = '10', only] = process.argv.slice(2);
 const probe = (name) => fileURLToPath(new URL(name, import.meta.url));
-const runs = [
+const all = [
   ['fastCore', 'fastCore.mjs', ['core', sensors, seconds, 'slow']],
+  ['fastCore batch10', 'fastCore.mjs', ['core', sensors, seconds, 'slow', '10']],
   ['fastCore-nostore', 'fastCore.mjs', ['nostore', sensors, seconds, 'slow']],
   ['fastCore+aedes', 'fastCore.mjs', ['aedes', sensors, seconds, 'slow']],
   ['fastCore burst', 'fastCore.mjs', ['core', sensors, '5', 'burst']],
@@ -18,6 +19,7 @@ const runs = [
   ['agent', 'slowShape.mjs', ['agent', sensors, seconds]],
   ['mosquitto', 'slowShape.mjs', ['mosquitto', sensors, seconds]],
 ];
+const runs = only ? all.filter(([label]) => only.split(',').includes(label)) : all;
 const FIGURES = [
   'cpuPerConnectUs',
   'cpuPerMessageUs',
