@@ -25,6 +25,8 @@ const FIGURES = [
   'cpuPerMessageUs',
   'cpuS',
   'kBPerConnection',
+  'kBPerConnectionAfterGc',
+  'jsKBPerConnection',
   'rssConnectedMB',
   'peakRssMB',
 ];
