@@ -60,8 +60,10 @@ if (process.argv[4] === 'clients') {
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const child = fork(here, [n, rounds, 'clients', `mqtt://127.0.0.1:${server.address().port}`]);
   const at = {};
+  const rss = {};
   child.on('message', (m) => {
     at[m] = ticks();
+    rss[m] = Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) / 1024;
     if (m !== 'done') return;
     const us = (a, b, per) => Math.round(((at[b] - at[a]) * 10_000) / per);
     console.log(
@@ -70,6 +72,8 @@ if (process.argv[4] === 'clients') {
         messages,
         cpuPerConnectUs: us('start', 'connected', Number(n)),
         cpuPerMessageUs: us('connected', 'done', Number(n) * Number(rounds)),
+        rssConnectedMB: Math.round(rss.connected * 10) / 10,
+        kBPerConnection: Math.round(((rss.connected - rss.start) * 1024 * 10) / Number(n)) / 10,
       }),
     );
     child.kill();

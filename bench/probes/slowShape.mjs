@@ -24,6 +24,9 @@ console.log(
     cpuS: r.edgeCpuS,
     cpuPerConnectUs: Math.round((r.edgeCpuConnectS * 1e6) / shape.sensors),
     cpuPerMessageUs: Math.round((r.edgeCpuPublishS * 1e6) / r.messages),
+    rssIdleMB: r.edgeRssIdleMB,
+    rssConnectedMB: r.edgeRssConnectedMB,
+    kBPerConnection: r.kBPerConnection,
     peakRssMB: r.edgePeakRssMB,
   }),
 );
