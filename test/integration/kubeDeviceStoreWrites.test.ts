@@ -287,9 +287,11 @@ describe('KubeDeviceStore through an outage', () => {
       'the store to find the server gone',
     );
     await store.close();
-    expect((await rejection(queued)).code).toBe('STORE_CLOSED');
+    const queuedErr = await rejection(queued);
+    expect([queuedErr.code, queuedErr.message]).toEqual(['STORE_CLOSED', 'the device store is closed']);
     expect((await rejection(fresh)).code).toBe('STORE_CLOSED');
-    expect((await rejection(store.upsert(device('cams-after')))).code).toBe('STORE_CLOSED');
+    const afterErr = await rejection(store.upsert(device('cams-after')));
+    expect([afterErr.code, afterErr.message]).toEqual(['STORE_CLOSED', 'the device store is closed']);
     expect((await rejection(store.delete('cams-closing'))).code).toBe('STORE_CLOSED');
     expect((await rejection(store.update('cams-closing', (c) => c ?? null, { now: true }))).code).toBe(
       'STORE_CLOSED',
@@ -516,6 +518,19 @@ describe('KubeDeviceStore conflicts and refusals', () => {
     expect(changed?.spec.capacity).toBe(6);
     expect(serverObject(api, 'cams-reread')?.spec.capacity).toBe(6);
     expect(writesOf(api, 'cams-reread')).toEqual(['update 409', 'update 200']);
+  });
+
+  it('a delete queued behind a creation in flight resolves only once the Device is gone from the server', async () => {
+    const { api, store } = await storeOnServer();
+    const gate = api.hold(isDevice('create'));
+    const created = store.upsert(device('cams-brief'));
+    await until(() => gate.waiting === 1, 5000, 'the create at the server');
+    const deleted = store.delete('cams-brief');
+    gate.open();
+    await created;
+    await deleted;
+    expect(serverObject(api, 'cams-brief')).toBeUndefined();
+    expect(writesOf(api, 'cams-brief').at(-1)).toBe('delete 200');
   });
 
   it('a Device deleted under an update is created again at once (the 404 re-reads and applies the change to nothing)', async () => {
