@@ -238,6 +238,28 @@ describe('KubeDeviceStore through an outage', () => {
     expect(logs.filter((l) => l.msg === 'API server unreachable; device writes queued')).toHaveLength(1);
   });
 
+  it('after an outage the watch comes back at the probe’s pace, not the write backoff’s: another writer’s Device shows within 3 s', async () => {
+    const { api, store } = await storeOnServer({
+      backoff: { baseMs: 10_000, maxMs: 20_000 },
+      probe: { baseMs: 50, maxMs: 200 },
+    });
+    await api.down();
+    await until(() => api.openWatches === 0, 5000, 'the watch cut');
+    await api.up();
+    const {
+      resourceVersion: _rv,
+      uid: _uid,
+      creationTimestamp: _ts,
+      ...metadata
+    } = device('cams-other').metadata;
+    api.seed('devices', { ...device('cams-other'), metadata: { ...metadata, ownerReferences: [] } });
+    await until(
+      async () => (await store.get('cams-other')) !== undefined,
+      3000,
+      'the Device through the watch',
+    );
+  }, 20_000);
+
   it('an outage costs one probe every few seconds, not a request per Device: 10 queued Devices, 3 s without an answer', async () => {
     // The default probe (250 ms … 5 s) under test; writes refused for other reasons back off 50 ms … 500 ms.
     const { api, store } = await storeOnServer();
