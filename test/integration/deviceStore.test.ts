@@ -348,6 +348,37 @@ describe('KubeDeviceStore against the test API server', () => {
     }
   });
 
+  it('a Device another writer creates naming a config’s old uid (after the config was created again) is corrected when the watch brings it', async () => {
+    const slow = await kubeHarness({ quietMs: 0, maxDelayMs: 0 }, 3000);
+    const ownerUid = (name: string) =>
+      slow.api.object('devices', 'default', name)?.metadata.ownerReferences?.[0]?.uid;
+    try {
+      const old = slow.api.object('discoveryconfigs', 'default', 'cams')!.metadata.uid;
+      slow.api.remove('discoveryconfigs', 'default', 'cams');
+      const fresh = slow.api.seed('discoveryconfigs', config('cams')).metadata.uid;
+      // The store knows the new uid once a Device it writes carries it.
+      await until(
+        async () => {
+          await slow.store.upsert(device('cams-mine'));
+          return ownerUid('cams-mine') === fresh;
+        },
+        2000,
+        'the store to know the new uid',
+      );
+      // An agent that still knows the old uid writes a Device: nothing but the watch tells this store of it.
+      const theirs = device('cams-theirs');
+      theirs.metadata.ownerReferences = [{ ...theirs.metadata.ownerReferences[0]!, uid: old } as never];
+      const { resourceVersion: _rv, uid: _uid, creationTimestamp: _ts, ...metadata } = theirs.metadata;
+      slow.api.seed('devices', { ...theirs, metadata });
+      await until(() => ownerUid('cams-theirs') === fresh, 2000, 'the owner reference corrected');
+      await slow.api.gcSettled();
+      expect(slow.api.deletions('devices')).toBe(0);
+    } finally {
+      await slow.store.close();
+      await slow.api.close();
+    }
+  });
+
   it('a quiet watch resumes from its last bookmark after a compaction: no re-list, and bookmarks are not objects', async () => {
     await store.upsert(device('cams-quiet'));
     const events: DeviceStoreEvent[] = [];

@@ -238,6 +238,28 @@ describe('KubeDeviceStore through an outage', () => {
     expect(logs.filter((l) => l.msg === 'API server unreachable; device writes queued')).toHaveLength(1);
   });
 
+  it('after an outage the watch comes back at the probe’s pace, not the write backoff’s: another writer’s Device shows within 3 s', async () => {
+    const { api, store } = await storeOnServer({
+      backoff: { baseMs: 10_000, maxMs: 20_000 },
+      probe: { baseMs: 50, maxMs: 200 },
+    });
+    await api.down();
+    await until(() => api.openWatches === 0, 5000, 'the watch cut');
+    await api.up();
+    const {
+      resourceVersion: _rv,
+      uid: _uid,
+      creationTimestamp: _ts,
+      ...metadata
+    } = device('cams-other').metadata;
+    api.seed('devices', { ...device('cams-other'), metadata: { ...metadata, ownerReferences: [] } });
+    await until(
+      async () => (await store.get('cams-other')) !== undefined,
+      3000,
+      'the Device through the watch',
+    );
+  }, 20_000);
+
   it('an outage costs one probe every few seconds, not a request per Device: 10 queued Devices, 3 s without an answer', async () => {
     // The default probe (250 ms … 5 s) under test; writes refused for other reasons back off 50 ms … 500 ms.
     const { api, store } = await storeOnServer();
@@ -287,9 +309,11 @@ describe('KubeDeviceStore through an outage', () => {
       'the store to find the server gone',
     );
     await store.close();
-    expect((await rejection(queued)).code).toBe('STORE_CLOSED');
+    const queuedErr = await rejection(queued);
+    expect([queuedErr.code, queuedErr.message]).toEqual(['STORE_CLOSED', 'the device store is closed']);
     expect((await rejection(fresh)).code).toBe('STORE_CLOSED');
-    expect((await rejection(store.upsert(device('cams-after')))).code).toBe('STORE_CLOSED');
+    const afterErr = await rejection(store.upsert(device('cams-after')));
+    expect([afterErr.code, afterErr.message]).toEqual(['STORE_CLOSED', 'the device store is closed']);
     expect((await rejection(store.delete('cams-closing'))).code).toBe('STORE_CLOSED');
     expect((await rejection(store.update('cams-closing', (c) => c ?? null, { now: true }))).code).toBe(
       'STORE_CLOSED',
@@ -516,6 +540,19 @@ describe('KubeDeviceStore conflicts and refusals', () => {
     expect(changed?.spec.capacity).toBe(6);
     expect(serverObject(api, 'cams-reread')?.spec.capacity).toBe(6);
     expect(writesOf(api, 'cams-reread')).toEqual(['update 409', 'update 200']);
+  });
+
+  it('a delete queued behind a creation in flight resolves only once the Device is gone from the server', async () => {
+    const { api, store } = await storeOnServer();
+    const gate = api.hold(isDevice('create'));
+    const created = store.upsert(device('cams-brief'));
+    await until(() => gate.waiting === 1, 5000, 'the create at the server');
+    const deleted = store.delete('cams-brief');
+    gate.open();
+    await created;
+    await deleted;
+    expect(serverObject(api, 'cams-brief')).toBeUndefined();
+    expect(writesOf(api, 'cams-brief').at(-1)).toBe('delete 200');
   });
 
   it('a Device deleted under an update is created again at once (the 404 re-reads and applies the change to nothing)', async () => {
