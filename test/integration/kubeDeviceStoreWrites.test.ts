@@ -235,7 +235,10 @@ describe('KubeDeviceStore through an outage', () => {
     expect(serverObject(api, 'cams-o2')?.status.online).toBe(false);
     expect(store.pending).toBe(0);
     // One warning for the outage, not one per Device or per attempt.
-    expect(logs.filter((l) => l.msg === 'API server unreachable; device writes queued')).toHaveLength(1);
+    const outage = logs.filter((l) => l.msg === 'API server unreachable; device writes queued');
+    expect(outage).toHaveLength(1);
+    // The line says why: the error the request met.
+    expect(outage[0]?.err).toMatch(/\w/);
   });
 
   it('an outage costs one probe every few seconds, not a request per Device: 10 queued Devices, 3 s without an answer', async () => {
@@ -291,9 +294,8 @@ describe('KubeDeviceStore through an outage', () => {
     expect((await rejection(fresh)).code).toBe('STORE_CLOSED');
     expect((await rejection(store.upsert(device('cams-after')))).code).toBe('STORE_CLOSED');
     expect((await rejection(store.delete('cams-closing'))).code).toBe('STORE_CLOSED');
-    expect((await rejection(store.update('cams-closing', (c) => c ?? null, { now: true }))).code).toBe(
-      'STORE_CLOSED',
-    );
+    const now = await rejection(store.update('cams-closing', (c) => c ?? null, { now: true }));
+    expect([now.code, now.message]).toEqual(['STORE_CLOSED', 'the device store is closed']);
     await new Promise((r) => setImmediate(r));
     expect(logs.filter((l) => l.level >= ERROR)).toEqual([]);
   });
