@@ -7,7 +7,7 @@
 // kube-apiserver and to the test API server: both answer a stale resourceVersion with 409.
 import { createServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { crdManifests } from '../../src/install/crds.js';
 import type { DeviceObject, SlotRecord } from '../../src/model/resources.js';
@@ -503,6 +503,48 @@ describe('KubeDeviceStore conflicts and refusals', () => {
       ...Array(8).fill(404),
       201,
     ]);
+  });
+
+  it('repeated conflicts back off, growing (20 ms doubling, full jitter): with the jitter at its top, about 40, 80, 160, 320 ms before the 2nd to 5th re-reads', async () => {
+    const { api, store } = await storeOnServer();
+    await store.upsert(device('cams-jitter'));
+    api.clearLog();
+    api.failNext(5, 409, { verb: 'update', resource: 'devices' });
+    const random = vi.spyOn(Math, 'random').mockReturnValue(0.99);
+    try {
+      await store.upsert(device('cams-jitter', 'cams', { capacity: 7 }));
+    } finally {
+      random.mockRestore();
+    }
+    expect(serverObject(api, 'cams-jitter')?.spec.capacity).toBe(7);
+    const seq = api
+      .requests({ resource: 'devices', name: 'cams-jitter' })
+      .filter((r) => r.verb === 'get' || r.verb === 'update');
+    expect(seq.map((r) => `${r.verb} ${r.status}`)).toEqual([
+      ...Array.from({ length: 5 }, () => ['update 409', 'get 200']).flat(),
+      'update 200',
+    ]);
+    // The wait between each 409's answer and the re-read after it: none after the first (not asserted here,
+    // it is timing), then 0.99 × backoffDelay(n, 20, 1000) for the n-th repeated conflict.
+    const waits = [2, 4, 6, 8].map((i) => (seq[i + 1]?.at ?? 0) - (seq[i]?.answeredAt ?? 0));
+    const floors = [35, 70, 140, 280];
+    for (const [n, w] of waits.entries()) expect(w).toBeGreaterThanOrEqual(floors[n] ?? 0);
+  });
+
+  it('a write the server keeps refusing (503) is retried with a growing backoff: with the jitter at its top, 50, 100, 199 ms between the tries', async () => {
+    const { api, store } = await storeOnServer();
+    api.failNext(3, 503, { verb: 'create', resource: 'devices' });
+    const random = vi.spyOn(Math, 'random').mockReturnValue(0.99);
+    try {
+      await store.upsert(device('cams-grow'));
+    } finally {
+      random.mockRestore();
+    }
+    const creates = api.requests({ verb: 'create', resource: 'devices' });
+    expect(creates.map((r) => r.status)).toEqual([503, 503, 503, 201]);
+    const waits = [0, 1, 2].map((i) => (creates[i + 1]?.at ?? 0) - (creates[i]?.answeredAt ?? 0));
+    const floors = [45, 95, 190];
+    for (const [n, w] of waits.entries()) expect(w).toBeGreaterThanOrEqual(floors[n] ?? 0);
   });
 
   it('a re-read that fails (503) after a conflict is not taken for a deleted Device: the change is retried and lands', async () => {
