@@ -7,7 +7,7 @@
 // kube-apiserver and to the test API server: both answer a stale resourceVersion with 409.
 import { createServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { crdManifests } from '../../src/install/crds.js';
 import type { DeviceObject, SlotRecord } from '../../src/model/resources.js';
@@ -235,7 +235,10 @@ describe('KubeDeviceStore through an outage', () => {
     expect(serverObject(api, 'cams-o2')?.status.online).toBe(false);
     expect(store.pending).toBe(0);
     // One warning for the outage, not one per Device or per attempt.
-    expect(logs.filter((l) => l.msg === 'API server unreachable; device writes queued')).toHaveLength(1);
+    const outage = logs.filter((l) => l.msg === 'API server unreachable; device writes queued');
+    expect(outage).toHaveLength(1);
+    // The line says why: the error the request met.
+    expect(outage[0]?.err).toMatch(/\w/);
   });
 
   it('after an outage the watch comes back at the probe’s pace, not the write backoff’s: another writer’s Device shows within 3 s', async () => {
@@ -315,9 +318,8 @@ describe('KubeDeviceStore through an outage', () => {
     const afterErr = await rejection(store.upsert(device('cams-after')));
     expect([afterErr.code, afterErr.message]).toEqual(['STORE_CLOSED', 'the device store is closed']);
     expect((await rejection(store.delete('cams-closing'))).code).toBe('STORE_CLOSED');
-    expect((await rejection(store.update('cams-closing', (c) => c ?? null, { now: true }))).code).toBe(
-      'STORE_CLOSED',
-    );
+    const now = await rejection(store.update('cams-closing', (c) => c ?? null, { now: true }));
+    expect([now.code, now.message]).toEqual(['STORE_CLOSED', 'the device store is closed']);
     await new Promise((r) => setImmediate(r));
     expect(logs.filter((l) => l.level >= ERROR)).toEqual([]);
   });
@@ -525,6 +527,48 @@ describe('KubeDeviceStore conflicts and refusals', () => {
       ...Array(8).fill(404),
       201,
     ]);
+  });
+
+  it('repeated conflicts back off, growing (20 ms doubling, full jitter): with the jitter at its top, about 40, 80, 160, 320 ms before the 2nd to 5th re-reads', async () => {
+    const { api, store } = await storeOnServer();
+    await store.upsert(device('cams-jitter'));
+    api.clearLog();
+    api.failNext(5, 409, { verb: 'update', resource: 'devices' });
+    const random = vi.spyOn(Math, 'random').mockReturnValue(0.99);
+    try {
+      await store.upsert(device('cams-jitter', 'cams', { capacity: 7 }));
+    } finally {
+      random.mockRestore();
+    }
+    expect(serverObject(api, 'cams-jitter')?.spec.capacity).toBe(7);
+    const seq = api
+      .requests({ resource: 'devices', name: 'cams-jitter' })
+      .filter((r) => r.verb === 'get' || r.verb === 'update');
+    expect(seq.map((r) => `${r.verb} ${r.status}`)).toEqual([
+      ...Array.from({ length: 5 }, () => ['update 409', 'get 200']).flat(),
+      'update 200',
+    ]);
+    // The wait between each 409's answer and the re-read after it: none after the first (not asserted here,
+    // it is timing), then 0.99 × backoffDelay(n, 20, 1000) for the n-th repeated conflict.
+    const waits = [2, 4, 6, 8].map((i) => (seq[i + 1]?.at ?? 0) - (seq[i]?.answeredAt ?? 0));
+    const floors = [35, 70, 140, 280];
+    for (const [n, w] of waits.entries()) expect(w).toBeGreaterThanOrEqual(floors[n] ?? 0);
+  });
+
+  it('a write the server keeps refusing (503) is retried with a growing backoff: with the jitter at its top, 50, 100, 199 ms between the tries', async () => {
+    const { api, store } = await storeOnServer();
+    api.failNext(3, 503, { verb: 'create', resource: 'devices' });
+    const random = vi.spyOn(Math, 'random').mockReturnValue(0.99);
+    try {
+      await store.upsert(device('cams-grow'));
+    } finally {
+      random.mockRestore();
+    }
+    const creates = api.requests({ verb: 'create', resource: 'devices' });
+    expect(creates.map((r) => r.status)).toEqual([503, 503, 503, 201]);
+    const waits = [0, 1, 2].map((i) => (creates[i + 1]?.at ?? 0) - (creates[i]?.answeredAt ?? 0));
+    const floors = [45, 95, 190];
+    for (const [n, w] of waits.entries()) expect(w).toBeGreaterThanOrEqual(floors[n] ?? 0);
   });
 
   it('a re-read that fails (503) after a conflict is not taken for a deleted Device: the change is retried and lands', async () => {
