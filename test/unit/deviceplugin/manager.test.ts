@@ -1,7 +1,11 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DevicePluginManager, type SlotUsage } from '../../../src/deviceplugin/manager.js';
+import {
+  DevicePluginManager,
+  type DevicePluginManagerOptions,
+  type SlotUsage,
+} from '../../../src/deviceplugin/manager.js';
 import { MemorySlotClaims } from '../../../src/deviceplugin/slots.js';
 import { API_VERSION, type DeviceObject } from '../../../src/model/resources.js';
 import { DeviceRegistry } from '../../../src/registry/deviceRegistry.js';
@@ -80,6 +84,21 @@ describe('DevicePluginManager without a kubelet', () => {
   };
   const offered = () =>
     manager?.status().map((s) => [s.resourceName, s.kind, s.source, s.devices.map((d) => d.id)]);
+  /** A manager on the test's registry and directory, started; `options` adds to the defaults or replaces them. */
+  const startManager = async (
+    options: Partial<DevicePluginManagerOptions> = {},
+  ): Promise<DevicePluginManager> => {
+    manager = new DevicePluginManager({
+      registry,
+      node: NODE,
+      dir: dir.path,
+      logger: log.logger,
+      pollIntervalMs: POLL_MS,
+      ...options,
+    });
+    await manager.start();
+    return manager;
+  };
 
   it('releases at start the claims the kubelet no longer reports once 2 min old, then looks every 30 s; another node’s claims stay', async () => {
     registry.put(device(CAM, 'cams', 2));
@@ -97,17 +116,7 @@ describe('DevicePluginManager without a kubelet', () => {
       looks++;
       return answer;
     };
-    manager = new DevicePluginManager({
-      registry,
-      node: NODE,
-      dir: dir.path,
-      logger: log.logger,
-      clock,
-      claims,
-      inUse,
-      pollIntervalMs: POLL_MS,
-    });
-    await manager.start();
+    manager = await startManager({ clock, claims, inUse });
     await manager.start(); // a second start changes nothing: still one look at a time
     // a slot held by another node is Unhealthy on both resources here
     expect(health(R.cam)).toEqual({ [`${CAM}-0`]: 'Healthy', [`${CAM}-1`]: 'Unhealthy' });
@@ -163,19 +172,7 @@ describe('DevicePluginManager without a kubelet', () => {
     ];
     let looks = 0;
     const inUse = () => (answers[looks++] ?? (async () => []))();
-    manager = new DevicePluginManager({
-      registry,
-      node: NODE,
-      dir: dir.path,
-      logger: log.logger,
-      clock,
-      claims,
-      inUse,
-      reconcileIntervalMs: 1000,
-      reconcileGraceMs: 0,
-      pollIntervalMs: POLL_MS,
-    });
-    await manager.start();
+    manager = await startManager({ clock, claims, inUse, reconcileIntervalMs: 1000, reconcileGraceMs: 0 });
     clock.advance(0);
     await until(() => scheduled(clock).length > 0, 2000, 'the look after the failed one');
     expect(log.lines().filter((l) => l.level === 50)).toEqual([
@@ -219,14 +216,7 @@ describe('DevicePluginManager without a kubelet', () => {
       // `first` sorts before `second`; one of them is a device whose name is the other's DiscoveryConfig
       registry.put(device(first, firstConfig));
       registry.put(device(second, secondConfig));
-      manager = new DevicePluginManager({
-        registry,
-        node: NODE,
-        dir: dir.path,
-        logger: log.logger,
-        pollIntervalMs: POLL_MS,
-      });
-      await manager.start();
+      manager = await startManager();
       const [clash, clashing] =
         first === firstConfig || first === secondConfig ? [first, second] : [second, first];
       const resource = `leafbridge.io/${clash}`;
@@ -250,14 +240,7 @@ describe('DevicePluginManager without a kubelet', () => {
     registry.put(device(SERIAL, 'serial'));
     const long = join(dir.path, 'x'.repeat(120));
     mkdirSync(long);
-    manager = new DevicePluginManager({
-      registry,
-      node: NODE,
-      dir: long,
-      logger: log.logger,
-      pollIntervalMs: POLL_MS,
-    });
-    await manager.start();
+    manager = await startManager({ dir: long });
     expect(manager.status().map((s) => [s.resourceName, s.listening])).toEqual([
       ['leafbridge.io/serial', false],
       [R.serial, false],
@@ -275,15 +258,7 @@ describe('DevicePluginManager without a kubelet', () => {
     registry.put(device(CAM, 'cams', 2));
     registry.put(device(CAM2, 'cams'));
     const claims = new MemorySlotClaims();
-    manager = new DevicePluginManager({
-      registry,
-      node: NODE,
-      dir: dir.path,
-      logger: log.logger,
-      claims,
-      pollIntervalMs: POLL_MS,
-    });
-    await manager.start();
+    manager = await startManager({ claims });
     await claims.claim([{ slot: `${CAM}-0`, device: CAM }], { node: NODE, resource: R.cam });
     expect(await manager.release([`${CAM}-0`, `${CAM}-1`])).toEqual([`${CAM}-0`]);
     expect(await manager.release([`${CAM}-0`])).toEqual([]); // nothing was held: nothing to say
@@ -309,16 +284,7 @@ describe('DevicePluginManager without a kubelet', () => {
     const clock = manualClock();
     const claims = new MemorySlotClaims(clock);
     await claims.claim([{ slot: `${CAM}-0`, device: CAM }], { node: NODE, resource: R.cam });
-    manager = new DevicePluginManager({
-      registry,
-      node: NODE,
-      dir: dir.path,
-      logger: log.logger,
-      clock,
-      claims,
-      pollIntervalMs: POLL_MS,
-    });
-    await manager.start();
+    manager = await startManager({ clock, claims });
     expect(scheduled(clock)).toEqual([]);
     clock.advance(POLL_MS - 1); // an hour on: the claim is still held
     expect(claims.holder(`${CAM}-0`)?.node).toBe(NODE);
@@ -335,28 +301,13 @@ describe('DevicePluginManager without a kubelet', () => {
     registry.put(device('aa-000001', 'door', 2));
     registry.put(device('ab-000002', 'door'));
     expect(registry.list().map((d) => d.metadata.name)).toEqual(['ab-000002', 'aa-000001']);
-    manager = new DevicePluginManager({
-      registry,
-      node: NODE,
-      dir: dir.path,
-      logger: log.logger,
-      pollIntervalMs: POLL_MS,
-    });
-    await manager.start();
+    manager = await startManager();
     expect(Object.keys(health('leafbridge.io/door'))).toEqual(['aa-000001-0', 'aa-000001-1', 'ab-000002-0']);
   });
 
   it('a server that cannot be stopped is logged with its resource name; the others still stop', async () => {
     registry.put(device(SERIAL, 'serial'));
-    manager = new DevicePluginManager({
-      registry,
-      node: NODE,
-      dir: dir.path,
-      logger: log.logger,
-      clock: manualClock(),
-      pollIntervalMs: POLL_MS,
-    });
-    await manager.start();
+    manager = await startManager({ clock: manualClock() });
     const socket = (resource: string) =>
       manager?.status().find((s) => s.resourceName === resource)?.socketPath;
     const [own, config] = [socket(R.serial), socket(R.serialConfig)];
