@@ -18,8 +18,10 @@ function processWithStop(stop: string) {
     import { createLogger } from ${JSON.stringify(LOGGER)};
     const logger = createLogger({ level: 'info' });
     const keepAlive = setInterval(() => {}, 60_000);
+    const stopped = runUntilSignal(logger, async () => { clearInterval(keepAlive); await (${stop})(); });
+    // Only now: the line leaves at once, and a signal sent before the handlers are in would kill the process.
     logger.info('ready');
-    await runUntilSignal(logger, async () => { clearInterval(keepAlive); await (${stop})(); });
+    await stopped;
     logger.info('stopped');`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
     stdio: ['ignore', 'pipe', 'pipe'],
