@@ -455,6 +455,21 @@ describe('Outbox', () => {
     expect(outbox.take(10).map((e) => e.payload[0])).toEqual([6, 7]);
   });
 
+  it('close cancels the pending drop report: an outbox logs nothing after it is closed (its drops stay counted)', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    cleanups.push(() => vi.useRealTimers());
+    const { lines, logger } = capturedLogger();
+    const { outbox } = open({ maxBytes: ENTRY(10) * 2, overflow: 'drop-oldest' }, undefined, logger);
+    await Promise.all([0, 1, 2].map((i) => outbox.append(msg('d1', i))));
+    expect(lines).toHaveLength(1); // the first drop, at once
+    await Promise.all([3, 4].map((i) => outbox.append(msg('d1', i))));
+    expect(lines).toHaveLength(1); // counted, to be reported within the second
+    outbox.close();
+    vi.advanceTimersByTime(5000);
+    expect(lines).toHaveLength(1);
+    expect(outbox.dropped.oldest).toBe(3);
+  });
+
   it('after close nothing scheduled touches the database, so its owner may close it in the same turn', async () => {
     const failures: unknown[] = [];
     const { db, outbox } = open({}, undefined, undefined, {
