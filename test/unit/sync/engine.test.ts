@@ -148,7 +148,10 @@ describe('SyncEngine and its edge publisher', () => {
     const bad = await ingest(publish('devices/d1/status', 'maybe'));
     expect(bad.err?.message).toBe('status must be online or offline');
     expect((bad.err as { code?: string }).code).toBe('STATUS_INVALID');
-    expect((await ingest(publish('devices/d1/birth', '[1]'))).err).toBeDefined();
+    // The refusal names what was wrong, so the device's owner can tell which message it was.
+    expect((await ingest(publish('devices/d1/birth', '[1]'))).err?.message).toBe(
+      'birth message must be a JSON object',
+    );
     expect((await ingest(publish('devices/d1/birth', '{"properties":{"a":1}}'))).err).toBeUndefined();
     expect((await ingest(publish('devices/d1/birth', ''))).err).toBeUndefined();
     expect((await ingest(publish('devices/d1/status', 'offline'))).err).toBeUndefined();
