@@ -110,7 +110,11 @@ export async function hubCommand(argv: string[]): Promise<number> {
     'hub starting',
   );
   hub.start().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'hub start failed'));
-  await runUntilSignal(logger, () => hub.stop(), { details: () => ({ metrics: hub.metrics }) });
+  await runUntilSignal(
+    logger,
+    () => hub.stop(),
+    () => ({ metrics: hub.metrics }),
+  );
   return 0;
 }
 
