@@ -6,16 +6,15 @@
 // The conditional status patch and delete are the request shapes test/cluster/doubleAgreement.test.ts sends to
 // kube-apiserver and to the test API server: both answer a stale resourceVersion with 409.
 import { createServer, type Socket } from 'node:net';
-import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { builtinHandlers } from '../../src/builtinHandlers.js';
 import { crdManifests } from '../../src/install/crds.js';
 import type { DeviceObject, SlotRecord } from '../../src/model/resources.js';
 import { KubeDeviceStore, type KubeDeviceStoreOptions } from '../../src/registry/kubeDeviceStore.js';
-import { createLogger } from '../../src/util/logger.js';
 import { device } from '../contract/deviceStore.contract.js';
 import { KubeApiServer, type RequestRecord } from '../helpers/kubeApiServer.js';
 import { kubeClients } from '../helpers/kubeClient.js';
+import { captureLogs } from '../helpers/logs.js';
 import { until } from '../helpers/wait.js';
 
 const NS = 'default';
@@ -43,17 +42,11 @@ async function storeOnServer(options: Partial<KubeDeviceStoreOptions> = {}) {
     metadata: { name: 'cams', namespace: NS },
     spec: { handler: { name: 'onvif', details: { interface: 'eth1' } } },
   });
-  const logs: LogLine[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) logs.push(JSON.parse(line));
-      done();
-    },
-  });
+  const log = captureLogs();
   const store = new KubeDeviceStore({
     kubeConfig: kubeClients(api).kc,
     namespace: NS,
-    logger: createLogger({ level: 'info', destination }),
+    logger: log.logger,
     backoff: { baseMs: 50, maxMs: 500 },
     coalesce: { quietMs: 0, maxDelayMs: 0 },
     ...options,
@@ -63,6 +56,8 @@ async function storeOnServer(options: Partial<KubeDeviceStoreOptions> = {}) {
     await api.close();
   });
   await store.start();
+  /** What the store logged so far. */
+  const logs = () => log.lines() as unknown as LogLine[];
   return { api, store, logs };
 }
 
@@ -215,7 +210,7 @@ describe('KubeDeviceStore through an outage', () => {
     });
     const others = ['cams-o2', 'cams-o3'].map((n) => store.upsert(device(n, 'cams', { online: false })));
     await until(
-      () => logs.some((l) => l.msg === 'API server unreachable; device writes queued'),
+      () => logs().some((l) => l.msg === 'API server unreachable; device writes queued'),
       10_000,
       'the store to find the server gone',
     );
@@ -235,7 +230,7 @@ describe('KubeDeviceStore through an outage', () => {
     expect(serverObject(api, 'cams-o2')?.status.online).toBe(false);
     expect(store.pending).toBe(0);
     // One warning for the outage, not one per Device or per attempt.
-    const outage = logs.filter((l) => l.msg === 'API server unreachable; device writes queued');
+    const outage = logs().filter((l) => l.msg === 'API server unreachable; device writes queued');
     expect(outage).toHaveLength(1);
     // The line says why: the error the request met.
     expect(outage[0]?.err).toMatch(/\w/);
@@ -307,7 +302,7 @@ describe('KubeDeviceStore through an outage', () => {
     const fresh = store.upsert(device('cams-never'));
     await until(() => store.pending === 2, 5000, 'two Devices pending');
     await until(
-      () => logs.some((l) => l.msg === 'API server unreachable; device writes queued'),
+      () => logs().some((l) => l.msg === 'API server unreachable; device writes queued'),
       10_000,
       'the store to find the server gone',
     );
@@ -321,7 +316,7 @@ describe('KubeDeviceStore through an outage', () => {
     const now = await rejection(store.update('cams-closing', (c) => c ?? null, { now: true }));
     expect([now.code, now.message]).toEqual(['STORE_CLOSED', 'the device store is closed']);
     await new Promise((r) => setImmediate(r));
-    expect(logs.filter((l) => l.level >= ERROR)).toEqual([]);
+    expect(logs().filter((l) => l.level >= ERROR)).toEqual([]);
   });
 });
 
@@ -516,7 +511,7 @@ describe('KubeDeviceStore conflicts and refusals', () => {
     expect(api.requests({ verb: 'create', resource: 'devices' }).map((r) => r.status)).toEqual([
       503, 503, 429, 201,
     ]);
-    const retries = logs.filter((l) => l.msg === 'device write failed; will retry');
+    const retries = logs().filter((l) => l.msg === 'device write failed; will retry');
     expect(retries.map((l) => [l.level, l.device])).toEqual(Array(3).fill([WARN, 'cams-busy']));
 
     api.clearLog();
@@ -622,10 +617,12 @@ describe('KubeDeviceStore conflicts and refusals', () => {
     expect(err.status).toBe(422);
     expect(store.pending).toBe(0);
     expect(await store.get('cams-bad')).toBeUndefined();
-    expect(logs.filter((l) => l.level === ERROR).map((l) => [l.msg, l.device])).toEqual([
-      ['device write refused; dropped', 'cams-bad'],
-    ]);
-    expect(logs.find((l) => l.level === ERROR)?.err).toMatch(/capacity/);
+    expect(
+      logs()
+        .filter((l) => l.level === ERROR)
+        .map((l) => [l.msg, l.device]),
+    ).toEqual([['device write refused; dropped', 'cams-bad']]);
+    expect(logs().find((l) => l.level === ERROR)?.err).toMatch(/capacity/);
     await store.upsert(device('cams-bad', 'cams', { capacity: 2 }));
     expect(serverObject(api, 'cams-bad')?.spec.capacity).toBe(2);
   });
