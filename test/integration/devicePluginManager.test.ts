@@ -7,10 +7,11 @@ import { socketFileName } from '../../src/deviceplugin/convert.js';
 import { DevicePluginManager } from '../../src/deviceplugin/manager.js';
 import { MemorySlotClaims, slotIds } from '../../src/deviceplugin/slots.js';
 import { shorten } from '../../src/model/naming.js';
-import { API_VERSION, type DeviceObject } from '../../src/model/resources.js';
+import type { DeviceObject } from '../../src/model/resources.js';
 import { DeviceRegistry } from '../../src/registry/deviceRegistry.js';
 import { LeafbridgeError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/logger.js';
+import { deviceObject } from '../helpers/deviceObjects.js';
 import { captureLogs } from '../helpers/logs.js';
 import { tempDir } from '../helpers/processes.js';
 import { isExtendedResourceName, TestKubelet } from '../helpers/testKubelet.js';
@@ -34,32 +35,11 @@ function device(
   spec: Partial<DeviceObject['spec']> = {},
   online = true,
 ): DeviceObject {
-  return {
-    apiVersion: API_VERSION,
-    kind: 'Device',
-    metadata: {
-      name,
-      namespace: 'default',
-      uid: `uid-${name}`,
-      creationTimestamp: new Date().toISOString(),
-      resourceVersion: '0',
-      labels: {},
-      ownerReferences: [{ apiVersion: API_VERSION, kind: 'DiscoveryConfig', name: configName }],
-    },
-    spec: {
-      id: `id-${name}`,
-      configName,
-      handler: configName === 'serial' ? 'serial' : 'onvif',
-      shared: false,
-      nodes: [NODE],
-      capacity: 1,
-      properties: {},
-      deviceNodes: [],
-      mounts: [],
-      ...spec,
-    },
-    status: { online, lastSeen: new Date().toISOString(), conditions: [] },
-  };
+  return deviceObject(name, {
+    configName,
+    spec: { handler: configName === 'serial' ? 'serial' : 'onvif', nodes: [NODE], ...spec },
+    status: { online, lastSeen: new Date().toISOString() },
+  });
 }
 
 const serial = () =>

@@ -16,36 +16,15 @@ import {
 import { deviceSpec, mount } from '../../../src/deviceplugin/convert.js';
 import type { DeviceObject } from '../../../src/model/resources.js';
 import { LeafbridgeError } from '../../../src/util/errors.js';
+import { deviceObject } from '../../helpers/deviceObjects.js';
 
 const FS_TIMEOUT = { timeout: 5_000 };
 
 function device(name: string, spec: Partial<DeviceObject['spec']> = {}): DeviceObject {
-  return {
-    apiVersion: 'leafbridge.io/v1alpha1',
-    kind: 'Device',
-    metadata: {
-      name,
-      namespace: 'default',
-      uid: `uid-${name}`,
-      creationTimestamp: '2026-01-01T00:00:00Z',
-      resourceVersion: '1',
-      labels: {},
-      ownerReferences: [{ apiVersion: 'leafbridge.io/v1alpha1', kind: 'DiscoveryConfig', name: 'serial' }],
-    },
-    spec: {
-      id: name,
-      configName: 'serial',
-      handler: 'serial',
-      shared: false,
-      nodes: ['node-a'],
-      capacity: 1,
-      properties: {},
-      deviceNodes: [],
-      mounts: [],
-      ...spec,
-    },
-    status: { online: true, lastSeen: '2026-01-01T00:00:00Z', conditions: [] },
-  };
+  return deviceObject(name, {
+    configName: 'serial',
+    spec: { id: name, handler: 'serial', nodes: ['node-a'], ...spec },
+  });
 }
 
 const serial = device('serial-1a2b3c', {

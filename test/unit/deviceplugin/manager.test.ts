@@ -7,8 +7,9 @@ import {
   type SlotUsage,
 } from '../../../src/deviceplugin/manager.js';
 import { MemorySlotClaims } from '../../../src/deviceplugin/slots.js';
-import { API_VERSION, type DeviceObject } from '../../../src/model/resources.js';
+import type { DeviceObject } from '../../../src/model/resources.js';
 import { DeviceRegistry } from '../../../src/registry/deviceRegistry.js';
+import { deviceObject } from '../../helpers/deviceObjects.js';
 import { captureLogs, type LogCapture } from '../../helpers/logs.js';
 import { type ManualClock, manualClock } from '../../helpers/manualClock.js';
 import { tempDir } from '../../helpers/processes.js';
@@ -34,31 +35,7 @@ const POLL_MS = 3_600_000;
 const scheduled = (clock: ManualClock) => clock.dueAt().filter((at) => at < POLL_MS);
 
 function device(name: string, configName: string, capacity = 1, online = true): DeviceObject {
-  return {
-    apiVersion: API_VERSION,
-    kind: 'Device',
-    metadata: {
-      name,
-      namespace: 'default',
-      uid: `uid-${name}`,
-      creationTimestamp: '2026-12-01T10:00:00Z',
-      resourceVersion: '0',
-      labels: {},
-      ownerReferences: [{ apiVersion: API_VERSION, kind: 'DiscoveryConfig', name: configName }],
-    },
-    spec: {
-      id: `id-${name}`,
-      configName,
-      handler: 'onvif',
-      shared: false,
-      nodes: [NODE],
-      capacity,
-      properties: {},
-      deviceNodes: [],
-      mounts: [],
-    },
-    status: { online, lastSeen: '2026-12-01T10:00:00Z', conditions: [] },
-  };
+  return deviceObject(name, { configName, spec: { nodes: [NODE], capacity }, status: { online } });
 }
 
 describe('DevicePluginManager without a kubelet', () => {

@@ -1,44 +1,24 @@
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StoreSlotClaims } from '../../../src/deviceplugin/storeClaims.js';
-import { API_VERSION, type DeviceObject } from '../../../src/model/resources.js';
+import type { DeviceObject } from '../../../src/model/resources.js';
 import { DeviceRegistry } from '../../../src/registry/deviceRegistry.js';
 import type { DeviceStoreEvent, UpdateOptions } from '../../../src/registry/deviceStore.js';
 import { MemoryDeviceStore } from '../../../src/registry/memoryDeviceStore.js';
 import { type Clock, systemClock } from '../../../src/util/clock.js';
 import { LeafbridgeError } from '../../../src/util/errors.js';
 import { createLogger, type Logger } from '../../../src/util/logger.js';
+import { deviceObject } from '../../helpers/deviceObjects.js';
 
 const T0 = Date.parse('2026-12-01T10:00:00.000Z');
 const A = { node: 'n1', resource: 'leafbridge.io/cam' };
 const B = { node: 'n2', resource: 'leafbridge.io/cam' };
 
 function device(name: string, shared = true, slots?: DeviceObject['status']['slots']): DeviceObject {
-  return {
-    apiVersion: API_VERSION,
-    kind: 'Device',
-    metadata: {
-      name,
-      namespace: 'default',
-      uid: '',
-      creationTimestamp: '',
-      resourceVersion: '0',
-      labels: {},
-      ownerReferences: [{ apiVersion: API_VERSION, kind: 'DiscoveryConfig', name: 'cams' }],
-    },
-    spec: {
-      id: `id-${name}`,
-      configName: 'cams',
-      handler: 'onvif',
-      shared,
-      nodes: ['n1', 'n2'],
-      capacity: 2,
-      properties: {},
-      deviceNodes: [],
-      mounts: [],
-    },
-    status: { online: true, lastSeen: new Date(T0).toISOString(), conditions: [], ...(slots && { slots }) },
-  };
+  return deviceObject(name, {
+    spec: { shared, nodes: ['n1', 'n2'], capacity: 2 },
+    status: { lastSeen: new Date(T0).toISOString(), ...(slots && { slots }) },
+  });
 }
 
 /**
