@@ -10,7 +10,7 @@ import { shorten } from '../../src/model/naming.js';
 import type { DeviceObject } from '../../src/model/resources.js';
 import { DeviceRegistry } from '../../src/registry/deviceRegistry.js';
 import { LeafbridgeError } from '../../src/util/errors.js';
-import { silentLogger } from '../../src/util/logger.js';
+import { type Logger, silentLogger } from '../../src/util/logger.js';
 import { deviceObject } from '../helpers/deviceObjects.js';
 import { captureLogs } from '../helpers/logs.js';
 import { tempDir } from '../helpers/processes.js';
@@ -562,25 +562,58 @@ describe('DevicePluginManager: Device objects → device-plugin resources at the
   });
 });
 
+interface CdiRig {
+  cdiDir: string;
+  /** The CDI spec file the manager writes. */
+  file: string;
+  kubelet: TestKubelet;
+  registry: DeviceRegistry;
+}
+
+/**
+ * Runs `body` with a test kubelet and a started manager that writes its CDI spec to `cdiDir` (`cdi` under a fresh
+ * temp dir unless given), its registry holding `devices`; everything is stopped and removed afterwards.
+ */
+async function withCdiManager(
+  o: {
+    devices: DeviceObject[];
+    cdiDir?: (root: string) => string;
+    logger?: Logger;
+    claims?: MemorySlotClaims;
+  },
+  body: (rig: CdiRig) => Promise<void>,
+): Promise<void> {
+  const dir = tempDir('lb-dpm-cdi-');
+  const cdiDir = o.cdiDir?.(dir.path) ?? join(dir.path, 'cdi');
+  const kubelet = new TestKubelet(dir.path);
+  await kubelet.start();
+  const registry = new DeviceRegistry();
+  for (const d of o.devices) registry.put(d);
+  const manager = new DevicePluginManager({
+    registry,
+    node: NODE,
+    dir: dir.path,
+    logger: o.logger ?? silentLogger(),
+    cdiDir,
+    ...(o.claims ? { claims: o.claims } : {}),
+  });
+  try {
+    await manager.start();
+    await body({ cdiDir, file: join(cdiDir, 'leafbridge.io-device.json'), kubelet, registry });
+  } finally {
+    await manager.stop();
+    await kubelet.stop();
+    dir.remove();
+  }
+}
+
 describe('DevicePluginManager with CDI on', () => {
   it('writes this node’s devices to the CDI spec and answers Allocate with CDI names and envs, no device nodes', async () => {
-    const dir = tempDir('lb-dpm-cdi-');
-    const cdiDir = join(dir.path, 'cdi');
-    const kubelet = new TestKubelet(dir.path);
-    await kubelet.start();
-    const registry = new DeviceRegistry();
-    registry.put(serial());
-    registry.put({ ...device('elsewhere-000000', 'cams'), spec: { ...camera().spec, nodes: ['edge-2'] } });
-    const manager = new DevicePluginManager({
-      registry,
-      node: NODE,
-      dir: dir.path,
-      logger: silentLogger(),
-      cdiDir,
-    });
-    try {
-      await manager.start();
-      const file = join(cdiDir, 'leafbridge.io-device.json');
+    const elsewhere = {
+      ...device('elsewhere-000000', 'cams'),
+      spec: { ...camera().spec, nodes: ['edge-2'] },
+    };
+    await withCdiManager({ devices: [serial(), elsewhere] }, async ({ file, kubelet, registry }) => {
       await until(() => existsSync(file), 2000, 'CDI spec written');
       const spec = JSON.parse(readFileSync(file, 'utf8')) as {
         kind: string;
@@ -605,19 +638,10 @@ describe('DevicePluginManager with CDI on', () => {
       });
       registry.delete(SERIAL);
       await until(() => !existsSync(file), 2000, 'CDI spec removed with the last device');
-    } finally {
-      await manager.stop();
-      await kubelet.stop();
-      dir.remove();
-    }
+    });
   });
+
   it('a property left out of the CDI spec leaves its device in it; a device left out is refused and claims nothing', async () => {
-    const dir = tempDir('lb-dpm-cdi-');
-    const cdiDir = join(dir.path, 'cdi');
-    const file = join(cdiDir, 'leafbridge.io-device.json');
-    const kubelet = new TestKubelet(dir.path);
-    await kubelet.start();
-    const registry = new DeviceRegistry();
     // CAM: one property key is no environment variable name (only that property is left out);
     // CAM2: a device node CDI cannot carry (the whole device is left out).
     const withBadKey = () => ({
@@ -628,26 +652,16 @@ describe('DevicePluginManager with CDI on', () => {
       ...camera2(),
       spec: { ...camera2().spec, deviceNodes: [{ hostPath: '/dev/video0', permissions }] },
     });
-    registry.put(withBadKey());
-    registry.put(cam2('rwx'));
     const claims = new MemorySlotClaims();
     const log = captureLogs();
-    const manager = new DevicePluginManager({
-      registry,
-      node: NODE,
-      dir: dir.path,
-      logger: log.logger,
-      claims,
-      cdiDir,
-    });
-    const inSpec = () =>
-      existsSync(file)
-        ? (JSON.parse(readFileSync(file, 'utf8')) as { devices: { name: string }[] }).devices.map(
-            (d) => d.name,
-          )
-        : [];
-    try {
-      await manager.start();
+    const rig = { devices: [withBadKey(), cam2('rwx')], logger: log.logger, claims };
+    await withCdiManager(rig, async ({ cdiDir, file, kubelet, registry }) => {
+      const inSpec = () =>
+        existsSync(file)
+          ? (JSON.parse(readFileSync(file, 'utf8')) as { devices: { name: string }[] }).devices.map(
+              (d) => d.name,
+            )
+          : [];
       await until(() => inSpec().length > 0, 5000, 'CDI spec written');
       expect(inSpec()).toEqual([CAM]);
       await kubelet.waitFor(
@@ -677,32 +691,20 @@ describe('DevicePluginManager with CDI on', () => {
       expect(new Set(warned.map((l) => `${l.msg}: ${l.device}`))).toEqual(
         new Set([`property left out of the CDI spec: ${CAM}`, `device left out of the CDI spec: ${CAM2}`]),
       );
-    } finally {
-      await manager.stop();
-      await kubelet.stop();
-      dir.remove();
-    }
+    });
   });
 
   it('a CDI spec it cannot write is logged with its directory, and Allocate is refused', async () => {
-    const dir = tempDir('lb-dpm-cdi-');
-    const cdiDir = join(dir.path, 'not-a-dir', 'cdi');
-    writeFileSync(join(dir.path, 'not-a-dir'), ''); // a file where the directory would go
-    const kubelet = new TestKubelet(dir.path);
-    await kubelet.start();
-    const registry = new DeviceRegistry();
-    registry.put(serial());
-    registry.put(device('serial-4d4d4d', 'serial'));
     const log = captureLogs();
-    const manager = new DevicePluginManager({
-      registry,
-      node: NODE,
-      dir: dir.path,
+    const rig = {
+      devices: [serial(), device('serial-4d4d4d', 'serial')],
       logger: log.logger,
-      cdiDir,
-    });
-    try {
-      await manager.start();
+      cdiDir: (root: string) => {
+        writeFileSync(join(root, 'not-a-dir'), ''); // a file where the directory would go
+        return join(root, 'not-a-dir', 'cdi');
+      },
+    };
+    await withCdiManager(rig, async ({ cdiDir, kubelet }) => {
       await until(
         () => log.lines().some((l) => l.msg === 'CDI spec not written'),
         5000,
@@ -724,11 +726,7 @@ describe('DevicePluginManager with CDI on', () => {
         code: status.UNAVAILABLE,
         details: expect.stringContaining(`not (yet) in the CDI spec in ${cdiDir}: ${SERIAL}, serial-4d4d4d;`),
       });
-    } finally {
-      await manager.stop();
-      await kubelet.stop();
-      dir.remove();
-    }
+    });
   });
 });
 
