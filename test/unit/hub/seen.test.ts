@@ -1,5 +1,7 @@
 // The hub's per-node record of message ids (src/hub/seen.ts): a resend of an id inside the window is a
 // duplicate, a new id never is, an id below the window is let through, and two epochs per node are kept.
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import type { MessageId } from '../../../src/hub/messages.js';
 import { SEEN_NODES, SEEN_WINDOW, SeenIds } from '../../../src/hub/seen.js';
@@ -8,6 +10,25 @@ const id = (epoch: string, seq: number): MessageId => ({ epoch, seq, text: `${ep
 const E1 = 'e1e1e1e1e1e1';
 const E2 = 'e2e2e2e2e2e2';
 const E3 = 'e3e3e3e3e3e3';
+
+/**
+ * The bytes of ArrayBuffers still reachable: full collections (without starting the test process with
+ * --expose-gc) until the figure holds still, since V8 frees the buffers of a collection after it, in the
+ * background.
+ */
+async function arrayBuffersLeft(): Promise<number> {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  let last = -1;
+  for (let i = 0; i < 50; i++) {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const now = process.memoryUsage().arrayBuffers;
+    if (now === last) return now;
+    last = now;
+  }
+  throw new Error('ArrayBuffer memory did not settle after 50 collections');
+}
 
 describe('SeenIds', () => {
   it('answers false for a new id and true for the same id again, per node', () => {
@@ -90,5 +111,16 @@ describe('SeenIds', () => {
     expect(seen.check('node-0', id(E1, 1))).toBe(false); // forgotten (and now known again, evicting node-1)
     expect(seen.check('node-2', id(E1, 1))).toBe(true);
     expect(seen.check('one-more', id(E1, 1))).toBe(true);
+  });
+
+  it('costs 1 KiB per node and epoch (the window’s bits), whatever the ids', async () => {
+    const seen = new SeenIds();
+    const nodes = 5000;
+    const before = await arrayBuffersLeft(); // what earlier tests left goes now, not during the count
+    for (let n = 0; n < nodes; n++) seen.check(`node-${n}`, id(E1, n * 7919));
+    const perNode = ((await arrayBuffersLeft()) - before) / nodes;
+    // Nothing else here keeps ArrayBuffers: what is left after the collection is the windows `seen` holds.
+    expect(perNode).toBeGreaterThanOrEqual(SEEN_WINDOW / 8);
+    expect(perNode).toBeLessThan(1.25 * (SEEN_WINDOW / 8));
   });
 });
