@@ -170,7 +170,10 @@ describe('StoreSlotClaims', () => {
       ],
       A,
     );
-    await expect(claim).rejects.toMatchObject({ code: 'DEVICE_NOT_STORED' });
+    await expect(claim).rejects.toMatchObject({
+      code: 'DEVICE_NOT_STORED',
+      message: 'device gone is not in the device store (yet)',
+    });
     expect(await store.get('gone')).toBeUndefined();
     expect(one.holder('cam-0')).toBeUndefined();
     await expect.poll(async () => (await store.get('cam'))?.status.slots).toEqual({});
@@ -197,12 +200,30 @@ describe('StoreSlotClaims', () => {
     expect((await one.claim([{ slot: 'serial-0', device: 'serial' }], other)).conflicts).toEqual([
       { slot: 'serial-0', device: 'serial', ...A, since: T0 },
     ]);
+    expect(store.queued).toBe(1); // a refused claim queues no write
     unwatch();
     expect(await one.release(['serial-0'], 'n1')).toEqual(['serial-0']);
     expect(heard).toBe(1);
-    expect(lines().some((l) => l.msg === 'API server unreachable; claim on a local device queued')).toBe(
-      true,
-    );
+    expect(
+      lines().find((l) => l.msg === 'API server unreachable; claim on a local device queued'),
+    ).toMatchObject({ ns: 'deviceplugin:claims', device: 'serial' });
+  });
+
+  it('a claim queued on a local Device through an outage leaves the claims on other Devices with their Devices', async () => {
+    const { store, node, ready } = setup([device('cam'), device('serial', false), device('serial2', false)]);
+    await ready;
+    const one = await node();
+    await one.claim([{ slot: 'cam-0', device: 'cam' }], A);
+    await one.claim([{ slot: 'serial2-0', device: 'serial2' }], A);
+    store.down = true;
+    expect(await one.claim([{ slot: 'serial-0', device: 'serial' }], A)).toEqual({ conflicts: [] });
+    // A release goes to the Device its claim names: each claim must still name its own.
+    expect(
+      one
+        .held('n1')
+        .map((c) => `${c.slot}@${c.device}`)
+        .sort(),
+    ).toEqual(['cam-0@cam', 'serial-0@serial', 'serial2-0@serial2']);
   });
 
   it('a claim on a local Device refused for another reason than an unreachable server fails; nothing is queued', async () => {
