@@ -307,6 +307,10 @@ describe('UpstreamBridge', () => {
     ]);
     for (const r of held.splice(0)) r();
     expect(lines.some((l) => l.msg === 'upstream down' && l.attempt === 1)).toBe(true);
+    expect(lines.filter((l) => l.msg === 'upstream connected').map((l) => [l.url, l.connects])).toEqual([
+      [up.url, 1],
+      [up.url, 2],
+    ]);
     const payloads = up.seen.filter((s) => s.topic.includes('/devices/')).map((s) => s.payload);
     // After the first connection's five, the second starts again at the oldest unacknowledged (2).
     const second = payloads.slice(payloads.lastIndexOf('2'));
@@ -352,6 +356,19 @@ describe('UpstreamBridge', () => {
       topic: 'lb/edge-1/devices/boom/commands/x',
       err: 'handler failed',
     });
+  });
+
+  it('an upstream that refuses the subscriptions is logged (no twins or commands will come); telemetry still goes up', async () => {
+    const { outbox, bridge, lines } = await setup({ refuseSubscribe: true });
+    await outbox.append(telemetry(1));
+    bridge.start();
+    await until(() => outbox.messages === 0, 10_000, 'the outbox to drain');
+    await until(() => lines.some((l) => l.msg === 'upstream subscribe failed'), 10_000, 'the refusal logged');
+    expect(lines.find((l) => l.msg === 'upstream subscribe failed')).toMatchObject({
+      level: 40,
+      err: 'Subscribe error: Not authorized',
+    });
+    expect(bridge.connects).toBe(1);
   });
 
   it('stop closes the link and leaves what is appended afterwards in the outbox', async () => {
