@@ -27,6 +27,8 @@ const MAX_INFLIGHT = 65_000;
 const RETRY_LATER = new Set([
   0x97 /* quota exceeded */, 0x80 /* unspecified */, 0x83 /* implementation specific */,
 ]);
+/** How long `stop()` waits for the upstream to acknowledge `offline` before it drops the link. */
+const STOP_GRACE_MS = 1000;
 
 /**
  * The upstream bridge: drains the outbox to the cloud broker in sequence order with a window of QoS 1
@@ -43,6 +45,7 @@ export class UpstreamBridge {
   private stopped = true;
   private unsubscribeOutbox?: () => void;
   private readonly root: string;
+  private readonly statusTopic: string;
   private readonly encoding: PublishBatchOptions;
   private readonly logger: Logger;
   /** Messages acknowledged upstream; duplicates (resends after a lost PUBACK) count again. */
@@ -53,6 +56,7 @@ export class UpstreamBridge {
 
   constructor(private readonly o: BridgeOptions) {
     this.root = upstreamRoot(o.config.prefix, o.node);
+    this.statusTopic = `${this.root}agent/status`;
     this.encoding = {
       protocolVersion: o.config.protocolVersion,
       prefix: this.root,
@@ -79,21 +83,31 @@ export class UpstreamBridge {
     this.client = undefined;
     this.generation++;
     if (!client) return;
-    // Publish our own offline status, then close; what is in flight stays in the outbox for next time.
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => resolve(), 1000);
+    // What is in flight stays in the outbox for next time.
+    if (client.connected) await this.sayOffline(client);
+    await closeLink(client);
+  }
+
+  /**
+   * Publishes `offline` on the agent's status topic (retained, QoS 1), then DISCONNECT once the upstream has
+   * acknowledged it (mqtt.js's graceful end waits for its own PUBACKs). A DISCONNECT makes the broker discard the
+   * will, so without this the retained status would stay `online`. Bounded: after STOP_GRACE_MS the caller drops
+   * the link instead, and then the broker publishes the will, `offline` too.
+   */
+  private sayOffline(client: MqttClient): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => resolve(), STOP_GRACE_MS);
+      client.publish(this.statusTopic, 'offline', { qos: 1, retain: true });
       client.end(false, {}, () => {
         clearTimeout(timer);
         resolve();
       });
     });
-    client.end(true);
   }
 
   private connect(): void {
     const c = this.o.config;
     const generation = ++this.generation;
-    const agentStatus = `${this.root}agent/status`;
     const options: IClientOptions = {
       clientId: c.clientId,
       protocolVersion: c.protocolVersion,
@@ -105,7 +119,7 @@ export class UpstreamBridge {
       queueQoSZero: false,
       // mqtt.js traces every packet through `debug` unless given a logger: ~4% of the agent's CPU under load.
       log: noTrace,
-      will: { topic: agentStatus, payload: Buffer.from('offline'), qos: 1, retain: true },
+      will: { topic: this.statusTopic, payload: Buffer.from('offline'), qos: 1, retain: true },
       ...(c.protocolVersion === 5 ? { properties: { sessionExpiryInterval: c.sessionExpirySeconds } } : {}),
       ...(c.username !== undefined ? { username: c.username } : {}),
       ...(c.password !== undefined ? { password: c.password } : {}),
@@ -127,7 +141,7 @@ export class UpstreamBridge {
       this.inflight.clear();
       this.o.outbox.rewind();
       this.logger.info({ url: c.url, connects: this.connects }, 'upstream connected');
-      client.publish(agentStatus, 'online', { qos: 1, retain: true });
+      client.publish(this.statusTopic, 'online', { qos: 1, retain: true });
       client.subscribe(
         [`${this.root}devices/+/twin/desired`, `${this.root}devices/+/commands/+`],
         { qos: 1 },
@@ -274,4 +288,14 @@ export class UpstreamBridge {
       this.logger.warn({ topic, err: errorMessage(err) }, 'downstream message refused');
     }
   }
+}
+
+/** Closes the client's socket, if it is not closed yet, and waits for it to close. */
+function closeLink(client: MqttClient): Promise<void> {
+  const stream = client.stream;
+  if (stream.closed) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    stream.once('close', () => resolve());
+    stream.destroy();
+  });
 }

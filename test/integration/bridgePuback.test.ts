@@ -258,6 +258,12 @@ describe('upstream bridge: its own QoS 1 PUBLISHes and their PUBACKs', () => {
     await until(() => outbox.messages === 0, 10_000, 'the outbox emptied');
     const sent = upstream.seen.map((s) => `${s.connection}:${s.topic.slice(s.topic.lastIndexOf('/') + 1)}`);
     expect(sent).toEqual(['1:0', '1:1', '1:2', '2:2', '2:3', '2:4', '2:5']);
+    // The operator learns which message waits, and why.
+    expect(logs.lines().find((l) => l.msg === 'upstream did not take a message')).toMatchObject({
+      topic: 'devices/d1/telemetry/2',
+      msgId: upstream.seen[2]?.msgId,
+      reasonCode: 0x97,
+    });
   });
 
   it('"unspecified" (0x80) and "implementation specific" (0x83) also mean retry later; 0x10 (no subscribers) is a success', async () => {
@@ -280,9 +286,10 @@ describe('upstream bridge: its own QoS 1 PUBLISHes and their PUBACKs', () => {
     expect(topics).toEqual(['0', '1', '2', '2', '3', '4', '4', '5', '6', '7']);
   });
 
-  it('a message MQTT cannot carry (a topic over 65,535 bytes) is dropped and counted; the rest of its batch goes', async () => {
-    const upstream = new ScriptedUpstream(4, () => 0);
-    const { outbox, bridge } = await setup(4, 10, upstream);
+  it('a message MQTT cannot carry (a topic over 65,535 bytes) is dropped, counted and logged; the rest of its batch goes', async () => {
+    const upstream = new ScriptedUpstream(5, () => 0);
+    const logs = captureLogs();
+    const { outbox, bridge } = await setup(5, 10, upstream, logs.logger);
     const long = `devices/d1/telemetry/${'x'.repeat(70_000)}`;
     await Promise.all(
       ['devices/d1/telemetry/a', long, 'devices/d1/telemetry/b'].map((topic) =>
@@ -297,6 +304,13 @@ describe('upstream bridge: its own QoS 1 PUBLISHes and their PUBACKs', () => {
       `${PREFIX}devices/d1/telemetry/b`,
     ]);
     expect(upstream.connections).toBe(1);
+    // The log names the dropped message: its topic and its id (the one between a's and b's).
+    const [epoch, seq] = String(upstream.seen[0]?.msgId).split('-');
+    expect(upstream.seen[1]?.msgId).toBe(`${epoch}-${Number(seq) + 2}`);
+    expect(logs.lines().find((l) => l.msg === 'message cannot be sent upstream; dropped')).toMatchObject({
+      topic: long,
+      msgId: `${epoch}-${Number(seq) + 1}`,
+    });
   });
 
   it('skips a packet id still in flight when the id sequence comes round to it again, 65,535 ids later', async () => {

@@ -95,6 +95,28 @@ describe('the upstream link', () => {
     expect(watcher.messages.slice(before).map((m) => `${m.payload}`)).toEqual(['offline']);
   });
 
+  it('says offline itself when the agent stops (SIGTERM): the status left retained at the upstream is offline', async () => {
+    const dir = workspace();
+    const upstream = new UpstreamBroker();
+    cleanups.push(() => upstream.kill());
+    await upstream.start(0);
+    const agent = await startAgent(dir, agentConfig(join(dir, 'agent'), upstream.url));
+    cleanups.push(() => stopProcess(agent.child));
+    const topic = 'leafbridge/edge-1/agent/status';
+    const watcher = await collect(upstream.url, topic, { clientId: 'status-watcher' });
+    cleanups.push(() => watcher.client.endAsync(true));
+    await until(() => watcher.messages.some((m) => `${m.payload}` === 'online'), 10_000, 'online');
+    const before = watcher.messages.length;
+    // A clean stop ends with a DISCONNECT, after which the broker discards the will: the agent must say it.
+    await stopProcess(agent.child);
+    await until(() => watcher.messages.length > before, 10_000, 'offline');
+    expect(watcher.messages.slice(before).map((m) => `${m.payload}`)).toEqual(['offline']);
+    const late = await collect(upstream.url, topic, { clientId: 'late-watcher' });
+    cleanups.push(() => late.client.endAsync(true));
+    await until(() => late.messages.length >= 1, 5000, 'the retained status');
+    expect(late.messages.map((m) => [`${m.payload}`, m.retain])).toEqual([['offline', true]]);
+  });
+
   it('a message the upstream refuses in its PUBACK is dropped and counted as upstream-rejected; the rest flows', async () => {
     const dir = workspace();
     const cloud = new Mosquitto({

@@ -14,7 +14,7 @@ import type { DownstreamProps } from '../../../src/sync/engine.js';
 import { createLogger, silentLogger } from '../../../src/util/logger.js';
 import { tempDir } from '../../helpers/processes.js';
 import { makeCa, makeLeaf } from '../../helpers/tlsCerts.js';
-import { until } from '../../helpers/wait.js';
+import { until, within } from '../../helpers/wait.js';
 
 interface Seen {
   topic: string;
@@ -23,6 +23,8 @@ interface Seen {
   properties: Record<string, unknown> | undefined;
   qos: number;
   retain: boolean;
+  /** Published by the broker itself: a will. */
+  will: boolean;
 }
 
 interface UpstreamOptions {
@@ -33,10 +35,24 @@ interface UpstreamOptions {
   tls?: TlsOptions;
   /** Asked on each CONNECT: false refuses it (as bad credentials would be). */
   accept?: () => boolean;
+  /** Never acknowledge an `offline` on the agent's status topic. */
+  holdOffline?: boolean;
+  /** Refuse every SUBSCRIBE (a failure code in the SUBACK), as a cloud ACL would. */
+  refuseSubscribe?: boolean;
 }
 
+/** A will reaches aedes's hooks as the CONNECT's will object, a client's message as a PUBLISH packet. */
+const isWill = (packet: { cmd?: string }) => packet.cmd !== 'publish';
+
 /** An in-process upstream (aedes on 127.0.0.1, port 0) that records what the bridge's client publishes. */
-async function upstream({ hold, credentials, tls, accept }: UpstreamOptions = {}) {
+async function upstream({
+  hold,
+  credentials,
+  tls,
+  accept,
+  holdOffline,
+  refuseSubscribe,
+}: UpstreamOptions = {}) {
   const seen: Seen[] = [];
   const sessions: { clean: boolean; expiry: number }[] = [];
   const broker = await Aedes.createBroker({
@@ -49,9 +65,15 @@ async function upstream({ hold, credentials, tls, accept }: UpstreamOptions = {}
       );
     },
     authorizePublish(client, packet, done) {
+      if (holdOffline && !isWill(packet) && packet.topic.endsWith('/agent/status')) {
+        if (String(packet.payload) === 'offline') return; // no PUBACK, ever
+      }
       if (client && packet.topic.includes('/devices/') && hold)
         hold((err) => done(err ?? null), packet.topic);
       else done(null);
+    },
+    authorizeSubscribe(_client, subscription, done) {
+      done(null, refuseSubscribe ? null : subscription);
     },
   });
   broker.on('clientReady', (client) => {
@@ -69,6 +91,7 @@ async function upstream({ hold, credentials, tls, accept }: UpstreamOptions = {}
       properties,
       qos: packet.qos,
       retain: packet.retain,
+      will: isWill(packet),
     });
   });
   const server: Server = tls ? createTlsServer(tls, broker.handle) : createServer(broker.handle);
@@ -284,6 +307,10 @@ describe('UpstreamBridge', () => {
     ]);
     for (const r of held.splice(0)) r();
     expect(lines.some((l) => l.msg === 'upstream down' && l.attempt === 1)).toBe(true);
+    expect(lines.filter((l) => l.msg === 'upstream connected').map((l) => [l.url, l.connects])).toEqual([
+      [up.url, 1],
+      [up.url, 2],
+    ]);
     const payloads = up.seen.filter((s) => s.topic.includes('/devices/')).map((s) => s.payload);
     // After the first connection's five, the second starts again at the oldest unacknowledged (2).
     const second = payloads.slice(payloads.lastIndexOf('2'));
@@ -331,6 +358,19 @@ describe('UpstreamBridge', () => {
     });
   });
 
+  it('an upstream that refuses the subscriptions is logged (no twins or commands will come); telemetry still goes up', async () => {
+    const { outbox, bridge, lines } = await setup({ refuseSubscribe: true });
+    await outbox.append(telemetry(1));
+    bridge.start();
+    await until(() => outbox.messages === 0, 10_000, 'the outbox to drain');
+    await until(() => lines.some((l) => l.msg === 'upstream subscribe failed'), 10_000, 'the refusal logged');
+    expect(lines.find((l) => l.msg === 'upstream subscribe failed')).toMatchObject({
+      level: 40,
+      err: 'Subscribe error: Not authorized',
+    });
+    expect(bridge.connects).toBe(1);
+  });
+
   it('stop closes the link and leaves what is appended afterwards in the outbox', async () => {
     const { up, outbox, bridge } = await setup();
     bridge.start();
@@ -342,6 +382,56 @@ describe('UpstreamBridge', () => {
     expect(outbox.messages).toBe(1);
     expect(up.seen.filter((s) => s.topic.includes('/devices/'))).toEqual([]);
   });
+  /** What a subscriber that comes now gets from the upstream's retained store on the agent's status topic. */
+  async function retainedStatus(url: string): Promise<string[]> {
+    const reader = await mqtt.connectAsync(url, { protocolVersion: 5, clientId: 'status-reader' });
+    const got: string[] = [];
+    reader.on('message', (_topic, payload, packet) => packet.retain && got.push(payload.toString()));
+    await reader.subscribeAsync('lb/edge-1/agent/status', { qos: 1 });
+    await until(() => got.length > 0, 10_000, 'the retained status');
+    await reader.endAsync();
+    return got;
+  }
+  const bridgeGone = (up: { broker: Aedes }, clientId: string) =>
+    until(
+      () => !(clientId in (up.broker as unknown as { clients: object }).clients),
+      10_000,
+      'the bridge gone from the upstream',
+    );
+
+  it('a clean stop publishes `offline` (retained, QoS 1), and disconnects once it is acknowledged: the upstream keeps `offline`', async () => {
+    for (const protocolVersion of [4, 5] as const) {
+      const clientId = `edge-1-v${protocolVersion}`;
+      const { up, bridge } = await setup({ config: { protocolVersion, clientId } });
+      bridge.start();
+      await until(() => up.seen.some((s) => s.topic === 'lb/edge-1/agent/status'), 10_000, 'online');
+      await within(bridge.stop(), 5000, 'stop');
+      await bridgeGone(up, clientId);
+      expect(await retainedStatus(up.url)).toEqual(['offline']);
+      // Said by the agent itself; its DISCONNECT left the broker no will to publish.
+      const status = up.seen.filter((s) => s.topic === 'lb/edge-1/agent/status');
+      expect(status.map((s) => [s.payload, s.qos, s.retain, s.will])).toEqual([
+        ['online', 1, true, false],
+        ['offline', 1, true, false],
+      ]);
+    }
+  });
+
+  it('a stop whose `offline` the upstream does not acknowledge drops the link after 1 s; the will says `offline`', async () => {
+    const { up, bridge } = await setup({ holdOffline: true });
+    bridge.start();
+    await until(() => up.seen.some((s) => s.topic === 'lb/edge-1/agent/status'), 10_000, 'online');
+    await within(bridge.stop(), 5000, 'stop');
+    await bridgeGone(up, 'edge-1-bridge');
+    await until(() => up.seen.some((s) => s.will), 10_000, 'the will');
+    const status = up.seen.filter((s) => s.topic === 'lb/edge-1/agent/status');
+    expect(status.map((s) => [s.payload, s.will])).toEqual([
+      ['online', false],
+      ['offline', true],
+    ]);
+    expect(await retainedStatus(up.url)).toEqual(['offline']);
+  });
+
   it('logs in with the configured username and password; refused credentials are retried with backoff', async () => {
     const credentials = { username: 'edge', password: 's3cret' };
     const good = await setup({ credentials, config: { ...credentials, protocolVersion: 4 } });
