@@ -54,6 +54,20 @@ describe('DeviceNames', () => {
     expect(names.nameFor('other', true, logger)).toBe(deviceName('cams', 'other', undefined));
   });
 
+  it('forgetting another name of the same id keeps its name and logs no collision again', () => {
+    const { logger, lines } = logged();
+    const names = new DeviceNames('cams', 'edge-1');
+    names.note(deviceName('cams', 'a', undefined), 'other');
+    const given = names.nameFor('a', true, logger);
+    expect(lines).toHaveLength(1); // the collision, logged once
+    // A second Device of the same id goes away (its old 6-digit name, say): 'a' keeps the name it was given.
+    const legacy = legacyDeviceName('cams', 'a', undefined);
+    names.note(legacy, 'a');
+    names.forget(legacy);
+    expect(names.nameFor('a', true, logger)).toBe(given);
+    expect(lines).toHaveLength(1);
+  });
+
   it('leaves a device out when all 16 alternatives are held, and says so', () => {
     const { logger, lines } = logged();
     const names = new DeviceNames('cams', 'edge-1');
