@@ -93,7 +93,7 @@ export interface MosquittoUser {
 }
 
 export interface MosquittoOptions {
-  /** Sessions and their queued messages saved on SIGTERM and restored on the next start. */
+  /** Sessions and their queued messages (unbounded) saved on SIGTERM and restored on the next start. */
   persistent?: boolean;
   /** With users, anonymous clients are refused and each user gets only its ACL. */
   users?: MosquittoUser[];
@@ -103,8 +103,7 @@ export interface MosquittoOptions {
 
 /**
  * A mosquitto broker on 127.0.0.1, started from a config file in a temp dir. It cannot bind port 0 and report
- * it, so the port is picked with freePort() and kept for restarts. Persistence is off unless `persistent`; the
- * queue of a subscriber that lags is unbounded either way (`max_queued_messages 0`).
+ * it, so the port is picked with freePort() and kept for restarts. Persistence is off unless `persistent`.
  */
 export class Mosquitto {
   port = 0;
@@ -125,11 +124,8 @@ export class Mosquitto {
         `listener ${this.port} 127.0.0.1`,
         ...this.accessLines(),
         ...(this.options.extra ?? []),
-        // Unbounded queues: by default mosquitto keeps 1,000 messages for a subscriber that lags and drops the
-        // rest, which a test's subscriber on a loaded machine can reach, and the broker's drops read as losses.
-        'max_queued_messages 0',
         ...(this.options.persistent
-          ? ['persistence true', `persistence_location ${this.dir.path}/`]
+          ? ['persistence true', `persistence_location ${this.dir.path}/`, 'max_queued_messages 0']
           : ['persistence false']),
         'log_dest stderr',
         'log_type error',
