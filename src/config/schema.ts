@@ -306,7 +306,7 @@ export const AgentConfigSchema = T.Object(
           '1m',
         ),
         core: T.Boolean({
-          default: false,
+          default: true,
           description:
             "the broker's own core reads each connection's CONNECT and keeps publish-only clean sessions (telemetry without aedes' per-client cost); a client that subscribes, keeps a session, has a will or sends QoS 2 goes to aedes. false: aedes takes every connection",
         }),

@@ -25,7 +25,14 @@ describe('broker core', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function startBroker(o: { hold?: boolean; receiveMaximum?: number; allowAnonymous?: boolean } = {}) {
+  async function startBroker(
+    o: {
+      hold?: boolean;
+      receiveMaximum?: number;
+      allowAnonymous?: boolean;
+      rateLimit?: { messagesPerSecond: number; burst: number };
+    } = {},
+  ) {
     const dir = tempDir('lb-broker-core-');
     const db = openDb(dir.path, { synchronous: 'normal' });
     const ingested: Ingested[] = [];
@@ -38,7 +45,7 @@ describe('broker core', () => {
         if (!o.hold) done();
       },
       maxPacketSize: 64 * 1024,
-      rateLimit: { messagesPerSecond: 1000, burst: 1000 },
+      rateLimit: o.rateLimit ?? { messagesPerSecond: 1000, burst: 1000 },
       core: true,
       keepaliveSweepMs: 100,
       ...(o.receiveMaximum ? { receiveMaximum: o.receiveMaximum } : {}),
@@ -314,6 +321,31 @@ describe('broker core', () => {
       expect(acks).toEqual([1, 2]);
     });
 
+    it('MQTT 5: a refusal says why in a Reason String, unless the client asked for no problem information', async () => {
+      const { port } = await startBroker();
+      for (const requestProblemInformation of [true, false]) {
+        const device = await raw(port, 5, {
+          clientId: `why-${requestProblemInformation}`,
+          clean: true,
+          properties: { requestProblemInformation },
+        });
+        device.send({
+          cmd: 'publish',
+          topic: 'devices/other/twin/desired',
+          payload: Buffer.from('x'),
+          qos: 1,
+          messageId: 9,
+          dup: false,
+          retain: false,
+        });
+        const puback = await device.next('puback');
+        expect(puback.reasonCode).toBe(0x87);
+        expect(puback.properties?.reasonString).toBe(
+          requestProblemInformation ? 'not authorized for this topic' : undefined,
+        );
+      }
+    });
+
     it('MQTT 5: over the rate limit is 0x97 (quota exceeded); the store failing is 0x87', async () => {
       const { port, ingested } = await startBroker({ hold: true });
       const device = await raw(port, 5, { clientId: 'counted', clean: true });
@@ -321,6 +353,11 @@ describe('broker core', () => {
       await until(() => ingested.length === 1, 2000, 'ingested');
       ingested[0]?.done(new Error('disk full'));
       expect(await published).toBe(0x87);
+      const limited = await startBroker({ rateLimit: { messagesPerSecond: 1, burst: 2 } });
+      const flooder = await raw(limited.port, 5, { clientId: 'flood', clean: true });
+      const codes = await Promise.all([1, 2, 3].map((i) => flooder.publish(telemetry('flood', `${i}`))));
+      expect(codes).toEqual([0, 0, 0x97]);
+      expect(limited.broker.refused.rate).toBe(1);
     });
 
     it('MQTT 3.1.1: the PUBACKs before a refusal are written, then the connection closes', async () => {

@@ -1,6 +1,7 @@
 // PUBACKs in the order their PUBLISHes came ([MQTT-4.6.0-2]): a refusal decided at once waits behind the
 // accepted PUBLISHes before it that are still being committed. What one turn decides leaves each socket as one
 // write, after every callback of the commit has run.
+import { generate } from 'mqtt-packet';
 import { type CoreConnection, type PendingAck, STATE } from './connection.js';
 
 /** Where a refused PUBLISH on an MQTT 3.1.1 connection stands in the queue: the connection closes there. */
@@ -17,9 +18,10 @@ export class AckWriter {
     return ack;
   }
 
-  /** The PUBLISH behind `ack` is decided: 0 (accepted), an MQTT 5 reason code, or CLOSE_HERE. */
-  decide(conn: CoreConnection, ack: PendingAck, code: number): void {
+  /** The PUBLISH behind `ack` is decided: 0 (accepted), an MQTT 5 reason code (and why), or CLOSE_HERE. */
+  decide(conn: CoreConnection, ack: PendingAck, code: number, reason?: string): void {
     ack.code = code;
+    if (reason !== undefined && conn.problemInformation) ack.reason = reason;
     if (conn.acks[0] !== ack) return; // written when the ones before it are decided
     this.dirty.add(conn);
     if (this.queued) return;
@@ -43,8 +45,8 @@ export class AckWriter {
 function write(conn: CoreConnection): void {
   const { acks } = conn;
   let n = 0;
-  let bytes = 0;
   let closes = false;
+  let refusals = false;
   for (; n < acks.length; n++) {
     const code = (acks[n] as PendingAck).code;
     if (code < 0) break;
@@ -52,23 +54,43 @@ function write(conn: CoreConnection): void {
       closes = true;
       break;
     }
-    bytes += code === 0 ? 4 : 5;
+    if (code !== 0) refusals = true;
   }
-  const buf = Buffer.allocUnsafe(bytes);
-  let at = 0;
-  for (let i = 0; i < n; i++) {
-    const { messageId, code } = acks[i] as PendingAck;
-    buf[at++] = 0x40;
-    buf[at++] = code === 0 ? 2 : 3;
-    buf[at++] = messageId >> 8;
-    buf[at++] = messageId & 0xff;
-    if (code !== 0) buf[at++] = code;
-  }
+  const bytes = refusals ? withRefusals(acks, n) : accepted(acks, n);
   acks.splice(0, closes ? acks.length : n);
-  if (bytes > 0) conn.send(buf);
+  if (bytes.length > 0) conn.send(bytes);
   if (closes) {
     if (conn.state !== STATE.gone) conn.close();
     return;
   }
   if (acks.length === 0) conn.onAcked?.();
+}
+
+/** The first `n` PUBACKs, all accepting: four bytes each, written without an encoder. */
+function accepted(acks: PendingAck[], n: number): Buffer {
+  const buf = Buffer.allocUnsafe(4 * n);
+  for (let i = 0; i < n; i++) {
+    const { messageId } = acks[i] as PendingAck;
+    buf[4 * i] = 0x40;
+    buf[4 * i + 1] = 2;
+    buf[4 * i + 2] = messageId >> 8;
+    buf[4 * i + 3] = messageId & 0xff;
+  }
+  return buf;
+}
+
+/** The first `n` PUBACKs with refusals among them (MQTT 5: a reason code, and a Reason String if wanted). */
+function withRefusals(acks: PendingAck[], n: number): Buffer {
+  const parts = acks.slice(0, n).map(({ messageId, code, reason }) =>
+    generate(
+      {
+        cmd: 'puback',
+        messageId,
+        ...(code !== 0 ? { reasonCode: code } : {}),
+        ...(reason !== undefined ? { properties: { reasonString: reason } } : {}),
+      },
+      { protocolVersion: 5 },
+    ),
+  );
+  return Buffer.concat(parts);
 }

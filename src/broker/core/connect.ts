@@ -55,6 +55,7 @@ export function connect(ctx: CoreContext, conn: CoreConnection, packet: IConnect
   conn.version = packet.protocolVersion as number;
   conn.clientId = packet.clientId;
   conn.keepalive = packet.keepalive ?? 0;
+  conn.problemInformation = packet.properties?.requestProblemInformation !== false;
   const certificate = conn.certificate;
   const checked: Promise<AuthResult> = certificate
     ? Promise.resolve(o.authorizer.authenticateCertificate(certificate.name, packet.username))

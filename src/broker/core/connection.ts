@@ -25,6 +25,8 @@ export type State = (typeof STATE)[keyof typeof STATE];
 export interface PendingAck {
   messageId: number;
   code: number;
+  /** Why it was refused (MQTT 5 Reason String), unless the client asked for no problem information. */
+  reason?: string;
 }
 
 export class CoreConnection {
@@ -33,6 +35,8 @@ export class CoreConnection {
   clientId = '';
   identity: Identity | undefined;
   bucket: TokenBucket | undefined;
+  /** MQTT 5 Request Problem Information: false asks for no Reason String ([MQTT-3.1.2-29]). */
+  problemInformation = true;
   /** Keep Alive in seconds from CONNECT (0: none). */
   keepalive = 0;
   /** The sweep's tick when a byte last arrived. */

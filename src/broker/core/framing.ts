@@ -33,6 +33,7 @@ interface Parser {
   settings: { protocolVersion?: number };
   parse(buf: Buffer): number;
   _resetState(): void;
+  _pos: number;
   on(event: 'packet', fn: (p: Packet) => void): void;
   on(event: 'error', fn: (err: Error) => void): void;
 }
@@ -67,6 +68,8 @@ export function decode(frame: Buffer, version: number): Packet | Error {
   shared.parse(frame);
   const packet = decoded as Packet | undefined;
   if (packet && !failure) return packet;
-  shared._resetState(); // whatever a bad frame left half-parsed, the next one starts clean
+  // Whatever a bad frame left half-parsed, the next one starts clean (_resetState leaves the read position).
+  shared._resetState();
+  shared._pos = 0;
   return failure ?? new Error('incomplete packet');
 }

@@ -41,12 +41,12 @@ export function publish(ctx: CoreContext, conn: CoreConnection, packet: IPublish
   const identity = conn.identity as NonNullable<CoreConnection['identity']>;
   if (!o.authorizer.canPublish(identity, topic)) {
     o.refuse('publish', conn.clientId, { topic }, 'PUBLISH refused: not allowed for this client');
-    refused(ctx, conn, ack, RC.notAuthorized);
+    refused(ctx, conn, ack, RC.notAuthorized, 'not authorized for this topic');
     return;
   }
   if (!conn.bucket?.take()) {
     o.refuse('rate', conn.clientId, { topic }, 'PUBLISH refused: client over its rate limit');
-    refused(ctx, conn, ack, RC.quotaExceeded);
+    refused(ctx, conn, ack, RC.quotaExceeded, 'message rate too high');
     return;
   }
   const message = packet as unknown as PublishPacket;
@@ -55,7 +55,7 @@ export function publish(ctx: CoreContext, conn: CoreConnection, packet: IPublish
       const reason = ingestRefusal(err);
       o.refuse(reason, conn.clientId, { topic, err: errorMessage(err) }, refusalMessage[reason]);
       // Not authorized, as aedes answers every refusal of its authorizePublish hook (the tests hold it).
-      refused(ctx, conn, ack, RC.notAuthorized);
+      refused(ctx, conn, ack, RC.notAuthorized, errorMessage(err));
       return;
     }
     o.aedes.publish(message, () => {
@@ -68,9 +68,15 @@ export function publish(ctx: CoreContext, conn: CoreConnection, packet: IPublish
  * MQTT 5 says why in the PUBACK and keeps the connection; a QoS 0 refusal is dropped without a word. MQTT 3.1.1,
  * which cannot say why, is disconnected — after the PUBACKs of the PUBLISHes before it.
  */
-function refused(ctx: CoreContext, conn: CoreConnection, ack: PendingAck | undefined, code: number): void {
+function refused(
+  ctx: CoreContext,
+  conn: CoreConnection,
+  ack: PendingAck | undefined,
+  code: number,
+  reason: string,
+): void {
   if (conn.version === 5) {
-    if (ack) ctx.acks.decide(conn, ack, code);
+    if (ack) ctx.acks.decide(conn, ack, code, reason);
     return;
   }
   conn.state = STATE.closing;
