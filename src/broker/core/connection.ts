@@ -21,6 +21,9 @@ export const STATE = {
 } as const;
 export type State = (typeof STATE)[keyof typeof STATE];
 
+/** Bytes written to a client and not yet taken by it, past which it is dropped (256 Ki PUBACKs). */
+const UNREAD_LIMIT = 1 << 20;
+
 /** A QoS 1 PUBLISH whose PUBACK waits its turn: code -1 until decided, then 0 or a reason code. */
 export interface PendingAck {
   messageId: number;
@@ -71,13 +74,14 @@ export class CoreConnection {
     this.since = tick;
   }
 
-  get open(): boolean {
-    return this.state !== STATE.gone && !this.socket.destroyed;
-  }
-
-  /** Writes when the socket is still there; the core never waits for a write. */
+  /**
+   * Writes when the socket is still there; the core never waits for a write. A client that stops reading what
+   * it is sent (while it goes on publishing) is dropped once that much waits for it.
+   */
   send(bytes: Buffer): void {
-    if (!this.socket.destroyed && this.socket.writable) this.socket.write(bytes);
+    if (this.socket.destroyed || !this.socket.writable) return;
+    if (this.socket.writableLength > UNREAD_LIMIT) this.abort();
+    else this.socket.write(bytes);
   }
 
   /** Stops reading, sends `last` if given (a CONNACK refusal, a DISCONNECT), and ends the connection. */
