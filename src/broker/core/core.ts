@@ -93,6 +93,7 @@ export class BrokerCore implements CoreContext {
     if (this.clients.get(conn.clientId) === conn) this.clients.delete(conn.clientId);
     this.connections.delete(conn);
     conn.socket.removeListener('close', this.onClose);
+    conn.socket.removeListener('data', this.onData);
     handOver(conn, replay, (c) => {
       (c.socket as CoreSocket)[CONN] = undefined;
       this.o.aedes.take(c);

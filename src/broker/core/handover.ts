@@ -16,8 +16,7 @@ export function handOver(conn: CoreConnection, bytes: Buffer, hand: HandToAedes)
   const { socket } = conn;
   const answered = conn.state === STATE.connected;
   conn.state = STATE.handingOver;
-  socket.pause();
-  socket.removeAllListeners('data');
+  socket.pause(); // the core's own listeners are off already (core.ts); others on the socket stay
   const go = () => {
     conn.onAcked = undefined;
     conn.state = STATE.gone;
