@@ -196,6 +196,7 @@ export class Agent {
       maxPacketSize: config.broker.maxPacketSize,
       rateLimit: config.broker.rateLimit,
       refusalLogIntervalMs: Math.max(100, config.broker.refusalLogIntervalMs),
+      core: config.broker.core,
       clock: this.clock,
     });
     const bridge =

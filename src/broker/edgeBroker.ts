@@ -3,13 +3,13 @@ import type { Socket } from 'node:net';
 import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
 import { generate, writeToStream } from 'mqtt-packet';
 import type { Db } from '../database/db.js';
-import { OutboxFullError } from '../database/outbox.js';
-import { storageFailure } from '../database/writeHealth.js';
 import { type Clock, systemClock } from '../util/clock.js';
-import { errorMessage, PayloadError } from '../util/errors.js';
+import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { RepeatLog } from '../util/repeatLog.js';
 import type { Authorizer, Identity } from './auth.js';
+import type { CoreConnection } from './core/connection.js';
+import { BrokerCore } from './core/core.js';
 import { EdgePersistence, shapeDelivery } from './delivery.js';
 import { type AckPacket, ReceiveWindow } from './flowControl.js';
 import {
@@ -19,23 +19,21 @@ import {
   type VerifiedCertificate,
 } from './listeners.js';
 import { TokenBucket } from './rateLimit.js';
+import {
+  type Ingest,
+  ingestRefusal,
+  REFUSAL_REASONS,
+  type RefusalReason,
+  refusalMessage,
+} from './refusals.js';
+
+export { type Ingest, REFUSAL_REASONS, type RefusalReason };
 
 // mqtt-packet (aedes' encoder, and mqtt.js's) would otherwise build a table of 65,536 two-byte Buffers for packet
 // ids on its first write: 6.3 MB of live heap (a quarter of an idle agent's) that every full GC marks
 // again. Without it a packet id costs one small pooled allocation per packet. Set before the first packet is
 // written: the table is built lazily, and this switch also keeps it from being built.
 writeToStream.cacheNumbers = false;
-
-/**
- * What the broker hands the sync layer for every accepted device PUBLISH. `done` is called once the message is
- * durable, or with an error that refuses the PUBLISH (a callback: this runs once per device message).
- */
-export type Ingest = (
-  identity: Identity,
-  clientId: string,
-  packet: PublishPacket,
-  done: (err?: Error) => void,
-) => void;
 
 export interface EdgeBrokerOptions {
   db: Db;
@@ -49,26 +47,32 @@ export interface EdgeBrokerOptions {
   clock?: Clock;
   /** What the layers above want to hear of: subscriptions and refusals. */
   events?: EdgeBrokerEvents;
+  /**
+   * The broker core (src/broker/core/) reads every new connection and keeps the publish-only clean sessions;
+   * false hands every connection to aedes as it comes (`broker.core`).
+   */
+  core?: boolean;
+  /** QoS 1 PUBLISHes a core client may have unacknowledged (default RECEIVE_MAXIMUM). */
+  receiveMaximum?: number;
+  /** How often the core's keepalive sweep runs (default a second). */
+  keepaliveSweepMs?: number;
 }
+
+/**
+ * The core's Receive Maximum: QoS 1 PUBLISHes a client may have unacknowledged. It bounds what one connection
+ * holds while its PUBLISHes are committed. mqtt.js 5 does not honour a server's Receive Maximum, so it stands
+ * above any window a real client keeps (the edge bench's fast shape keeps 100, a flooding test 3,000).
+ */
+export const RECEIVE_MAXIMUM = 4096;
 
 /** Topic aliases a client may set (MQTT 5); mosquitto's default. */
 const TOPIC_ALIAS_MAXIMUM = 10;
 /** MQTT 5 reason code: Packet too large. */
 const PACKET_TOO_LARGE = 0x95;
+/** How long a new connection may take to send CONNECT (aedes' default connectTimeout). */
+const CONNECT_TIMEOUT_MS = 30_000;
 /** A Receive Maximum of this (the default) allows as many in flight as there are packet identifiers. */
 const RECEIVE_MAXIMUM_DEFAULT = 65535;
-
-export const REFUSAL_REASONS = [
-  'connect',
-  'publish',
-  'subscribe',
-  'rate',
-  'payload',
-  'outbox-full',
-  'storage',
-  'internal',
-] as const;
-export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 export interface EdgeBrokerEvents {
   /** A client subscribed (after the ACL): the sync layer delivers pending commands then. */
@@ -97,7 +101,10 @@ export class EdgeBroker {
   /** Refusals since the broker was built, by reason (`leafbridge_broker_refused_total`). */
   readonly refused = Object.fromEntries(REFUSAL_REASONS.map((r) => [r, 0])) as Record<RefusalReason, number>;
   private aedes?: Aedes;
+  private core?: BrokerCore;
   private listeners?: BrokerListeners;
+  /** The token bucket a core client brings when it is handed to aedes, by its connection. */
+  private readonly carriedBuckets = new WeakMap<object, TokenBucket>();
   /** The verified client certificate of a connection (mqtts, wss), by the connection aedes was handed. */
   private readonly certificates = new WeakMap<object, VerifiedCertificate>();
   private readonly identities = new WeakMap<Client, Identity>();
@@ -119,12 +126,13 @@ export class EdgeBroker {
   }
 
   get connectedClients(): number {
-    return this.aedes?.connectedClients ?? 0;
+    return (this.aedes?.connectedClients ?? 0) + (this.core?.connected ?? 0);
   }
 
   async start(listen: ListenerConfig): Promise<BrokerAddresses> {
+    const persistence = new EdgePersistence(this.options.db);
     const aedes = await Aedes.createBroker({
-      persistence: new EdgePersistence(this.options.db),
+      persistence,
       maximumPacketSize: this.options.maxPacketSize,
       authorizeForward: shapeDelivery,
       published: (packet, _client, done) => {
@@ -132,6 +140,11 @@ export class EdgeBroker {
         done(null);
       },
       topicAliasMaximum: TOPIC_ALIAS_MAXIMUM,
+      // A client id connecting through aedes closes its connection on the core ([MQTT-3.1.4-2]).
+      preConnect: (_client, packet, done) => {
+        this.core?.release(packet.clientId);
+        done(null, true);
+      },
       authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
       authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
       authorizeSubscribe: (client, sub, done) => this.authorizeSubscribe(client, sub, done),
@@ -164,7 +177,8 @@ export class EdgeBroker {
       maxPacketSize: this.options.maxPacketSize,
       accept: (conn, req, certificate) => {
         if (certificate) this.certificates.set(conn, certificate);
-        refuseOversizedWithReason(aedes.handle(conn as Client['conn'], req));
+        if (this.core) this.core.accept(conn, req, certificate);
+        else refuseOversizedWithReason(aedes.handle(conn as Client['conn'], req));
       },
       onCertificateRefused: (details) =>
         this.refuse(
@@ -175,7 +189,44 @@ export class EdgeBroker {
         ),
     });
     this.listeners = listeners;
+    if (this.options.core) this.core = this.startCore(aedes, persistence);
     return listeners.start();
+  }
+
+  private startCore(aedes: Aedes, persistence: EdgePersistence): BrokerCore {
+    const { options } = this;
+    const sweepMs = options.keepaliveSweepMs ?? 1000;
+    const core = new BrokerCore({
+      authorizer: options.authorizer,
+      ingest: options.ingest,
+      refuse: (reason, clientId, details, msg) => this.refuse(reason, clientId, details, msg),
+      logger: this.logger,
+      aedes: {
+        owns: (clientId) =>
+          clientId in (aedes as Aedes & { clients: object }).clients || persistence.holdsSession(clientId),
+        take: (conn) => this.handToAedes(aedes, conn),
+        publish: (packet, done) => aedes.publish(packet, () => done()),
+      },
+      maxPacketSize: options.maxPacketSize,
+      rateLimit: options.rateLimit,
+      receiveMaximum: options.receiveMaximum ?? RECEIVE_MAXIMUM,
+      topicAliasMaximum: TOPIC_ALIAS_MAXIMUM,
+      sweep: { intervalMs: sweepMs, connectTimeoutMs: CONNECT_TIMEOUT_MS, lingerMs: 2 * sweepMs },
+    });
+    core.start();
+    return core;
+  }
+
+  /**
+   * A core client that needs aedes (it subscribed, sent QoS 2) or a CONNECT the core does not keep: aedes reads
+   * the connection from its CONNECT on; a client already connected keeps its rate limit and topic aliases.
+   */
+  private handToAedes(aedes: Aedes, conn: CoreConnection): void {
+    if (conn.bucket) this.carriedBuckets.set(conn.socket, conn.bucket);
+    const client = aedes.handle(conn.socket as Client['conn'], conn.req as never);
+    refuseOversizedWithReason(client);
+    const aliases = (client as Client & { _topicAliases?: Map<number, string> })._topicAliases;
+    if (conn.aliases && aliases) for (const [alias, topic] of conn.aliases) aliases.set(alias, topic);
   }
 
   /** Publish from the agent itself (desired twins, commands); bypasses the client ACL. */
@@ -190,9 +241,12 @@ export class EdgeBroker {
   async stop(): Promise<void> {
     const listeners = this.listeners;
     const aedes = this.aedes;
+    const core = this.core;
     this.listeners = undefined;
     this.aedes = undefined;
+    this.core = undefined;
     const closed = listeners?.close();
+    core?.close();
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
     listeners?.destroyConnections();
     await closed;
@@ -232,7 +286,8 @@ export class EdgeBroker {
           this.identities.set(client, result.identity);
           this.buckets.set(
             client,
-            new TokenBucket(this.options.rateLimit.messagesPerSecond, this.options.rateLimit.burst),
+            this.carriedBuckets.get(client.conn) ??
+              new TokenBucket(this.options.rateLimit.messagesPerSecond, this.options.rateLimit.burst),
           );
           return done(null, true);
         }
@@ -376,22 +431,5 @@ function refuseOversizedWithReason(aedesClient: Client): void {
     client.close(done);
   };
 }
-
-/** Why the sync layer refused a PUBLISH: the device's fault (payload), or the agent's (full, storage, internal). */
-type IngestRefusal = Extract<RefusalReason, 'outbox-full' | 'storage' | 'payload' | 'internal'>;
-
-function ingestRefusal(err: unknown): IngestRefusal {
-  if (err instanceof OutboxFullError) return 'outbox-full';
-  if (storageFailure(err)) return 'storage';
-  if (err instanceof PayloadError) return 'payload';
-  return 'internal';
-}
-
-const refusalMessage: Record<IngestRefusal, string> = {
-  'outbox-full': 'PUBLISH refused: outbox full',
-  storage: 'PUBLISH refused: the store cannot write',
-  payload: 'PUBLISH refused: invalid payload',
-  internal: 'PUBLISH refused: internal error',
-};
 
 export type { AedesPublishPacket };

@@ -172,6 +172,16 @@ export class SqlitePersistence extends MemoryPersistence {
     };
   }
 
+  /** Whether this client may have a session here: subscriptions, a will, queued or half-received packets. */
+  holdsSession(clientId: string): boolean {
+    return (
+      this.withSubscriptions.has(clientId) ||
+      this.withWill.has(clientId) ||
+      (this.outgoing.get(clientId)?.items.length ?? 0) > 0 ||
+      (this.incoming.get(clientId)?.size ?? 0) > 0
+    );
+  }
+
   override async setup(broker: unknown): Promise<void> {
     await super.setup(broker);
     await this.load();

@@ -65,6 +65,7 @@ export interface AgentConfig {
     maxPacketSize: number;
     rateLimit: { messagesPerSecond: number; burst: number };
     refusalLogIntervalMs: number;
+    core: boolean;
     tls?: BrokerTlsConfig;
     websocket?: BrokerWebsocketConfig;
   };
@@ -180,6 +181,7 @@ function normalise(raw: RawAgentConfig, baseDir: string, problems: string[]): Ag
       maxPacketSize: size('broker.maxPacketSize', raw.broker.maxPacketSize),
       rateLimit: raw.broker.rateLimit,
       refusalLogIntervalMs: duration('broker.refusalLogInterval', raw.broker.refusalLogInterval),
+      core: raw.broker.core,
       ...(brokerTls
         ? {
             tls: {

@@ -305,6 +305,11 @@ export const AgentConfigSchema = T.Object(
           'refusals (ACL, rate, payload, storage) are logged once per client and reason, then summed this often',
           '1m',
         ),
+        core: T.Boolean({
+          default: true,
+          description:
+            "the broker's own core reads each connection's CONNECT and keeps publish-only clean sessions (telemetry without aedes' per-client cost); a client that subscribes, keeps a session, has a will or sends QoS 2 goes to aedes. false: aedes takes every connection",
+        }),
         tls: T.Optional(BrokerTls),
         websocket: T.Optional(BrokerWebsocket),
       },

@@ -7,7 +7,8 @@ import { silentLogger } from '../../../src/util/logger.js';
 import { tempDir } from '../../helpers/processes.js';
 import { RawClient } from '../../helpers/rawMqtt.js';
 
-describe('edge broker', () => {
+// Every case twice: with the broker core in front (the agent's default) and with aedes taking every connection.
+describe.each([true, false])('edge broker (core: %s)', (core) => {
   const cleanups: (() => Promise<unknown> | unknown)[] = [];
   afterEach(async () => {
     vi.restoreAllMocks();
@@ -24,6 +25,7 @@ describe('edge broker', () => {
       ingest: (_identity, _clientId, _packet, done) => done(),
       maxPacketSize: 64 * 1024,
       rateLimit: { messagesPerSecond: 1000, burst: 1000 },
+      core,
     });
     const { port } = (await broker.start({ listen: { host: '127.0.0.1', port: 0 } })).mqtt;
     cleanups.push(
