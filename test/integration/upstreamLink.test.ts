@@ -73,7 +73,8 @@ describe('the upstream link', () => {
     expect(levels).toEqual([4]);
   });
 
-  it('publishes {prefix}/{node}/agent/status: online, retained; offline as its last will when the agent dies', async () => {
+  /** An agent process on a journaling upstream, and a subscriber to its status that has seen `online`. */
+  async function agentWithStatusWatcher() {
     const dir = workspace();
     const upstream = new UpstreamBroker();
     cleanups.push(() => upstream.kill());
@@ -84,6 +85,11 @@ describe('the upstream link', () => {
     const watcher = await collect(upstream.url, topic, { clientId: 'status-watcher' });
     cleanups.push(() => watcher.client.endAsync(true));
     await until(() => watcher.messages.some((m) => `${m.payload}` === 'online'), 10_000, 'online');
+    return { upstream, agent, topic, watcher };
+  }
+
+  it('publishes {prefix}/{node}/agent/status: online, retained; offline as its last will when the agent dies', async () => {
+    const { upstream, agent, topic, watcher } = await agentWithStatusWatcher();
     // A subscriber that comes later gets `online` from the retained store.
     const late = await collect(upstream.url, topic, { clientId: 'late-watcher' });
     cleanups.push(() => late.client.endAsync(true));
@@ -96,16 +102,7 @@ describe('the upstream link', () => {
   });
 
   it('says offline itself when the agent stops (SIGTERM): the status left retained at the upstream is offline', async () => {
-    const dir = workspace();
-    const upstream = new UpstreamBroker();
-    cleanups.push(() => upstream.kill());
-    await upstream.start(0);
-    const agent = await startAgent(dir, agentConfig(join(dir, 'agent'), upstream.url));
-    cleanups.push(() => stopProcess(agent.child));
-    const topic = 'leafbridge/edge-1/agent/status';
-    const watcher = await collect(upstream.url, topic, { clientId: 'status-watcher' });
-    cleanups.push(() => watcher.client.endAsync(true));
-    await until(() => watcher.messages.some((m) => `${m.payload}` === 'online'), 10_000, 'online');
+    const { upstream, agent, topic, watcher } = await agentWithStatusWatcher();
     const before = watcher.messages.length;
     // A clean stop ends with a DISCONNECT, after which the broker discards the will: the agent must say it.
     await stopProcess(agent.child);
