@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import {
   type ClientRequest,
   Agent as HttpAgent,
@@ -64,6 +65,9 @@ export class KubeRest {
     options: KubeRestOptions = {},
   ) {
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    // One abort listener per request in flight, each removed when its request ends (cutOnAbort): a burst of more
+    // than 10 writes is not a leak, and Node's warning would say it is.
+    setMaxListeners(0, this.closing.signal);
   }
 
   /** Cuts the requests and watches under way (they fail with status 0) and refuses new ones. */

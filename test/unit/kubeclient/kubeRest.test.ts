@@ -1,9 +1,11 @@
+import { getEventListeners, setMaxListeners } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isConflict, isGone, noAnswer, statusOf } from '../../../src/kubeclient/kubeApiError.js';
 import { KubeRest } from '../../../src/kubeclient/kubeRest.js';
+import { until } from '../../helpers/wait.js';
 
 let server: Server | undefined;
 let rest: KubeRest | undefined;
@@ -93,6 +95,30 @@ describe('KubeRest', () => {
     setTimeout(() => rest.close(), 50);
     expect(statusOf(await closing)).toBe(0);
     expect(statusOf(await rest.call({ method: 'GET', path: '/x' }).catch((e: unknown) => e))).toBe(0);
+  });
+
+  it('many calls at once: no listener-leak warning, and every abort listener is gone once they are answered', async () => {
+    const held: (() => void)[] = [];
+    const { rest } = await serve((_req, res) => {
+      held.push(() => res.end('{}'));
+    });
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      const signal = new AbortController().signal;
+      setMaxListeners(0, signal); // the caller's signal is the caller's business; the client's own is checked
+      const calls = Array.from({ length: 25 }, () => rest.call({ method: 'GET', path: '/x', signal }));
+      await until(() => held.length === 25, 5000, '25 requests at the server');
+      expect(getEventListeners(signal, 'abort')).toHaveLength(25);
+      for (const answer of held) answer();
+      await Promise.all(calls);
+      expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+      await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on a later turn
+      expect(warnings).not.toContain('MaxListenersExceededWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 
   it('a watch hands on each event, ends when the server ends it, and a 410 answer is gone', async () => {
