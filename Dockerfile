@@ -39,5 +39,5 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/bin ./bin
 USER 65532:65532
-ENTRYPOINT ["node", "/app/bin/leafbridge.js"]
+ENTRYPOINT ["/app/bin/leafbridge"]
 CMD ["--help"]

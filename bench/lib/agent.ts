@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { CLI, sleep } from './util.js';
+import { CLI, LAUNCHER, sleep } from './util.js';
 
 export interface HostPort {
   host: string;
@@ -28,9 +28,12 @@ export class AgentProcess {
     // YAML is a superset of JSON.
     const file = join(dir, 'agent.yaml');
     writeFileSync(file, JSON.stringify(config, null, 2));
-    this.child = spawn(process.execPath, [...nodeArgs, CLI, 'agent', '--config', file], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    // Without Node flags, as users start it: the installed command (bin/leafbridge), which execs node with the
+    // agent's heap flags.
+    const [command, ...args] = nodeArgs.length
+      ? [process.execPath, ...nodeArgs, CLI, 'agent', '--config', file]
+      : [LAUNCHER, 'agent', '--config', file];
+    this.child = spawn(command as string, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.started = new Promise((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`agent did not start within ${START_TIMEOUT_MS / 1000} s\n${this.tail()}`)),
@@ -67,8 +70,9 @@ export class AgentProcess {
   }
 
   /**
-   * The process that runs the agent: `leafbridge agent` without heap flags starts itself again with them and
-   * stays as a thin parent (src/cli/runtime.ts), so this is the parent's child when there is one.
+   * The process that runs the agent: `node bin/leafbridge.js agent` without heap flags starts itself again with
+   * them and stays as a thin parent (src/cli/runtime.ts), so this is the parent's child when there is one (the
+   * installed command, bin/leafbridge, execs node with the flags: one process).
    */
   get workerPid(): number {
     try {

@@ -8,6 +8,8 @@ import { performance } from 'node:perf_hooks';
 /** The repository root (this file runs from dist/bench/lib/). */
 export const ROOT = resolve(import.meta.dirname, '../../..');
 export const CLI = join(ROOT, 'bin/leafbridge.js');
+/** The installed `leafbridge` command (package.json `bin`): a sh launcher that execs node on CLI. */
+export const LAUNCHER = join(ROOT, 'bin/leafbridge');
 export const RESULTS_DIR = join(ROOT, 'bench/results');
 
 /** Wall-clock milliseconds with sub-millisecond resolution, comparable across processes on one machine. */

@@ -2,6 +2,7 @@
 // connecting and publishing per connection and per message: for quick comparisons while changing the agent.
 // Uses the built bench (npm run build).
 //   node bench/probes/slowShape.mjs agent|mosquitto [SENSORS=1500] [SECONDS=10]
+// NODE_ARGS='--max-semi-space-size=2 …' starts the agent with those Node flags (and so without its relaunching parent).
 import { fileURLToPath } from 'node:url';
 
 const { slowRun } = await import(fileURLToPath(new URL('../../dist/bench/lib/edgeRuns.js', import.meta.url)));
@@ -13,11 +14,13 @@ const shape = {
   payloadBytes: 80,
   connectConcurrency: 50,
 };
-const launch = { nodeArgs: [], rateLimit: { messagesPerSecond: 1e6, burst: 1e6 }, upstreamInflight: 1000 };
+const nodeArgs = (process.env.NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+const launch = { nodeArgs, rateLimit: { messagesPerSecond: 1e6, burst: 1e6 }, upstreamInflight: 1000 };
 const r = await slowRun(kind, shape, launch);
 console.log(
   JSON.stringify({
     edge: kind,
+    nodeArgs,
     sensors: shape.sensors,
     messages: r.messages,
     unique: r.unique,

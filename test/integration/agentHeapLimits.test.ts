@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AGENT_NODE_FLAGS } from '../../src/cli/runtime.js';
 import { agentConfig } from '../helpers/agentConfig.js';
-import { type AgentProcess, startAgent, stopProcess, tempDir } from '../helpers/processes.js';
+import { type AgentProcess, ROOT, startAgent, stopProcess, tempDir } from '../helpers/processes.js';
 import { until } from '../helpers/wait.js';
 
 /** The children of a process, from /proc. */
@@ -50,6 +51,37 @@ describe('leafbridge agent sets its own heap limits', { timeout: 60_000 }, () =>
     expect(await stopProcess(agent.child, 'SIGTERM')).toBe(0);
     expect(agent.stdout.join('')).toContain('"msg":"agent stopped"');
     await until(() => !alive(worker), 5_000, 'the agent process to exit');
+  });
+
+  it('the installed command (bin/leafbridge) execs node with the heap flags: the agent is one process', async () => {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    const launcher = join(ROOT, 'bin/leafbridge');
+    const agent = await startAgent(dir.path, agentConfig(`${dir.path}/data`, undefined), {
+      wrap: (argv) => [launcher, ...argv.slice(2)],
+    });
+    cleanups.push(() => stopProcess(agent.child, 'SIGKILL'));
+    const pid = agent.child.pid as number;
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    expect(argv.slice(1, 1 + AGENT_NODE_FLAGS.length)).toEqual([...AGENT_NODE_FLAGS]);
+    expect(childrenOf(pid)).toEqual([]); // no relaunch: the flags were there from the start
+    expect(await stopProcess(agent.child, 'SIGTERM')).toBe(0);
+    expect(agent.stdout.join('')).toContain('"msg":"agent stopped"');
+  });
+
+  it('heap flags in NODE_OPTIONS win over the launcher’s', async () => {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    const launcher = join(ROOT, 'bin/leafbridge');
+    const agent = await startAgent(dir.path, agentConfig(`${dir.path}/data`, undefined), {
+      wrap: (argv) => [launcher, ...argv.slice(2)],
+      env: { ...process.env, NODE_OPTIONS: '--max-old-space-size=200' },
+    });
+    cleanups.push(() => stopProcess(agent.child, 'SIGKILL'));
+    const pid = agent.child.pid as number;
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    for (const flag of AGENT_NODE_FLAGS) expect(argv).not.toContain(flag);
+    expect(childrenOf(pid)).toEqual([]);
   });
 
   it('a SIGKILLed parent takes the agent with it', async () => {

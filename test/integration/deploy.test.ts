@@ -155,10 +155,11 @@ describe('Dockerfile (no docker engine here: checked against the tree, not built
     expect(include.filter((d) => d !== 'bench' && !sources.includes(d))).toEqual([]);
   });
 
-  it('the runtime runs bin/leafbridge.js as a non-root user, with the compiled code it imports', () => {
+  it('the runtime runs bin/leafbridge (which runs bin/leafbridge.js) as a non-root user, with the compiled code it imports', () => {
     const runtime = lines.slice(stages[1]![1]).join('\n');
     expect(runtime).toMatch(/^USER 65532:65532$/m);
-    expect(runtime).toMatch(/^ENTRYPOINT \["node", "\/app\/bin\/leafbridge\.js"\]$/m);
+    expect(runtime).toMatch(/^ENTRYPOINT \["\/app\/bin\/leafbridge"\]$/m);
+    expect(readFileSync(join(ROOT, 'bin/leafbridge'), 'utf8')).toContain('"$here/leafbridge.js"');
     const bin = readFileSync(join(ROOT, 'bin/leafbridge.js'), 'utf8');
     for (const imported of ["'../dist/src/cli/main.js'", "'../dist/src/cli/runtime.js'"])
       expect(bin).toContain(imported);
