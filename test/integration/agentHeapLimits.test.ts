@@ -53,16 +53,22 @@ describe('leafbridge agent sets its own heap limits', { timeout: 60_000 }, () =>
     await until(() => !alive(worker), 5_000, 'the agent process to exit');
   });
 
-  it('the installed command (bin/leafbridge) execs node with the heap flags: the agent is one process', async () => {
+  /** The agent started through the installed command, and the command line its process runs. */
+  async function startThroughLauncher(env: NodeJS.ProcessEnv = process.env) {
     const dir = tempDir();
     cleanups.push(() => dir.remove());
     const launcher = join(ROOT, 'bin/leafbridge');
     const agent = await startAgent(dir.path, agentConfig(`${dir.path}/data`, undefined), {
       wrap: (argv) => [launcher, ...argv.slice(2)],
+      env,
     });
     cleanups.push(() => stopProcess(agent.child, 'SIGKILL'));
     const pid = agent.child.pid as number;
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return { agent, pid, argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0') };
+  }
+
+  it('the installed command (bin/leafbridge) execs node with the heap flags: the agent is one process', async () => {
+    const { agent, pid, argv } = await startThroughLauncher();
     expect(argv.slice(1, 1 + AGENT_NODE_FLAGS.length)).toEqual([...AGENT_NODE_FLAGS]);
     expect(childrenOf(pid)).toEqual([]); // no relaunch: the flags were there from the start
     expect(await stopProcess(agent.child, 'SIGTERM')).toBe(0);
@@ -70,16 +76,10 @@ describe('leafbridge agent sets its own heap limits', { timeout: 60_000 }, () =>
   });
 
   it('heap flags in NODE_OPTIONS win over the launcher’s', async () => {
-    const dir = tempDir();
-    cleanups.push(() => dir.remove());
-    const launcher = join(ROOT, 'bin/leafbridge');
-    const agent = await startAgent(dir.path, agentConfig(`${dir.path}/data`, undefined), {
-      wrap: (argv) => [launcher, ...argv.slice(2)],
-      env: { ...process.env, NODE_OPTIONS: '--max-old-space-size=200' },
+    const { pid, argv } = await startThroughLauncher({
+      ...process.env,
+      NODE_OPTIONS: '--max-old-space-size=200',
     });
-    cleanups.push(() => stopProcess(agent.child, 'SIGKILL'));
-    const pid = agent.child.pid as number;
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
     for (const flag of AGENT_NODE_FLAGS) expect(argv).not.toContain(flag);
     expect(childrenOf(pid)).toEqual([]);
   });
