@@ -140,11 +140,6 @@ export class EdgeBroker {
         done(null);
       },
       topicAliasMaximum: TOPIC_ALIAS_MAXIMUM,
-      // A client id connecting through aedes closes its connection on the core ([MQTT-3.1.4-2]).
-      preConnect: (_client, packet, done) => {
-        this.core?.release(packet.clientId);
-        done(null, true);
-      },
       authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
       authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
       authorizeSubscribe: (client, sub, done) => this.authorizeSubscribe(client, sub, done),
@@ -283,6 +278,9 @@ export class EdgeBroker {
     authenticated.then(
       (result) => {
         if (result.ok) {
+          // The id's connection on the core is closed ([MQTT-3.1.4-2]), as aedes closes its own: only once the
+          // new one has authenticated, or anyone could disconnect a device by naming its client id.
+          this.core?.release(client.id);
           this.identities.set(client, result.identity);
           this.buckets.set(
             client,

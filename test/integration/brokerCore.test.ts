@@ -122,6 +122,21 @@ describe('broker core', () => {
       expect(broker.connectedClients).toBe(1);
     });
 
+    it('a CONNECT through aedes that fails authentication leaves the core connection of that id alone', async () => {
+      const { port, broker } = await startBroker();
+      const onCore = await raw(port, 4, { clientId: 'victim', clean: true });
+      const refused = await RawClient.open(port, 4, {
+        clientId: 'victim',
+        clean: false, // aedes' (a persistent session)
+        username: 'nobody',
+        password: Buffer.from('x'),
+      });
+      expect(refused.connack.returnCode).toBe(4);
+      await within(refused.client.closed, 2000, 'the refused connection closed');
+      expect(await onCore.publish(telemetry('victim', 'still here'))).toBe(0);
+      expect(broker.connectedClients).toBe(1);
+    });
+
     it('a clean CONNECT for an id with a persistent session goes to aedes, which discards the session', async () => {
       const { port, broker } = await startBroker();
       const session = await raw(port, 4, { clientId: 'pod', clean: false });
