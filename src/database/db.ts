@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { LeafbridgeError } from '../util/errors.js';
 
 export type Db = Database.Database;
 
@@ -46,14 +47,31 @@ const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (kind, name));`,
 ];
 
-/** Opens (and migrates) the agent's one SQLite database in `dataDir`: WAL, one connection, in-process. */
+/**
+ * Opens (and migrates) the agent's one SQLite database in `dataDir`: WAL, one connection, in-process, held
+ * exclusively. Exclusive locking spares every transaction its file locks and the shared-memory index (a third of
+ * the outbox's CPU per message at the slow shape's turn sizes: `bench/probes/outboxTurns.mjs`), and makes a second
+ * agent on the same directory, which would interleave its writes with ours, fail at start instead.
+ */
 export function openDb(dataDir: string, options: OpenOptions): Db {
   mkdirSync(dataDir, { recursive: true });
-  const db = new Database(join(dataDir, 'leafbridge.db'));
-  db.pragma('journal_mode = WAL');
+  const file = join(dataDir, 'leafbridge.db');
+  const db = new Database(file);
+  db.pragma('busy_timeout = 5000');
+  db.pragma('locking_mode = EXCLUSIVE');
+  try {
+    db.pragma('journal_mode = WAL');
+  } catch (err) {
+    db.close();
+    if ((err as { code?: unknown }).code !== 'SQLITE_BUSY') throw err;
+    throw new LeafbridgeError(
+      'STORE_IN_USE',
+      `${file} is in use by another process (one agent per data directory: is another agent running with dataDir ${dataDir}?)`,
+      { cause: err },
+    );
+  }
   db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
   db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
   db.pragma('cache_size = -4000');
   migrate(db);
   return db;

@@ -108,7 +108,11 @@ export class Outbox {
   private readonly listeners = new Set<() => void>();
   private readonly statements;
   private readonly inserts: (Statement | undefined)[] = [];
-  private readonly writeBatch: (batch: Pending[], now: number) => { added: OutboxEntry[]; dropped: Dropped };
+  private readonly writeBatch: (
+    batch: Pending[],
+    acked: number[],
+    now: number,
+  ) => { added: OutboxEntry[]; dropped: Dropped };
   private readonly removeRuns: (seqs: number[]) => void;
   /** Messages dropped by the overflow policy, by reason. */
   readonly dropped = { oldest: 0, rejected: 0 };
@@ -133,7 +137,11 @@ export class Outbox {
       totals: db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM outbox'),
     };
     // Transaction wrappers are built once: better-sqlite3 compiles one per db.transaction() call.
-    this.writeBatch = db.transaction((batch: Pending[], now: number) => this.insertAll(batch, now));
+    // A turn's acknowledged entries leave in the transaction that adds its new ones: one commit a turn, not two.
+    this.writeBatch = db.transaction((batch: Pending[], acked: number[], now: number) => {
+      if (acked.length > 0) this.deleteRuns(acked);
+      return this.insertAll(batch, now);
+    });
     this.removeRuns = db.transaction((seqs: number[]) => this.deleteRuns(seqs));
     const totals = this.statements.totals.get() as { n: number; b: number };
     this.count = totals.n;
@@ -234,7 +242,7 @@ export class Outbox {
 
   /** Forget what was taken and not acked: the next `take` starts again at the oldest entry. */
   rewind(): void {
-    if (this.acks.length > 0) this.flushAcks();
+    if (this.acks.length > 0) this.deleteAcked();
     this.cursor = 0;
     this.readAhead = [];
     this.readAheadHead = 0;
@@ -254,7 +262,7 @@ export class Outbox {
   /** Commit whatever is pending and stop; the database stays open for its owner to close. */
   close(): void {
     if (this.pending.length > 0) this.flush();
-    if (this.acks.length > 0) this.flushAcks();
+    if (this.acks.length > 0) this.deleteAcked();
     this.closed = true;
     if (this.dropLog.timer) clearTimeout(this.dropLog.timer);
   }
@@ -275,12 +283,14 @@ export class Outbox {
     this.pendingBytes = 0;
     if (batch.length === 0) return;
     const kept = this.newestWithin(batch);
+    const acked = this.takeAcks();
     let written: { added: OutboxEntry[]; dropped: Dropped };
     try {
-      written = this.writeBatch(kept, Date.now());
+      written = this.writeBatch(kept, acked, Date.now());
     } catch (err) {
       this.health?.failed(err);
       this.resync();
+      this.retryAcks(acked, err);
       const e = new LeafbridgeError('OUTBOX_WRITE', `outbox write failed: ${errorMessage(err)}`, {
         cause: err,
       });
@@ -386,24 +396,41 @@ export class Outbox {
     this.dropTail();
   }
 
+  /** The scheduled delete of acknowledged entries; left to the turn's write when appends are waiting too. */
   private flushAcks(): void {
     this.ackScheduled = false;
-    if (this.closed) return;
-    const seqs = this.acks.sort((a, b) => a - b);
-    this.acks = [];
+    if (this.closed || this.flushScheduled) return;
+    this.deleteAcked();
+  }
+
+  private deleteAcked(): void {
+    const seqs = this.takeAcks();
+    if (seqs.length === 0) return;
     try {
       this.removeRuns(seqs);
     } catch (err) {
-      // A full disk fails deletes too (WAL): keep the acks and try again later; the entries stay until then.
       this.health?.failed(err);
       this.resync();
-      this.acks = seqs.concat(this.acks);
-      this.logger.debug({ err: errorMessage(err), acks: seqs.length }, 'outbox delete failed; retrying');
-      this.ackScheduled = true;
-      setTimeout(() => this.flushAcks(), ACK_RETRY_MS).unref();
+      this.retryAcks(seqs, err);
       return;
     }
     this.health?.succeeded();
+  }
+
+  private takeAcks(): number[] {
+    const seqs = this.acks.sort((a, b) => a - b);
+    this.acks = [];
+    return seqs;
+  }
+
+  /** A full disk fails deletes too (WAL): the acks are kept and tried again later; the entries stay until then. */
+  private retryAcks(seqs: number[], err: unknown): void {
+    if (seqs.length === 0) return;
+    this.acks = seqs.concat(this.acks);
+    this.logger.debug({ err: errorMessage(err), acks: seqs.length }, 'outbox delete failed; retrying');
+    if (this.ackScheduled) return;
+    this.ackScheduled = true;
+    setTimeout(() => this.flushAcks(), ACK_RETRY_MS).unref();
   }
 
   /**

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AGENT_NODE_FLAGS } from '../../src/cli/runtime.js';
+import { AGENT_MALLOC_ARENA_MAX, AGENT_NODE_FLAGS } from '../../src/cli/runtime.js';
 import { agentConfig } from '../helpers/agentConfig.js';
 import { type AgentProcess, ROOT, startAgent, stopProcess, tempDir } from '../helpers/processes.js';
 import { until } from '../helpers/wait.js';
@@ -13,6 +13,14 @@ function childrenOf(pid: number): number[] {
     .split(/\s+/)
     .filter(Boolean)
     .map(Number);
+}
+
+/** A process's MALLOC_ARENA_MAX, from its environment as it started. */
+function arenaMax(pid: number): string | undefined {
+  const entry = readFileSync(`/proc/${pid}/environ`, 'utf8')
+    .split('\0')
+    .find((e) => e.startsWith('MALLOC_ARENA_MAX='));
+  return entry?.slice('MALLOC_ARENA_MAX='.length);
 }
 
 function alive(pid: number): boolean {
@@ -48,6 +56,7 @@ describe('leafbridge agent sets its own heap limits', { timeout: 60_000 }, () =>
     const { agent, worker } = await start();
     const argv = readFileSync(`/proc/${worker}/cmdline`, 'utf8').split('\0');
     for (const flag of AGENT_NODE_FLAGS) expect(argv).toContain(flag);
+    expect(arenaMax(worker)).toBe(AGENT_MALLOC_ARENA_MAX);
     expect(await stopProcess(agent.child, 'SIGTERM')).toBe(0);
     expect(agent.stdout.join('')).toContain('"msg":"agent stopped"');
     await until(() => !alive(worker), 5_000, 'the agent process to exit');
@@ -71,6 +80,7 @@ describe('leafbridge agent sets its own heap limits', { timeout: 60_000 }, () =>
     const { agent, pid, argv } = await startThroughLauncher();
     expect(argv.slice(1, 1 + AGENT_NODE_FLAGS.length)).toEqual([...AGENT_NODE_FLAGS]);
     expect(childrenOf(pid)).toEqual([]); // no relaunch: the flags were there from the start
+    expect(arenaMax(pid)).toBe(AGENT_MALLOC_ARENA_MAX);
     expect(await stopProcess(agent.child, 'SIGTERM')).toBe(0);
     expect(agent.stdout.join('')).toContain('"msg":"agent stopped"');
   });
@@ -82,6 +92,11 @@ describe('leafbridge agent sets its own heap limits', { timeout: 60_000 }, () =>
     });
     for (const flag of AGENT_NODE_FLAGS) expect(argv).not.toContain(flag);
     expect(childrenOf(pid)).toEqual([]);
+  });
+
+  it('a MALLOC_ARENA_MAX in the environment wins over the launcher’s', async () => {
+    const { pid } = await startThroughLauncher({ ...process.env, MALLOC_ARENA_MAX: '4' });
+    expect(arenaMax(pid)).toBe('4');
   });
 
   it('a SIGKILLed parent takes the agent with it', async () => {

@@ -334,6 +334,59 @@ describe('Outbox', () => {
     expect((db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n).toBe(0);
   });
 
+  it('a turn with acks and appends commits once: the acked entries leave in the transaction that adds the new', async () => {
+    const health = { ok: 0 };
+    const { db, outbox } = open({}, undefined, undefined, {
+      succeeded: () => {
+        health.ok++;
+      },
+      failed: () => false,
+    });
+    await Promise.all([1, 2, 3].map((i) => outbox.append(msg('d1', i))));
+    const taken = outbox.take(10);
+    health.ok = 0;
+    for (const e of taken) outbox.ack(e.seq);
+    await outbox.append(msg('d1', 4));
+    await new Promise((resolve) => setImmediate(resolve)); // a separate delete, had there been one, ran by now
+    expect(health.ok).toBe(1);
+    expect(outbox.messages).toBe(1);
+    expect(outbox.bytes).toBe(ENTRY(10));
+    const rows = db.prepare('SELECT payload FROM outbox').all() as { payload: Buffer }[];
+    expect(rows.map((r) => r.payload[0])).toEqual([4]);
+    // Acks alone still go at once, in a transaction of their own.
+    outbox.ack((outbox.take(10)[0] as { seq: number }).seq);
+    await until(() => outbox.messages === 0, 5_000, 'the delete of the last ack');
+    expect(health.ok).toBe(2);
+  });
+
+  it('a failed write keeps the acks of its turn and retries them; the entries go once the store can write', async () => {
+    const { db, outbox } = open();
+    await Promise.all([1, 2].map((i) => outbox.append(msg('d1', i))));
+    const taken = outbox.take(10);
+    db.exec(`CREATE TRIGGER full BEFORE INSERT ON outbox WHEN NEW.device = 'bad'
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`);
+    for (const e of taken) outbox.ack(e.seq);
+    await expect(outbox.append(msg('bad', 3))).rejects.toMatchObject({ code: 'OUTBOX_WRITE' });
+    // Rolled back with the insert: both entries are still there, and counted.
+    expect((db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n).toBe(2);
+    expect(outbox.messages).toBe(2);
+    await until(() => outbox.messages === 0, 5_000, 'the retried delete');
+    expect((db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n).toBe(0);
+    expect(outbox.bytes).toBe(0);
+  });
+
+  it('rewind deletes what was acked first, also while the turn’s appends wait to be written', async () => {
+    const { outbox } = open();
+    await Promise.all([1, 2].map((i) => outbox.append(msg('d1', i))));
+    for (const e of outbox.take(10)) outbox.ack(e.seq);
+    const appended = outbox.append(msg('d1', 3));
+    outbox.rewind();
+    expect(outbox.messages).toBe(0);
+    expect(outbox.take(10)).toEqual([]);
+    await appended;
+    expect(outbox.take(10).map((e) => e.payload[0])).toEqual([3]);
+  });
+
   it('deletes acks in runs, out of order and with gaps, and keeps the totals', async () => {
     const { db, outbox } = open();
     await Promise.all(Array.from({ length: 10 }, (_, i) => outbox.append(msg('d1', i, 10 + i))));
