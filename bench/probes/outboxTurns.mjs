@@ -1,7 +1,7 @@
-// The outbox alone, as the slow shape drives it: each event-loop turn appends K messages and the upstream
-// acknowledges the K of the turn before, as the bridge does once caught up. Prints the CPU per message (user and
-// system) of the outbox and SQLite, without sockets, so that a change to the store can be compared in a few
-// seconds and with little noise. Uses the build (npm run build); ROOT=<other checkout> measures another build.
+// The outbox alone, as the slow shape drives it: each commit carries K appended messages and the deletes of the K
+// before, which the upstream acknowledged meanwhile, as the bridge does once caught up. Prints the CPU per message
+// (user and system) of the outbox and SQLite, without sockets, so that a change to the store can be compared in a
+// few seconds and with little noise. Uses the build (npm run build); ROOT=<other checkout> measures another build.
 //   node bench/probes/outboxTurns.mjs [K=10] [MESSAGES=100000] [normal|full]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,13 +23,20 @@ const outbox = new Outbox(db, { maxBytes: 64 * 1024 * 1024, overflow: 'drop-olde
 const payload = Buffer.alloc(80, 1);
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
+/** K appends and the acks of the K before, then wait for their commit: K messages a commit. */
 async function run(n) {
   let inflight = [];
   for (let sent = 0; sent < n; sent += perTurn) {
     for (const e of inflight) outbox.ack(e.seq);
-    for (let i = 0; i < perTurn; i++)
-      outbox.appendThen({ device: `s${(sent + i) % 3000}`, topic: `devices/s${i}/telemetry`, payload }, () => {});
-    await turn();
+    const committed = new Promise((resolve) => {
+      for (let i = 0; i < perTurn; i++) {
+        const last = i === perTurn - 1;
+        // One device: the outbox's commit window (for several devices) would only add waits between the commits.
+        const message = { device: 's1', topic: 'devices/s1/telemetry', payload };
+        outbox.appendThen(message, last ? resolve : () => {});
+      }
+    });
+    await committed;
     inflight = outbox.take(perTurn * 4);
   }
   for (const e of inflight) outbox.ack(e.seq);

@@ -387,6 +387,41 @@ describe('Outbox', () => {
     expect(outbox.take(10).map((e) => e.payload[0])).toEqual([3]);
   });
 
+  it('while several devices send, a commit waits until 2 ms after the one before and carries what came meanwhile; one device alone is not held back', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    cleanups.push(() => vi.useRealTimers());
+    const { outbox } = open();
+    let commits = 0;
+    outbox.onAppended(() => commits++);
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    await Promise.all([outbox.append(msg('d1', 1)), outbox.append(msg('d2', 2))]);
+    expect(commits).toBe(1);
+    // Two devices in that commit: the next one waits for the window, turns go by, and joins what comes meanwhile.
+    const first = outbox.append(msg('d1', 3));
+    for (let i = 0; i < 3; i++) await turn();
+    expect(commits).toBe(1);
+    const second = outbox.append(msg('d2', 4));
+    vi.advanceTimersByTime(1);
+    await turn();
+    expect(commits).toBe(1);
+    vi.advanceTimersByTime(1);
+    await Promise.all([first, second]);
+    expect(commits).toBe(2);
+    expect(outbox.take(10).map((e) => e.payload[0])).toEqual([1, 2, 3, 4]);
+    // One device in a commit: its next message commits in the next turn, no timer needed.
+    const alone = outbox.append(msg('d1', 5));
+    vi.advanceTimersByTime(2);
+    await alone;
+    expect(commits).toBe(3);
+    await outbox.append(msg('d1', 6));
+    expect(commits).toBe(4);
+    // A window already past: no wait either.
+    await Promise.all([outbox.append(msg('d1', 7)), outbox.append(msg('d2', 8))]);
+    vi.advanceTimersByTime(5);
+    await outbox.append(msg('d1', 9));
+    expect(commits).toBe(6);
+  });
+
   it('deletes acks in runs, out of order and with gaps, and keeps the totals', async () => {
     const { db, outbox } = open();
     await Promise.all(Array.from({ length: 10 }, (_, i) => outbox.append(msg('d1', i, 10 + i))));
