@@ -1,6 +1,7 @@
 import { builtinHandlers } from '../builtinHandlers.js';
 import { configReference } from '../config/reference.js';
 import { handlersReference } from '../discovery/reference.js';
+import { LeafbridgeError } from '../util/errors.js';
 import { hashPassword } from '../util/password.js';
 
 const USAGE = `usage: leafbridge <command> [options]
@@ -73,7 +74,14 @@ main().then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`leafbridge: ${err instanceof Error ? err.stack : String(err)}\n`);
+    // A LeafbridgeError says what is wrong and what to do; anything else gets its stack, for a bug report.
+    const text =
+      err instanceof LeafbridgeError
+        ? `${err.code}: ${err.message}`
+        : err instanceof Error
+          ? err.stack
+          : String(err);
+    process.stderr.write(`leafbridge: ${text}\n`);
     process.exitCode = 1;
   },
 );

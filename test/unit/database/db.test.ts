@@ -8,7 +8,9 @@ describe('openDb', () => {
     for (const c of cleanups.splice(0).reverse()) c();
   });
 
-  it('holds the database exclusively: a second opening of the same directory fails with STORE_IN_USE, and succeeds once the first is closed', { timeout: 20_000 }, () => {
+  it('holds the database exclusively: a second opening of the same directory fails with STORE_IN_USE, and succeeds once the first is closed', {
+    timeout: 20_000,
+  }, () => {
     const dir = tempDir();
     cleanups.push(() => dir.remove());
     const first = openDb(dir.path, { synchronous: 'normal' });
