@@ -18,6 +18,7 @@ import {
   type ListenerConfig,
   type VerifiedCertificate,
 } from './listeners.js';
+import { type Emitter, LiveSubscriptions } from './liveSubscriptions.js';
 import { TokenBucket } from './rateLimit.js';
 import {
   type Ingest,
@@ -191,6 +192,7 @@ export class EdgeBroker {
   private startCore(aedes: Aedes, persistence: EdgePersistence): BrokerCore {
     const { options } = this;
     const sweepMs = options.keepaliveSweepMs ?? 1000;
+    const live = new LiveSubscriptions((aedes as Aedes & { mq: Emitter }).mq);
     const core = new BrokerCore({
       authorizer: options.authorizer,
       ingest: options.ingest,
@@ -200,7 +202,20 @@ export class EdgeBroker {
         owns: (clientId) =>
           clientId in (aedes as Aedes & { clients: object }).clients || persistence.holdsSession(clientId),
         take: (conn) => this.handToAedes(aedes, conn),
-        publish: (packet, done) => aedes.publish(packet, () => done()),
+        publish: (packet, done) => {
+          // Nobody to route to: no retained message to store, no live subscription, no persistent session with
+          // subscriptions. `$` topics always go through aedes (its own `$SYS` subscriptions are not counted).
+          if (
+            !packet.retain &&
+            !packet.topic.startsWith('$') &&
+            !live.any &&
+            !persistence.hasSubscriptions()
+          ) {
+            done();
+            return;
+          }
+          aedes.publish(packet, () => done());
+        },
       },
       maxPacketSize: options.maxPacketSize,
       rateLimit: options.rateLimit,

@@ -182,6 +182,14 @@ export class SqlitePersistence extends MemoryPersistence {
     );
   }
 
+  /**
+   * Whether any persistent session may have subscriptions (a client counts from before its subscriptions are stored
+   * until they are cleaned): false means no PUBLISH can be queued for an offline client.
+   */
+  hasSubscriptions(): boolean {
+    return this.withSubscriptions.size > 0;
+  }
+
   override async setup(broker: unknown): Promise<void> {
     await super.setup(broker);
     await this.load();

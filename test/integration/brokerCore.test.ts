@@ -2,7 +2,8 @@
 // (test/helpers/rawMqtt.ts) for what mqtt.js will not send. EdgeBroker is built as the agent builds it, with a
 // sync layer the test holds in its hand: `held` keeps each ingest's `done` until the test lets it go.
 import { connect as tcpConnect } from 'node:net';
-import type { PublishPacket } from 'aedes';
+import type { Aedes, PublishPacket } from 'aedes';
+import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Authorizer } from '../../src/broker/auth.js';
 import { EdgeBroker } from '../../src/broker/edgeBroker.js';
@@ -520,6 +521,88 @@ describe('broker core', () => {
       events.push(`acked ${i}`);
     }
     expect(events).toEqual(Array.from({ length: 20 }, (_, i) => [`delivered ${i}`, `acked ${i}`]).flat());
+  });
+
+  describe('routing through aedes', () => {
+    /** The device PUBLISHes aedes routes (its 'publish' event), by payload. */
+    function routed(broker: EdgeBroker): string[] {
+      const seen: string[] = [];
+      const aedes = (broker as unknown as { aedes: Aedes }).aedes;
+      aedes.on('publish', (packet) => {
+        if (packet.topic.startsWith('devices/')) seen.push(packet.payload.toString());
+      });
+      return seen;
+    }
+
+    it('telemetry nobody subscribes to stays out of aedes; a subscriber gets what comes after it subscribed, and once it has gone the routing stops again', async () => {
+      const { port, url, broker, ingested } = await startBroker();
+      const seen = routed(broker);
+      const device = await raw(port, 5, { clientId: 'lonely', clean: true });
+      expect(await device.publish(telemetry('lonely', 'a'))).toBe(0);
+      expect(ingested.map((i) => i.payload)).toEqual(['a']);
+      expect(seen).toEqual([]);
+
+      const watcher = await connect(url, { clientId: 'watcher', protocolVersion: 5 });
+      const got: string[] = [];
+      watcher.on('message', (_t, p) => got.push(p.toString()));
+      await watcher.subscribeAsync('devices/+/telemetry/#', { qos: 1 });
+      expect(await device.publish(telemetry('lonely', 'b'))).toBe(0);
+      await until(() => got.length === 1, 5000, 'the subscriber to get b');
+      expect(got).toEqual(['b']);
+      expect(seen).toEqual(['b']);
+
+      await watcher.endAsync();
+      // The subscription goes once aedes has removed it; from then on nothing is routed.
+      let n = 0;
+      await until(
+        async () => {
+          const before = seen.length;
+          await device.publish(telemetry('lonely', `after-${n++}`));
+          return seen.length === before;
+        },
+        5000,
+        'routing to stop',
+      );
+      expect(ingested.map((i) => i.payload)).toEqual([
+        'a',
+        'b',
+        ...Array.from({ length: n }, (_, i) => `after-${i}`),
+      ]);
+    });
+
+    it("a persistent session's subscriber gets, when it returns, what core clients sent while it was away", async () => {
+      const { port, url } = await startBroker();
+      const away = await connect(url, { clientId: 'away', clean: false, protocolVersion: 4 });
+      await away.subscribeAsync('devices/+/telemetry/#', { qos: 1 });
+      await away.endAsync();
+      const device = await raw(port, 5, { clientId: 'sender', clean: true });
+      for (const p of ['1', '2', '3']) expect(await device.publish(telemetry('sender', p))).toBe(0);
+      const got: string[] = [];
+      // Listening before it connects: the queue is delivered right after the CONNACK.
+      const back = mqtt.connect(url, {
+        clientId: 'away',
+        clean: false,
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+      });
+      cleanups.push(() => back.endAsync(true));
+      back.on('message', (_t, p) => got.push(p.toString()));
+      await until(() => got.length === 3, 5000, 'the queued messages');
+      expect(got).toEqual(['1', '2', '3']);
+    });
+
+    it('a retained message from a core client is kept with nobody subscribed, and a later subscriber gets it', async () => {
+      const { port, url } = await startBroker();
+      const device = await raw(port, 5, { clientId: 'keeper', clean: true });
+      expect(await device.publish({ ...telemetry('keeper', 'kept'), retain: true })).toBe(0);
+      const later = await connect(url, { clientId: 'later', protocolVersion: 5 });
+      cleanups.push(() => later.endAsync(true));
+      const got: string[] = [];
+      later.on('message', (_t, p) => got.push(p.toString()));
+      await later.subscribeAsync('devices/keeper/#', { qos: 1 });
+      await until(() => got.length === 1, 5000, 'the retained message');
+      expect(got).toEqual(['kept']);
+    });
   });
 
   it("stop closes the core's connections too (MQTT 5 hears 0x8B)", async () => {
