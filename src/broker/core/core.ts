@@ -9,7 +9,7 @@ import { AckWriter } from './acks.js';
 import { acceptingConnacks, connect, keeps, takeOver } from './connect.js';
 import { CoreConnection, STATE } from './connection.js';
 import type { CoreContext, CoreOptions } from './context.js';
-import { decode, frameLength, MALFORMED, PARTIAL, packetType, TYPE } from './framing.js';
+import { decode, decodePublish, frameLength, MALFORMED, PARTIAL, packetType, TYPE } from './framing.js';
 import { handOver } from './handover.js';
 import { KeepaliveSweep } from './keepalive.js';
 import { publish } from './publish.js';
@@ -217,7 +217,7 @@ export class BrokerCore implements CoreContext {
   }
 
   private publish(conn: CoreConnection, frame: Buffer): void {
-    const packet = decode(frame, conn.version);
+    const packet = decodePublish(frame, conn.version);
     if (packet instanceof Error) {
       conn.abort();
       return;
