@@ -34,9 +34,10 @@
 import { performance } from 'node:perf_hooks';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { DevicePluginManager } from '../src/deviceplugin/manager.js';
-import { API_VERSION, type DeviceObject } from '../src/model/resources.js';
+import type { DeviceObject } from '../src/model/resources.js';
 import { DeviceRegistry } from '../src/registry/deviceRegistry.js';
 import { silentLogger } from '../src/util/logger.js';
+import { deviceObject } from '../test/helpers/deviceObjects.js';
 import type { KubeApiServer, RequestRecord } from '../test/helpers/kubeApiServer.js';
 import { type LatencyStats, latencyStats } from './lib/devices.js';
 import {
@@ -106,32 +107,13 @@ const TARGETS = {
 };
 
 function device(name: string, configName: string, spec: Partial<DeviceObject['spec']>): DeviceObject {
-  return {
-    apiVersion: API_VERSION,
-    kind: 'Device',
-    metadata: {
-      name,
-      namespace: 'default',
-      uid: `uid-${name}`,
-      creationTimestamp: new Date().toISOString(),
-      resourceVersion: '0',
-      labels: {},
-      ownerReferences: [{ apiVersion: API_VERSION, kind: 'DiscoveryConfig', name: configName }],
-    },
-    spec: {
-      id: `id-${name}`,
-      configName,
-      handler: 'bench',
-      shared: false,
-      nodes: [NODE],
-      capacity: 1,
-      properties: {},
-      deviceNodes: [],
-      mounts: [],
-      ...spec,
-    },
-    status: { online: true, lastSeen: new Date().toISOString(), conditions: [] },
-  };
+  const now = new Date().toISOString();
+  return deviceObject(name, {
+    configName,
+    metadata: { creationTimestamp: now },
+    spec: { handler: 'bench', nodes: [NODE], ...spec },
+    status: { lastSeen: now },
+  });
 }
 
 const camera = (online: boolean): DeviceObject => {

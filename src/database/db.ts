@@ -49,9 +49,9 @@ const MIGRATIONS: readonly string[] = [
 
 /**
  * Opens (and migrates) the agent's one SQLite database in `dataDir`: WAL, one connection, in-process, held
- * exclusively. Exclusive locking spares every transaction its file locks and the shared-memory index (a quarter of
- * the outbox's CPU per message at three messages a commit: `bench/probes/outboxTurns.mjs`), and makes a second
- * agent on the same directory, which would interleave its writes with ours, fail at start instead.
+ * exclusively. Exclusive locking spares every transaction its file locks (an `fcntl` pair each) and the
+ * shared-memory index, and makes a second agent on the same directory, which would interleave its writes with
+ * ours, fail at start instead.
  */
 export function openDb(dataDir: string, options: OpenOptions): Db {
   mkdirSync(dataDir, { recursive: true });

@@ -85,16 +85,11 @@ export function decodePublish(frame: Buffer, version: number): Packet | Error {
   const first = frame[0] as number;
   const qos = (first >> 1) & 3;
   if (qos > 1) return decode(frame, version);
+  // A whole frame, its Remaining Length checked by frameLength: the body starts after the length's last byte.
   let at = 1;
-  let length = 0;
-  let multiplier = 1;
-  for (;;) {
-    const byte = frame[at++] as number; // a whole frame: frameLength has read this header already
-    length += (byte & 0x7f) * multiplier;
-    if ((byte & 0x80) === 0) break;
-    multiplier *= 128;
-  }
+  while (((frame[at++] as number) & 0x80) !== 0);
   const end = frame.length;
+  const length = end - at;
   if (at + 2 > end) return decode(frame, version);
   const topicEnd = at + 2 + frame.readUInt16BE(at);
   const idEnd = qos === 1 ? topicEnd + 2 : topicEnd;
