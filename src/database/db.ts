@@ -10,6 +10,12 @@ export interface OpenOptions {
   synchronous: 'normal' | 'full';
 }
 
+/**
+ * The meta key under which the outbox keeps a bound on its sequence numbers: every number it has used is below it,
+ * so that none is used twice (a message id is the database's epoch and the number), even after the table empties.
+ */
+export const OUTBOX_SEQ_LIMIT = 'outbox.seqLimit';
+
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
    CREATE TABLE outbox (
@@ -45,6 +51,22 @@ const MIGRATIONS: readonly string[] = [
      resource_version INTEGER NOT NULL);
    CREATE TABLE kube_cache (kind TEXT NOT NULL, name TEXT NOT NULL, json TEXT NOT NULL,
      PRIMARY KEY (kind, name));`,
+  // The outbox numbers its rows itself (src/database/outbox.ts, OUTBOX_SEQ_LIMIT): AUTOINCREMENT wrote the
+  // sqlite_sequence page in every commit. What that table had handed out is where the numbering goes on.
+  `CREATE TABLE outbox_numbered (
+     seq INTEGER PRIMARY KEY,
+     device TEXT NOT NULL,
+     topic TEXT NOT NULL,
+     payload BLOB NOT NULL,
+     props TEXT,
+     bytes INTEGER NOT NULL,
+     created INTEGER NOT NULL);
+   INSERT INTO outbox_numbered (seq, device, topic, payload, props, bytes, created)
+     SELECT seq, device, topic, payload, props, bytes, created FROM outbox;
+   INSERT INTO meta (key, value)
+     SELECT '${OUTBOX_SEQ_LIMIT}', CAST(seq + 1 AS TEXT) FROM sqlite_sequence WHERE name = 'outbox';
+   DROP TABLE outbox;
+   ALTER TABLE outbox_numbered RENAME TO outbox;`,
 ];
 
 /**

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Statement } from 'better-sqlite3';
 import { errorMessage, LeafbridgeError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
-import { type Db, metaValue } from './db.js';
+import { type Db, metaValue, OUTBOX_SEQ_LIMIT } from './db.js';
 import type { WriteHealth } from './writeHealth.js';
 
 /** MQTT 5 properties that travel with a message upstream. */
@@ -59,6 +59,14 @@ interface Dropped {
   through: number;
 }
 
+/** What a commit wrote: its entries (for the bridge's tail), the rows it dropped, and where the numbering is. */
+interface Written {
+  added: OutboxEntry[];
+  dropped: Dropped;
+  nextSeq: number;
+  seqLimit: number;
+}
+
 interface Row {
   seq: number;
   device: string;
@@ -71,9 +79,11 @@ interface Row {
 const ENTRY_OVERHEAD = 64;
 /** Rows read from the table per statement while the bridge is behind. */
 const READ_AHEAD = 512;
-/** Rows per INSERT statement (6 parameters each, far below SQLite's limit of 32,766). */
+/** Rows per INSERT statement (7 parameters each, far below SQLite's limit of 32,766). */
 const INSERT_ROWS = 64;
 const ACK_RETRY_MS = 500;
+/** Sequence numbers reserved at a time: the bound kept in meta is written once per this many messages. */
+const SEQ_BLOCK = 1 << 16;
 /**
  * Group commit over a window, while several devices send: a commit waits until COMMIT_WINDOW_MS after the one before
  * it, so that it carries more messages (the slow shape's 3,000 sensors at 1 Hz gave one to three a turn): each
@@ -114,16 +124,15 @@ export class Outbox {
    */
   private tailTruncated = false;
   private closed = false;
+  /** The next row's sequence number, and the bound in meta that every number used is below. */
+  private nextSeq: number;
+  private seqLimit: number;
   private count = 0;
   private size = 0;
   private readonly listeners = new Set<() => void>();
   private readonly statements;
   private readonly inserts: (Statement | undefined)[] = [];
-  private readonly writeBatch: (
-    batch: Pending[],
-    acked: number[],
-    now: number,
-  ) => { added: OutboxEntry[]; dropped: Dropped };
+  private readonly writeBatch: (batch: Pending[], acked: number[], now: number) => Written;
   private readonly removeRuns: (seqs: number[]) => void;
   /** Messages dropped by the overflow policy, by reason. */
   readonly dropped = { oldest: 0, rejected: 0 };
@@ -138,8 +147,12 @@ export class Outbox {
   ) {
     this.epoch = metaValue(db, 'outbox.epoch', () => randomBytes(6).toString('hex'));
     this.statements = {
-      // Plucked: the sizes of the deleted rows as plain numbers, no object per row.
-      removeRange: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING bytes').pluck(),
+      // Counted first and deleted without RETURNING, which builds a temporary table per statement.
+      rangeTotals: db.prepare(
+        'SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM outbox WHERE seq BETWEEN ? AND ?',
+      ),
+      removeRange: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ?'),
+      setSeqLimit: db.prepare('UPDATE meta SET value = ? WHERE key = ?'),
       oldest: db.prepare('SELECT seq, bytes FROM outbox WHERE seq > ? ORDER BY seq LIMIT 256'),
       dropThrough: db.prepare('DELETE FROM outbox WHERE seq <= ?'),
       after: db.prepare(
@@ -157,6 +170,10 @@ export class Outbox {
     const totals = this.statements.totals.get() as { n: number; b: number };
     this.count = totals.n;
     this.size = totals.b;
+    // Numbers from the bound up were never used; the numbering goes on there (a gap after a restart is harmless).
+    this.seqLimit = Number(metaValue(db, OUTBOX_SEQ_LIMIT, () => '1'));
+    const last = db.prepare('SELECT max(seq) FROM outbox').pluck().get() as number | null;
+    this.nextSeq = Math.max(this.seqLimit, (last ?? 0) + 1);
   }
 
   get messages(): number {
@@ -299,7 +316,7 @@ export class Outbox {
     this.shared = severalDevices(batch);
     const kept = this.newestWithin(batch);
     const acked = this.takeAcks();
-    let written: { added: OutboxEntry[]; dropped: Dropped };
+    let written: Written;
     try {
       written = this.writeBatch(kept, acked, Date.now());
     } catch (err) {
@@ -313,6 +330,8 @@ export class Outbox {
       return;
     }
     this.health?.succeeded();
+    this.nextSeq = written.nextSeq;
+    this.seqLimit = written.seqLimit;
     this.forgetDropped(written.dropped, batch.length - kept.length);
     this.count += kept.length;
     for (const p of kept) this.size += p.bytes;
@@ -451,11 +470,18 @@ export class Outbox {
   /**
    * Inside the write transaction: room made by the overflow policy (counted by the caller once committed), then
    * every message of the turn inserted, up to INSERT_ROWS rows per statement (one call into SQLite per row was a
-   * tenth of the agent's CPU under load). The rows of one INSERT take consecutive sequence numbers: AUTOINCREMENT
-   * and one writer.
+   * tenth of the agent's CPU under load). The rows are numbered here, from `nextSeq`; the bound in meta moves a
+   * block ahead, in the same transaction, only when the numbers reach it. The caller takes the numbering over
+   * once committed.
    */
-  private insertAll(batch: Pending[], now: number): { added: OutboxEntry[]; dropped: Dropped } {
+  private insertAll(batch: Pending[], now: number): Written {
     const added: OutboxEntry[] = [];
+    let seq = this.nextSeq;
+    let seqLimit = this.seqLimit;
+    if (seq + batch.length > seqLimit) {
+      seqLimit = seq + batch.length + SEQ_BLOCK;
+      this.statements.setSeqLimit.run(String(seqLimit), OUTBOX_SEQ_LIMIT);
+    }
     const incoming = batch.reduce((sum, p) => sum + p.bytes, 0);
     const dropped =
       this.size + incoming > this.options.maxBytes
@@ -464,8 +490,10 @@ export class Outbox {
     for (let start = 0; start < batch.length; start += INSERT_ROWS) {
       const rows = batch.slice(start, start + INSERT_ROWS);
       const values: unknown[] = [];
+      const first = seq;
       for (const p of rows)
         values.push(
+          seq++,
           p.msg.device,
           p.msg.topic,
           p.msg.payload,
@@ -473,36 +501,33 @@ export class Outbox {
           p.bytes,
           now,
         );
-      const last = Number(this.insertStatement(rows.length).run(values).lastInsertRowid);
+      this.insertStatement(rows.length).run(values);
       // Entries are only built when the bridge is caught up and will take them from memory.
       if (!this.tailValid || this.tailTruncated) continue;
-      let seq = last - rows.length;
-      for (const p of rows) {
-        seq++;
+      rows.forEach((p, i) => {
         const m = p.msg;
-        const msgId = `${this.epoch}-${seq}`;
         const entry: OutboxEntry = {
-          seq,
+          seq: first + i,
           device: m.device,
           topic: m.topic,
           payload: m.payload,
-          msgId,
+          msgId: `${this.epoch}-${first + i}`,
           bytes: p.bytes,
         };
         if (m.props) entry.props = m.props;
         added.push(entry);
-      }
+      });
     }
-    return { added, dropped };
+    return { added, dropped, nextSeq: seq, seqLimit };
   }
 
   /** `INSERT … VALUES (…), (…)` for `rows` rows, prepared once per row count. */
   private insertStatement(rows: number): Statement {
     let statement = this.inserts[rows];
     if (!statement) {
-      const tuples = Array.from({ length: rows }, () => '(?, ?, ?, ?, ?, ?)').join(', ');
+      const tuples = Array.from({ length: rows }, () => '(?, ?, ?, ?, ?, ?, ?)').join(', ');
       statement = this.db.prepare(
-        `INSERT INTO outbox (device, topic, payload, props, bytes, created) VALUES ${tuples}`,
+        `INSERT INTO outbox (seq, device, topic, payload, props, bytes, created) VALUES ${tuples}`,
       );
       this.inserts[rows] = statement;
     }
@@ -514,9 +539,10 @@ export class Outbox {
     let start = 0;
     for (let i = 1; i <= seqs.length; i++) {
       if (i < seqs.length && (seqs[i] as number) <= (seqs[i - 1] as number) + 1) continue;
-      const sizes = this.statements.removeRange.all(seqs[start], seqs[i - 1]) as number[];
-      this.count -= sizes.length;
-      for (const bytes of sizes) this.size -= bytes;
+      const range = this.statements.rangeTotals.get(seqs[start], seqs[i - 1]) as { n: number; b: number };
+      this.statements.removeRange.run(seqs[start], seqs[i - 1]);
+      this.count -= range.n;
+      this.size -= range.b;
       start = i;
     }
   }

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { openDb } from '../../../src/database/db.js';
 import { Outbox, OutboxFullError } from '../../../src/database/outbox.js';
@@ -94,6 +95,84 @@ describe('Outbox', () => {
     const b = open({}, dir);
     expect(b.outbox.messages).toBe(3);
     expect(b.outbox.take(10).map((e) => e.msgId)).toEqual(ids);
+  });
+
+  it('never numbers two messages alike: not once the table has emptied, nor after a reopen', async () => {
+    const dir = tempDir();
+    const a = open({}, dir);
+    const seen: number[] = [];
+    const drain = async (o: Outbox) => {
+      const taken = o.take(100);
+      seen.push(...taken.map((e) => e.seq));
+      for (const e of taken) o.ack(e.seq);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(o.messages).toBe(0);
+    };
+    await Promise.all([1, 2, 3].map((i) => a.outbox.append(msg('d1', i))));
+    await drain(a.outbox);
+    await a.outbox.append(msg('d1', 4));
+    await drain(a.outbox);
+    a.outbox.close();
+    a.db.close();
+    const b = open({}, dir);
+    await Promise.all([5, 6].map((i) => b.outbox.append(msg('d1', i))));
+    await drain(b.outbox);
+    expect(seen).toHaveLength(6);
+    // Increasing, so never repeated (a reopen may skip numbers).
+    expect(seen.every((s, i) => i === 0 || s > (seen[i - 1] as number))).toBe(true);
+  });
+
+  it('a write that fails does not move the numbering on: the next one keeps numbers unique across a reopen', async () => {
+    const dir = tempDir();
+    const a = open({}, dir);
+    a.db.exec(`CREATE TRIGGER full BEFORE INSERT ON outbox WHEN NEW.device = 'bad'
+      BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`);
+    // The first write of a database moves the bound in meta; this one rolls back with it.
+    await expect(a.outbox.append(msg('bad', 1))).rejects.toThrow(/disk is full/);
+    await a.outbox.append(msg('d1', 2));
+    const [written] = a.outbox.take(10);
+    a.outbox.close();
+    a.db.close();
+    // Emptied while the agent is down: only the bound in meta can keep the next number past the last.
+    const raw = new Database(join(dir.path, 'leafbridge.db'));
+    raw.exec('DELETE FROM outbox');
+    raw.close();
+    const b = open({}, dir);
+    await b.outbox.append(msg('d1', 3));
+    const [after] = b.outbox.take(10);
+    expect(after!.seq).toBeGreaterThan(written!.seq);
+  });
+
+  it('an outbox from before its own numbering (AUTOINCREMENT) keeps its rows and numbers on past what it handed out', () => {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    // The tables the numbering migration reads, as the migrations before it left them, at user_version 3.
+    const old = new Database(join(dir.path, 'leafbridge.db'));
+    old.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, topic TEXT NOT NULL,
+        payload BLOB NOT NULL, props TEXT, bytes INTEGER NOT NULL, created INTEGER NOT NULL);
+      INSERT INTO outbox (device, topic, payload, props, bytes, created) VALUES
+        ('d1', 'devices/d1/telemetry/t', x'01', NULL, 87, 0), ('d1', 'devices/d1/telemetry/t', x'02', NULL, 87, 0),
+        ('d1', 'devices/d1/telemetry/t', x'03', NULL, 87, 0);
+      DELETE FROM outbox WHERE seq = 3;
+      PRAGMA user_version = 3;`);
+    old.close();
+    const db = openDb(dir.path, { synchronous: 'normal' });
+    const outbox = new Outbox(db, { maxBytes: 1 << 30, overflow: 'drop-oldest' }, silentLogger());
+    cleanups.push(() => {
+      outbox.close();
+      db.close();
+    });
+    expect(outbox.messages).toBe(2);
+    const kept = outbox.take(10);
+    expect(kept.map((e) => [e.seq, e.payload[0]])).toEqual([
+      [1, 1],
+      [2, 2],
+    ]);
+    // 3 was handed out (and deleted): the next message is numbered past it.
+    return outbox.append(msg('d1', 4)).then(() => {
+      expect(outbox.take(10).map((e) => e.seq)).toEqual([4]);
+    });
   });
 
   it('crash-safe after commit: a writer killed with SIGKILL mid-stream loses nothing it had committed', async () => {
