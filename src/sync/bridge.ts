@@ -6,6 +6,7 @@ import { backoffDelay } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import type { DownstreamProps } from './engine.js';
+import { PubackFilter, tapPushes } from './pubackTap.js';
 import { encodeQos1Publishes, type PublishBatchOptions } from './publishPacket.js';
 
 export interface BridgeOptions {
@@ -138,6 +139,11 @@ export class UpstreamBridge {
     };
     const client = mqtt.connect(c.url, options);
     this.client = client;
+    // Our PUBACKs are taken from the socket's reads before mqtt.js parses them; it gets every other packet.
+    tapPushes(
+      client.stream,
+      new PubackFilter(c.protocolVersion === 5, (id, code) => this.onPuback(id, code, generation)),
+    );
     client.on('connect', () => {
       if (generation !== this.generation) return;
       this.attempt = 0;
@@ -251,14 +257,17 @@ export class UpstreamBridge {
     }
   }
 
-  /** Our PUBACKs (mqtt.js ignores a PUBACK it did not ask for). */
+  /** A PUBACK that reached mqtt.js (one with properties, say): ours are handled as the tap's (mqtt.js ignores them). */
   private onPacket(packet: Packet, generation: number): void {
-    if (packet.cmd !== 'puback' || generation !== this.generation) return;
-    const id = packet.messageId ?? -1;
+    if (packet.cmd === 'puback') this.onPuback(packet.messageId ?? -1, packet.reasonCode ?? 0, generation);
+  }
+
+  /** A PUBACK from the upstream: true when it was for one of our PUBLISHes in flight on this connection. */
+  private onPuback(id: number, code: number, generation: number): boolean {
+    if (generation !== this.generation) return false;
     const entry = this.inflight.get(id);
-    if (!entry) return;
+    if (!entry) return false;
     this.inflight.delete(id);
-    const code = packet.reasonCode ?? 0;
     if (code < 0x80) {
       this.forwarded++;
       this.o.outbox.ack(entry.seq);
@@ -270,7 +279,7 @@ export class UpstreamBridge {
         'upstream did not take a message',
       );
       this.client?.end(true);
-      return;
+      return true;
     } else {
       this.rejected++;
       this.logger.warn(
@@ -280,6 +289,7 @@ export class UpstreamBridge {
       this.o.outbox.ack(entry.seq);
     }
     this.schedulePump();
+    return true;
   }
 
   private onMessage(topic: string, payload: Buffer, packet: Packet): void {

@@ -3,7 +3,7 @@ import { createServer, type Server, connect as tcpConnect } from 'node:net';
 import { Writable } from 'node:stream';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import { Aedes } from 'aedes';
-import mqtt from 'mqtt';
+import mqtt, { type MqttClient, type Packet } from 'mqtt';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { UpstreamConfig } from '../../../src/config/load.js';
 import { openDb } from '../../../src/database/db.js';
@@ -210,6 +210,20 @@ describe('UpstreamBridge', () => {
     // Later appends go out as they are committed.
     await outbox.append(telemetry(20));
     await until(() => bridge.forwarded === 21 && outbox.messages === 0, 10_000, 'the new message');
+  });
+
+  it("takes the upstream's PUBACKs for its PUBLISHes from the socket: mqtt.js parses none of them", async () => {
+    const { outbox, bridge } = await setup({ config: { inflight: 8 } });
+    bridge.start();
+    await until(() => bridge.connected, 10_000, 'the link');
+    const client = (bridge as unknown as { client: MqttClient }).client;
+    // mqtt.js's own PUBLISH (the status) is acknowledged to it first.
+    await until(() => Object.keys(client.outgoing).length === 0, 10_000, "the status's PUBACK");
+    const parsed: Packet[] = [];
+    client.on('packetreceive', (p) => parsed.push(p));
+    await Promise.all(Array.from({ length: 30 }, (_, i) => outbox.append(telemetry(i))));
+    await until(() => bridge.forwarded === 30 && outbox.messages === 0, 10_000, 'the outbox to drain');
+    expect(parsed.filter((p) => p.cmd === 'puback')).toEqual([]);
   });
 
   it('keeps at most `inflight` messages unacknowledged, and deletes each only after its PUBACK', async () => {
