@@ -3,7 +3,7 @@
 // of modules loaded; with /proc/<pid>/status (VmRSS, RssAnon, RssFile) that is docs/performance.md's breakdown of
 // the idle agent:
 //   npm run build
-//   node --max-semi-space-size=4 --max-old-space-size=96 -r ./bench/probes/idleMemory.cjs bin/leafbridge.js \
+//   node --max-semi-space-size=2 --max-old-space-size=96 -r ./bench/probes/idleMemory.cjs bin/leafbridge.js \
 //     agent --config FILE     # e.g. the edge bench's agent config (bench/lib/edgeRuns.ts), kubernetes: off
 const v8 = require('node:v8');
 

@@ -10,7 +10,7 @@ set -euo pipefail
 kind=$1 from=$2 for=$3 out=$4
 cd "$(dirname "$0")/../.."
 if [ "$kind" = agent ]; then
-  NODE_ARGS='--perf-basic-prof --max-semi-space-size=4 --max-old-space-size=96' \
+  NODE_ARGS='--perf-basic-prof --max-semi-space-size=2 --max-old-space-size=96' \
     node bench/probes/slowShape.mjs agent 3000 30 &
 else
   node bench/probes/slowShape.mjs mosquitto 3000 30 &

@@ -5,8 +5,10 @@ import { spawn } from 'node:child_process';
  * again with them: see `relaunchWithHeapLimits`). Measured under the edge bench's fast shape: Node's defaults
  * ~230 MB peak; semi-space 8 MB + old space 96 MB ~128 MB; 4 + 64 ~114 MB at the same CPU per message, but 3,000
  * connections then cost ~25% more CPU in GC and one run of two failed, so the old space keeps 96 MB of headroom.
+ * Semi-spaces of 2 MB against 4 (docs/performance.md, eighth round): ~3 MB less peak under the fast shape, the
+ * same CPU in both shapes.
  */
-export const AGENT_NODE_FLAGS = ['--max-semi-space-size=4', '--max-old-space-size=96'] as const;
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=2', '--max-old-space-size=96'] as const;
 
 /**
  * glibc's malloc arenas for the agent (MALLOC_ARENA_MAX, read at process start): by default each thread that
