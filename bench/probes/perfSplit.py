@@ -20,6 +20,7 @@ AREAS = [
     ('PUBACK writes', r'broker/core/acks\.js'),
     ('upstream pump', r'JS:.*(pump|send|encodeQos1Publishes).*(bridge|publishPacket)\.js'),
     ('mqtt.js (upstream PUBACKs)', r'node_modules/mqtt/'),
+    ('upstream PUBACK tap', r'sync/pubackTap\.js'),
     ('aedes routing', r'node_modules/(aedes|mqemitter|qlobber|fastfall|fastseries)'),
     ('mqtt-packet', r'mqtt-packet/'),
     ('outbox (JS)', r'database/outbox\.js'),
