@@ -3,11 +3,15 @@
  * PUBACK a forwarded message, and through mqtt.js each cost mqtt-packet's parse (a Packet object and its `debug`
  * calls), a queue, a `packetreceive` event and a `process.nextTick` (docs/performance.md, eighth round). Every other
  * packet, and a PUBACK the bridge does not claim (mqtt.js's own, a malformed one, one with properties), reaches
- * mqtt.js's parser unchanged: the frames are followed by their lengths, and only whole PUBACKs are left out.
+ * mqtt.js's parser unchanged: the frames are followed by their lengths (the broker core's `frameLength`), and only
+ * whole PUBACKs are left out.
  */
 import type { Readable } from 'node:stream';
+import { frameLength, MALFORMED, PARTIAL } from '../broker/core/framing.js';
 
 const PUBACK = 0x40;
+/** The longest PUBACK the filter takes: fixed header, packet id, reason code, empty property list. */
+const LONGEST_TAKEN = 6;
 const EMPTY = Buffer.alloc(0);
 
 /** Told of a PUBACK (packet id, reason code): true when it was the bridge's, and the bytes are left out. */
@@ -16,10 +20,12 @@ export type TakeAck = (packetId: number, reasonCode: number) => boolean;
 export class PubackFilter {
   /** Bytes still to come of a frame being passed on. */
   private passing = 0;
-  /** A Remaining Length cut by the end of a chunk: its value and multiplier so far (the frame is passed on). */
-  private lengthSoFar = -1;
-  private multiplier = 1;
-  /** A Remaining Length longer than four bytes was read: from then on every byte goes to mqtt.js. */
+  /**
+   * The start of a frame that the end of the last chunk cut, held back and read with the next one: a fixed header
+   * whose Remaining Length goes on, or a PUBACK short enough to take (a few bytes either way).
+   */
+  private held: Buffer | undefined;
+  /** A Remaining Length longer than four bytes was read: from then on every byte goes to mqtt.js, which refuses it. */
   private broken = false;
 
   constructor(
@@ -28,64 +34,44 @@ export class PubackFilter {
     private readonly take: TakeAck,
   ) {}
 
-  /** The chunk without the PUBACKs taken: the same buffer when none was, empty when all were. */
-  filter(chunk: Buffer): Buffer {
-    if (this.broken) return chunk;
+  /** The chunk without the PUBACKs taken: the same buffer when nothing was taken or held, empty when all was. */
+  filter(input: Buffer): Buffer {
+    if (this.broken) return input;
+    const chunk = this.held ? Buffer.concat([this.held, input]) : input;
+    this.held = undefined;
     const n = chunk.length;
     let kept: Buffer[] | undefined;
     let keepFrom = 0;
-    let i = 0;
+    let keepTo = n;
+    let i = Math.min(this.passing, n);
+    this.passing -= i;
     while (i < n) {
-      if (this.passing > 0) {
-        const step = Math.min(this.passing, n - i);
-        this.passing -= step;
-        i += step;
-        continue;
-      }
-      if (this.lengthSoFar >= 0) {
-        i = this.continueLength(chunk, i);
-        continue;
-      }
-      const start = i;
-      const header = chunk[i++] as number;
-      this.lengthSoFar = 0;
-      this.multiplier = 1;
-      i = this.continueLength(chunk, i);
-      if (this.lengthSoFar >= 0 || this.broken) break; // the length goes on in the next chunk
-      const end = i + this.passing;
-      if (header === PUBACK && end <= n && this.claimed(chunk, i, this.passing)) {
-        this.passing = 0;
-        kept ??= [];
-        if (start > keepFrom) kept.push(chunk.subarray(keepFrom, start));
-        keepFrom = end;
-        i = end;
-      }
-    }
-    if (kept === undefined) return chunk;
-    if (keepFrom < n) kept.push(chunk.subarray(keepFrom));
-    return kept.length === 0 ? EMPTY : kept.length === 1 ? (kept[0] as Buffer) : Buffer.concat(kept);
-  }
-
-  /** Reads Remaining Length bytes from `at`; once complete, `passing` is the frame's rest. Returns the next index. */
-  private continueLength(chunk: Buffer, at: number): number {
-    let i = at;
-    while (i < chunk.length) {
-      const byte = chunk[i++] as number;
-      this.lengthSoFar += (byte & 0x7f) * this.multiplier;
-      if ((byte & 0x80) === 0) {
-        this.passing = this.lengthSoFar;
-        this.lengthSoFar = -1;
-        return i;
-      }
-      this.multiplier *= 128;
-      if (this.multiplier > 128 ** 3) {
-        // Malformed: mqtt.js's parser gets it and decides.
+      const length = frameLength(chunk, i);
+      if (length === MALFORMED) {
         this.broken = true;
-        this.lengthSoFar = -1;
-        return chunk.length;
+        break;
       }
+      const end = i + length;
+      if (length === PARTIAL || (end > n && chunk[i] === PUBACK && length <= LONGEST_TAKEN)) {
+        this.held = Buffer.from(chunk.subarray(i));
+        keepTo = i;
+        break;
+      }
+      if (end > n) {
+        this.passing = end - n;
+        break;
+      }
+      if (chunk[i] === PUBACK && length <= LONGEST_TAKEN && this.claimed(chunk, i + 2, length - 2)) {
+        kept ??= [];
+        if (i > keepFrom) kept.push(chunk.subarray(keepFrom, i));
+        keepFrom = end;
+      }
+      i = end;
     }
-    return i;
+    if (kept === undefined && keepTo === n) return chunk;
+    kept ??= [];
+    if (keepTo > keepFrom) kept.push(chunk.subarray(keepFrom, keepTo));
+    return kept.length === 0 ? EMPTY : kept.length === 1 ? (kept[0] as Buffer) : Buffer.concat(kept);
   }
 
   /** A whole PUBACK's variable header at `at`, `length` bytes: the bridge's if `take` says so. */
